@@ -1,0 +1,1 @@
+"""Agora's domain services and the kit they stand on."""

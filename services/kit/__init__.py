@@ -1,0 +1,1 @@
+"""What every Agora service stands on: server bootstrap, config, bus, stores, telemetry."""

@@ -1,0 +1,113 @@
+"""Twelve-factor configuration: every setting is an environment variable with a typed default.
+
+`Settings.from_env()` reads them all in one place; `describe()` renders the table that
+`agora --help-env` and each command's `--help` print.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from services.kit.registry import DOMAINS
+
+
+def _setting(env: str, default: Any, help: str) -> Any:
+    return field(default=default, metadata={"env": env, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    backends: str = _setting(
+        "AGORA_BACKENDS", "embedded", "embedded (SQLite + in-process bus) or real (PostgreSQL, MongoDB, Cassandra, RabbitMQ)"
+    )
+    data_dir: Path = _setting("AGORA_DATA_DIR", Path("data"), "where embedded SQLite files live")
+    host: str = _setting("AGORA_HOST", "127.0.0.1", "address gRPC servers and the bridge bind to")
+    grpc_port: int = _setting("AGORA_GRPC_PORT", 0, "gRPC port for `agora serve <domain>` (0 = the domain's default)")
+    port_offset: int = _setting(
+        "AGORA_PORT_OFFSET", 0, "added to every domain's default gRPC port (two meshes on one machine)"
+    )
+    http_port: int = _setting("AGORA_HTTP_PORT", 8080, "port of the REST/SSE/WebSocket bridge")
+    shutdown_grace: float = _setting("AGORA_SHUTDOWN_GRACE", 4.0, "seconds in-flight calls get to finish on SIGTERM")
+    health_interval: float = _setting("AGORA_HEALTH_INTERVAL", 1.0, "seconds between dependency health probes")
+    max_message_bytes: int = _setting("AGORA_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, "largest gRPC message accepted")
+    log_level: str = _setting("AGORA_LOG_LEVEL", "INFO", "root log level; per module as `agora.bus=DEBUG,grpc=WARNING`")
+    log_format: str = _setting("AGORA_LOG_FORMAT", "json", "json (one object per line) or text")
+    postgres_url: str = _setting(
+        "AGORA_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres", "PostgreSQL DSN for real backends"
+    )
+    mongo_url: str = _setting(
+        "AGORA_MONGO_URL", "mongodb://127.0.0.1:27017/?replicaSet=rs0", "MongoDB URL (a replica set: change streams)"
+    )
+    mongo_db: str = _setting("AGORA_MONGO_DB", "agora", "MongoDB database name")
+    cassandra_contact_points: str = _setting("AGORA_CASSANDRA_CONTACT_POINTS", "127.0.0.1", "comma-separated hosts")
+    cassandra_port: int = _setting("AGORA_CASSANDRA_PORT", 9042, "CQL native port")
+    cassandra_protocol_version: int = _setting(
+        "AGORA_CASSANDRA_PROTOCOL_VERSION", 3, "CQL native protocol (3 for Cassandra 2.1; 4+ for 4.x/5.x)"
+    )
+    cassandra_keyspace: str = _setting("AGORA_CASSANDRA_KEYSPACE", "agora", "keyspace the mesh creates and uses")
+    amqp_url: str = _setting("AGORA_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F", "RabbitMQ URL for real backends")
+    targets: Mapping[str, str] = field(
+        default_factory=dict,
+        metadata={
+            "env": "AGORA_<DOMAIN>_TARGET",
+            "help": "where to reach a domain, e.g. AGORA_POLLS_TARGET=polls:50052 (default 127.0.0.1:<its port>)",
+        },
+    )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "targets":
+                continue
+            raw = env.get(f.metadata["env"])
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f, raw)
+        values["targets"] = {
+            name: env[f"AGORA_{name.upper()}_TARGET"] for name in DOMAINS if env.get(f"AGORA_{name.upper()}_TARGET")
+        }
+        values.update(overrides)
+        settings = cls(**values)
+        if settings.backends not in ("embedded", "real"):
+            raise ValueError(f"AGORA_BACKENDS must be 'embedded' or 'real', not {settings.backends!r}")
+        return settings
+
+    def target(self, domain: str) -> str:
+        """host:port where `domain`'s gRPC server answers."""
+        return self.targets.get(domain) or f"127.0.0.1:{self.port_of(domain)}"
+
+    def port_of(self, domain: str) -> int:
+        """The port `domain` listens on when this process serves it."""
+        return DOMAINS[domain].port + self.port_offset
+
+    @property
+    def real(self) -> bool:
+        return self.backends == "real"
+
+
+def _coerce(f: dataclasses.Field, raw: str) -> Any:
+    kind = type(f.default)
+    try:
+        if kind is bool:
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if kind in (int, float):
+            return kind(raw)
+        if isinstance(f.default, Path):
+            return Path(raw)
+    except ValueError:
+        raise ValueError(f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}") from None
+    return raw
+
+
+def describe() -> str:
+    """One line per setting: variable, default, meaning (for --help)."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = "" if f.name == "targets" else f.default
+        rows.append(f"  {f.metadata['env']:<34} {str(default):<44} {f.metadata['help']}")
+    return "environment:\n" + "\n".join(rows)

@@ -1,0 +1,201 @@
+"""Server interceptors every service gets: request ids and access logs, error mapping, deadlines.
+
+They live together here so no servicer repeats them. grpc.aio interceptors see only the
+handler, so each one wraps the handler's behaviour for all four call shapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+import uuid
+from typing import Any, Awaitable, Callable
+
+import grpc
+from grpc_status import rpc_status
+
+from services.kit import errors
+from services.kit.logs import request_id
+
+log = logging.getLogger("agora.rpc")
+
+# Absolute monotonic time by which the current call must finish (None: the caller set none).
+deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+
+
+def remaining(default: float | None = None) -> float | None:
+    """Seconds left on the caller's deadline, for calls this handler makes downstream."""
+    at = deadline.get()
+    if at is None:
+        return default
+    left = at - time.monotonic()
+    return max(left, 0.0) if default is None else max(min(left, default), 0.0)
+
+
+def _metadata(context: grpc.aio.ServicerContext, key: str) -> str:
+    for k, v in context.invocation_metadata() or ():
+        if k == key:
+            return v if isinstance(v, str) else v.decode()
+    return ""
+
+
+async def _abort_with(context: grpc.aio.ServicerContext, status) -> None:
+    rich = rpc_status.to_status(status)
+    await context.abort(rich.code, rich.details, rich.trailing_metadata)
+
+
+class _Call:
+    """What every shape of call does around the handler: context, log line, error mapping."""
+
+    def __init__(self, method: str, context: grpc.aio.ServicerContext) -> None:
+        self.method = method
+        self.context = context
+        self.started = time.monotonic()
+        self.rid = _metadata(context, "x-request-id") or uuid.uuid4().hex[:16]
+        left = context.time_remaining()
+        self.tokens = (
+            request_id.set(self.rid),
+            deadline.set(None if left is None else self.started + left),
+        )
+
+    def finish(self, code: grpc.StatusCode) -> None:
+        elapsed_ms = round((time.monotonic() - self.started) * 1000, 2)
+        level = logging.WARNING if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN) else logging.INFO
+        log.log(level, "rpc", extra={"method": self.method, "code": code.name, "ms": elapsed_ms})
+        request_id.reset(self.tokens[0])
+        deadline.reset(self.tokens[1])
+
+    async def fail(self, exc: BaseException) -> grpc.StatusCode:
+        """Turn an exception into the status the caller sees; returns the code for the log."""
+        if isinstance(exc, grpc.aio.AbortError):
+            raise exc  # the handler already chose a status
+        if isinstance(exc, errors.DomainError):
+            await _abort_with(self.context, exc.to_status())
+        log.error("unhandled exception in %s", self.method, exc_info=exc)
+        await _abort_with(self.context, errors.internal_status(self.rid))
+        raise AssertionError("unreachable")  # abort() always raises
+
+
+def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    return errors._BY_NUMBER.get(code or 0, grpc.StatusCode.OK)
+
+
+def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]]):
+    async def handler(request_or_iterator, context):
+        call = _Call(method, context)
+        code = grpc.StatusCode.OK
+        try:
+            result = await behaviour(request_or_iterator, context)
+            code = _code_of(context)
+            return result
+        except grpc.aio.AbortError:
+            code = _code_of(context)
+            raise
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapping every failure is this function's job
+            code = exc.code if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL
+            await call.fail(exc)
+        finally:
+            call.finish(code)
+
+    return handler
+
+
+def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.Event):
+    async def handler(request_or_iterator, context):
+        call = _Call(method, context)
+        code = grpc.StatusCode.OK
+        # On shutdown a live stream ends with UNAVAILABLE (retryable) instead of being cut:
+        # one watcher per call cancels the handler, and the cancellation becomes that status.
+        me = asyncio.current_task()
+        shutting_down = False
+
+        def on_stop(waiter: asyncio.Future) -> None:
+            nonlocal shutting_down
+            if not waiter.cancelled() and me is not None:
+                shutting_down = True
+                me.cancel()
+
+        watcher = asyncio.ensure_future(stopping.wait())
+        watcher.add_done_callback(on_stop)
+        try:
+            async for response in behaviour(request_or_iterator, context):
+                yield response
+            code = _code_of(context)
+        except grpc.aio.AbortError:
+            code = _code_of(context)
+            raise
+        except asyncio.CancelledError:
+            if not shutting_down:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            code = grpc.StatusCode.UNAVAILABLE
+            await context.abort(code, "server is shutting down; reconnect (with resume_from, where offered)")
+        except Exception as exc:  # noqa: BLE001
+            code = exc.code if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL
+            await call.fail(exc)
+        finally:
+            watcher.cancel()
+            call.finish(code)
+
+    return handler
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    """Request ids, access log, error mapping and the caller's deadline, for every method."""
+
+    def __init__(self, stopping: asyncio.Event) -> None:
+        self.stopping = stopping
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if method.startswith("/grpc.health.v1.") or method.startswith("/grpc.reflection."):
+            return handler  # infrastructure: no access log per health probe
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(method, handler.unary_unary), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_unary(method, handler.stream_unary), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(method, handler.unary_stream, self.stopping), handler.request_deserializer, handler.response_serializer
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            _wrap_stream(method, handler.stream_stream, self.stopping), handler.request_deserializer, handler.response_serializer
+        )
+
+
+class DeadlinePropagation(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+    """Client side: a downstream call never outlives the call that caused it."""
+
+    def _details(self, details):
+        left = remaining()
+        rid = request_id.get()
+        if left is None and not rid:
+            return details
+        timeout = details.timeout if left is None else left if details.timeout is None else min(details.timeout, left)
+        metadata = list(details.metadata or [])
+        if rid and not any(k == "x-request-id" for k, _ in metadata):
+            metadata.append(("x-request-id", rid))
+        return grpc.aio.ClientCallDetails(
+            details.method, timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details), request)
+
+    async def intercept_unary_stream(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details), request)

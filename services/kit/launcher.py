@@ -1,0 +1,152 @@
+"""Start the mesh: `agora up` (every domain and the bridge in one process) and `agora serve X` (one).
+
+Both run on one asyncio loop and stop the same way: SIGTERM or Ctrl-C sets an event, every
+server drains, the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+import grpc
+
+from services.kit import logs
+from services.kit.config import Settings
+from services.kit.interceptors import DeadlinePropagation
+from services.kit.registry import DOMAINS, Domain
+from services.kit.server import DomainServer, Lifecycle, ServiceSpec
+from services.kit.unimplemented import not_built_spec
+
+log = logging.getLogger("agora.launcher")
+
+
+@dataclass
+class Runtime:
+    """What the process gives each domain it hosts: settings, the bus, channels to other domains."""
+
+    settings: Settings
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    _bus: object | None = None
+    _bus_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
+
+    async def bus(self):
+        """The process's event bus, opened on first use (a domain that never publishes opens none)."""
+        async with self._bus_lock:
+            if self._bus is None:
+                self._bus = await open_bus(self.settings)
+        return self._bus
+
+    def channel(self, domain: str) -> grpc.aio.Channel:
+        """One persistent channel per upstream domain; downstream calls inherit the caller's deadline."""
+        if domain not in self._channels:
+            self._channels[domain] = grpc.aio.insecure_channel(
+                self.settings.target(domain),
+                interceptors=[DeadlinePropagation()],
+                options=[("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 10_000)],
+            )
+        return self._channels[domain]
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+        if self._bus is not None:
+            await self._bus.close()
+            self._bus = None
+
+
+Builder = Callable[[Runtime], Awaitable[ServiceSpec]]
+
+
+def builder_for(domain: Domain) -> Builder:
+    """The domain's `services.<name>.service.build`, or the not-built stand-in if it has none yet."""
+    try:
+        module = importlib.import_module(f"{domain.module}.service")
+    except ModuleNotFoundError as exc:
+        if exc.name not in (domain.module, f"{domain.module}.service"):
+            raise  # the domain exists but something it imports is missing: say so, don't hide it
+        module = None
+
+    async def build(runtime: Runtime) -> ServiceSpec:
+        if module is None:
+            return not_built_spec(domain)
+        return await module.build(runtime)
+
+    return build
+
+
+async def open_bus(settings: Settings):
+    from services.kit.bus import open_bus as open_event_bus
+
+    bus = open_event_bus(settings)
+    await bus.start()
+    return bus
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests drive it directly)
+            pass
+
+
+async def run(settings: Settings, domains: list[tuple[Domain, Builder]], *, gateway: bool,
+              stop: asyncio.Event | None = None, announce: Callable[[str], None] = print) -> int:
+    """Serve `domains` (and the bridge if asked) until `stop` is set or a signal arrives."""
+    stop = stop or asyncio.Event()
+    _install_signal_handlers(stop)
+    runtime = Runtime(settings)
+    servers: list[DomainServer] = []
+    bridge = None
+    try:
+        for domain, build in domains:
+            spec = await build(runtime)
+            port = settings.grpc_port if (settings.grpc_port and len(domains) == 1) else domain.port + settings.port_offset
+            server = DomainServer(
+                spec, host=settings.host, port=port, grace=settings.shutdown_grace,
+                health_interval=settings.health_interval, max_message_bytes=settings.max_message_bytes,
+                lifecycle=runtime.lifecycle,
+            )
+            await server.start()
+            servers.append(server)
+            announce(f"{domain.name:<14} grpc  {server.address:<22} {domain.service}")
+        if gateway:
+            from gateway.server import GatewayServer
+
+            bridge = GatewayServer.from_settings(settings)
+            await bridge.start()
+            announce(f"{'gateway':<14} http  http://{settings.host}:{bridge.port:<10} REST, SSE, WebSocket, /docs")
+        announce("ready; Ctrl-C or SIGTERM stops")
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        if bridge is not None:
+            await bridge.stop()
+        await asyncio.gather(*(s.stop() for s in servers), return_exceptions=True)
+        await runtime.close()
+    return 0
+
+
+def up(settings: Settings) -> int:
+    logs.configure(settings.log_level, settings.log_format)
+    return asyncio.run(run(settings, [(d, builder_for(d)) for d in DOMAINS.values()], gateway=True))
+
+
+def serve(target: str, settings: Settings) -> int:
+    logs.configure(settings.log_level, settings.log_format)
+    if target == "gateway":
+        return asyncio.run(run(settings, [], gateway=True))
+    if target not in DOMAINS:
+        print(f"unknown domain {target!r}; one of: gateway, {', '.join(DOMAINS)}", file=sys.stderr)
+        return 2
+    domain = DOMAINS[target]
+    return asyncio.run(run(settings, [(domain, builder_for(domain))], gateway=False))

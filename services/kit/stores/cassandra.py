@@ -1,0 +1,80 @@
+"""Cassandra through cassandra-driver: protocol version from config (3 for 2.1, 4+ for 4.x/5.x).
+
+The driver has its own I/O threads; we wait on its futures without blocking the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from cassandra.cluster import Cluster, Session
+from cassandra.policies import RoundRobinPolicy
+
+from services.kit.config import Settings
+
+
+class CassandraDatabase:
+    def __init__(self, settings: Settings, *, keyspace: str | None = None, replication_factor: int = 1) -> None:
+        self.settings = settings
+        self.keyspace = keyspace or settings.cassandra_keyspace
+        self.replication_factor = replication_factor
+        self._cluster: Cluster | None = None
+        self._session: Session | None = None
+        self._lock = asyncio.Lock()
+
+    def _connect(self) -> Session:
+        logging.getLogger("cassandra").setLevel(logging.ERROR)
+        cluster = Cluster(
+            self.settings.cassandra_contact_points.split(","),
+            port=self.settings.cassandra_port,
+            protocol_version=self.settings.cassandra_protocol_version,
+            load_balancing_policy=RoundRobinPolicy(),
+            connect_timeout=3,
+        )
+        try:
+            session = cluster.connect()
+            session.execute(
+                f"CREATE KEYSPACE IF NOT EXISTS {self.keyspace} WITH replication = "
+                f"{{'class': 'SimpleStrategy', 'replication_factor': {self.replication_factor}}}"
+            )
+            session.set_keyspace(self.keyspace)
+        except Exception:
+            cluster.shutdown()
+            raise
+        self._cluster = cluster
+        return session
+
+    async def session(self) -> Session:
+        if self._session is None:
+            async with self._lock:
+                if self._session is None:
+                    self._session = await asyncio.get_running_loop().run_in_executor(None, self._connect)
+        return self._session
+
+    async def execute(self, statement: Any, params: Any = None, *, timeout: float = 5.0):
+        """Run one statement; the driver's future is awaited from the event loop."""
+        session = await self.session()
+        future = session.execute_async(statement, params, timeout=timeout)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future = loop.create_future()
+
+        def ok(rows):
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(rows))
+
+        def err(exc):
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_exception(exc))
+
+        future.add_callbacks(ok, err)
+        await done
+        return future.result()
+
+    async def ping(self) -> bool:
+        rows = await self.execute("SELECT release_version FROM system.local", timeout=2.0)
+        return rows.one() is not None
+
+    async def close(self) -> None:
+        if self._cluster is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._cluster.shutdown)
+            self._cluster = self._session = None

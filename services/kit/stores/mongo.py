@@ -1,0 +1,31 @@
+"""MongoDB through pymongo, its blocking calls run in a thread pool."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, TypeVar
+
+import pymongo
+import pymongo.database
+
+T = TypeVar("T")
+
+
+class MongoDatabase:
+    def __init__(self, url: str, db: str, *, workers: int = 8, timeout_ms: int = 3000) -> None:
+        self.client = pymongo.MongoClient(
+            url, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, maxPoolSize=workers * 2
+        )
+        self.db: pymongo.database.Database = self.client[db]
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mongo")
+
+    async def run(self, fn: Callable[[pymongo.database.Database], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, self.db)
+
+    async def ping(self) -> bool:
+        return await self.run(lambda db: db.client.admin.command("ping").get("ok") == 1)
+
+    async def close(self) -> None:
+        self.client.close()
+        self._executor.shutdown(wait=False)

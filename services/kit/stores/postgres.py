@@ -1,0 +1,71 @@
+"""PostgreSQL through psycopg2: a thread pool sized to the connection pool, one transaction per call."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, TypeVar
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.pool
+
+T = TypeVar("T")
+
+
+class PostgresDatabase:
+    def __init__(self, url: str, *, max_connections: int = 8, connect_timeout: int = 3,
+                 schema: str | None = None) -> None:
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self.max_connections = max_connections
+        # Each domain may keep its tables in its own schema (search_path), so one server hosts all.
+        self.schema = schema
+        self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
+        self._executor = ThreadPoolExecutor(max_workers=max_connections, thread_name_prefix="postgres")
+
+    def _open_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
+        if self._pool is None:
+            options = f"-c search_path={self.schema},public" if self.schema else None
+            self._pool = psycopg2.pool.ThreadedConnectionPool(
+                0, self.max_connections, self.url, connect_timeout=self.connect_timeout, options=options
+            )
+            if self.schema:
+                conn = self._pool.getconn()
+                try:
+                    with conn, conn.cursor() as cur:
+                        cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                finally:
+                    self._pool.putconn(conn)
+        return self._pool
+
+    def _call(self, fn: Callable[[psycopg2.extensions.connection], T]) -> T:
+        pool = self._open_pool()
+        conn = pool.getconn()
+        broken = False
+        try:
+            with conn:  # commits on success, rolls back on error
+                return fn(conn)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            broken = True  # server went away: don't hand this connection out again
+            raise
+        finally:
+            pool.putconn(conn, close=broken or conn.closed != 0)
+
+    async def transaction(self, fn: Callable[[psycopg2.extensions.connection], T]) -> T:
+        """Run fn(conn) in a worker thread inside one transaction."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)
+
+    async def ping(self) -> bool:
+        def probe(conn) -> bool:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                return cur.fetchone()[0] == 1
+
+        return await self.transaction(probe)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.closeall()
+            self._pool = None
+        self._executor.shutdown(wait=False)
