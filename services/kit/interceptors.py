@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 import grpc
 from grpc_status import rpc_status
 
-from services.kit import errors
+from services.kit import auth, errors
 from services.kit.logs import request_id
 
 log = logging.getLogger("agora.rpc")
@@ -85,11 +85,13 @@ def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     return errors._BY_NUMBER.get(code or 0, grpc.StatusCode.OK)
 
 
-def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]]):
+def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]], sessions: auth.SessionResolver | None):
     async def handler(request_or_iterator, context):
         call = _Call(method, context)
         code = grpc.StatusCode.OK
+        signed_in = None
         try:
+            signed_in = await auth.authenticate(context.invocation_metadata(), sessions)
             result = await behaviour(request_or_iterator, context)
             code = _code_of(context)
             return result
@@ -103,15 +105,18 @@ def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]]):
             code = exc.code if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL
             await call.fail(exc)
         finally:
+            auth.reset(signed_in)
             call.finish(code)
 
     return handler
 
 
-def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.Event):
+def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.Event,
+                 sessions: auth.SessionResolver | None):
     async def handler(request_or_iterator, context):
         call = _Call(method, context)
         code = grpc.StatusCode.OK
+        signed_in = None
         # On shutdown a live stream ends with UNAVAILABLE (retryable) instead of being cut:
         # one watcher per call cancels the handler, and the cancellation becomes that status.
         me = asyncio.current_task()
@@ -126,6 +131,7 @@ def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.E
         watcher = asyncio.ensure_future(stopping.wait())
         watcher.add_done_callback(on_stop)
         try:
+            signed_in = await auth.authenticate(context.invocation_metadata(), sessions)
             async for response in behaviour(request_or_iterator, context):
                 yield response
             code = _code_of(context)
@@ -143,6 +149,7 @@ def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.E
             await call.fail(exc)
         finally:
             watcher.cancel()
+            auth.reset(signed_in)
             call.finish(code)
 
     return handler
@@ -151,8 +158,9 @@ def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.E
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """Request ids, access log, error mapping and the caller's deadline, for every method."""
 
-    def __init__(self, stopping: asyncio.Event) -> None:
+    def __init__(self, stopping: asyncio.Event, sessions: auth.SessionResolver | None = None) -> None:
         self.stopping = stopping
+        self.sessions = sessions
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -163,18 +171,18 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             return handler  # infrastructure: no access log per health probe
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary), handler.request_deserializer, handler.response_serializer
+                _wrap_unary(method, handler.unary_unary, self.sessions), handler.request_deserializer, handler.response_serializer
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(method, handler.stream_unary), handler.request_deserializer, handler.response_serializer
+                _wrap_unary(method, handler.stream_unary, self.sessions), handler.request_deserializer, handler.response_serializer
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream, self.stopping), handler.request_deserializer, handler.response_serializer
+                _wrap_stream(method, handler.unary_stream, self.stopping, self.sessions), handler.request_deserializer, handler.response_serializer
             )
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(method, handler.stream_stream, self.stopping), handler.request_deserializer, handler.response_serializer
+            _wrap_stream(method, handler.stream_stream, self.stopping, self.sessions), handler.request_deserializer, handler.response_serializer
         )
 
 

@@ -35,6 +35,7 @@ class Runtime:
     _bus: object | None = None
     _bus_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
+    _sessions: object | None = None
 
     async def bus(self):
         """The process's event bus, opened on first use (a domain that never publishes opens none)."""
@@ -42,6 +43,14 @@ class Runtime:
             if self._bus is None:
                 self._bus = await open_bus(self.settings)
         return self._bus
+
+    def sessions(self):
+        """Token -> Caller through identity's CheckSession, cached for two seconds."""
+        from services.kit.auth import CachedSessions, IdentitySessions
+
+        if self._sessions is None:
+            self._sessions = CachedSessions(IdentitySessions(self.channel("identity")))
+        return self._sessions
 
     def channel(self, domain: str) -> grpc.aio.Channel:
         """One persistent channel per upstream domain; downstream calls inherit the caller's deadline."""

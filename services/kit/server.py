@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.kit.auth import SessionResolver
 from services.kit.health import HealthReporter, Probe
 from services.kit.interceptors import ServiceInterceptor
 from services.kit.registry import Domain
@@ -34,6 +35,7 @@ class ServiceSpec:
     probes: Mapping[str, Probe] = field(default_factory=dict)
     on_start: list[Hook] = field(default_factory=list)  # consumers, relays, timers
     on_stop: list[Hook] = field(default_factory=list)  # close stores, channels (after the drain)
+    sessions: SessionResolver | None = None  # resolves `authorization` metadata to a Caller
 
 
 class Lifecycle:
@@ -59,7 +61,7 @@ class DomainServer:
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
         ]
-        self.server = grpc.aio.server(interceptors=[ServiceInterceptor(self.lifecycle.stopping)], options=options)
+        self.server = grpc.aio.server(interceptors=[ServiceInterceptor(self.lifecycle.stopping, spec.sessions)], options=options)
         spec.register(self.server)
         self.health = HealthReporter([spec.domain.service], spec.probes, interval=health_interval)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self.server)

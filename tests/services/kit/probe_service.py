@@ -43,6 +43,13 @@ async def budget(request: bytes, context) -> bytes:
     return f"{remaining():.3f}".encode()
 
 
+async def whoami(request: bytes, context) -> bytes:
+    from services.kit.auth import caller
+
+    found = caller()
+    return found.username.encode() if found else b"anonymous"
+
+
 async def ticks(request: bytes, context):
     n = 0
     while True:
@@ -58,6 +65,7 @@ def spec(extra: dict | None = None) -> ServiceSpec:
         "Invalid": grpc.unary_unary_rpc_method_handler(invalid),
         "Budget": grpc.unary_unary_rpc_method_handler(budget),
         "Ticks": grpc.unary_stream_rpc_method_handler(ticks),
+        "WhoAmI": grpc.unary_unary_rpc_method_handler(whoami),
         **(extra or {}),
     }
     generic = grpc.method_handlers_generic_handler(DOMAIN.service, handlers)

@@ -1,0 +1,125 @@
+"""Who is calling: the `authorization` metadata resolved to a Caller once per call, by the kit.
+
+The bridge turns `Authorization: Bearer <token>` and the session cookie into that metadata;
+gRPC clients send it themselves. A `SessionResolver` (identity's CheckSession, cached briefly)
+turns the token into a Caller. Handlers ask `caller()` (may be None) or `require_caller()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from services.kit.errors import Unauthenticated
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: str
+    username: str
+    token_hash: str = ""  # a stable, non-secret handle on the session (never the token itself)
+
+
+_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("caller", default=None)
+
+
+def caller() -> Caller | None:
+    """The signed-in caller of the current RPC, or None for an anonymous call."""
+    return _caller.get()
+
+
+def require_caller() -> Caller:
+    found = _caller.get()
+    if found is None:
+        raise Unauthenticated("this call needs a signed-in user: send `authorization: Bearer <session token>`")
+    return found
+
+
+def bearer_token(metadata) -> str:
+    """The session token from `authorization: Bearer <token>` metadata ('' when absent)."""
+    for key, value in metadata or ():
+        if key == "authorization":
+            value = value if isinstance(value, str) else value.decode()
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer":
+                return token.strip()
+    return ""
+
+
+class SessionResolver(Protocol):
+    async def resolve(self, token: str) -> Caller | None:
+        """The session's caller, or None when the token is unknown, expired or revoked."""
+
+
+class CachedSessions:
+    """Remembers answers for `ttl` seconds so a stream of calls costs one check, not one each.
+
+    Revocation is honoured within `ttl` (identity's own Logout also calls `forget`)."""
+
+    def __init__(self, resolver: SessionResolver, *, ttl: float = 2.0, max_entries: int = 10_000) -> None:
+        self.resolver = resolver
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._cache: dict[str, tuple[float, Caller | None]] = {}
+        self._lock = asyncio.Lock()
+
+    async def resolve(self, token: str) -> Caller | None:
+        now = time.monotonic()
+        hit = self._cache.get(token)
+        if hit and hit[0] > now:
+            return hit[1]
+        found = await self.resolver.resolve(token)
+        if len(self._cache) >= self.max_entries:
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            if len(self._cache) >= self.max_entries:
+                self._cache.clear()
+        self._cache[token] = (now + self.ttl, found)
+        return found
+
+    def forget(self, token: str) -> None:
+        self._cache.pop(token, None)
+
+
+async def authenticate(metadata, sessions: SessionResolver | None) -> contextvars.Token | None:
+    """Set the current caller from the call's metadata. A token that does not resolve is an
+    error (UNAUTHENTICATED), not an anonymous call: the client believes it is signed in."""
+    token = bearer_token(metadata)
+    if not token or sessions is None:
+        return None
+    found = await sessions.resolve(token)
+    if found is None:
+        raise Unauthenticated("the session is unknown, expired or revoked: sign in again")
+    return _caller.set(found)
+
+
+def reset(token: contextvars.Token | None) -> None:
+    if token is not None:
+        _caller.reset(token)
+
+
+class IdentitySessions:
+    """Resolves tokens with identity's CheckSession over the process's channel to identity."""
+
+    def __init__(self, channel) -> None:
+        from agora.identity.v1 import identity_pb2, identity_pb2_grpc
+
+        self._request = identity_pb2.CheckSessionRequest
+        self._stub = identity_pb2_grpc.IdentityServiceStub(channel)
+
+    async def resolve(self, token: str) -> Caller | None:
+        import hashlib
+
+        import grpc
+
+        from services.kit.errors import Unavailable
+
+        try:
+            reply = await self._stub.CheckSession(self._request(session_token=token), timeout=2.0)
+        except grpc.aio.AioRpcError as exc:
+            raise Unavailable(f"cannot check the session: identity answered {exc.code().name}") from None
+        if not reply.valid:
+            return None
+        return Caller(reply.user_id, reply.user_name, hashlib.sha256(token.encode()).hexdigest()[:16])

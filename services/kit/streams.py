@@ -1,0 +1,206 @@
+"""Bounded fan-out for live streams, written once for every domain.
+
+Two shapes (DESIGN.md §4):
+
+- `SnapshotFeed`: the latest value per key (poll tallies, auction state, product stock).
+  Subscribers hold no queue: they read the newest value when woken, at most every
+  `min_interval`, so a slow reader simply skips intermediate values.
+- `SequencedLog`: per-key entries with increasing sequence numbers (bids, chat, order status,
+  audit). One shared ring buffer per key; each subscriber keeps only a cursor. A new subscriber
+  replays what it missed (from the ring, or the store via `replay`) before going live; one that
+  falls further behind than the ring holds is ended with RESOURCE_EXHAUSTED and can resume.
+
+Both keep memory bounded whatever the number or speed of subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Awaitable, Callable, Generic, Hashable, TypeVar
+
+from services.kit.errors import ResourceExhausted
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+
+@dataclass
+class _Slot(Generic[T]):
+    value: T | None = None
+    version: int = 0
+    closed: bool = False
+    subscribers: int = 0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def bump(self) -> None:
+        self.version += 1
+        # Wake everyone waiting now, then re-arm for the next change.
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+class SnapshotFeed(Generic[K, T]):
+    def __init__(self, *, min_interval: float = 0.1) -> None:
+        self.min_interval = min_interval
+        self._slots: dict[K, _Slot[T]] = {}
+
+    def publish(self, key: K, value: T) -> None:
+        """Replace the latest value for `key` (ignored once the key is closed)."""
+        slot = self._slots.setdefault(key, _Slot())
+        if slot.closed:
+            return
+        slot.value = value
+        slot.bump()
+
+    def close(self, key: K, final: T) -> None:
+        """Publish `final`; every subscriber receives it and its stream ends."""
+        slot = self._slots.setdefault(key, _Slot())
+        slot.value = final
+        slot.closed = True
+        slot.bump()
+
+    def latest(self, key: K) -> T | None:
+        slot = self._slots.get(key)
+        return slot.value if slot else None
+
+    def subscribers(self, key: K) -> int:
+        slot = self._slots.get(key)
+        return slot.subscribers if slot else 0
+
+    async def subscribe(self, key: K, initial: T | None = None) -> AsyncIterator[T]:
+        """Yield the current value at once (or `initial` if nothing was published yet), then
+        coalesced updates; ends after the final value of a closed key."""
+        slot = self._slots.setdefault(key, _Slot())
+        if slot.value is None and initial is not None:
+            slot.value = initial
+        slot.subscribers += 1
+        try:
+            seen = -1
+            last_sent = 0.0
+            while True:
+                if slot.version == seen or slot.value is None:
+                    if slot.closed and slot.version == seen:
+                        return
+                    await slot.changed.wait()
+                    continue
+                wait = self.min_interval - (time.monotonic() - last_sent)
+                if wait > 0 and not slot.closed:
+                    await asyncio.sleep(wait)  # coalesce: whatever arrives meanwhile is skipped
+                seen = slot.version
+                last_sent = time.monotonic()
+                yield slot.value  # type: ignore[misc]
+                if slot.closed and slot.version == seen:
+                    return
+        finally:
+            slot.subscribers -= 1
+            if slot.subscribers == 0 and not slot.closed:
+                # Keep the latest value (a late subscriber wants it); nothing else to free.
+                pass
+
+    def forget(self, key: K) -> None:
+        """Drop a key's slot (after it closed and its subscribers left)."""
+        slot = self._slots.get(key)
+        if slot and slot.subscribers == 0:
+            del self._slots[key]
+
+
+Replay = Callable[[int, int], Awaitable[list[tuple[int, T]]]]
+
+
+@dataclass
+class _Ring(Generic[T]):
+    entries: deque = field(default_factory=deque)
+    last_seq: int = 0
+    closed: bool = False
+    subscribers: int = 0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+class SequencedLog(Generic[K, T]):
+    def __init__(self, *, capacity: int = 1024) -> None:
+        self.capacity = capacity
+        self._rings: dict[K, _Ring[T]] = {}
+
+    def _ring(self, key: K) -> _Ring[T]:
+        ring = self._rings.get(key)
+        if ring is None:
+            ring = self._rings[key] = _Ring(entries=deque(maxlen=self.capacity))
+        return ring
+
+    def append(self, key: K, seq: int, item: T) -> None:
+        """Add the entry with sequence `seq` (already assigned by the store). Out-of-order or
+        repeated sequences (a redelivered event) are ignored: the log only moves forward."""
+        ring = self._ring(key)
+        if seq <= ring.last_seq:
+            return
+        ring.entries.append((seq, item))
+        ring.last_seq = seq
+        ring.wake()
+
+    def seed(self, key: K, last_seq: int) -> None:
+        """Tell the log how far the store already is (after a restart), so a subscriber resuming
+        from an older sequence replays the gap from the store instead of missing it."""
+        ring = self._ring(key)
+        if last_seq > ring.last_seq:
+            ring.entries.clear()
+            ring.last_seq = last_seq
+
+    def close(self, key: K) -> None:
+        """No more entries for `key`: subscribers drain what is left and end."""
+        ring = self._ring(key)
+        ring.closed = True
+        ring.wake()
+
+    def last_seq(self, key: K) -> int:
+        ring = self._rings.get(key)
+        return ring.last_seq if ring else 0
+
+    def subscribers(self, key: K) -> int:
+        ring = self._rings.get(key)
+        return ring.subscribers if ring else 0
+
+    async def subscribe(self, key: K, resume_from: int = 0, *, replay: Replay | None = None,
+                        start_at_tail: bool = False) -> AsyncIterator[tuple[int, T]]:
+        """Yield (seq, item) for every entry after `resume_from`, then live entries.
+
+        `replay(after, upto)` returns stored entries with after < seq <= upto, for what the ring
+        no longer holds. `start_at_tail` skips history when `resume_from` is 0 (live only)."""
+        ring = self._ring(key)
+        cursor = ring.last_seq if (start_at_tail and resume_from == 0) else resume_from
+        ring.subscribers += 1
+        try:
+            first = True
+            while True:
+                oldest = ring.entries[0][0] if ring.entries else ring.last_seq + 1
+                if cursor + 1 < oldest and cursor < ring.last_seq:
+                    # The ring no longer holds cursor+1. At the start that is history to replay;
+                    # later it means this subscriber fell behind the ring: end it, it can resume.
+                    if not first or replay is None:
+                        raise ResourceExhausted(
+                            f"stream consumer fell more than {self.capacity} entries behind; "
+                            f"resume with resume_from={cursor}"
+                        )
+                    for seq, item in await replay(cursor, oldest - 1):
+                        if seq > cursor:
+                            cursor = seq
+                            yield seq, item
+                    cursor = max(cursor, oldest - 1)
+                first = False
+                pending = [(s, i) for s, i in list(ring.entries) if s > cursor]
+                for seq, item in pending:
+                    if seq > cursor:
+                        cursor = seq
+                        yield seq, item
+                if cursor >= ring.last_seq:
+                    if ring.closed:
+                        return
+                    await ring.changed.wait()
+        finally:
+            ring.subscribers -= 1

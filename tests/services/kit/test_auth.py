@@ -1,0 +1,58 @@
+"""The kit resolves `authorization` metadata to a caller once per call, with a short cache."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from services.kit.auth import Caller, CachedSessions
+from services.kit.server import DomainServer
+from tests.services.kit import probe_service
+
+
+class Sessions:
+    def __init__(self) -> None:
+        self.live = {"good-token": Caller("u1", "ada")}
+        self.calls = 0
+
+    async def resolve(self, token: str) -> Caller | None:
+        self.calls += 1
+        return self.live.get(token)
+
+
+@pytest.fixture
+async def server():
+    sessions = Sessions()
+    spec = probe_service.spec()
+    spec.sessions = CachedSessions(sessions, ttl=60)
+    srv = DomainServer(spec, host="127.0.0.1", port=0, grace=0.5)
+    await srv.start()
+    yield srv, sessions, spec.sessions
+    await srv.stop()
+
+
+async def whoami(address: str, token: str | None) -> bytes:
+    metadata = [("authorization", f"Bearer {token}")] if token else None
+    async with grpc.aio.insecure_channel(address) as channel:
+        return await channel.unary_unary(f"/{probe_service.DOMAIN.service}/WhoAmI")(b"", metadata=metadata, timeout=5)
+
+
+async def test_caller_is_resolved_cached_and_revocable(server):
+    srv, sessions, cached = server
+    assert await whoami(srv.address, None) == b"anonymous"
+    assert await whoami(srv.address, "good-token") == b"ada"
+    assert await whoami(srv.address, "good-token") == b"ada"
+    assert sessions.calls == 1, "a second call within the TTL is answered from the cache"
+    del sessions.live["good-token"]
+    cached.forget("good-token")  # what identity's Logout does for its own process
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await whoami(srv.address, "good-token")
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "sign in again" in info.value.details()
+
+
+async def test_unknown_token_is_unauthenticated_not_anonymous(server):
+    srv, _, _ = server
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await whoami(srv.address, "forged")
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -1,0 +1,45 @@
+"""Settings: typed values from the environment, one place, and a readable --help."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.kit.config import Settings, describe
+from services.kit.registry import DOMAINS
+
+
+def test_defaults_are_the_embedded_mesh():
+    s = Settings.from_env({})
+    assert s.backends == "embedded" and not s.real
+    assert s.target("polls") == "127.0.0.1:50052"
+    assert s.http_port == 8080
+
+
+def test_values_are_typed_and_targets_are_per_domain():
+    s = Settings.from_env({
+        "AGORA_BACKENDS": "real", "AGORA_GRPC_PORT": "6000", "AGORA_SHUTDOWN_GRACE": "2.5",
+        "AGORA_DATA_DIR": "/tmp/x", "AGORA_ORDERS_TARGET": "orders:50057", "AGORA_PORT_OFFSET": "100",
+    })
+    assert s.real and s.grpc_port == 6000 and s.shutdown_grace == 2.5 and s.data_dir == Path("/tmp/x")
+    assert s.target("orders") == "orders:50057"
+    assert s.target("polls") == "127.0.0.1:50152"
+
+
+def test_bad_values_name_the_variable():
+    with pytest.raises(ValueError, match="AGORA_GRPC_PORT"):
+        Settings.from_env({"AGORA_GRPC_PORT": "many"})
+    with pytest.raises(ValueError, match="AGORA_BACKENDS"):
+        Settings.from_env({"AGORA_BACKENDS": "cloud"})
+
+
+def test_help_lists_every_setting():
+    text = describe()
+    for name in ("AGORA_BACKENDS", "AGORA_POSTGRES_URL", "AGORA_AMQP_URL", "AGORA_<DOMAIN>_TARGET"):
+        assert name in text
+
+
+def test_every_domain_has_a_distinct_port():
+    ports = [d.port for d in DOMAINS.values()]
+    assert len(set(ports)) == len(ports) == 10
