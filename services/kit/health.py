@@ -12,6 +12,9 @@ from grpc_health.v1 import health_pb2
 log = logging.getLogger("agora.health")
 
 Probe = Callable[[], Awaitable[bool]]
+# Kubernetes liveness asks for this name: SERVING while the process runs, whatever its
+# dependencies say (a database outage must not restart every pod; readiness handles that).
+LIVENESS = "liveness"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -59,6 +62,7 @@ class HealthReporter:
             await self.check_once()
 
     async def start(self) -> None:
+        await self.servicer.set(LIVENESS, SERVING)
         await self.check_once()
         self._task = asyncio.create_task(self._run(), name="health-probes")
 

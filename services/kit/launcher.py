@@ -44,6 +44,13 @@ class Runtime:
                 self._bus = await open_bus(self.settings)
         return self._bus
 
+    @property
+    def bus_opened(self) -> bool:
+        return self._bus is not None
+
+    async def bus_healthy(self) -> bool:
+        return self._bus is not None and self._bus.healthy()
+
     def sessions(self):
         """Token -> Caller through identity's CheckSession, cached for two seconds."""
         from services.kit.auth import CachedSessions, IdentitySessions
@@ -99,6 +106,43 @@ async def open_bus(settings: Settings):
     return bus
 
 
+class RunningGateway:
+    """The bridge serving in this loop (the composition root is the only kit code that knows it)."""
+
+    def __init__(self, task: asyncio.Task, stop: asyncio.Event) -> None:
+        self.task, self._stop = task, stop
+
+    async def stop(self) -> None:
+        self._stop.set()
+        try:
+            await asyncio.wait_for(self.task, 10)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            self.task.cancel()
+
+
+async def start_gateway(settings: Settings) -> RunningGateway:
+    from importlib import resources
+
+    from gateway.server import serve_gateway
+
+    descriptors = resources.files("agora").joinpath("descriptors.binpb").read_bytes()
+    upstreams = {d.service: settings.target(d.name) for d in DOMAINS.values()}
+    ready, stop = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(
+        serve_gateway(descriptors, upstreams, settings.host, settings.http_port, ready_event=ready, stop_event=stop,
+                      graceful_shutdown=settings.shutdown_grace),
+        name="gateway",
+    )
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if not ready.is_set():
+        if task.done() and task.exception():
+            raise task.exception()
+        raise RuntimeError(f"the bridge could not listen on {settings.host}:{settings.http_port} (in use?)")
+    return RunningGateway(task, stop)
+
+
 def _install_signal_handlers(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -119,6 +163,8 @@ async def run(settings: Settings, domains: list[tuple[Domain, Builder]], *, gate
     try:
         for domain, build in domains:
             spec = await build(runtime)
+            if runtime.bus_opened and "bus" not in spec.probes:
+                spec.probes = {**spec.probes, "bus": runtime.bus_healthy}  # a domain that uses the bus depends on it
             port = settings.grpc_port if (settings.grpc_port and len(domains) == 1) else domain.port + settings.port_offset
             server = DomainServer(
                 spec, host=settings.host, port=port, grace=settings.shutdown_grace,
@@ -129,11 +175,8 @@ async def run(settings: Settings, domains: list[tuple[Domain, Builder]], *, gate
             servers.append(server)
             announce(f"{domain.name:<14} grpc  {server.address:<22} {domain.service}")
         if gateway:
-            from gateway.server import GatewayServer
-
-            bridge = GatewayServer.from_settings(settings)
-            await bridge.start()
-            announce(f"{'gateway':<14} http  http://{settings.host}:{bridge.port:<10} REST, SSE, WebSocket, /docs")
+            bridge = await start_gateway(settings)
+            announce(f"{'gateway':<14} http  http://{settings.host}:{settings.http_port:<9} REST, SSE, WebSocket, /docs")
         announce("ready; Ctrl-C or SIGTERM stops")
         await stop.wait()
     finally:

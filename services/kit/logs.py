@@ -51,6 +51,9 @@ def configure(level: str = "INFO", fmt: str = "json", stream=None) -> None:
     root.handlers[:] = [handler]
     parts = [p.strip() for p in level.split(",") if p.strip()]
     root.setLevel("INFO")
+    # pika logs every failed reconnect attempt at ERROR; the bus reports its own state once.
+    logging.getLogger("pika").setLevel("CRITICAL")
+    logging.getLogger("cassandra").setLevel("WARNING")
     for part in parts:
         if "=" in part:
             name, _, lvl = part.partition("=")
