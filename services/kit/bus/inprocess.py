@@ -99,7 +99,11 @@ class InProcessBus:
         prefetch: int = DEFAULT_PREFETCH,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         retry_delay: float = DEFAULT_RETRY_DELAY,
+        ephemeral: bool = False,
     ) -> InProcessSubscription:
+        # One process is one replica: an ephemeral group behaves like any other, minus retries.
+        if ephemeral:
+            max_attempts = 1
         state = self._groups.setdefault(group, _Group(group))
         if state.handler is not None:
             raise ValueError(f"group {group!r} already has a subscriber in this process")

@@ -80,8 +80,13 @@ class EventBus(Protocol):
         prefetch: int = DEFAULT_PREFETCH,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         retry_delay: float = DEFAULT_RETRY_DELAY,
+        ephemeral: bool = False,
     ) -> Subscription:
         """Deliver events whose type matches any topic pattern (`*` one word, `#` any) to `handler`.
+
+        `ephemeral=True` is for one replica's live fan-out (chat rooms, auction watchers on every
+        replica): its queue lives only while the replica does (no retries; a failure dead-letters),
+        so `group` must be unique per replica (see `replica_group`).
 
         `group` names a durable queue shared by every replica of one consumer: each event reaches
         one replica of each group. `prefetch` bounds the events in flight. A failing event is
@@ -99,3 +104,11 @@ class EventBus(Protocol):
 
     async def discard_dead_letters(self, group: str | None = None, ids: Collection[str] | None = None) -> int:
         """Drop dead letters for good; returns how many."""
+
+
+def replica_group(base: str) -> str:
+    """A consumer group name unique to this process, for ephemeral per-replica subscriptions."""
+    import os
+    import socket
+
+    return f"{base}.{socket.gethostname()}-{os.getpid()}".lower().replace("_", "-")

@@ -57,6 +57,9 @@ PERSISTENT = 2
 _GROUP = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,200}$")
 
 
+EPHEMERAL_EXPIRY_MS = 60_000
+
+
 def queue_name(group: str) -> str:
     return f"agora.{group}"
 
@@ -321,8 +324,11 @@ class RabbitSubscription:
     """One consumer group's queue, consumed on a channel of the shared consumer connection."""
 
     def __init__(self, bus: RabbitBus, group: str, patterns: Sequence[str], handler: Handler,
-                 prefetch: int, max_attempts: int, retry_delay: float) -> None:
+                 prefetch: int, max_attempts: int, retry_delay: float, ephemeral: bool = False) -> None:
         self.group, self.patterns, self._handler = group, tuple(patterns), handler
+        self.ephemeral = ephemeral
+        # A live fan-out is not retried: the store is the truth and a subscriber resumes from it.
+        max_attempts = 1 if ephemeral else max_attempts
         self.prefetch, self.max_attempts = max(1, prefetch), max(1, max_attempts)
         self.delays = retry_delays(self.max_attempts, retry_delay)
         self._bus = bus
@@ -371,8 +377,10 @@ class RabbitSubscription:
             lambda cb: channel.queue_bind(DEAD_QUEUE, DEAD_EXCHANGE, "#", callback=cb),
             # A message the consumer rejects outright (not an Envelope) goes straight to the dead letters.
             lambda cb: channel.queue_declare(
-                queue, durable=True, callback=cb,
-                arguments={"x-dead-letter-exchange": DEAD_EXCHANGE, "x-dead-letter-routing-key": self.group},
+                queue, durable=not self.ephemeral, auto_delete=self.ephemeral, callback=cb,
+                arguments={"x-dead-letter-exchange": DEAD_EXCHANGE, "x-dead-letter-routing-key": self.group,
+                           # a replica that died without cancelling leaves no queue behind for long
+                           **({"x-expires": EPHEMERAL_EXPIRY_MS} if self.ephemeral else {})},
             ),
         ]
         for pattern in self.patterns:
@@ -615,11 +623,13 @@ class RabbitBus:
         prefetch: int = DEFAULT_PREFETCH,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         retry_delay: float = DEFAULT_RETRY_DELAY,
+        ephemeral: bool = False,
     ) -> RabbitSubscription:
         _check_group(group)
         if not patterns:
             raise ValueError("subscribe to at least one pattern")
-        subscription = RabbitSubscription(self, group, patterns, handler, prefetch, max_attempts, retry_delay)
+        subscription = RabbitSubscription(self, group, patterns, handler, prefetch, max_attempts, retry_delay,
+                                          ephemeral)
         self._subscriptions.append(subscription)
         self._retry_queues.setdefault(group, set()).update(
             retry_queue_name(group, d) for d in subscription.delays)

@@ -27,8 +27,11 @@ class PostgresDatabase:
     def _open_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
         if self._pool is None:
             options = f"-c search_path={self.schema},public" if self.schema else None
+            # minconn is also how many idle connections the pool keeps: with 0 it would close
+            # every connection on putconn and reconnect on the next transaction.
             self._pool = psycopg2.pool.ThreadedConnectionPool(
-                0, self.max_connections, self.url, connect_timeout=self.connect_timeout, options=options
+                self.max_connections, self.max_connections, self.url, connect_timeout=self.connect_timeout,
+                options=options,
             )
             if self.schema:
                 conn = self._pool.getconn()

@@ -50,6 +50,12 @@ async def whoami(request: bytes, context) -> bytes:
     return found.username.encode() if found else b"anonymous"
 
 
+async def private(request: bytes, context) -> bytes:
+    from services.kit.auth import require_caller
+
+    return require_caller().user_id.encode()
+
+
 async def ticks(request: bytes, context):
     n = 0
     while True:
@@ -66,6 +72,7 @@ def spec(extra: dict | None = None) -> ServiceSpec:
         "Budget": grpc.unary_unary_rpc_method_handler(budget),
         "Ticks": grpc.unary_stream_rpc_method_handler(ticks),
         "WhoAmI": grpc.unary_unary_rpc_method_handler(whoami),
+        "Private": grpc.unary_unary_rpc_method_handler(private),
         **(extra or {}),
     }
     generic = grpc.method_handlers_generic_handler(DOMAIN.service, handlers)

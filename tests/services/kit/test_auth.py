@@ -31,10 +31,10 @@ async def server():
     await srv.stop()
 
 
-async def whoami(address: str, token: str | None) -> bytes:
+async def whoami(address: str, token: str | None, method: str = "WhoAmI") -> bytes:
     metadata = [("authorization", f"Bearer {token}")] if token else None
     async with grpc.aio.insecure_channel(address) as channel:
-        return await channel.unary_unary(f"/{probe_service.DOMAIN.service}/WhoAmI")(b"", metadata=metadata, timeout=5)
+        return await channel.unary_unary(f"/{probe_service.DOMAIN.service}/{method}")(b"", metadata=metadata, timeout=5)
 
 
 async def test_caller_is_resolved_cached_and_revocable(server):
@@ -46,13 +46,19 @@ async def test_caller_is_resolved_cached_and_revocable(server):
     del sessions.live["good-token"]
     cached.forget("good-token")  # what identity's Logout does for its own process
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await whoami(srv.address, "good-token")
+        await whoami(srv.address, "good-token", "Private")
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "sign in again" in info.value.details()
 
 
-async def test_unknown_token_is_unauthenticated_not_anonymous(server):
+async def test_a_dead_token_is_anonymous_for_public_calls_and_refused_for_private_ones(server):
     srv, _, _ = server
+    assert await whoami(srv.address, "forged") == b"anonymous"  # e.g. Login with a stale cookie
+    assert await whoami(srv.address, "good-token", "Private") == b"u1"
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await whoami(srv.address, "forged")
+        await whoami(srv.address, "forged", "Private")
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "expired or revoked" in info.value.details()
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await whoami(srv.address, None, "Private")
+    assert "needs a signed-in user" in info.value.details()

@@ -43,3 +43,10 @@ def test_help_lists_every_setting():
 def test_every_domain_has_a_distinct_port():
     ports = [d.port for d in DOMAINS.values()]
     assert len(set(ports)) == len(ports) == 10
+
+
+def test_the_client_package_knows_the_same_ports():
+    """agora-client installs without the server code, so it keeps its own copy of the port map."""
+    from agora.cli import DOMAIN_PORTS
+
+    assert DOMAIN_PORTS == {name: d.port for name, d in DOMAINS.items()}

@@ -169,3 +169,21 @@ async def test_outbox_relay_publishes_committed_events_only(bus, groups, tmp_pat
         await relay.stop()
     assert sorted(received) == sorted(e.id for e in committed)
     assert rolled_back.id not in received
+
+
+async def test_ephemeral_groups_give_every_replica_every_event(bus, groups):
+    """Live fan-out: two replicas, each with its own ephemeral group, both see all events."""
+    topic = unique("chat").replace("-", "_")  # the broker is shared: other tests publish chat.* too
+    seen: dict[str, list[str]] = {"a": [], "b": []}
+    subs = []
+    for replica in seen:
+        async def handler(envelope, replica=replica):
+            seen[replica].append(envelope.key)
+
+        subs.append(await bus.subscribe(groups(f"fanout-{replica}"), [f"{topic}.message.*"], handler, ephemeral=True))
+    await bus.publish([new_envelope(f"{topic}.message.posted", "chat", f"room-{i}", StringValue(value="hi"))
+                       for i in range(20)])
+    await wait_for(lambda: all(len(v) == 20 for v in seen.values()), 15, "both replicas to see 20 events")
+    for sub in subs:
+        await sub.cancel()
+    assert sorted(seen["a"]) == sorted(seen["b"]) == sorted(f"room-{i}" for i in range(20))
