@@ -79,7 +79,10 @@ def render(target: str) -> list[dict]:
 def _overlay_with_components(tmp: Path, overlay: Path, components: list[Path]) -> Path:
     """A copy of `overlay`'s kustomization with more components: what uncommenting them does."""
     k = yaml.safe_load((overlay / "kustomization.yaml").read_text())
-    rel = lambda p: os.path.relpath(overlay / p, tmp)
+
+    def rel(p: str) -> str:
+        return os.path.relpath(overlay / p, tmp)
+
     k["resources"] = [rel(r) for r in k.get("resources", [])]
     k["components"] = [rel(c) for c in k.get("components", [])] + [
         os.path.relpath(c, tmp) for c in components

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from services.kit.registry import DOMAINS
 
@@ -59,7 +60,7 @@ class Settings:
     )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
@@ -109,5 +110,5 @@ def describe() -> str:
     rows = []
     for f in dataclasses.fields(Settings):
         default = "" if f.name == "targets" else f.default
-        rows.append(f"  {f.metadata['env']:<34} {str(default):<44} {f.metadata['help']}")
+        rows.append(f"  {f.metadata['env']:<34} {default!s:<44} {f.metadata['help']}")
     return "environment:\n" + "\n".join(rows)

@@ -6,8 +6,9 @@ them into a precise status. Anything else becomes INTERNAL with no internals in 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterable
+from typing import ClassVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -47,11 +48,11 @@ class InvalidArgument(DomainError):
     code: ClassVar[grpc.StatusCode] = grpc.StatusCode.INVALID_ARGUMENT
 
     @classmethod
-    def field(cls, name: str, problem: str) -> "InvalidArgument":
+    def field(cls, name: str, problem: str) -> InvalidArgument:
         return cls(f"{name}: {problem}", {name: problem})
 
     @classmethod
-    def fields(cls, violations: dict[str, str]) -> "InvalidArgument":
+    def fields(cls, violations: dict[str, str]) -> InvalidArgument:
         text = "; ".join(f"{k}: {v}" for k, v in violations.items())
         return cls(text, dict(violations))
 
@@ -77,7 +78,7 @@ class NotFound(DomainError):
     code: ClassVar[grpc.StatusCode] = grpc.StatusCode.NOT_FOUND
 
     @classmethod
-    def of(cls, resource_type: str, name: str) -> "NotFound":
+    def of(cls, resource_type: str, name: str) -> NotFound:
         return cls(f"{resource_type} {name!r} not found", resource_type, name)
 
     def details(self) -> list[any_pb2.Any]:

@@ -11,7 +11,8 @@ import contextvars
 import logging
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 from grpc_status import rpc_status
@@ -167,7 +168,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        if method.startswith("/grpc.health.v1.") or method.startswith("/grpc.reflection."):
+        if method.startswith(("/grpc.health.v1.", "/grpc.reflection.")):
             return handler  # infrastructure: no access log per health probe
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(

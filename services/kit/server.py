@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Mapping
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -89,7 +89,7 @@ class DomainServer:
         for hook in self.spec.on_stop:
             try:
                 await hook()
-            except Exception:  # noqa: BLE001 - one failing close must not keep the rest open
+            except Exception:
                 log.exception("stop hook failed for %s", self.spec.domain.name)
         log.info("stopped", extra={"service": self.spec.domain.name})
 

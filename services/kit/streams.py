@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Awaitable, Callable, Generic, Hashable, TypeVar
+from typing import Generic, TypeVar
 
 from services.kit.errors import ResourceExhausted
 

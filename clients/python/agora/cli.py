@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 # The ten domains and their default ports; kept here too because the client package
 # installs on its own, without the server code (services.kit.registry is the server's copy).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from services.kit.auth import Caller, CachedSessions
+from services.kit.auth import CachedSessions, Caller
 from services.kit.server import DomainServer
 from tests.services.kit import probe_service
 
