@@ -103,7 +103,15 @@ async def authenticate(metadata, sessions: SessionResolver | None) -> contextvar
 
 def reset(token: contextvars.Token | None) -> None:
     if token is not None:
-        token.var.reset(token)
+        try:
+            token.var.reset(token)
+        except ValueError:
+            pass  # finalised in another context (an abandoned stream): nothing to restore
+
+
+def token_rejected() -> bool:
+    """True when the call carried a session token that did not resolve."""
+    return _rejected.get()
 
 
 class IdentitySessions:

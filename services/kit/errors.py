@@ -139,6 +139,13 @@ class ResourceExhausted(DomainError):
 
 
 @dataclass(eq=False)
+class OutOfRange(DomainError):
+    """A position past the end (a resume_from beyond the last sequence, a page past the last)."""
+
+    code: ClassVar[grpc.StatusCode] = grpc.StatusCode.OUT_OF_RANGE
+
+
+@dataclass(eq=False)
 class Unavailable(DomainError):
     """A dependency (store, broker, another service) does not answer; the caller may retry."""
 

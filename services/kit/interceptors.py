@@ -47,6 +47,15 @@ async def _abort_with(context: grpc.aio.ServicerContext, status) -> None:
     await context.abort(rich.code, rich.details, rich.trailing_metadata)
 
 
+def _reset(var: contextvars.ContextVar, token: contextvars.Token) -> None:
+    # A stream handler abandoned by its client is finalised by the garbage collector in
+    # another context; there is nothing to restore there.
+    try:
+        var.reset(token)
+    except ValueError:
+        pass
+
+
 class _Call:
     """What every shape of call does around the handler: context, log line, error mapping."""
 
@@ -65,8 +74,8 @@ class _Call:
         elapsed_ms = round((time.monotonic() - self.started) * 1000, 2)
         level = logging.WARNING if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN) else logging.INFO
         log.log(level, "rpc", extra={"method": self.method, "code": code.name, "ms": elapsed_ms})
-        request_id.reset(self.tokens[0])
-        deadline.reset(self.tokens[1])
+        _reset(request_id, self.tokens[0])
+        _reset(deadline, self.tokens[1])
 
     async def fail(self, exc: BaseException) -> grpc.StatusCode:
         """Turn an exception into the status the caller sees; returns the code for the log."""
