@@ -115,7 +115,7 @@ def test_the_bridge_is_probed_over_http(rendered, target: str) -> None:
     ]
     assert container["ports"][0]["containerPort"] == GATEWAY_PORT
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"]["path"] == "/health"
+        assert container[probe]["httpGet"]["path"] == "/livez"
 
 
 # ----------------------------------------------------- resources, security ----

@@ -1,0 +1,84 @@
+"""Proto3 JSON in and out via json_format; any parse failure is a clean 400 naming the field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor_pool import DescriptorPool
+from google.protobuf.message import Message
+
+from gateway.errors import bad_request
+
+_MAX_DEPTH = 64
+
+
+class Codec:
+    """Proto3 JSON for one API: Any types resolve against the API's own descriptor pool."""
+
+    def __init__(self, pool: DescriptorPool, *, emit_unpopulated: bool = True):
+        self.pool = pool
+        self.emit_unpopulated = emit_unpopulated
+
+    def load_json(self, raw: bytes) -> Any:
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except RecursionError:
+            raise bad_request("request body is nested too deeply") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise bad_request(f"malformed JSON body: {exc}") from None
+
+    def merge(self, value: Any, message: Message, what: str = "body") -> None:
+        """Merge a decoded JSON value into `message`; both lowerCamelCase and proto names are accepted."""
+        if value is None:
+            return
+        if not isinstance(value, dict):
+            raise bad_request(f"{what} must be a JSON object for {message.DESCRIPTOR.full_name}")
+        try:
+            json_format.ParseDict(value, message, descriptor_pool=self.pool, max_recursion_depth=_MAX_DEPTH)
+        except json_format.ParseError as exc:
+            # json_format's messages already name the field ("Failed to parse foo field: ...").
+            raise bad_request(f"invalid {what}: {exc}") from None
+        except RecursionError:
+            raise bad_request(f"invalid {what}: nested too deeply") from None
+        # json_format raises TypeError, ValueError, AttributeError... on odd input; all of it is the
+        # client's mistake, so all of it is a 400 rather than a crash.
+        except Exception as exc:  # noqa: BLE001
+            raise bad_request(f"invalid {what}: {type(exc).__name__}: {exc}") from None
+
+    def merge_field(self, value: Any, message: Message, field: FieldDescriptor) -> None:
+        """body: "field" — the JSON value is that one field of the request."""
+        if value is None:
+            return
+        self.merge({field.json_name: value}, message, what=f"body for field {field.name}")
+
+    def to_dict(self, message: Message) -> Any:
+        return json_format.MessageToDict(
+            message,
+            always_print_fields_with_no_presence=self.emit_unpopulated,
+            descriptor_pool=self.pool,
+        )
+
+    def dumps(self, message: Message) -> bytes:
+        return dump_json(self.to_dict(message))
+
+
+def dump_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def field_json_value(message: Message, field: FieldDescriptor, codec: Codec) -> Any:
+    """One field of a message as proto3 JSON (response_body), well-known types included."""
+    holder = type(message)()
+    if field.is_repeated:
+        getattr(holder, field.name).MergeFrom(getattr(message, field.name))
+    elif field.message_type is not None:
+        getattr(holder, field.name).CopyFrom(getattr(message, field.name))
+    else:
+        setattr(holder, field.name, getattr(message, field.name))
+    out = json_format.MessageToDict(holder, always_print_fields_with_no_presence=True, descriptor_pool=codec.pool)
+    return out.get(field.json_name)

@@ -1,0 +1,105 @@
+"""gRPC status -> HTTP status and the {"code","message","details"} body, as grpc-gateway maps them."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, json_format
+from google.protobuf.descriptor_pool import DescriptorPool
+from google.protobuf.message import DecodeError
+from google.rpc import code_pb2, error_details_pb2, status_pb2  # noqa: F401  (registers google.rpc details)
+
+# grpc-gateway runtime/errors.go HTTPStatusFromCode, code by code.
+HTTP_STATUS: dict[int, int] = {
+    code_pb2.OK: 200,
+    code_pb2.CANCELLED: 499,
+    code_pb2.UNKNOWN: 500,
+    code_pb2.INVALID_ARGUMENT: 400,
+    code_pb2.DEADLINE_EXCEEDED: 504,
+    code_pb2.NOT_FOUND: 404,
+    code_pb2.ALREADY_EXISTS: 409,
+    code_pb2.PERMISSION_DENIED: 403,
+    code_pb2.RESOURCE_EXHAUSTED: 429,
+    code_pb2.FAILED_PRECONDITION: 400,
+    code_pb2.ABORTED: 409,
+    code_pb2.OUT_OF_RANGE: 400,
+    code_pb2.UNIMPLEMENTED: 501,
+    code_pb2.INTERNAL: 500,
+    code_pb2.UNAVAILABLE: 503,
+    code_pb2.DATA_LOSS: 500,
+    code_pb2.UNAUTHENTICATED: 401,
+}
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+WEBSOCKET_CLOSE_BASE = 4000
+
+
+def http_status(code: int) -> int:
+    return HTTP_STATUS.get(code, 500)
+
+
+class BridgeError(Exception):
+    """An error the bridge itself raises (bad input, no route, too large); rendered like an upstream one."""
+
+    def __init__(self, code: int, message: str, *, http: int | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.http = http if http is not None else http_status(code)
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": []}
+
+
+def bad_request(message: str) -> BridgeError:
+    return BridgeError(code_pb2.INVALID_ARGUMENT, message)
+
+
+def status_body(
+    code: int, message: str, trailing_metadata: Any = None, pool: DescriptorPool | None = None
+) -> dict[str, Any]:
+    """The JSON error body; details come from the google.rpc.Status in the trailers when present."""
+    details: list[Any] = []
+    raw = _details_bin(trailing_metadata)
+    if raw:
+        try:
+            status = status_pb2.Status.FromString(raw)
+        except DecodeError:  # a peer's garbage trailer must not turn into a 500 here
+            status = None
+        if status is not None:
+            details = [render_any(d, pool) for d in status.details]
+            message = message or status.message
+    return {"code": code, "message": message, "details": details}
+
+
+def from_rpc_error(err: grpc.aio.AioRpcError | grpc.RpcError, pool: DescriptorPool | None = None) -> tuple[int, dict]:
+    """(HTTP status, body) for a failed call."""
+    code = err.code().value[0]
+    body = status_body(code, err.details() or "", err.trailing_metadata(), pool)
+    return http_status(code), body
+
+
+def render_any(detail: any_pb2.Any, pool: DescriptorPool | None) -> dict[str, Any]:
+    """One detail as proto3 JSON Any ({"@type": ...}); the API's own pool first, then google.rpc's."""
+    for candidate in (pool, None):
+        with contextlib.suppress(TypeError, KeyError, json_format.Error):  # type not in this pool
+            return json_format.MessageToDict(detail, descriptor_pool=candidate)
+    return {"@type": detail.type_url, "value": base64.b64encode(detail.value).decode()}
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _details_bin(trailing_metadata: Any) -> bytes | None:
+    if not trailing_metadata:
+        return None
+    for key, value in trailing_metadata:
+        if key == STATUS_DETAILS_KEY:
+            return value if isinstance(value, bytes) else value.encode()
+    return None

@@ -1,0 +1,278 @@
+"""OpenAPI 3.1 from the descriptors: paths, parameters, bodies, message schemas with their comments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+
+from gateway import query
+from gateway.descriptors import DescriptorSet
+from gateway.routes import Binding
+
+_F = FieldDescriptor
+_INT32 = {_F.TYPE_INT32, _F.TYPE_SINT32, _F.TYPE_SFIXED32}
+_UINT32 = {_F.TYPE_UINT32, _F.TYPE_FIXED32}
+_INT64 = {_F.TYPE_INT64, _F.TYPE_SINT64, _F.TYPE_SFIXED64}
+_UINT64 = {_F.TYPE_UINT64, _F.TYPE_FIXED64}
+_QUERY_DEPTH = 3  # how deep nested a.b.c query parameters are listed for recursive messages
+
+_ERROR_REF = {"$ref": "#/components/schemas/google.rpc.Status"}
+_ERROR_SCHEMAS: dict[str, Any] = {
+    "google.rpc.Status": {
+        "type": "object",
+        "description": "A gRPC status: `code` is the google.rpc.Code, `details` keep google.rpc error details.",
+        "properties": {
+            "code": {"type": "integer", "format": "int32"},
+            "message": {"type": "string"},
+            "details": {"type": "array", "items": {"$ref": "#/components/schemas/google.protobuf.Any"}},
+        },
+    },
+    "google.protobuf.Any": {
+        "type": "object",
+        "description": "Any message, tagged with its type URL in `@type`.",
+        "properties": {"@type": {"type": "string"}},
+        "additionalProperties": True,
+    },
+}
+
+# Proto3 JSON forms of the well-known types.
+_WKT: dict[str, dict[str, Any]] = {
+    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    "google.protobuf.Duration": {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$", "example": "1.5s"},
+    "google.protobuf.FieldMask": {"type": "string", "description": "Comma-separated lowerCamelCase field paths."},
+    "google.protobuf.Struct": {"type": "object", "additionalProperties": True},
+    "google.protobuf.Value": {},
+    "google.protobuf.ListValue": {"type": "array", "items": {}},
+    "google.protobuf.NullValue": {"type": "null"},
+    "google.protobuf.Empty": {"type": "object"},
+    "google.protobuf.Any": {"$ref": "#/components/schemas/google.protobuf.Any"},
+}
+_NUMBER_WORDS = {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}
+
+
+class OpenAPIBuilder:
+    def __init__(self, ds: DescriptorSet, bindings: list[Binding], *, title: str, version: str):
+        self.ds = ds
+        self.bindings = bindings
+        self.title = title
+        self.version = version
+        self.schemas: dict[str, Any] = dict(_ERROR_SCHEMAS)
+
+    def build(self) -> dict[str, Any]:
+        paths: dict[str, dict[str, Any]] = {}
+        tags: dict[str, str] = {}
+        for b in self.bindings:
+            service = b.method.containing_service
+            tags.setdefault(service.name, self.ds.comments.get(service.full_name, ""))
+            paths.setdefault(b.template.openapi_path(), {})[b.http_method.lower()] = self._operation(b)
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": self.title, "version": self.version},
+            "tags": [{"name": n, "description": d} if d else {"name": n} for n, d in sorted(tags.items())],
+            "paths": paths,
+            "components": {"schemas": dict(sorted(self.schemas.items()))},
+        }
+
+    # -- operations
+
+    def _operation(self, b: Binding) -> dict[str, Any]:
+        method = b.method
+        comment = self.ds.comments.get(method.full_name, "")
+        op: dict[str, Any] = {
+            "operationId": b.operation_id,
+            "tags": [method.containing_service.name],
+            "summary": comment.splitlines()[0] if comment else method.name,
+            "parameters": self._path_params(b) + self._query_params(b),
+            "responses": self._responses(b),
+        }
+        if comment:
+            op["description"] = comment
+        if b.client_streaming:
+            op["description"] = (comment + "\n\n" if comment else "") + (
+                "Bidirectional stream: open a WebSocket on this path and exchange JSON text frames; "
+                "path and query parameters fill the fields a frame leaves unset."
+            )
+        if b.body == "*":
+            op["requestBody"] = self._body(self._message_ref(method.input_type))
+        elif b.body_field is not None:
+            op["requestBody"] = self._body(self._field_schema(b.body_field))
+        return op
+
+    def _body(self, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"required": False, "content": {"application/json": {"schema": schema}}}
+
+    def _responses(self, b: Binding) -> dict[str, Any]:
+        if b.response_body is not None:
+            result = self._field_schema(b.response_body)
+        else:
+            result = self._message_ref(b.method.output_type)
+        error = {"description": "A gRPC error status", "content": {"application/json": {"schema": _ERROR_REF}}}
+        if b.server_streaming and not b.client_streaming:
+            ok = {
+                "description": (
+                    "A stream of messages: Server-Sent Events when `Accept: text/event-stream` (`id:` carries "
+                    "the sequence; reconnect with `Last-Event-ID`; a final error arrives as `event: error`), "
+                    "newline-delimited JSON otherwise (`{\"result\": ...}` lines, a final `{\"error\": ...}`), "
+                    "or a WebSocket on upgrade."
+                ),
+                "content": {
+                    "application/x-ndjson": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"result": result, "error": _ERROR_REF},
+                        }
+                    },
+                    "text/event-stream": {"schema": {"type": "string"}, "x-item-schema": result},
+                },
+            }
+        elif b.client_streaming:
+            ok = {"description": "Switching to WebSocket (JSON text frames)."}
+            return {"101": ok, "default": error}
+        else:
+            ok = {"description": "OK", "content": {"application/json": {"schema": result}}}
+        return {"200": ok, "default": error}
+
+    def _path_params(self, b: Binding) -> list[dict[str, Any]]:
+        out = []
+        for var in b.template.variables:
+            fields = query.resolve(b.method.input_type, var.field_path) or []
+            schema = self._param_schema(fields[-1]) if fields else {"type": "string"}
+            notes = [f"Binds field `{var.field_path}`."]
+            if var.multi_segment:
+                # OpenAPI path parameters cannot span segments; say the shape rather than a pattern no
+                # client can satisfy unencoded. The bridge also accepts the value with "/" as %2F.
+                schema = {"type": "string"}
+                notes.append(f"Spans segments: must match `{b.template.variable_pattern(var)}`.")
+            if fields and (desc := self.ds.comments.get(fields[-1].full_name)):
+                notes.insert(0, desc)
+            out.append({"name": var.param_name, "in": "path", "required": True, "schema": schema,
+                        "description": " ".join(notes)})
+        return out
+
+    def _query_params(self, b: Binding) -> list[dict[str, Any]]:
+        if b.body == "*":
+            return []
+        out: list[dict[str, Any]] = []
+        self._collect_query(b.method.input_type, "", b.query_skip, out, depth=0, proto_prefix="")
+        return out
+
+    def _collect_query(self, msg: Descriptor, prefix: str, skip, out, *, depth: int, proto_prefix: str) -> None:
+        for f in msg.fields:
+            proto_path = proto_prefix + f.name
+            if proto_path in skip or any(proto_path.startswith(s + ".") for s in skip):
+                continue
+            name = prefix + f.json_name
+            mt = f.message_type
+            if mt is not None and mt.GetOptions().map_entry:
+                continue  # maps go as name[key]=value, which OpenAPI cannot list
+            if mt is not None and not query.is_leaf_message(mt):
+                if depth < _QUERY_DEPTH and not f.is_repeated:
+                    self._collect_query(mt, name + ".", skip, out, depth=depth + 1, proto_prefix=proto_path + ".")
+                continue
+            if mt is not None and mt.full_name in ("google.protobuf.Struct", "google.protobuf.ListValue",
+                                                    "google.protobuf.Value", "google.protobuf.Any"):
+                schema: dict[str, Any] = {"type": "string", "description": "JSON text"}
+            else:
+                schema = self._param_schema(f)
+            if f.is_repeated:
+                schema = {"type": "array", "items": schema}
+            param = {"name": name, "in": "query", "required": False, "schema": schema}
+            if f.is_repeated:
+                param.update(style="form", explode=True)
+            if desc := self.ds.comments.get(f.full_name):
+                param["description"] = desc
+            out.append(param)
+
+    def _param_schema(self, f: FieldDescriptor) -> dict[str, Any]:
+        """Schema of a single path/query value (a scalar, an enum or a one-string WKT)."""
+        mt = f.message_type
+        if mt is not None:
+            if mt.full_name in query.WRAPPERS:
+                return self._scalar_schema(mt.fields_by_name["value"])
+            return dict(_WKT.get(mt.full_name, {"type": "string"}))
+        return self._scalar_schema(f)
+
+    # -- schemas
+
+    def _field_schema(self, f: FieldDescriptor) -> dict[str, Any]:
+        mt = f.message_type
+        if mt is not None and mt.GetOptions().map_entry:
+            schema: dict[str, Any] = {
+                "type": "object",
+                "additionalProperties": self._field_schema(mt.fields_by_name["value"]),
+            }
+        elif f.is_repeated:
+            schema = {"type": "array", "items": self._single_schema(f)}
+        else:
+            schema = self._single_schema(f)
+        if desc := self.ds.comments.get(f.full_name):
+            schema = {**schema, "description": desc} if "$ref" not in schema else {"allOf": [schema],
+                                                                                    "description": desc}
+        return schema
+
+    def _single_schema(self, f: FieldDescriptor) -> dict[str, Any]:
+        mt = f.message_type
+        if mt is not None:
+            return self._message_ref(mt)
+        return self._scalar_schema(f)
+
+    def _scalar_schema(self, f: FieldDescriptor) -> dict[str, Any]:
+        t = f.type
+        if t == _F.TYPE_ENUM:
+            return self._enum_ref(f.enum_type)
+        if t == _F.TYPE_BOOL:
+            return {"type": "boolean"}
+        if t == _F.TYPE_STRING:
+            return {"type": "string"}
+        if t == _F.TYPE_BYTES:
+            return {"type": "string", "format": "byte", "contentEncoding": "base64"}
+        if t in _INT32:
+            return {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}
+        if t in _UINT32:
+            return {"type": "integer", "format": "uint32", "minimum": 0, "maximum": 2**32 - 1}
+        if t in _INT64:
+            # proto3 JSON writes 64-bit integers as strings; it reads numbers too.
+            return {"type": "string", "format": "int64", "pattern": r"^-?[0-9]{1,18}$"}
+        if t in _UINT64:
+            return {"type": "string", "format": "uint64", "pattern": r"^[0-9]{1,19}$"}
+        fmt = "float" if t == _F.TYPE_FLOAT else "double"
+        return {"oneOf": [{"type": "number", "format": fmt}, _NUMBER_WORDS]}
+
+    def _enum_ref(self, e: EnumDescriptor) -> dict[str, Any]:
+        if e.full_name == "google.protobuf.NullValue":
+            return {"type": "null"}
+        if e.full_name not in self.schemas:
+            # Proto3 enums are open: a number this version does not know passes through as an integer.
+            schema: dict[str, Any] = {
+                "anyOf": [{"type": "string", "enum": [v.name for v in e.values]}, {"type": "integer"}]
+            }
+            lines = [self.ds.comments.get(e.full_name, "")]
+            for v in e.values:
+                if c := self.ds.comments.get(f"{e.full_name}.{v.name}"):
+                    lines.append(f"- `{v.name}`: {c}")
+            if text := "\n".join(line for line in lines if line):
+                schema["description"] = text
+            self.schemas[e.full_name] = schema
+        return {"$ref": f"#/components/schemas/{e.full_name}"}
+
+    def _message_ref(self, m: Descriptor) -> dict[str, Any]:
+        name = m.full_name
+        if name in _WKT and name != "google.protobuf.Any":
+            return dict(_WKT[name])
+        if name in query.WRAPPERS:
+            inner = self._scalar_schema(m.fields_by_name["value"])
+            return {"anyOf": [inner, {"type": "null"}]}
+        if name not in self.schemas:
+            self.schemas[name] = {}  # placeholder first: recursive messages refer to themselves
+            props = {f.json_name: self._field_schema(f) for f in m.fields}
+            schema: dict[str, Any] = {"type": "object", "properties": props}
+            if desc := self.ds.comments.get(name):
+                schema["description"] = desc
+            self.schemas[name] = schema
+        return {"$ref": f"#/components/schemas/{name}"}
+
+
+def build_openapi(ds: DescriptorSet, bindings: list[Binding], *, title: str = "Agora API",
+                  version: str = "v1") -> dict[str, Any]:
+    return OpenAPIBuilder(ds, bindings, title=title, version=version).build()

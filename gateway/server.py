@@ -1,0 +1,80 @@
+"""Run the bridge with uvicorn inside the caller's asyncio loop, so one launcher process hosts it all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+import uvicorn
+
+from gateway.app import create_app
+
+
+def make_gateway_server(
+    descriptor_set: bytes,
+    upstreams: Mapping[str, str],
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    log_level: str = "warning",
+    graceful_shutdown: float = 5.0,
+    **app_options: Any,
+) -> uvicorn.Server:
+    """A configured uvicorn.Server; `await server.serve()` runs it, `server.should_exit = True` stops it."""
+    app = create_app(descriptor_set, upstreams, **app_options)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        # Open streams must not hold shutdown forever; uvicorn cancels them after this grace.
+        timeout_graceful_shutdown=graceful_shutdown,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+    )
+    return uvicorn.Server(config)
+
+
+async def serve_gateway(
+    descriptor_set: bytes,
+    upstreams: Mapping[str, str],
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    ready_event: asyncio.Event | None = None,
+    stop_event: asyncio.Event | None = None,
+    sock: socket.socket | None = None,
+    **options: Any,
+) -> None:
+    """Serve until `stop_event` is set or this task is cancelled; `ready_event` is set once listening.
+
+    A pre-bound `sock` must be created with proto IPPROTO_TCP: asyncio turns on TCP_NODELAY only for
+    sockets that say so, and without it each response waits ~40 ms on Nagle and delayed ACKs.
+    """
+    server = make_gateway_server(descriptor_set, upstreams, host, port, **options)
+    serving = asyncio.ensure_future(server.serve(sockets=[sock] if sock else None))
+    waiters: list[asyncio.Future] = []
+    try:
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.01)
+        if ready_event is not None and server.started:
+            ready_event.set()
+        if stop_event is not None:
+            stopper = asyncio.ensure_future(stop_event.wait())
+            waiters.append(stopper)
+            await asyncio.wait({serving, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            server.should_exit = True
+        await serving
+    except asyncio.CancelledError:
+        server.should_exit = True
+        with contextlib.suppress(BaseException):
+            await serving
+        raise
+    finally:
+        for w in waiters:
+            w.cancel()

@@ -1,0 +1,274 @@
+"""Forward gRPC streams: server streams as SSE, NDJSON or WebSocket; bidi streams over WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from google.rpc import code_pb2
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from gateway import auth, errors
+from gateway.codec import Codec, dump_json, field_json_value
+from gateway.errors import BridgeError
+from gateway.routes import Binding
+
+SSE = "text/event-stream"
+NDJSON = "application/x-ndjson"
+SEQUENCE_FIELD = "sequence"
+RESUME_FIELD = "resume_from"
+# How long to hold the HTTP status back waiting for the first message: an RPC that fails at once
+# still gets its real HTTP status; a quiet live stream gets its 200 and heartbeats soon after.
+FIRST_MESSAGE_WINDOW = 0.25
+_CLOSE_REASON_BYTES = 123  # RFC 6455 limit for a close frame's reason
+
+
+def sequence_field(binding: Binding) -> FieldDescriptor | None:
+    f = binding.method.output_type.fields_by_name.get(SEQUENCE_FIELD)
+    return f if f is not None and f.message_type is None and not f.is_repeated else None
+
+
+def apply_last_event_id(binding: Binding, request: Message, last_event_id: str | None) -> None:
+    """SSE reconnect: Last-Event-ID becomes the request's resume_from, so the upstream replays the gap."""
+    if not last_event_id:
+        return
+    f = binding.method.input_type.fields_by_name.get(RESUME_FIELD)
+    if f is None or f.message_type is not None:
+        return
+    try:
+        setattr(request, RESUME_FIELD, int(last_event_id) if f.cpp_type != f.CPPTYPE_STRING else last_event_id)
+    except (ValueError, TypeError):
+        raise errors.bad_request(f"Last-Event-ID {last_event_id!r} is not a valid {RESUME_FIELD}") from None
+
+
+def _payload(binding: Binding, codec: Codec, message: Message) -> Any:
+    if binding.response_body is not None:
+        return field_json_value(message, binding.response_body, codec)
+    return codec.to_dict(message)
+
+
+def _status_of(exc: BaseException, pool) -> dict[str, Any]:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return errors.from_rpc_error(exc, pool)[1]
+    if isinstance(exc, BridgeError):
+        return exc.body()
+    return {"code": code_pb2.INTERNAL, "message": "stream failed", "details": []}
+
+
+class HttpStream:
+    """One server stream over a plain HTTP response, SSE or NDJSON, one message in flight at a time."""
+
+    def __init__(self, binding: Binding, codec: Codec, call: Any, *, sse: bool, heartbeat: float):
+        self.binding = binding
+        self.codec = codec
+        self.call = call
+        self.sse = sse
+        self.heartbeat = heartbeat
+        self.sequence = sequence_field(binding) if sse else None
+
+    def frame(self, message: Message) -> bytes:
+        data = dump_json(_payload(self.binding, self.codec, message))
+        if not self.sse:
+            return b'{"result":' + data + b"}\n"
+        if self.sequence is not None:
+            return b"id: " + str(getattr(message, self.sequence.name)).encode() + b"\ndata: " + data + b"\n\n"
+        return b"data: " + data + b"\n\n"
+
+    def error_frame(self, status: dict[str, Any]) -> bytes:
+        if self.sse:
+            return b"event: error\ndata: " + dump_json(status) + b"\n\n"
+        return dump_json({"error": status}) + b"\n"
+
+    async def __call__(self, receive: Callable, send: Callable, headers: list[tuple[bytes, bytes]]) -> None:
+        watcher = asyncio.ensure_future(_wait_disconnect(receive))
+        pump = asyncio.ensure_future(self._pump(send, headers))
+        try:
+            await asyncio.wait({watcher, pump}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Whichever side ends first ends the other: a gone client cancels the upstream call at once.
+            self.call.cancel()
+            for task in (watcher, pump):
+                task.cancel()
+            for task in (watcher, pump):
+                with contextlib.suppress(BaseException):
+                    await task
+
+    async def _pump(self, send: Callable, headers: list[tuple[bytes, bytes]]) -> None:
+        reading = asyncio.ensure_future(self.call.read())
+        done, _ = await asyncio.wait({reading}, timeout=FIRST_MESSAGE_WINDOW)
+        if done and reading.exception() is not None:
+            await _send_error_response(send, reading.exception(), self.codec, headers)
+            return
+        if done and reading.result() is grpc.aio.EOF:
+            code = await self.call.code()
+            if code != grpc.StatusCode.OK:
+                await _send_error_response(send, await _call_error(self.call), self.codec, headers)
+                return
+        upstream_headers: list[tuple[bytes, bytes]] = []
+        if done:
+            with contextlib.suppress(Exception):
+                upstream_headers = auth.response_headers(await self.call.initial_metadata())
+        content_type = (SSE if self.sse else NDJSON).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", content_type),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-accel-buffering", b"no"),  # nginx would otherwise buffer the stream
+                    *headers,
+                    *upstream_headers,
+                ],
+            }
+        )
+        if self.sse:
+            await send({"type": "http.response.body", "body": b": stream open\n\n", "more_body": True})
+        try:
+            while True:
+                done, _ = await asyncio.wait({reading}, timeout=self.heartbeat)
+                if not done:
+                    if self.sse:
+                        await send({"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True})
+                    continue
+                message = reading.result()
+                if message is grpc.aio.EOF:
+                    code = await self.call.code()
+                    if code != grpc.StatusCode.OK:
+                        raise await _call_error(self.call)
+                    break
+                await send({"type": "http.response.body", "body": self.frame(message), "more_body": True})
+                reading = asyncio.ensure_future(self.call.read())
+        except (grpc.aio.AioRpcError, BridgeError) as exc:
+            tail = self.error_frame(_status_of(exc, self.codec.pool))
+            await send({"type": "http.response.body", "body": tail, "more_body": False})
+            return
+        finally:
+            reading.cancel()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _call_error(call: Any) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(
+        await call.code(), await call.initial_metadata(), await call.trailing_metadata(), await call.details()
+    )
+
+
+async def _send_error_response(send: Callable, exc: BaseException, codec: Codec, headers: list) -> None:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        status, body = errors.from_rpc_error(exc, codec.pool)
+    elif isinstance(exc, BridgeError):
+        status, body = exc.http, exc.body()
+    else:
+        raise exc
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": errors.encode(body)})
+
+
+async def _wait_disconnect(receive: Callable) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def fill_unset(frame: Message, base: Message) -> None:
+    """Copy into an inbound frame every field path/query set that the frame itself left unset."""
+    present = {f.name for f, _ in frame.ListFields()}
+    for f, value in base.ListFields():
+        if f.name in present:
+            continue
+        if f.is_repeated:
+            getattr(frame, f.name).MergeFrom(value)
+        elif f.message_type is not None:
+            getattr(frame, f.name).CopyFrom(value)
+        else:
+            setattr(frame, f.name, value)
+
+
+async def websocket_stream(
+    ws: WebSocket,
+    binding: Binding,
+    codec: Codec,
+    base_request: Message,
+    start_call: Callable[[Any], Any],
+) -> None:
+    """Server stream or bidi stream over an accepted WebSocket; JSON text frames both ways."""
+    if binding.client_streaming:
+        queue: asyncio.Queue[Message | None] = asyncio.Queue(maxsize=1)  # bounded: one frame ahead
+
+        async def requests():
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                yield item
+
+        call = start_call(requests())
+        # The URL is the first frame: a seed client that connects to
+        # /api/v1/products/ws/subscribe/{id} or /ws?username=NAME and only listens has joined.
+        first = binding.request_class()
+        first.CopyFrom(base_request)
+        queue.put_nowait(first)
+    else:
+        call = start_call(base_request)
+
+    async def inbound() -> None:
+        while True:
+            event = await ws.receive()
+            if event["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(event.get("code", 1000))
+            if not binding.client_streaming:
+                continue  # a server stream takes its request from the URL; frames are ignored
+            text = event.get("text")
+            if text is None and event.get("bytes") is not None:
+                text = event["bytes"].decode("utf-8", "replace")
+            message = binding.request_class()
+            codec.merge(codec.load_json((text or "").encode()), message, "frame")
+            fill_unset(message, base_request)
+            await queue.put(message)
+
+    async def outbound() -> None:
+        async for message in call:
+            await ws.send_text(dump_json(_payload(binding, codec, message)).decode())
+
+    reader = asyncio.ensure_future(inbound())
+    writer = asyncio.ensure_future(outbound())
+    close_code, reason = 1000, ""
+    try:
+        done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        finished = done.pop()
+        exc = finished.exception()
+        if isinstance(exc, WebSocketDisconnect):
+            return  # the client left: the finally below cancels the upstream call
+        if exc is not None:
+            status = _status_of(exc, codec.pool)
+            close_code = errors.WEBSOCKET_CLOSE_BASE + int(status["code"])
+            reason = _truncate(status["message"])
+    finally:
+        call.cancel()
+        for task in (reader, writer):
+            task.cancel()
+        for task in (reader, writer):
+            with contextlib.suppress(BaseException):
+                await task
+    with contextlib.suppress(Exception):
+        await ws.close(code=close_code, reason=reason)
+
+
+def _truncate(text: str) -> str:
+    raw = text.encode()[:_CLOSE_REASON_BYTES]
+    return raw.decode("utf-8", "ignore")
+
+

@@ -1,0 +1,169 @@
+"""The Mirror test service on a real grpc.aio server, built from the compiled test descriptor set."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import google.api
+import grpc
+import grpc_tools
+from google.protobuf import any_pb2, descriptor_pool, message_factory
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+from grpc_tools import protoc
+
+PROTO_ROOT = Path(__file__).parent / "protos"
+PROTO_FILE = "agora/testing/v1/mirror.proto"
+SERVICE = "agora.testing.v1.Mirror"
+
+
+def compile_descriptor_set(out_dir: Path) -> bytes:
+    """protoc --include_imports --include_source_info, with google/api from googleapis-common-protos."""
+    out = out_dir / "mirror.binpb"
+    googleapis = Path(google.api.__path__[0]).parent.parent
+    wkt = Path(grpc_tools.__file__).parent / "_proto"
+    rc = protoc.main(
+        [
+            "protoc",
+            f"-I{PROTO_ROOT}",
+            f"-I{googleapis}",
+            f"-I{wkt}",
+            "--include_imports",
+            "--include_source_info",
+            f"--descriptor_set_out={out}",
+            PROTO_FILE,
+        ]
+    )
+    if rc != 0:
+        raise RuntimeError(f"protoc failed with {rc}")
+    return out.read_bytes()
+
+
+class Messages:
+    """Message classes of the test API, from a pool of the test's own (as a real service has its stubs)."""
+
+    def __init__(self, descriptor_set: bytes):
+        from google.protobuf import descriptor_pb2
+
+        fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
+        self.pool = descriptor_pool.DescriptorPool()
+        for f in fds.file:
+            self.pool.Add(f)
+
+    def __getattr__(self, name: str):
+        return message_factory.GetMessageClass(self.pool.FindMessageTypeByName(f"agora.testing.v1.{name}"))
+
+    def wkt(self, name: str):
+        return message_factory.GetMessageClass(self.pool.FindMessageTypeByName(f"google.protobuf.{name}"))
+
+
+class MirrorService:
+    def __init__(self, messages: Messages):
+        self.m = messages
+        self.tail_cancelled: dict[str, asyncio.Event] = {}
+        self.tail_started: dict[str, asyncio.Event] = {}
+
+    async def echo(self, request, context):
+        return request
+
+    async def get_inner(self, request, context):
+        return request
+
+    async def update_sample(self, request, context):
+        return request
+
+    async def fail(self, request, context):
+        if request.code == 0:
+            return self.m.wkt("Empty")()
+        bad = error_details_pb2.BadRequest(
+            field_violations=[error_details_pb2.BadRequest.FieldViolation(field="code", description="asked for")]
+        )
+        info = error_details_pb2.ErrorInfo(reason="REQUESTED", domain="agora.testing", metadata={"k": "v"})
+        details = []
+        for d in (bad, info):
+            packed = any_pb2.Any()
+            packed.Pack(d)
+            details.append(packed)
+        status = status_pb2.Status(code=request.code, message=request.message or f"failed with {request.code}",
+                                   details=details)
+        await context.abort_with_status(rpc_status.to_status(status))
+
+    async def count(self, request, context):
+        for i in range(max(request.resume_from, 0) + 1, min(request.count, 200) + 1):
+            yield self.m.Tick(sequence=i, text=f"tick {i}")
+
+    async def tail(self, request, context):
+        cancelled = self.tail_cancelled.setdefault(request.topic, asyncio.Event())
+        self.tail_started.setdefault(request.topic, asyncio.Event()).set()
+        try:
+            i = 0
+            while True:
+                i += 1
+                yield self.m.Tick(sequence=i, text=request.topic)
+                await asyncio.sleep(0.02)
+        finally:
+            cancelled.set()
+
+    async def chat(self, request_iterator, context):
+        async for message in request_iterator:
+            yield self.m.ChatMessage(room=message.room, user=message.user, text=message.text.upper())
+
+    async def headers(self, request, context):
+        await context.send_initial_metadata(
+            (("x-upstream", "mirror"), ("set-cookie", "agora_session=fresh; Path=/; HttpOnly"))
+        )
+        context.set_trailing_metadata((("x-trailer", "done"),))
+        md = {k: v for k, v in context.invocation_metadata() if not k.endswith("-bin")}
+        return self.m.HeadersReply(metadata=md)
+
+    async def slow(self, request, context):
+        await asyncio.sleep(min(request.delay.ToTimedelta().total_seconds(), 5.0))
+        return self.m.wkt("Empty")()
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        m = self.m
+
+        def uu(fn, req, resp):
+            return grpc.unary_unary_rpc_method_handler(
+                fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString
+            )
+
+        def us(fn, req, resp):
+            return grpc.unary_stream_rpc_method_handler(
+                fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString
+            )
+
+        empty = m.wkt("Empty")
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "Echo": uu(self.echo, m.Sample, m.Sample),
+                "GetSample": uu(self.echo, m.Sample, m.Sample),
+                "UpdateSample": uu(self.update_sample, m.UpdateSampleRequest, m.UpdateSampleRequest),
+                "GetInner": uu(self.get_inner, m.Sample, m.Sample),
+                "Fail": uu(self.fail, m.FailRequest, empty),
+                "Count": us(self.count, m.CountRequest, m.Tick),
+                "Tail": us(self.tail, m.TailRequest, m.Tick),
+                "Chat": grpc.stream_stream_rpc_method_handler(
+                    self.chat, request_deserializer=m.ChatMessage.FromString,
+                    response_serializer=m.ChatMessage.SerializeToString,
+                ),
+                "Headers": uu(self.headers, m.HeadersRequest, m.HeadersReply),
+                "Slow": uu(self.slow, m.SlowRequest, empty),
+            },
+        )
+
+
+async def start_server(service: MirrorService, *, serving: bool = True) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((service.handler(),))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    await health_servicer.set(SERVICE, status)
+    return server, port
+
