@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 OUT = ROOT / "clients" / "python"
 DESCRIPTORS = Path("agora") / "descriptors.binpb"
-# Hand-written modules that live beside the generated ones and must survive regeneration.
-HAND_WRITTEN_TOP = {"__init__.py", "py.typed", "client", "cli", "client.py", "cli.py"}
+# What protoc writes; everything else under clients/python/agora (the client, the CLI) is hand-written.
+GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
 
 
 def _googleapis_include() -> str:
@@ -84,13 +84,11 @@ def generate(out: Path) -> None:
 
 
 def generated_tree(base: Path) -> set[str]:
-    """Files under base/agora that the generator owns (everything but the hand-written client)."""
-    owned = set()
-    for p in (base / "agora").rglob("*"):
-        rel = p.relative_to(base / "agora")
-        if p.is_dir() or rel.parts[0] in HAND_WRITTEN_TOP or "__pycache__" in rel.parts:
-            continue
-        owned.add(str(rel))
+    """Files under base/agora that the generator owns: stubs, typing stubs, the descriptor set."""
+    owned = {str(DESCRIPTORS.relative_to("agora"))} if (base / DESCRIPTORS).exists() else set()
+    for p in (base / "agora").rglob("*_pb2*"):
+        if p.name.endswith(GENERATED_SUFFIXES) and "__pycache__" not in p.parts:
+            owned.add(str(p.relative_to(base / "agora")))
     return owned
 
 

@@ -152,6 +152,45 @@ class Unavailable(DomainError):
     code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNAVAILABLE
 
 
+def _driver_outages() -> tuple[type[BaseException], ...]:
+    """Driver exceptions that mean "the database does not answer" (retryable), not a bug."""
+    kinds: list[type[BaseException]] = []
+    try:
+        import psycopg2
+
+        kinds += [psycopg2.OperationalError, psycopg2.InterfaceError]
+    except ImportError:
+        pass
+    try:
+        import pymongo.errors
+
+        kinds += [pymongo.errors.ConnectionFailure]  # includes AutoReconnect, ServerSelectionTimeout
+    except ImportError:
+        pass
+    try:
+        import cassandra
+        import cassandra.cluster
+
+        kinds += [cassandra.cluster.NoHostAvailable, cassandra.OperationTimedOut, cassandra.Unavailable,
+                  cassandra.ReadTimeout, cassandra.WriteTimeout]
+    except ImportError:
+        pass
+    return tuple(kinds)
+
+
+DRIVER_OUTAGES = _driver_outages()
+
+
+def outage_status(exc: BaseException, request_id: str) -> status_pb2.Status | None:
+    """UNAVAILABLE for a database that does not answer (the caller may retry), else None."""
+    if not isinstance(exc, DRIVER_OUTAGES):
+        return None
+    message = f"a database this service needs does not answer; retry shortly (request id {request_id})"
+    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message)
+    status.details.append(_pack(error_details_pb2.RequestInfo(request_id=request_id)))
+    return status
+
+
 def internal_status(request_id: str) -> status_pb2.Status:
     """What an unexpected exception becomes: no type, no text, no trace; the request id finds the log."""
     message = f"internal error; the server log has the details under request id {request_id}"

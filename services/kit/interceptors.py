@@ -83,9 +83,19 @@ class _Call:
             raise exc  # the handler already chose a status
         if isinstance(exc, errors.DomainError):
             await _abort_with(self.context, exc.to_status())
+        outage = errors.outage_status(exc, self.rid)
+        if outage is not None:
+            log.warning("database unavailable in %s: %s", self.method, type(exc).__name__)
+            await _abort_with(self.context, outage)
         log.error("unhandled exception in %s", self.method, exc_info=exc)
         await _abort_with(self.context, errors.internal_status(self.rid))
         raise AssertionError("unreachable")  # abort() always raises
+
+
+def _code_for(exc: Exception) -> grpc.StatusCode:
+    if isinstance(exc, errors.DomainError):
+        return exc.code
+    return grpc.StatusCode.UNAVAILABLE if isinstance(exc, errors.DRIVER_OUTAGES) else grpc.StatusCode.INTERNAL
 
 
 def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
@@ -112,7 +122,7 @@ def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]], sessions:
             code = grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:  # noqa: BLE001 - mapping every failure is this function's job
-            code = exc.code if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL
+            code = _code_for(exc)
             await call.fail(exc)
         finally:
             auth.reset(signed_in)
@@ -155,7 +165,7 @@ def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.E
             code = grpc.StatusCode.UNAVAILABLE
             await context.abort(code, "server is shutting down; reconnect (with resume_from, where offered)")
         except Exception as exc:  # noqa: BLE001
-            code = exc.code if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL
+            code = _code_for(exc)
             await call.fail(exc)
         finally:
             watcher.cancel()

@@ -34,6 +34,12 @@ async def crash(request: bytes, context) -> bytes:
     raise KeyError("secret-internal-detail")
 
 
+async def db_down(request: bytes, context) -> bytes:
+    import psycopg2
+
+    raise psycopg2.OperationalError("could not connect to server: Connection refused (10.1.2.3)")
+
+
 async def invalid(request: bytes, context) -> bytes:
     raise errors.InvalidArgument.field("options", "a poll needs at least 2 options")
 
@@ -69,6 +75,7 @@ def spec(extra: dict | None = None) -> ServiceSpec:
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "Crash": grpc.unary_unary_rpc_method_handler(crash),
         "Invalid": grpc.unary_unary_rpc_method_handler(invalid),
+        "DbDown": grpc.unary_unary_rpc_method_handler(db_down),
         "Budget": grpc.unary_unary_rpc_method_handler(budget),
         "Ticks": grpc.unary_stream_rpc_method_handler(ticks),
         "WhoAmI": grpc.unary_unary_rpc_method_handler(whoami),

@@ -55,6 +55,14 @@ async def test_unexpected_exception_is_internal_without_internals(probe):
     assert "request id" in err.details()
 
 
+async def test_database_outage_is_unavailable_not_internal(probe):
+    _, channel = probe
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await unary(channel, "DbDown")(b"", timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "does not answer" in info.value.details() and "10.1.2.3" not in info.value.details()
+
+
 async def test_domain_error_becomes_precise_status_with_details(probe):
     _, channel = probe
     call = unary(channel, "Invalid")(b"", timeout=5)
