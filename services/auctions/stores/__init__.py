@@ -1,0 +1,1 @@
+"""Auctions storage adapters: sqlite.py (embedded), postgres.py (real), sharing the portable SQL in sql.py."""

@@ -1,0 +1,209 @@
+"""The identity gRPC servicer: sign-up, login/logout with server-side sessions, WhoAmI, CheckSession, CSRF."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timezone
+
+from agora.events.v1 import identity_pb2 as events_pb2
+from agora.identity.v1 import identity_pb2 as pb
+from agora.identity.v1 import identity_pb2_grpc
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.identity import domain
+from services.identity.domain import IdentityRules, LoginThrottle, Passwords, User
+from services.identity.store import IdentityStore, open_store
+from services.kit import auth
+from services.kit.auth import Caller
+from services.kit.bus import new_envelope
+from services.kit.bus.outbox import OutboxRelay
+from services.kit.errors import InvalidArgument, NotFound, Unauthenticated
+from services.kit.registry import DOMAINS
+from services.kit.server import ServiceSpec
+
+# The cookie names the bridge reads (gateway/auth.py SESSION_COOKIE, CSRF_COOKIE). The session
+# cookie is HttpOnly; the CSRF cookie is readable, so the page can echo it in X-CSRF-Token.
+SESSION_COOKIE = "agora_session"
+CSRF_COOKIE = "agora_csrf"
+WRONG_CREDENTIALS = "unknown user or wrong password"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _ts(t: datetime) -> Timestamp:
+    out = Timestamp()
+    out.FromDatetime(t)
+    return out
+
+
+def _user_pb(user: User, *, with_email: bool) -> pb.User:
+    return pb.User(id=user.id, user_name=user.user_name, email=user.email if with_email else "", bio=user.bio,
+                   created_at=_ts(user.created_at))
+
+
+def _cookie(name: str, value: str, max_age: int, *, http_only: bool) -> tuple[str, str]:
+    flags = "; HttpOnly" if http_only else ""
+    return ("set-cookie", f"{name}={value}{flags}; SameSite=Lax; Path=/; Max-Age={max_age}")
+
+
+def client_address(context) -> str:
+    """The caller's address: the bridge's x-forwarded-for (its last entry, the one the bridge
+    appended), else the gRPC peer without its port."""
+    forwarded = [v for k, v in (context.invocation_metadata() or ()) if k == "x-forwarded-for"]
+    if forwarded:
+        value = forwarded[-1]
+        return (value if isinstance(value, str) else value.decode()).split(",")[-1].strip()
+    peer = context.peer() or "unknown"
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6":
+        return rest.rsplit(":", 1)[0].strip("[]")
+    return rest.rsplit(":", 1)[0] if kind == "ipv4" else peer
+
+
+class LocalSessions:
+    """Identity resolves tokens from its own store, so its Logout is seen at once.
+
+    A token that does not resolve becomes a caller with no user id instead of failing the call:
+    Login, SignUp and GetCsrfToken must work for a browser still holding an expired cookie; the
+    methods that need a session (WhoAmI, Logout) refuse that caller themselves."""
+
+    def __init__(self, store: IdentityStore) -> None:
+        self.store = store
+
+    async def resolve(self, token: str) -> Caller | None:
+        digest = domain.token_digest(token)
+        session = await self.store.find_session(digest, _now())
+        if session is None:
+            return Caller("", "", digest)
+        return Caller(session.user.id, session.user.user_name, digest)
+
+
+def signed_in() -> Caller:
+    found = auth.caller()
+    if found is None or not found.user_id:
+        raise Unauthenticated("this call needs a live session: log in and send `authorization: Bearer <token>`")
+    return found
+
+
+class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
+    def __init__(self, store: IdentityStore, rules: IdentityRules, passwords: Passwords,
+                 relay: OutboxRelay | None = None) -> None:
+        self.store = store
+        self.rules = rules
+        self.passwords = passwords
+        self.throttle = LoginThrottle(rules)
+        self.relay = relay
+
+    async def SignUp(self, request: pb.SignUpRequest, context) -> pb.SignUpResponse:
+        new = domain.validate_sign_up(request.user_name, request.email, request.password, request.bio)
+        self.throttle.check_sign_up(client_address(context))
+        password_hash = await asyncio.to_thread(self.passwords.hash, request.password)
+        user_id, now = str(uuid.uuid4()), _now()
+        event = new_envelope("identity.user.registered", "identity", user_id, events_pb2.UserRegistered(
+            user_id=user_id, user_name=new.user_name, email=new.email, registered_at=_ts(now)))
+        user = await self.store.create_user(user_id, new, password_hash, now, [event])
+        if self.relay is not None:
+            self.relay.wake()
+        return pb.SignUpResponse(user_id=user.id, user=_user_pb(user, with_email=True))
+
+    async def Login(self, request: pb.LoginRequest, context) -> pb.LoginResponse:
+        by, key = domain.validate_login(request.email, request.user_name, request.password)
+        account = f"{by}:{key}"
+        self.throttle.check_login(account, client_address(context))
+        found = await self.store.find_login(by, key)
+        if found is None:
+            # Spend the same argon2 work as a real check: an unknown user must not answer faster.
+            await asyncio.to_thread(self.passwords.verify_nobody, request.password)
+            self.throttle.failed(account)
+            raise Unauthenticated(WRONG_CREDENTIALS)
+        user, password_hash = found
+        if not await asyncio.to_thread(self.passwords.verify, password_hash, request.password):
+            self.throttle.failed(account)
+            raise Unauthenticated(WRONG_CREDENTIALS)
+        token, csrf, now = domain.new_token(), domain.new_token(), _now()
+        expires_at = now + self.rules.session_ttl
+        await self.store.create_session(domain.token_digest(token), user.id, now, expires_at)
+        max_age = int(self.rules.session_ttl.total_seconds())
+        await context.send_initial_metadata((
+            _cookie(SESSION_COOKIE, token, max_age, http_only=True),
+            _cookie(CSRF_COOKIE, csrf, max_age, http_only=False),
+        ))
+        return pb.LoginResponse(session_token=token, expires_at=_ts(expires_at), user=_user_pb(user, with_email=True))
+
+    async def Logout(self, request: pb.LogoutRequest, context) -> pb.LogoutResponse:
+        me = signed_in()
+        now = _now()
+        if request.all_sessions:
+            await self.store.revoke_all_sessions(me.user_id, now)
+        elif not await self.store.revoke_session(me.token_hash, now):
+            raise Unauthenticated("the session is unknown, expired or already revoked")
+        await context.send_initial_metadata((
+            _cookie(SESSION_COOKIE, "", 0, http_only=True),
+            _cookie(CSRF_COOKIE, "", 0, http_only=False),
+        ))
+        return pb.LogoutResponse()
+
+    async def WhoAmI(self, request: pb.WhoAmIRequest, context) -> pb.WhoAmIResponse:
+        me = signed_in()
+        session = await self.store.find_session(me.token_hash, _now())
+        if session is None:
+            raise Unauthenticated("the session is unknown, expired or revoked: log in again")
+        return pb.WhoAmIResponse(user=_user_pb(session.user, with_email=True),
+                                 session_expires_at=_ts(session.expires_at))
+
+    async def GetUser(self, request: pb.GetUserRequest, context) -> pb.GetUserResponse:
+        try:
+            user_id = str(uuid.UUID(request.user_id))
+        except ValueError:
+            raise InvalidArgument.field("user_id", "must be a user id (a UUID)") from None
+        user = await self.store.get_user(user_id)
+        if user is None:
+            raise NotFound.of("user", user_id)
+        me = auth.caller()
+        return pb.GetUserResponse(user=_user_pb(user, with_email=me is not None and me.user_id == user.id))
+
+    async def CheckSession(self, request: pb.CheckSessionRequest, context) -> pb.CheckSessionResponse:
+        if not request.session_token:
+            raise InvalidArgument.field("session_token", "must not be empty")
+        ttl = Duration()
+        ttl.FromTimedelta(self.rules.cache_ttl)
+        session = await self.store.find_session(domain.token_digest(request.session_token), _now())
+        if session is None:
+            return pb.CheckSessionResponse(valid=False, cache_ttl=ttl)
+        return pb.CheckSessionResponse(valid=True, user_id=session.user.id, user_name=session.user.user_name,
+                                       expires_at=_ts(session.expires_at), cache_ttl=ttl)
+
+    async def GetCsrfToken(self, request: pb.GetCsrfTokenRequest, context) -> pb.GetCsrfTokenResponse:
+        token = domain.new_token()
+        expires_at = _now() + self.rules.csrf_ttl
+        # Double-submit: the bridge compares this cookie with the X-CSRF-Token header.
+        await context.send_initial_metadata(
+            (_cookie(CSRF_COOKIE, token, int(self.rules.csrf_ttl.total_seconds()), http_only=False),)
+        )
+        return pb.GetCsrfTokenResponse(csrf_token=token, expires_at=_ts(expires_at))
+
+
+async def build(runtime, *, store: IdentityStore | None = None, rules: IdentityRules | None = None) -> ServiceSpec:
+    rules = rules or IdentityRules()
+    store = store or open_store(runtime.settings)
+    await store.open()
+    bus = await runtime.bus()
+    relay = OutboxRelay(bus, store.outbox, store.connect_relay)
+    passwords = await asyncio.to_thread(Passwords, rules)
+    servicer = IdentityServicer(store, rules, passwords, relay)
+
+    async def bus_ok() -> bool:
+        return bus.healthy()
+
+    return ServiceSpec(
+        domain=DOMAINS["identity"],
+        register=lambda server: identity_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, server),
+        probes={"store": store.ping, "bus": bus_ok},
+        on_start=[relay.start],
+        on_stop=[relay.stop, store.close],
+        sessions=LocalSessions(store),
+    )

@@ -1,0 +1,1 @@
+"""Identity's storage adapters: sqlite.py (embedded) and postgres.py (real); all of identity's SQL lives here."""

@@ -1,0 +1,177 @@
+"""Identity end to end, embedded and real, over gRPC and the bridge: sessions, cookies, CSRF,
+throttling, indistinguishable login failures, and no secret ever in a log line or in clear in the DB."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from agora.identity.v1 import identity_pb2 as pb
+from agora.identity.v1 import identity_pb2_grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from services.identity.domain import IdentityRules
+from services.identity.service import build
+from services.kit.config import Settings
+from services.kit.launcher import Runtime
+from services.kit.server import DomainServer
+from tests.services.identity.harness import bearer, sign_up_and_login
+
+PASSWORD = "correct horse battery"
+CLIENT_LOGGERS = ("httpcore", "httpx", "hpack", "websockets")
+
+
+async def _fail(coro) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await coro
+    return err.value
+
+
+async def test_sign_up_login_whoami_logout_over_grpc(mesh):
+    async with mesh.channel("identity") as channel:
+        stub = identity_pb2_grpc.IdentityServiceStub(channel)
+        user_id, name, token = await sign_up_and_login(channel)
+        me = await stub.WhoAmI(pb.WhoAmIRequest(), metadata=bearer(token))
+        assert me.user.id == user_id and me.user.email == f"{name}@example.test"
+        check = await stub.CheckSession(pb.CheckSessionRequest(session_token=token))
+        assert check.valid and check.user_name == name and check.cache_ttl.seconds == 2
+        public = await stub.GetUser(pb.GetUserRequest(user_id=user_id))
+        assert public.user.user_name == name and public.user.email == ""
+        taken = await _fail(stub.SignUp(pb.SignUpRequest(user_name=name.upper(), email="x@example.test",
+                                                         password=PASSWORD)))
+        assert taken.code() == grpc.StatusCode.ALREADY_EXISTS
+        await stub.Logout(pb.LogoutRequest(), metadata=bearer(token))
+        # revoked at once, for identity itself and for CheckSession (what other services ask)
+        assert (await _fail(stub.WhoAmI(pb.WhoAmIRequest(), metadata=bearer(token)))).code() == \
+            grpc.StatusCode.UNAUTHENTICATED
+        assert not (await stub.CheckSession(pb.CheckSessionRequest(session_token=token))).valid
+        # a dead token does not stop its holder from logging in again
+        again = await stub.Login(pb.LoginRequest(user_name=name, password=PASSWORD), metadata=bearer(token))
+        assert again.session_token and again.session_token != token
+        bad = await _fail(stub.GetUser(pb.GetUserRequest(user_id="not-a-uuid")))
+        assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_wrong_password_and_unknown_user_answer_the_same_in_comparable_time(mesh):
+    async with mesh.channel("identity") as channel:
+        stub = identity_pb2_grpc.IdentityServiceStub(channel)
+        _, name, _ = await sign_up_and_login(channel)
+
+        async def attempt(user_name: str) -> tuple[grpc.StatusCode, str, float]:
+            started = time.perf_counter()
+            exc = await _fail(stub.Login(pb.LoginRequest(user_name=user_name, password="wrong password!")))
+            return exc.code(), exc.details(), time.perf_counter() - started
+
+        wrong, unknown = [], []
+        for _ in range(8):  # interleaved, so load changes hit both alike
+            wrong.append(await attempt(name))
+            unknown.append(await attempt(f"nobody{uuid.uuid4().hex[:8]}"))
+        assert {(c, m) for c, m, _ in wrong} == {(c, m) for c, m, _ in unknown} == {
+            (grpc.StatusCode.UNAUTHENTICATED, "unknown user or wrong password")}
+        ratio = statistics.median(t for *_, t in unknown) / statistics.median(t for *_, t in wrong)
+        # Both paths do one argon2 verification; without the dummy hash the unknown user would
+        # answer many times faster. Comparable = within a factor of two either way.
+        assert 0.5 < ratio < 2.0, f"unknown/wrong median time ratio {ratio:.2f}"
+
+
+async def test_bridge_sets_cookies_csrf_is_double_submit(mesh):
+    async with mesh.channel("identity") as channel, httpx.AsyncClient(base_url=mesh.http_url) as http:
+        _, name, _ = await sign_up_and_login(channel)
+        csrf = await http.get("/api/v1/csrftoken")
+        assert csrf.status_code == 200 and csrf.json()["csrfToken"] == http.cookies["agora_csrf"]
+        login = await http.post("/api/v1/users/loginuser", json={"user_name": name, "password": PASSWORD})
+        cookies = login.headers.get_list("set-cookie")
+        session = next(c for c in cookies if c.startswith("agora_session="))
+        assert "HttpOnly" in session and "SameSite=Lax" in session and "Path=/" in session
+        assert (await http.get("/v1/auth/whoami")).status_code == 200  # cookie session, safe method
+        no_csrf = await http.post("/api/v1/users/logout", json={})
+        assert no_csrf.status_code == 403
+        out = await http.post("/api/v1/users/logout", json={}, headers={"x-csrf-token": http.cookies["agora_csrf"]})
+        assert out.status_code == 200
+        assert "agora_session" not in http.cookies  # cleared by Max-Age=0
+        assert (await http.get("/v1/auth/whoami")).status_code == 401
+
+
+async def test_passwords_and_tokens_never_in_logs_nor_in_clear_in_the_database(mesh, caplog):
+    caplog.set_level(logging.DEBUG)
+    password = f"Secret-{uuid.uuid4().hex}"
+    async with mesh.channel("identity") as channel, httpx.AsyncClient(base_url=mesh.http_url) as http:
+        stub = identity_pb2_grpc.IdentityServiceStub(channel)
+        user_id, name, token = await sign_up_and_login(channel, password=password)
+        await _fail(stub.Login(pb.LoginRequest(user_name=name, password=password + "x")))
+        login = await http.post("/api/v1/users/loginuser", json={"user_name": name, "password": password})
+        secrets = [password, token, login.json()["sessionToken"], http.cookies["agora_csrf"]]
+        await http.post("/api/v1/users/logout", json={}, headers={"x-csrf-token": http.cookies["agora_csrf"]})
+        await stub.CheckSession(pb.CheckSessionRequest(session_token=token))
+    # Everything the services, the bridge and the kit logged; not the test's own HTTP client,
+    # which logs the Set-Cookie headers it receives at DEBUG.
+    records = [r for r in caplog.records if not r.name.startswith(CLIENT_LOGGERS)]
+    logged = "\n".join(f"{r.getMessage()} {vars(r)}" for r in records)
+    assert any(r.name == "agora.rpc" for r in records), "expected the access log to have captured something"
+    for secret in secrets:
+        assert secret not in logged
+    stored = await _database_dump(mesh)
+    assert name in stored and user_id in stored  # the dump really holds the account ...
+    for secret in secrets:
+        assert secret not in stored  # ... but no password, session token or CSRF token in clear
+    assert "$argon2id$" in stored
+
+
+async def _database_dump(mesh) -> str:
+    store = mesh.identity_store
+    if mesh.backend == "embedded":
+        files = [Path(store.path + suffix) for suffix in ("", "-wal", "-shm")]
+        return b"".join(f.read_bytes() for f in files if f.exists()).decode("latin-1")
+
+    def dump(conn) -> str:
+        with conn.cursor() as cur:
+            cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (store.schema,))
+            tables = [r[0] for r in cur.fetchall()]
+            rows = []
+            for table in tables:
+                cur.execute(f'SELECT row_to_json(t)::text FROM "{store.schema}"."{table}" t')
+                rows.extend(r[0] for r in cur.fetchall())
+            return "\n".join(rows)
+
+    return await store.db.transaction(dump)
+
+
+async def test_login_is_throttled_per_account_and_per_address(tmp_path):
+    rules = IdentityRules(user_failures=3, user_window=60, address_attempts=6, address_window=60)
+    runtime = Runtime(Settings.from_env(backends="embedded", data_dir=tmp_path))
+    server = DomainServer(await build(runtime, rules=rules), host="127.0.0.1", port=0, grace=0.5)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = identity_pb2_grpc.IdentityServiceStub(channel)
+            _, name, _ = await sign_up_and_login(channel)
+            here = [("x-forwarded-for", "198.51.100.7")]
+            for _ in range(3):
+                await _fail(stub.Login(pb.LoginRequest(user_name=name, password="wrong password"), metadata=here))
+            throttled = await _fail(stub.Login(pb.LoginRequest(user_name=name, password=PASSWORD), metadata=here))
+            assert throttled.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            details = rpc_status.from_call(throttled).details
+            assert any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in details)
+            # the same address, other accounts: allowed until the address's own budget (6) is spent
+            for i in range(2):
+                code = (await _fail(stub.Login(pb.LoginRequest(user_name=f"x{i}abc", password="pw-pw-pw"),
+                                               metadata=here))).code()
+                assert code == grpc.StatusCode.UNAUTHENTICATED
+            blocked = await _fail(stub.Login(pb.LoginRequest(user_name="y1abc", password="pw-pw-pw"), metadata=here))
+            assert blocked.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            elsewhere = [("x-forwarded-for", "203.0.113.9")]
+            code = (await _fail(stub.Login(pb.LoginRequest(user_name="y1abc", password="pw-pw-pw"),
+                                           metadata=elsewhere))).code()
+            assert code == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        await server.stop()
+        await runtime.close()
+        await asyncio.sleep(0)
