@@ -1,0 +1,43 @@
+"""Chat's event consumers: RoomFanout brings `chat.*` entries posted on any replica to this one's clients.
+
+Each replica consumes through an ephemeral consumer group of its own (every replica must see every
+event; the queue goes when the replica does). The feed is idempotent by sequence, so redeliveries
+are no-ops, and a lost event is harmless: the next one pulls the gap from the store.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from agora.events.v1.envelope_pb2 import Envelope
+
+from services.chat.feed import RoomFeed
+from services.chat.wire import entry_from
+from services.kit.bus.port import EventBus, Subscription, replica_group
+
+
+def replica_name() -> str:
+    """host-pid plus a random tail: unique per process and per server within one (tests run several)."""
+    return f"{replica_group('chat.fanout')}-{uuid.uuid4().hex[:6]}"
+
+
+class RoomFanout:
+    def __init__(self, bus: EventBus, feed: RoomFeed, replica: str) -> None:
+        self.bus, self.feed = bus, feed
+        self.group = replica
+        self._subscription: Subscription | None = None
+
+    async def handle(self, envelope: Envelope) -> None:
+        entry = entry_from(envelope)
+        if entry is not None:
+            await self.feed.deliver(entry)
+
+    async def start(self) -> None:
+        self._subscription = await self.bus.subscribe(
+            self.group, ["chat.#"], self.handle, prefetch=256, ephemeral=True
+        )
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.cancel()
+            self._subscription = None

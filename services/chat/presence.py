@@ -1,0 +1,61 @@
+"""PresenceKeeper: keeps this replica's connections marked alive and retires those of replicas that died.
+
+A connection that stops answering is closed by gRPC keepalive (or the bridge's WebSocket ping),
+and its stream's end records the leave. A whole replica that dies cannot; its connections stop
+being touched, and any surviving replica turns them into LEAVE entries after `stale_after`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from services.chat.feed import RoomFeed
+from services.chat.store import ChatStore
+from services.kit.bus.outbox import OutboxRelay
+
+log = logging.getLogger("agora.chat")
+
+
+class PresenceKeeper:
+    def __init__(self, store: ChatStore, feed: RoomFeed, relay: OutboxRelay, replica: str, *,
+                 interval: float = 10.0, stale_after: float = 45.0, outbox_keep: float = 3600.0) -> None:
+        self.store, self.feed, self.relay, self.replica = store, feed, relay, replica
+        self.interval, self.stale_after, self.outbox_keep = interval, stale_after, outbox_keep
+        self._task: asyncio.Task | None = None
+        self._last_prune = 0.0
+
+    async def tick(self) -> None:
+        now = time.time()
+        await self.store.touch(self.replica, now)
+        for connection_id in await self.store.stale_connections(now - self.stale_after):
+            leave = await self.store.disconnect(connection_id, True, now)
+            if leave is not None:
+                self.relay.wake()
+                await self.feed.deliver(leave)
+        if now - self._last_prune > self.outbox_keep / 4:
+            self._last_prune = now
+            await self.store.prune_outbox(self.outbox_keep)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the store may be away; try again next tick
+                log.warning("presence upkeep failed: %s", exc)
+            await asyncio.sleep(self.interval)
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="chat-presence")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None

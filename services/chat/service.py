@@ -1,0 +1,271 @@
+"""The chat gRPC servicer (proto in, proto out) and `build`, which wires store, feed, bus and presence."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+from agora.chat.v1 import chat_pb2, chat_pb2_grpc
+
+from services.chat import domain
+from services.chat.domain import Author, Upload
+from services.chat.feed import RoomFeed
+from services.chat.handlers import RoomFanout, replica_name
+from services.chat.presence import PresenceKeeper
+from services.chat.store import ChatStore, open_store
+from services.chat.wire import attachment_proto, member_proto, message_proto, room_proto
+from services.kit.auth import SessionResolver, bearer_token, caller, require_caller
+from services.kit.bus.outbox import OutboxRelay
+from services.kit.errors import InvalidArgument, NotFound, Unauthenticated
+from services.kit.registry import DOMAINS
+from services.kit.server import ServiceSpec
+
+FIRST_FRAME_WAIT = 60.0  # seconds a Chat stream may stay open without saying which room it joins
+OUTGOING = 64  # frames queued per Chat stream between the room feed and the client
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: BaseException
+
+
+def _author(context, username: str) -> Author:
+    who = caller()
+    if who is None and bearer_token(context.invocation_metadata()):
+        # A token that did not resolve: the client thinks it is signed in; don't post under a guess.
+        raise Unauthenticated("the session is unknown, expired or revoked: sign in again, or send no token")
+    return domain.author_for((who.user_id, who.username) if who else None, username)
+
+
+def _upload(request) -> Upload | None:
+    if not request.HasField("attachment"):
+        return None
+    a = request.attachment
+    return Upload(a.filename, a.content_type, a.data)
+
+
+def _room_of(room_id: str) -> str:
+    return domain.check_room_id(domain.room_id_or_default(room_id))
+
+
+class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
+    def __init__(self, store: ChatStore, feed: RoomFeed, relay: OutboxRelay, replica: str) -> None:
+        self.store, self.feed, self.relay, self.replica = store, feed, relay, replica
+        self._leaving: set[asyncio.Task] = set()
+
+    # -- rooms
+
+    async def CreateRoom(self, request, context):
+        who = require_caller()
+        room_id, title, description = domain.check_new_room(request.room_id, request.title, request.description)
+        room = await self.store.create_room(room_id, title, description, who.user_id, time.time())
+        return chat_pb2.CreateRoomResponse(room=room_proto(room))
+
+    async def ListRooms(self, request, context):
+        size = domain.page_size(request.page_size, "page_size")
+        offset = domain.decode_token(request.page_token, "rooms") or 0
+        rooms = await self.store.list_rooms(size + 1, offset)
+        more = len(rooms) > size
+        return chat_pb2.ListRoomsResponse(
+            rooms=[room_proto(r) for r in rooms[:size]],
+            next_page_token=domain.encode_token("rooms", offset + size) if more else "",
+        )
+
+    async def GetRoom(self, request, context):
+        room_id = _room_of(request.room_id)
+        room = await self.store.get_room(room_id)
+        if room is None:
+            raise NotFound.of("room", room_id)
+        members = await self.store.members(room_id)
+        return chat_pb2.GetRoomResponse(room=room_proto(room), members=[member_proto(m) for m in members])
+
+    # -- messages
+
+    async def History(self, request, context):
+        room_id = _room_of(request.room_id)
+        size = domain.page_size(request.limit, "limit")
+        before = domain.decode_token(request.page_token, "before")
+        if await self.store.last_sequence(room_id) is None:
+            raise NotFound.of("room", room_id)
+        entries = await self.store.history(room_id, size + 1, before)
+        more = len(entries) > size
+        entries = entries[:size]
+        return chat_pb2.HistoryResponse(
+            messages=[message_proto(e) for e in entries],
+            next_page_token=domain.encode_token("before", entries[-1].sequence) if more else "",
+        )
+
+    async def _post(self, draft: domain.Draft) -> chat_pb2.Message:
+        entry, created = await self.store.append(draft, time.time())
+        if created:
+            self.relay.wake()
+            await self.feed.deliver(entry)
+        return message_proto(entry)
+
+    async def Send(self, request, context):
+        room_id = _room_of(request.room_id)
+        author = _author(context, request.username)
+        draft = domain.check_draft(room_id, author, request.text, _upload(request), request.client_message_id)
+        return chat_pb2.SendResponse(message=await self._post(draft))
+
+    async def GetAttachment(self, request, context):
+        room_id = _room_of(request.room_id)
+        found = await self.store.attachment(room_id, request.attachment_id)
+        if found is None:
+            raise NotFound.of("attachment", request.attachment_id)
+        info, data = found
+        return chat_pb2.GetAttachmentResponse(attachment=attachment_proto(info, data))
+
+    # -- streams
+
+    async def _start(self, room_id: str, resume_from: int) -> int:
+        """Where a stream starts: resume_from, or the live tail; NotFound / OUT_OF_RANGE."""
+        live = await self.feed.ensure(room_id)
+        if resume_from == 0:
+            return live
+        last = await self.store.last_sequence(room_id)
+        if last is None:
+            raise NotFound.of("room", room_id)
+        if resume_from > last:
+            raise domain.OutOfRange(
+                f"resume_from {resume_from} is beyond room {room_id!r}'s latest sequence {last}; "
+                "resume from a sequence you received, or 0 for live only"
+            )
+        return resume_from
+
+    async def WatchRoom(self, request, context):
+        room_id = _room_of(request.room_id)
+        after = await self._start(room_id, request.resume_from)
+        async for message in self.feed.subscribe(room_id, after):
+            yield chat_pb2.WatchRoomResponse(sequence=message.sequence, message=message)
+
+    async def Chat(self, request_iterator, context):
+        frames = request_iterator.__aiter__()
+        try:
+            first = await asyncio.wait_for(frames.__anext__(), FIRST_FRAME_WAIT)
+        except StopAsyncIteration:
+            raise InvalidArgument.field("room_id", "the stream ended before its first frame: send one to join") from None
+        except asyncio.TimeoutError:
+            raise InvalidArgument.field(
+                "room_id", f"no first frame within {FIRST_FRAME_WAIT:.0f}s: send one to join a room") from None
+        room_id = _room_of(first.room_id)
+        author = _author(context, first.username)
+        after = await self._start(room_id, first.resume_from)
+        updates = self.feed.subscribe(room_id, after)  # created before the JOIN: it sees our own join
+        connection_id = domain.new_id()
+        join = await self.store.connect(room_id, author, connection_id, self.replica, time.time())
+        timed_out = False
+        outgoing: asyncio.Queue = asyncio.Queue(OUTGOING)
+        tasks: list[asyncio.Task] = []
+        try:
+            if join is not None:
+                self.relay.wake()
+                await self.feed.deliver(join)
+            room = await self.store.get_room(room_id)
+            members = await self.store.members(room_id)
+            you = next((m for m in members if (m.user_id, m.username) == (author.user_id, author.username)), None)
+            joined = chat_pb2.Joined(room=room_proto(room), members=[member_proto(m) for m in members])
+            if you is not None:
+                joined.you.CopyFrom(member_proto(you))
+            yield chat_pb2.ChatResponse(sequence=after, joined=joined)
+            tasks.append(asyncio.ensure_future(self._pump(updates, outgoing)))
+            tasks.append(asyncio.ensure_future(self._read(first, frames, room_id, author, outgoing)))
+            delivered = after
+            while True:
+                item = await outgoing.get()
+                if isinstance(item, _Failure):
+                    raise item.error
+                if isinstance(item, chat_pb2.Rejected):
+                    yield chat_pb2.ChatResponse(sequence=delivered, rejected=item)
+                else:
+                    delivered = item.sequence
+                    yield chat_pb2.ChatResponse(sequence=item.sequence, message=item)
+        except domain.DomainError as exc:
+            timed_out = exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            raise
+        finally:
+            for task in tasks:
+                task.cancel()
+            leave = asyncio.ensure_future(self._leave(connection_id, timed_out))
+            self._leaving.add(leave)
+            leave.add_done_callback(self._leaving.discard)
+
+    async def _pump(self, updates: AsyncIterator[chat_pb2.Message], outgoing: asyncio.Queue) -> None:
+        """Room entries into the stream's small queue; a client that stops reading stalls this pump,
+        the room's log moves on without it, and the log ends it with RESOURCE_EXHAUSTED."""
+        try:
+            async for message in updates:
+                await outgoing.put(message)
+        except Exception as exc:  # noqa: BLE001 - ends the stream with this error's status
+            await outgoing.put(_Failure(exc))
+
+    async def _read(self, first, frames, room_id: str, author: Author, outgoing: asyncio.Queue) -> None:
+        """Each frame with text or an attachment is a message; a refused one gets a `rejected` reply."""
+        frame = first
+        try:
+            while True:
+                if frame is not first and frame.room_id and frame.room_id != room_id:
+                    raise InvalidArgument.field(
+                        "room_id", f"this stream joined {room_id!r}; open another stream for {frame.room_id!r}")
+                upload = _upload(frame)
+                if domain.has_content(frame.text, upload) or len(frame.text) > 0:
+                    try:
+                        draft = domain.check_draft(room_id, author, frame.text, upload, frame.client_message_id)
+                        await self._post(draft)
+                    except (InvalidArgument, NotFound) as exc:
+                        await outgoing.put(chat_pb2.Rejected(
+                            client_message_id=frame.client_message_id[:128], code=exc.code.value[0], message=exc.message))
+                try:
+                    frame = await frames.__anext__()
+                except StopAsyncIteration:
+                    return  # the client is done sending; it keeps receiving
+        except Exception as exc:  # noqa: BLE001 - ends the stream with this error's status
+            await outgoing.put(_Failure(exc))
+
+    async def _leave(self, connection_id: str, timed_out: bool) -> None:
+        leave = await self.store.disconnect(connection_id, timed_out, time.time())
+        if leave is not None:
+            self.relay.wake()
+            await self.feed.deliver(leave)
+
+    async def drain(self) -> None:
+        """Wait for the leaves of streams that just ended (shutdown)."""
+        if self._leaving:
+            await asyncio.wait(set(self._leaving), timeout=5.0)
+
+
+async def build(runtime, *, store: ChatStore | None = None, sessions: SessionResolver | None = None,
+                feed_capacity: int = 1024, presence_interval: float = 10.0,
+                stale_after: float = 45.0) -> ServiceSpec:
+    """The chat domain for the launcher; tests pass their own store, sessions or limits."""
+    store = store or open_store(runtime.settings)
+    await store.open()
+    bus = await runtime.bus()
+    replica = replica_name()
+    feed = RoomFeed(store, capacity=feed_capacity)
+    relay = store.outbox_relay(bus)
+    fanout = RoomFanout(bus, feed, replica)
+    presence = PresenceKeeper(store, feed, relay, replica, interval=presence_interval, stale_after=stale_after)
+    servicer = ChatServicer(store, feed, relay, replica)
+
+    async def bus_ok() -> bool:
+        return bus.healthy()
+
+    async def stop() -> None:
+        await servicer.drain()
+        await presence.stop()
+        await fanout.stop()
+        await relay.stop()  # unsent rows stay in the outbox for the next start (or another replica)
+        await store.close()
+
+    return ServiceSpec(
+        domain=DOMAINS["chat"],
+        register=lambda server: chat_pb2_grpc.add_ChatServiceServicer_to_server(servicer, server),
+        probes={"store": store.ping, "bus": bus_ok},
+        on_start=[relay.start, fanout.start, presence.start],
+        on_stop=[stop],
+        sessions=sessions if sessions is not None else runtime.sessions(),
+    )
