@@ -1,0 +1,334 @@
+"""Live polls: sustained CastVote throughput with tallies caught up, and vote-to-WatchResults delay.
+
+    .venv/bin/python bench/polls_bench.py [--backends real] [--seconds 15] [--watchers 1000] [--write]
+
+Three processes besides this one, so the load generator does not share a GIL with a server:
+  server    the polls service (API, outbox relay, tally consumer, results board), real backends
+            by default (PostgreSQL + MongoDB + RabbitMQ), unique schema / database / group
+  watchers  --watchers WatchResults streams on the poll; the first 100 record every message
+  trivial   a grpc.aio server with one no-op unary method: the baseline
+The load generator runs --concurrency concurrent unary calls from one grpc.aio client, first
+against the trivial server (the ceiling of one client and one Python server on these cores),
+then CastVote against the polls server with unique voter keys (ONE_PER_VOTER_KEY poll), while
+the watchers are connected.
+
+Figures:
+  votes/s           accepted votes / time from the first vote until the tally (GetPoll) counts
+                    them all: throughput with the tallies caught up
+  vs trivial        votes/s / trivial unary calls/s
+  vote-to-screen    for a recording watcher, a message showing total T at time t makes votes
+                    prev_T+1..T visible; each one's delay is t minus its acceptance time (votes
+                    ordered by acceptance: the tally counts in about that order); p50/p99 over
+                    every (recording watcher, vote) pair
+`--write` replaces this benchmark's section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+from agora.polls.v1 import polls_pb2 as pb
+from agora.polls.v1 import polls_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+SECTION = "## Live polls (bench/polls_bench.py)"
+TRIVIAL = "/bench.Trivial/Ping"
+
+
+# -- child processes
+
+
+async def serve_trivial() -> None:
+    async def ping(request: bytes, context) -> bytes:
+        return request
+
+    server = grpc.aio.server()
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Trivial", {"Ping": grpc.unary_unary_rpc_method_handler(ping)})
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(f"ready 127.0.0.1:{port}", flush=True)
+    await server.wait_for_termination()
+
+
+async def serve_polls(backends: str, schema: str, mongo_db: str, group: str, data_dir: str) -> None:
+    from services.kit.config import Settings
+    from services.kit.launcher import Runtime
+    from services.kit.server import DomainServer
+    from services.polls.service import build
+
+    settings = Settings.from_env(backends=backends, data_dir=Path(data_dir), log_level="WARNING")
+    from services.kit import logs
+
+    logs.configure("WARNING", "text")
+    runtime = Runtime(settings)
+    spec = await build(runtime, schema=schema, mongo_db=mongo_db, tally_group=group,
+                       sqlite_path=str(Path(data_dir) / "polls.sqlite3"))
+    server = DomainServer(spec, host="127.0.0.1", port=0, grace=1.0)
+    await server.start()
+    print(f"ready {server.address}", flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await server.stop()
+    bus = await runtime.bus()
+    if backends == "real":
+        await bus.delete_group(group)
+    await runtime.close()
+    if backends == "real":
+        from services.polls.stores.mongo import MongoTallyStore
+        from services.polls.stores.postgres import PostgresPollStore
+
+        pg = PostgresPollStore(settings.postgres_url, schema=schema)
+        await pg.drop()
+        await pg.close()
+        mongo = MongoTallyStore(settings.mongo_url, mongo_db)
+        await mongo.drop()
+        await mongo.close()
+
+
+async def run_watchers(target: str, poll_id: str, count: int, record: int, out: str) -> None:
+    channel = grpc.aio.insecure_channel(target)
+    stub = polls_pb2_grpc.PollServiceStub(channel)
+    logs: list[list[tuple[float, int]]] = [[] for _ in range(record)]
+    connected = 0
+    first = asyncio.Event()
+
+    async def watch(i: int) -> None:
+        nonlocal connected
+        call = stub.WatchResults(pb.WatchResultsRequest(poll_id=poll_id))
+        got_first = False
+        async for message in call:
+            if not got_first:
+                got_first = True
+                connected += 1
+                if connected == count:
+                    first.set()
+            if i < record:
+                logs[i].append((time.monotonic(), message.results.total_votes))
+            if message.final:
+                return
+
+    tasks = [asyncio.create_task(watch(i)) for i in range(count)]
+    try:
+        await asyncio.wait_for(first.wait(), 120)
+        print("watching", flush=True)
+        await asyncio.wait(tasks, timeout=600)
+    finally:
+        # Stopped (SIGINT) or done: write what was recorded either way.
+        failed = [t.exception() for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+        Path(out).write_text(json.dumps({"logs": logs, "failed": len(failed),
+                                         "first_error": repr(failed[0]) if failed else ""}))
+        for t in tasks:
+            t.cancel()
+        await channel.close()
+
+
+# -- the load generator
+
+
+async def load(call, make_request, seconds: float, concurrency: int) -> tuple[list[float], int, float]:
+    """Run `concurrency` loops of unary calls for `seconds`; (acceptance times, errors, elapsed)."""
+    accepted: list[float] = []
+    errors = 0
+    stop_at = time.monotonic() + seconds
+    counter = iter(range(10**9))
+
+    async def worker() -> None:
+        nonlocal errors
+        while time.monotonic() < stop_at:
+            try:
+                await call(make_request(next(counter)), timeout=30)
+                accepted.append(time.monotonic())
+            except grpc.aio.AioRpcError:
+                errors += 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return accepted, errors, time.monotonic() - started
+
+
+def start_child(*args: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    line = proc.stdout.readline().strip()
+    if not line.startswith("ready") and line != "watching":
+        proc.kill()
+        raise RuntimeError(f"child {args[0]} did not start: {line!r}")
+    return proc, line.partition(" ")[2]
+
+
+def stop_child(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def bench(args) -> dict:
+    # Baseline: the same client, the same concurrency, a no-op unary RPC on a Python server.
+    trivial, address = start_child("trivial")
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            ping = channel.unary_unary(TRIVIAL)
+            await load(ping, lambda i: b"x" * 40, 1.0, args.concurrency)  # warm up
+            done, errors, elapsed = await load(ping, lambda i: b"x" * 40, args.seconds, args.concurrency)
+            trivial_rate = len(done) / elapsed
+    finally:
+        stop_child(trivial)
+    print(f"trivial unary: {trivial_rate:,.0f}/s ({errors} errors)", flush=True)
+
+    run = uuid.uuid4().hex[:8]
+    data_dir = tempfile.mkdtemp(prefix="polls-bench-")
+    server, target = start_child("serve", args.backends, f"bench_{run}", f"bench_{run}", f"bench-{run}", data_dir)
+    out = Path(data_dir) / "watchers.json"
+    watchers = None
+    try:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = polls_pb2_grpc.PollServiceStub(channel)
+            poll = (await stub.CreatePoll(pb.CreatePollRequest(
+                question="bench", options=[f"o{i}" for i in range(4)],
+                vote_policy=pb.VOTE_POLICY_ONE_PER_VOTER_KEY), timeout=10)).poll
+            # Warm the server, its connections and the tally consumer with a short burst.
+            await load(stub.CastVote, lambda i: pb.CastVoteRequest(poll_id=poll.id, option=i % 4,
+                                                                  voter_key=f"warm{i}"), 1.0, args.concurrency)
+            if args.watchers:
+                watchers = subprocess.Popen(  # noqa: ASYNC220 - a child started once, before the timed part
+                    [sys.executable, __file__, "watch", target, poll.id, str(args.watchers), "100", str(out)],
+                    stdout=subprocess.PIPE, text=True, cwd=ROOT)
+                line = watchers.stdout.readline().strip()
+                if line != "watching":
+                    raise RuntimeError(f"watchers did not connect: {line!r}")
+            base = (await stub.GetPoll(pb.GetPollRequest(poll_id=poll.id), timeout=10)).results.total_votes
+            started = time.monotonic()
+            accepted, errors, elapsed = await load(
+                stub.CastVote, lambda i: pb.CastVoteRequest(poll_id=poll.id, option=i % 4, voter_key=f"v{i}"),
+                args.seconds, args.concurrency)
+            want = base + len(accepted)
+            while True:
+                total = (await stub.GetPoll(pb.GetPollRequest(poll_id=poll.id), timeout=10)).results.total_votes
+                if total >= want:
+                    break
+                if time.monotonic() - started > args.seconds + 120:
+                    raise RuntimeError(f"the tally stopped at {total} of {want}")
+                await asyncio.sleep(0.01)
+            caught_up = time.monotonic() - started
+    finally:
+        if watchers is not None:
+            # The poll stays open: the watchers are told to stop by SIGTERM after their last update lands.
+            await asyncio.sleep(1.0)
+            watchers.send_signal(signal.SIGINT)
+            try:
+                watchers.wait(60)
+            except subprocess.TimeoutExpired:
+                watchers.kill()
+        stop_child(server)
+
+    votes_rate = len(accepted) / caught_up
+    delays: list[float] = []
+    failed = 0
+    if watchers is not None and out.exists():
+        report = json.loads(out.read_text())
+        failed = report["failed"]
+        accepted.sort()
+        for log in report["logs"]:
+            prev = base
+            for t, total in log:
+                for k in range(max(prev, base), min(total, want)):
+                    delays.append(t - accepted[k - base])
+                prev = max(prev, total)
+    result = {
+        "trivial_rate": trivial_rate, "votes_rate": votes_rate, "accept_rate": len(accepted) / elapsed,
+        "votes": len(accepted), "errors": errors, "caught_up": caught_up, "elapsed": elapsed,
+        "p50": percentile(delays, 0.50) * 1000, "p99": percentile(delays, 0.99) * 1000,
+        "samples": len(delays), "watchers": args.watchers, "watch_failed": failed,
+    }
+    return result
+
+
+async def watchers_main(target: str, poll_id: str, count: str, record: str, out: str) -> None:
+    task = asyncio.create_task(run_watchers(target, poll_id, int(count), int(record), out))
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+    await asyncio.wait({task, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+    if not task.done():
+        task.cancel()
+    # Write what was recorded even when stopped early.
+    with __import__("contextlib").suppress(BaseException):
+        await task
+
+
+def write_section(text: str) -> None:
+    current = RESULTS.read_text()
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
+    current = pattern.sub("", current).rstrip("\n") + "\n\n"
+    RESULTS.write_text(current + text.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "trivial":
+        asyncio.run(serve_trivial())
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        asyncio.run(serve_polls(*sys.argv[2:7]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "watch":
+        asyncio.run(watchers_main(*sys.argv[2:7]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backends", default="real", choices=["real", "embedded"])
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--watchers", type=int, default=1000)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("AGORA_LOG_LEVEL", "WARNING")
+    r = asyncio.run(bench(args))
+    ratio = r["votes_rate"] / r["trivial_rate"]
+    print(json.dumps(r, indent=2))
+    lines = [
+        SECTION, "",
+        (f"Command: `.venv/bin/python bench/polls_bench.py --backends {args.backends} --seconds {args.seconds:g} "
+        f"--concurrency {args.concurrency} --watchers {args.watchers}{' --write' if args.write else ''}` "
+        f"({time.strftime('%Y-%m-%d')}, 2 cores; server, watchers and load generator are separate processes)."),
+        "", "| figure | value |", "|---|---:|",
+        f"| trivial grpc.aio unary RPC (baseline, same client) | {r['trivial_rate']:,.0f}/s |",
+        f"| CastVote accepted | {r['accept_rate']:,.0f}/s ({r['votes']:,} votes, {r['errors']} errors) |",
+        f"| votes/s with tallies caught up | {r['votes_rate']:,.0f}/s |",
+        f"| ratio to trivial unary | {ratio:.2f}x |",
+        (f"| vote-to-WatchResults delay, p50 / p99 ({r['watchers']:,} watchers, {r['samples']:,} samples) "
+        f"| {r['p50']:.0f} ms / {r['p99']:.0f} ms |"),
+        "",
+        (f"- goal >= 3,000 votes/s: {'met' if r['votes_rate'] >= 3000 else 'not met'}; goal >= 0.4x trivial: "
+        f"{'met' if ratio >= 0.4 else 'not met'}; goal p99 < 250 ms: {'met' if r['p99'] < 250 else 'not met'}"),
+        f"- watcher streams that failed: {r['watch_failed']}",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Live polls: exact counts at thousands of votes per second (issue 5)."""

@@ -1,0 +1,98 @@
+"""Live results for WatchResults: tally changes in, coalesced snapshots out (kit's SnapshotFeed).
+
+Where the changes come from is the tally store's business: MongoDB's change stream (so a watcher
+on any replica sees the tally written by the consumer on any other replica), or, embedded, the
+SQLite store's own writes. This board only keeps, per watched poll, the newest version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Generic, TypeVar
+
+from services.kit.streams import SnapshotFeed
+from services.polls.domain import Tally
+from services.polls.store import TallyStore
+
+log = logging.getLogger("agora.polls.live")
+
+T = TypeVar("T")
+
+
+class ResultsBoard(Generic[T]):
+    """`render(tally)` turns a tally into the stream's message (None: unknown poll, skip it)."""
+
+    def __init__(self, tallies: TallyStore, render: Callable[[Tally], Awaitable[T | None]], *,
+                 min_interval: float = 0.1) -> None:
+        self.tallies = tallies
+        self.render = render
+        self.feed: SnapshotFeed[str, T] = SnapshotFeed(min_interval=min_interval)
+        self._versions: dict[str, int] = {}
+        self._interest: dict[str, int] = {}
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._follow(), name="polls-results-board")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _follow(self) -> None:
+        while True:
+            changes = self.tallies.changes()
+            try:
+                async for tally in changes:
+                    await self.offer(tally)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("following tally changes failed; starting again")
+                await asyncio.sleep(0.5)
+            finally:
+                await changes.aclose()
+
+    async def offer(self, tally: Tally) -> None:
+        """Publish a newer tally of a watched poll (older or unwatched ones are ignored)."""
+        if not self._interest.get(tally.poll_id):
+            return
+        if tally.version <= self._versions.get(tally.poll_id, -1):
+            return
+        message = await self.render(tally)
+        if message is None or tally.version <= self._versions.get(tally.poll_id, -1):
+            return
+        self._versions[tally.poll_id] = tally.version
+        if tally.final:
+            self.feed.close(tally.poll_id, message)
+        else:
+            self.feed.publish(tally.poll_id, message)
+
+    async def watch(self, poll_id: str, read: Callable[[], Awaitable[tuple[T, int, bool]]]) -> AsyncIterator[T]:
+        """The poll's current results at once, then newer snapshots, ending after the final one.
+
+        `read()` returns (message, version, final) from the stores; interest is registered
+        before it runs, so a change landing meanwhile is published, not lost."""
+        self._interest[poll_id] = self._interest.get(poll_id, 0) + 1
+        try:
+            initial, version, final = await read()
+            if final:
+                yield initial
+                return
+            if version > self._versions.get(poll_id, -1):
+                self._versions[poll_id] = version
+                self.feed.publish(poll_id, initial)
+            async with contextlib.aclosing(self.feed.subscribe(poll_id, initial)) as stream:
+                async for message in stream:
+                    yield message
+        finally:
+            self._interest[poll_id] -= 1
+            if not self._interest[poll_id]:
+                del self._interest[poll_id]
+                self._versions.pop(poll_id, None)
+                self.feed.forget(poll_id)
