@@ -1,0 +1,1 @@
+"""audit: the trail of everything that happened in the mesh."""

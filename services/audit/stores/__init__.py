@@ -1,0 +1,1 @@
+"""Adapters of the audit storage port: cassandra.py (real), sqlite.py (embedded)."""

@@ -1,0 +1,1 @@
+"""catalog: the products sellers list, their prices and their stock."""

@@ -1,0 +1,345 @@
+"""The CatalogService servicer: proto in, proto out; rules in domain.py, storage behind store.py."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from agora.catalog.v1 import catalog_pb2 as pb
+from agora.catalog.v1 import catalog_pb2_grpc
+from agora.common.v1.money_pb2 import Money as MoneyPb
+from agora.customers.v1 import customers_pb2, customers_pb2_grpc
+from agora.events.v1 import catalog_pb2 as events
+from google.protobuf import any_pb2, json_format, struct_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2
+
+from services.catalog import domain
+from services.catalog.domain import (
+    Money,
+    Product,
+    ProductMissing,
+    Reservation,
+    ReservationConflict,
+    ReservationReleased,
+    ReservationState,
+    StockChange,
+    StockShort,
+    VersionMismatch,
+)
+from services.catalog.store import CatalogStore, open_store
+from services.kit.bus import new_envelope
+from services.kit.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from services.kit.interceptors import remaining
+from services.kit.registry import DOMAINS
+from services.kit.server import ServiceSpec
+from services.kit.streams import SnapshotFeed
+
+log = logging.getLogger("agora.catalog")
+
+Reason = events.StockChangeReason
+
+
+class NotEnoughStock(FailedPrecondition):
+    """FAILED_PRECONDITION whose PreconditionFailure names every product short of stock."""
+
+    def __init__(self, shortages: dict[str, tuple[int, int]]) -> None:
+        text = "; ".join(f"product {pid!r}: {want} wanted, {have} available" for pid, (want, have) in shortages.items())
+        super().__init__(f"not enough stock: {text}")
+        self.shortages = shortages
+
+    def details(self):
+        return [_pack(error_details_pb2.PreconditionFailure(violations=[
+            error_details_pb2.PreconditionFailure.Violation(
+                type="STOCK", subject=f"products/{pid}", description=f"{want} wanted, {have} available")
+            for pid, (want, have) in self.shortages.items()
+        ]))]
+
+
+def _pack(message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def _ts(value) -> Timestamp:
+    ts = Timestamp()
+    if value is not None:
+        ts.FromDatetime(value)
+    return ts
+
+
+def _money(m: Money) -> MoneyPb:
+    return MoneyPb(currency_code=m.currency_code, amount_minor=m.amount_minor)
+
+
+def to_proto(p: Product) -> pb.Product:
+    attributes = struct_pb2.Struct()
+    attributes.update(p.attributes)
+    return pb.Product(id=p.id, seller_id=p.seller_id, name=p.name, description=p.description, category=p.category,
+                      price=_money(p.price), stock=p.stock, attributes=attributes, version=p.version,
+                      created_at=_ts(p.created_at), updated_at=_ts(p.updated_at))
+
+
+def from_proto(m: pb.Product) -> Product:
+    price = Money(m.price.currency_code.strip(), m.price.amount_minor) if m.HasField("price") else None
+    return Product(id="", seller_id=m.seller_id, name=m.name, description=m.description, category=m.category,
+                   price=price, stock=m.stock, attributes=json_format.MessageToDict(m.attributes))
+
+
+def reservation_proto(r: Reservation) -> pb.Reservation:
+    out = pb.Reservation(
+        order_id=r.order_id, items=[pb.ReservationItem(product_id=p, quantity=q) for p, q in r.items],
+        state=pb.RESERVATION_STATE_RESERVED if r.state is ReservationState.RESERVED else pb.RESERVATION_STATE_RELEASED,
+        release_reason=r.release_reason,
+    )
+    if r.reserved_at:
+        out.reserved_at.CopyFrom(_ts(r.reserved_at))
+    if r.released_at:
+        out.released_at.CopyFrom(_ts(r.released_at))
+    return out
+
+
+def snapshot(p: Product) -> pb.WatchProductResponse:
+    return pb.WatchProductResponse(sequence=p.version, product_id=p.id, price=_money(p.price), stock=p.stock,
+                                   updated_at=_ts(p.updated_at))
+
+
+def stock_events(changes: list[StockChange], reason: int, order_id: str = "") -> list:
+    return [
+        new_envelope("catalog.product.stock_changed", "catalog", c.after.id, events.ProductStockChanged(
+            product_id=c.after.id, previous_stock=c.before.stock, stock=c.after.stock,
+            delta=c.after.stock - c.before.stock, reason=reason, order_id=order_id, version=c.after.version,
+            changed_at=_ts(c.after.updated_at)))
+        for c in changes
+    ]
+
+
+class SellerDirectory:
+    """Asks CustomerService whether a seller exists (with the caller's remaining deadline)."""
+
+    def __init__(self, channel) -> None:
+        self.stub = customers_pb2_grpc.CustomerServiceStub(channel)
+
+    async def exists(self, seller_id: str) -> bool:
+        try:
+            await self.stub.GetSeller(customers_pb2.GetSellerRequest(seller_id=seller_id), timeout=remaining(5.0))
+            return True
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                return False
+            raise Unavailable(f"cannot check the seller with CustomerService: {exc.code().name}") from None
+
+
+class Stock:
+    """Reservations and releases, shared by the RPCs and the event handlers."""
+
+    def __init__(self, store: CatalogStore, on_change) -> None:
+        self.store = store
+        self.on_change = on_change  # (products) -> None: feeds watchers, wakes the relay
+
+    async def reserve(self, order_id: str, items: list[tuple[str, int]]) -> Reservation:
+        if not order_id.strip():
+            raise InvalidArgument.field("order_id", "required")
+        wanted = domain.reservation_items(items)
+        changed: list[StockChange] = []
+
+        def events_for(changes):
+            changed[:] = changes
+            return stock_events(changes, Reason.STOCK_CHANGE_REASON_RESERVED, order_id)
+
+        try:
+            reservation = await self.store.reserve(order_id, wanted, domain.now(), events_for)
+        except ProductMissing as exc:
+            raise NotFound.of("product", exc.product_id) from None
+        except StockShort as exc:
+            raise NotEnoughStock(exc.shortages) from None
+        except ReservationReleased:
+            raise FailedPrecondition(f"the reservation of order {order_id!r} was already released") from None
+        except ReservationConflict:
+            raise AlreadyExists(f"order {order_id!r} already holds a reservation with different items") from None
+        self.on_change([c.after for c in changed])
+        return reservation
+
+    async def release(self, order_id: str, reason: str) -> Reservation:
+        if not order_id.strip():
+            raise InvalidArgument.field("order_id", "required")
+        changed: list[StockChange] = []
+
+        def events_for(changes):
+            changed[:] = changes
+            return stock_events(changes, Reason.STOCK_CHANGE_REASON_RELEASED, order_id)
+
+        reservation = await self.store.release(order_id, reason, domain.now(), events_for)
+        self.on_change([c.after for c in changed])
+        return reservation
+
+
+class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
+    def __init__(self, store: CatalogStore, sellers: SellerDirectory, *, wake=lambda: None,
+                 feed: SnapshotFeed | None = None) -> None:
+        self.store = store
+        self.sellers = sellers
+        self.wake = wake
+        self.feed: SnapshotFeed[str, pb.WatchProductResponse] = feed or SnapshotFeed(min_interval=0.05)
+        self.stock = Stock(store, self.changed)
+
+    def changed(self, products: list[Product]) -> None:
+        """After a commit: wake the outbox relay, show the new snapshots to watchers."""
+        self.wake()
+        for p in products:
+            self.observe(p)
+
+    def observe(self, p: Product) -> None:
+        """A product as some process (this one, or another replica via the change stream) left it."""
+        latest = self.feed.latest(p.id)
+        if latest is None and not self.feed.subscribers(p.id):
+            return  # nobody watches it; WatchProduct reads the store first
+        if latest is None or p.version > latest.sequence:
+            self.feed.publish(p.id, snapshot(p))
+
+    async def _product(self, product_id: str) -> Product:
+        if not product_id.strip():
+            raise InvalidArgument.field("product_id", "required")
+        found = await self.store.get(product_id.strip())
+        if found is None:
+            raise NotFound.of("product", product_id)
+        return found
+
+    async def CreateProduct(self, request, context):
+        product = domain.new_product(from_proto(request.product))
+        if not await self.sellers.exists(product.seller_id):
+            raise InvalidArgument.field("product.seller_id", f"no seller {product.seller_id!r} in CustomerService")
+        event = new_envelope("catalog.product.created", "catalog", product.id, events.ProductCreated(
+            product_id=product.id, seller_id=product.seller_id, name=product.name, description=product.description,
+            category=product.category, price=_money(product.price), stock=product.stock, version=product.version,
+            created_at=_ts(product.created_at)))
+        await self.store.create(product, event)
+        self.wake()
+        return pb.CreateProductResponse(product=to_proto(product))
+
+    async def GetProduct(self, request, context):
+        return pb.GetProductResponse(product=to_proto(await self._product(request.product_id)))
+
+    async def UpdateProduct(self, request, context):
+        given = from_proto(request.product)
+        for _ in range(10):
+            current = await self._product(request.product_id)
+            if request.expected_version and request.expected_version != current.version:
+                raise Aborted(f"product is at version {current.version}, not {request.expected_version}; re-read")
+            updated, changed = domain.apply_update(current, given, list(request.update_mask.paths))
+            if not changed:
+                return pb.UpdateProductResponse(product=to_proto(current))
+            envelopes = []
+            details = [f for f in changed if f != "stock"]
+            if details:
+                envelopes.append(new_envelope("catalog.product.updated", "catalog", updated.id, events.ProductUpdated(
+                    product_id=updated.id, seller_id=updated.seller_id, name=updated.name,
+                    description=updated.description, category=updated.category, price=_money(updated.price),
+                    previous_price=_money(current.price), changed_fields=details, version=updated.version,
+                    updated_at=_ts(updated.updated_at))))
+            if "stock" in changed:
+                envelopes += stock_events([StockChange(current, updated)], Reason.STOCK_CHANGE_REASON_ADJUSTED)
+            try:
+                await self.store.replace(updated, current.version, envelopes)
+            except VersionMismatch:
+                if request.expected_version:
+                    raise Aborted("the product changed meanwhile; re-read and retry") from None
+                continue  # a stock reservation moved the version: apply the update again on top of it
+            except ProductMissing:
+                raise NotFound.of("product", request.product_id) from None
+            self.changed([updated])
+            return pb.UpdateProductResponse(product=to_proto(updated))
+        raise Aborted("the product kept changing; retry")
+
+    async def ListProducts(self, request, context):
+        size = domain.page_size(request.page_size)
+        parts = (request.seller_id, request.category, request.query)
+        offset = domain.decode_page_token(request.page_token, *parts)
+        found = await self.store.list(request.seller_id, request.category, request.query, offset, size + 1)
+        token = domain.encode_page_token(offset + size, *parts) if len(found) > size else ""
+        return pb.ListProductsResponse(products=[to_proto(p) for p in found[:size]], next_page_token=token)
+
+    async def AdjustStock(self, request, context):
+        if not request.product_id.strip():
+            raise InvalidArgument.field("product_id", "required")
+        domain.check_adjustment(request.delta)
+        changed: list[StockChange] = []
+
+        def events_for(changes):
+            changed[:] = changes
+            return stock_events(changes, Reason.STOCK_CHANGE_REASON_ADJUSTED)
+
+        try:
+            product = await self.store.adjust(request.product_id.strip(), request.delta, request.request_id,
+                                              request.reason, domain.now(), events_for)
+        except ProductMissing:
+            raise NotFound.of("product", request.product_id) from None
+        except StockShort as exc:
+            raise NotEnoughStock(exc.shortages) from None
+        self.changed([c.after for c in changed])
+        return pb.AdjustStockResponse(product=to_proto(product))
+
+    async def ReserveStock(self, request, context):
+        items = [(i.product_id, i.quantity) for i in request.items]
+        reservation = await self.stock.reserve(request.order_id, items)
+        return pb.ReserveStockResponse(reservation=reservation_proto(reservation))
+
+    async def ReleaseStock(self, request, context):
+        reservation = await self.stock.release(request.order_id, request.reason or "released")
+        return pb.ReleaseStockResponse(reservation=reservation_proto(reservation))
+
+    async def WatchProduct(self, request, context):
+        product = await self._product(request.product_id)
+        initial = snapshot(product)
+        latest = self.feed.latest(product.id)
+        if latest is None or latest.sequence < initial.sequence:
+            self.feed.publish(product.id, initial)
+        async for value in self.feed.subscribe(product.id):
+            yield value
+
+
+async def build(runtime) -> ServiceSpec:
+    from services.catalog.handlers import StockConsumer
+
+    store = open_store(runtime.settings)
+    await store.start()
+    bus = await runtime.bus()
+    relay = store.relay(bus)
+    servicer = CatalogService(store, SellerDirectory(runtime.channel("customers")), wake=relay.wake)
+    consumer = StockConsumer(servicer.stock)
+    subscription = None
+
+    async def start() -> None:
+        nonlocal subscription
+        await relay.start()
+        await store.follow(servicer.observe)
+        subscription = await consumer.subscribe(bus)
+
+    async def stop() -> None:
+        if subscription is not None:
+            await subscription.cancel()
+        await relay.stop()
+        await store.close()
+
+    async def bus_ok() -> bool:
+        return bus.healthy()
+
+    return ServiceSpec(
+        domain=DOMAINS["catalog"],
+        register=lambda server: catalog_pb2_grpc.add_CatalogServiceServicer_to_server(servicer, server),
+        probes={"store": store.ping, "bus": bus_ok},
+        on_start=[start],
+        on_stop=[stop],
+        sessions=runtime.sessions(),
+    )
+
+
+

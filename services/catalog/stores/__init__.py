@@ -1,0 +1,1 @@
+"""Adapters of the catalog storage port: mongo.py (real), sqlite.py (embedded)."""

@@ -1,0 +1,1 @@
+"""customers: the people who buy (clients) and sell (sellers) on Agora."""

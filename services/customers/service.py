@@ -1,0 +1,146 @@
+"""The CustomerService servicer: proto in, proto out; rules in domain.py, storage behind store.py."""
+
+from __future__ import annotations
+
+from agora.customers.v1 import customers_pb2 as pb
+from agora.customers.v1 import customers_pb2_grpc
+from agora.events.v1 import customers_pb2 as events
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.customers import domain
+from services.customers.domain import Address, EmailTaken, Kind, Party
+from services.customers.store import CustomerStore, open_store
+from services.kit.auth import caller
+from services.kit.bus import new_envelope
+from services.kit.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from services.kit.registry import DOMAINS
+from services.kit.server import ServiceSpec
+
+_MESSAGE = {Kind.CLIENT: pb.Client, Kind.SELLER: pb.Seller}
+
+
+def _ts(value) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def to_proto(p: Party):
+    message = _MESSAGE[p.kind](
+        id=p.id, name=p.name, email=p.email, phone=p.phone, address=pb.Address(**p.address.as_dict()),
+        user_id=p.user_id, created_at=_ts(p.created_at), updated_at=_ts(p.updated_at),
+    )
+    if p.kind is Kind.SELLER:
+        message.description = p.description
+    return message
+
+
+def from_proto(kind: Kind, message) -> Party:
+    a = message.address
+    return Party(
+        kind=kind, id="", name=message.name, email=message.email, phone=message.phone,
+        address=Address(a.line1, a.line2, a.city, a.region, a.postal_code, a.country_code),
+        description=getattr(message, "description", ""),
+    )
+
+
+def created_event(p: Party):
+    cls = events.ClientCreated if p.kind is Kind.CLIENT else events.SellerCreated
+    payload = cls(name=p.name, email=p.email, phone=p.phone, user_id=p.user_id, created_at=_ts(p.created_at))
+    setattr(payload, f"{p.kind.value}_id", p.id)
+    return new_envelope(f"customers.{p.kind.value}.created", "customers", p.id, payload)
+
+
+class CustomerService(customers_pb2_grpc.CustomerServiceServicer):
+    def __init__(self, store: CustomerStore, on_commit=lambda: None) -> None:
+        self.store = store
+        self.on_commit = on_commit  # wakes the outbox relay
+
+    async def _create(self, kind: Kind, message) -> Party:
+        who = caller()
+        party = domain.new_party(kind, from_proto(kind, message), user_id=who.user_id if who else "")
+        try:
+            await self.store.create(party, created_event(party))
+        except EmailTaken:
+            raise AlreadyExists(f"another {kind.value} already has the email {party.email!r}") from None
+        self.on_commit()
+        return party
+
+    async def _get(self, kind: Kind, party_id: str) -> Party:
+        if not party_id.strip():
+            raise InvalidArgument.field(f"{kind.value}_id", "required")
+        party = await self.store.get(kind, party_id.strip())
+        if party is None:
+            raise NotFound.of(kind.value, party_id)
+        return party
+
+    async def _update(self, kind: Kind, party_id: str, message, mask) -> Party:
+        current = await self._get(kind, party_id)
+        who = caller()
+        if who and current.user_id and current.user_id != who.user_id:
+            raise PermissionDenied(f"this {kind.value} belongs to another user")
+        updated = domain.apply_update(current, from_proto(kind, message), list(mask.paths))
+        try:
+            return await self.store.update(updated)
+        except EmailTaken:
+            raise AlreadyExists(f"another {kind.value} already has the email {updated.email!r}") from None
+
+    async def _list(self, kind: Kind, request) -> tuple[list[Party], str]:
+        size = domain.page_size(request.page_size)
+        query = request.query.strip()
+        after = domain.decode_page_token(request.page_token, kind.value, query)
+        rows = await self.store.list(kind, query, after, size + 1)
+        token = domain.encode_page_token(rows[size - 1][0], kind.value, query) if len(rows) > size else ""
+        return [p for _, p in rows[:size]], token
+
+    async def CreateClient(self, request, context):
+        return pb.CreateClientResponse(client=to_proto(await self._create(Kind.CLIENT, request.client)))
+
+    async def GetClient(self, request, context):
+        return pb.GetClientResponse(client=to_proto(await self._get(Kind.CLIENT, request.client_id)))
+
+    async def UpdateClient(self, request, context):
+        party = await self._update(Kind.CLIENT, request.client_id, request.client, request.update_mask)
+        return pb.UpdateClientResponse(client=to_proto(party))
+
+    async def ListClients(self, request, context):
+        parties, token = await self._list(Kind.CLIENT, request)
+        return pb.ListClientsResponse(clients=[to_proto(p) for p in parties], next_page_token=token)
+
+    async def CreateSeller(self, request, context):
+        return pb.CreateSellerResponse(seller=to_proto(await self._create(Kind.SELLER, request.seller)))
+
+    async def GetSeller(self, request, context):
+        return pb.GetSellerResponse(seller=to_proto(await self._get(Kind.SELLER, request.seller_id)))
+
+    async def UpdateSeller(self, request, context):
+        party = await self._update(Kind.SELLER, request.seller_id, request.seller, request.update_mask)
+        return pb.UpdateSellerResponse(seller=to_proto(party))
+
+    async def ListSellers(self, request, context):
+        parties, token = await self._list(Kind.SELLER, request)
+        return pb.ListSellersResponse(sellers=[to_proto(p) for p in parties], next_page_token=token)
+
+
+async def build(runtime) -> ServiceSpec:
+    store = open_store(runtime.settings)
+    await store.start()
+    bus = await runtime.bus()
+    relay = store.relay(bus)
+    servicer = CustomerService(store, on_commit=relay.wake)
+
+    async def stop() -> None:
+        await relay.stop()
+        await store.close()
+
+    async def bus_ok() -> bool:
+        return bus.healthy()
+
+    return ServiceSpec(
+        domain=DOMAINS["customers"],
+        register=lambda server: customers_pb2_grpc.add_CustomerServiceServicer_to_server(servicer, server),
+        probes={"store": store.ping, "bus": bus_ok},
+        on_start=[relay.start],
+        on_stop=[stop],
+        sessions=runtime.sessions(),
+    )

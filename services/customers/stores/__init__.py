@@ -1,0 +1,1 @@
+"""Adapters of the customers storage port: postgres.py (real), sqlite.py (embedded)."""

@@ -1,0 +1,134 @@
+"""Customers on PostgreSQL: tables clients and sellers (unique lower(email)) + the outbox, in one schema."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg2
+import psycopg2.errors
+
+from services.customers.domain import EmailTaken, Kind, Party
+from services.customers.stores.rows import COLUMNS, TABLES, like_pattern, to_party, values
+from services.kit.bus.outbox import OutboxRelay
+from services.kit.bus.stores.postgres import PostgresOutbox
+from services.kit.stores.postgres import PostgresDatabase
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS {table} (
+    seq BIGSERIAL UNIQUE,
+    id UUID PRIMARY KEY,
+    name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    email_key TEXT NOT NULL UNIQUE,
+    phone TEXT NOT NULL DEFAULT '',
+    address JSONB NOT NULL DEFAULT '{{}}',
+    description TEXT NOT NULL DEFAULT '',
+    user_id TEXT NOT NULL DEFAULT '',
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+"""
+
+
+SCHEMA = "customers"  # the PostgreSQL schema customers keeps its tables in
+
+
+class PostgresCustomerStore:
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        self.url = url
+        self.schema = schema or SCHEMA
+        self.db = PostgresDatabase(url, schema=schema)
+        self.outbox = PostgresOutbox("customers_outbox")
+
+    async def start(self) -> None:
+        def create(conn) -> None:
+            with conn.cursor() as cur:
+                for table in TABLES.values():
+                    cur.execute(_SCHEMA.format(table=table))
+
+        await self.db.transaction(create)
+        await asyncio.to_thread(self._create_outbox)
+
+    def _connect(self):
+        return psycopg2.connect(self.url, options=f"-c search_path={self.schema},public", connect_timeout=3)
+
+    def _create_outbox(self) -> None:
+        conn = self._connect()  # the outbox manages its own transaction
+        try:
+            self.outbox.create_schema(conn)
+        finally:
+            conn.close()
+
+    async def create(self, party: Party, event) -> Party:
+        table = TABLES[party.kind]
+
+        def insert(conn) -> None:
+            with conn.cursor() as cur:
+                cur.execute(
+                    f"INSERT INTO {table} (id, name, email, email_key, phone, address, description, user_id,"
+                    " created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (*values(party), party.created_at, party.updated_at),
+                )
+                self.outbox.add(cur, [event])
+
+        try:
+            await self.db.transaction(insert)
+        except psycopg2.errors.UniqueViolation:
+            raise EmailTaken(party.email) from None
+        return party
+
+    async def get(self, kind: Kind, party_id: str) -> Party | None:
+        def read(conn):
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT {COLUMNS} FROM {TABLES[kind]} WHERE id::text = %s", (party_id,))
+                return cur.fetchone()
+
+        row = await self.db.transaction(read)
+        return to_party(kind, row)[1] if row else None
+
+    async def update(self, party: Party) -> Party:
+        def write(conn) -> None:
+            with conn.cursor() as cur:
+                pid, name, email, email_key, phone, address, description, _ = values(party)
+                cur.execute(
+                    f"UPDATE {TABLES[party.kind]} SET name=%s, email=%s, email_key=%s, phone=%s, address=%s,"
+                    " description=%s, updated_at=%s WHERE id = %s",
+                    (name, email, email_key, phone, address, description, party.updated_at, pid),
+                )
+
+        try:
+            await self.db.transaction(write)
+        except psycopg2.errors.UniqueViolation:
+            raise EmailTaken(party.email) from None
+        return party
+
+    async def list(self, kind: Kind, query: str, after: int, limit: int) -> list[tuple[int, Party]]:
+        def read(conn):
+            with conn.cursor() as cur:
+                where, args = "seq > %s", [after]
+                if query:
+                    where += " AND (lower(name) LIKE %s OR email_key LIKE %s)"
+                    args += [like_pattern(query)] * 2
+                cur.execute(f"SELECT {COLUMNS} FROM {TABLES[kind]} WHERE {where} ORDER BY seq LIMIT %s",
+                            (*args, limit))
+                return cur.fetchall()
+
+        return [to_party(kind, row) for row in await self.db.transaction(read)]
+
+    def relay(self, bus) -> OutboxRelay:
+        return OutboxRelay(bus, self.outbox, self._connect)
+
+    async def ping(self) -> bool:
+        return await self.db.ping()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def drop(self) -> None:
+        """Remove the schema and everything in it (tests)."""
+
+        def drop(conn) -> None:
+            with conn.cursor() as cur:
+                cur.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+
+        await self.db.transaction(drop)

@@ -1,0 +1,1 @@
+"""orders: takes orders and follows them to a final state."""
