@@ -56,6 +56,11 @@ def outbound_metadata(
             )
         elif key == CSRF_HEADER:
             csrf_header = raw_value.decode("latin-1")
+        elif key == "x-api-key":  # the service API key seed clients of the internal /api routes send
+            value = raw_value.decode("latin-1")
+            if not _printable(value):
+                raise _bad("X-Api-Key header must be printable ASCII")
+            metadata.append(("x-api-key", value))
         elif key.startswith(METADATA_PREFIX):
             name = key[len(METADATA_PREFIX):]
             value = raw_value.decode("latin-1")

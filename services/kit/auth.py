@@ -53,6 +53,29 @@ def bearer_token(metadata) -> str:
     return ""
 
 
+def owner_or_internal(context) -> Caller | None:
+    """Who may read per-user data (orders, payments, notifications): the signed-in caller (who
+    then sees only their own), or None for an internal caller, which is anyone anonymous in the
+    embedded default (the seed's open /api routes) and, once AGORA_SERVICE_API_KEY is set (the
+    prod overlay sets it), only a caller that sends that key as `x-api-key` metadata."""
+    import hmac
+    import os
+
+    who = caller()
+    if who is not None:
+        return who
+    if token_rejected():
+        raise Unauthenticated("the session is unknown, expired or revoked: sign in again")
+    expected = os.environ.get("AGORA_SERVICE_API_KEY", "")
+    if not expected:
+        return None
+    given = next((v for k, v in (context.invocation_metadata() or ()) if k == "x-api-key"), "") if context else ""
+    given = given if isinstance(given, str) else given.decode()
+    if given and hmac.compare_digest(given.encode(), expected.encode()):
+        return None
+    raise Unauthenticated("sign in (authorization: Bearer <session token>) or send the service API key as x-api-key")
+
+
 class SessionResolver(Protocol):
     async def resolve(self, token: str) -> Caller | None:
         """The session's caller, or None when the token is unknown, expired or revoked."""

@@ -50,6 +50,9 @@ class Settings:
         "AGORA_CASSANDRA_PROTOCOL_VERSION", 3, "CQL native protocol (3 for Cassandra 2.1; 4+ for 4.x/5.x)"
     )
     cassandra_keyspace: str = _setting("AGORA_CASSANDRA_KEYSPACE", "agora", "keyspace the mesh creates and uses")
+    service_api_key: str = _setting(
+        "AGORA_SERVICE_API_KEY", "", "when set, anonymous calls to per-user data need it as x-api-key (X-Api-Key via the bridge)"
+    )
     amqp_url: str = _setting("AGORA_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F", "RabbitMQ URL for real backends")
     targets: Mapping[str, str] = field(
         default_factory=dict,

@@ -23,14 +23,14 @@ from agora.orders.v1 import orders_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_status import rpc_status
 
-from services.kit.auth import caller
+from services.kit.auth import caller, owner_or_internal
 from services.kit.bus import new_envelope
 from services.kit.errors import Aborted, DomainError, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.kit.interceptors import remaining
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
 from services.kit.streams import SequencedLog
-from services.orders import access, domain, handlers
+from services.orders import domain, handlers
 from services.orders.domain import Money, Order, ProductInfo, Status
 from services.orders.handlers import PaymentOutcomes, PaymentTimeouts
 from services.orders.store import OrderStore, open_store
@@ -225,7 +225,7 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
 
     @staticmethod
     def _check_access(order: Order, context=None) -> None:
-        who = access.resolve(context)
+        who = owner_or_internal(context)
         if who and order.user_id != who.user_id:
             raise PermissionDenied("this order belongs to another user")
 
@@ -239,7 +239,7 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
         return order
 
     async def CreateOrder(self, request, context):
-        access.resolve(context)
+        owner_or_internal(context)
         items = [(i.product_id.strip(), i.quantity) for i in request.items]
         client_id = request.client_id.strip()
         domain.check_request(client_id, items)
@@ -293,7 +293,7 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
         status = Status(request.status) if request.status else None
         cursor = domain.unwrap_cursor(request.page_token, "all", str(request.status))
         orders, after = await self.store.list_all(status, cursor, size)
-        who = access.resolve(context)
+        who = owner_or_internal(context)
         if who:
             orders = [o for o in orders if o.user_id == who.user_id]
         return pb.ListOrdersResponse(orders=[to_proto(o) for o in orders],

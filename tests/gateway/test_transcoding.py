@@ -179,6 +179,8 @@ async def test_client_cannot_forge_what_the_bridge_vouches_for(client):
         assert r.status_code == 400 and header.lower() in r.json()["message"], header
     md = (await client.get("/v1/headers")).json()["metadata"]
     assert md["x-forwarded-for"] == "127.0.0.1"
+    md = (await client.get("/v1/headers", headers={"X-Api-Key": "k1"})).json()["metadata"]
+    assert md["x-api-key"] == "k1"
 
 
 async def test_cookie_session_and_csrf(mesh):

@@ -1,0 +1,1 @@
+"""notifications: tells people what happened to their orders, payments and auctions (e-mail, SMS)."""

@@ -1,0 +1,107 @@
+"""Delivering queued notifications, retrying failures with back-off, and the live change feed.
+
+`NotificationBook` is the one writer of notification state in this process: each write commits
+with its change-log row and is then appended to the live log under one lock, so the stream sees
+changes in sequence order. `Dispatcher` leases due notifications, sends each once per attempt,
+and records SENT, RETRYING (with next_attempt_at) or FAILED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from services.kit.streams import SequencedLog
+from services.notifications import domain
+from services.notifications.domain import Channel, DeliveryRules, Notification
+from services.notifications.senders import DeliveryFailed, EmailSender, SmsProvider, Undeliverable
+from services.notifications.store import NotificationStore
+
+log = logging.getLogger("agora.notifications.delivery")
+
+FEED = "all"  # one service-wide sequence: every subscriber filters it
+
+
+class NotificationBook:
+    def __init__(self, store: NotificationStore, *, capacity: int = 2048) -> None:
+        self.store = store
+        self.log: SequencedLog[str, Notification] = SequencedLog(capacity=capacity)
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self.log.seed(FEED, await self.store.last_sequence())
+
+    async def create(self, notifications: Sequence[Notification]) -> list[Notification]:
+        async with self._lock:
+            created = await self.store.create(notifications)
+            for seq, n in created:
+                self.log.append(FEED, seq, n)
+        return [n for _, n in created]
+
+    async def record(self, notification: Notification) -> None:
+        async with self._lock:
+            seq = await self.store.record(notification)
+            self.log.append(FEED, seq, notification)
+
+
+class Dispatcher:
+    def __init__(self, book: NotificationBook, email: EmailSender, sms: SmsProvider, rules: DeliveryRules, *,
+                 poll: float = 0.5, batch: int = 50, lease: float = 60.0) -> None:
+        self.book, self.email, self.sms, self.rules = book, email, sms, rules
+        self.poll, self.batch, self.lease = poll, batch, lease
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _deliver(self, n: Notification) -> None:
+        try:
+            if n.channel is Channel.EMAIL:
+                await self.email.send(n.id, n.recipient, n.subject, n.body)
+            else:
+                await self.sms.send(n.id, n.recipient, n.body)
+        except Undeliverable as exc:
+            after = domain.attempt_failed(n, str(exc), self.rules, domain.now(), permanent=True)
+        except DeliveryFailed as exc:
+            after = domain.attempt_failed(n, str(exc), self.rules, domain.now())
+        else:
+            after = domain.delivered(n, domain.now())
+        if after.status is not domain.Status.SENT:
+            log.info("notification %s attempt %d: %s (%s)", n.id, after.attempts, after.status.name, after.last_error)
+        await self.book.record(after)
+
+    async def dispatch_once(self) -> int:
+        due = await self.book.store.claim_due(domain.now(), self.batch, self.lease)
+        await asyncio.gather(*(self._deliver(n) for n in due))
+        return len(due)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                sent = await self.dispatch_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the store is away: try again at the next poll
+                log.exception("dispatching notifications failed")
+                sent = 0
+            if sent < self.batch:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="notification-dispatcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None

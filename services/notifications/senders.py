@@ -1,0 +1,100 @@
+"""How a notification leaves the mesh: e-mail over SMTP to a configured relay, SMS through a provider port.
+
+A sender raises `DeliveryFailed` (retry later) or `Undeliverable` (permanent, e.g. the relay
+rejected the address with a 5xx); returning means the relay or provider accepted the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import smtplib
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Protocol
+
+log = logging.getLogger("agora.notifications.senders")
+
+
+class DeliveryFailed(Exception):
+    """This attempt failed; another may succeed."""
+
+
+class Undeliverable(Exception):
+    """No attempt can succeed (a permanent rejection)."""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """AGORA_SMTP_* (read here until the kit's config carries them)."""
+
+    host: str = "127.0.0.1"
+    port: int = 25
+    sender: str = "Agora <no-reply@agora.local>"
+    timeout: float = 10.0
+
+    @classmethod
+    def from_env(cls, env=None) -> SmtpSettings:
+        env = os.environ if env is None else env
+        return cls(host=env.get("AGORA_SMTP_HOST") or cls.host, port=int(env.get("AGORA_SMTP_PORT") or cls.port),
+                   sender=env.get("AGORA_SMTP_FROM") or cls.sender,
+                   timeout=float(env.get("AGORA_SMTP_TIMEOUT") or cls.timeout))
+
+
+class EmailSender:
+    """smtplib in a worker thread; the notification id is the Message-ID, so a receiver can tell a
+    resend (after a crash between the relay's acceptance and our record of it) from a new message."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+
+    def _send(self, message: EmailMessage) -> None:
+        s = self.settings
+        try:
+            with smtplib.SMTP(s.host, s.port, timeout=s.timeout) as smtp:
+                smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            if all(500 <= c < 600 for c in codes):
+                raise Undeliverable(f"the relay refused the recipient: {exc.recipients}") from None
+            raise DeliveryFailed(f"the relay refused the recipient for now: {exc.recipients}") from None
+        except smtplib.SMTPResponseException as exc:
+            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            if 500 <= exc.smtp_code < 600 and exc.smtp_code not in (502, 503, 504):
+                raise Undeliverable(f"SMTP {exc.smtp_code} {text}") from None
+            raise DeliveryFailed(f"SMTP {exc.smtp_code} {text}") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryFailed(f"SMTP relay {s.host}:{s.port} unreachable: {exc}") from None
+
+    async def send(self, notification_id: str, recipient: str, subject: str, body: str) -> None:
+        message = EmailMessage()
+        message["From"] = self.settings.sender
+        message["To"] = recipient
+        message["Subject"] = subject
+        message["Date"] = formatdate(localtime=False)
+        message["Message-ID"] = f"<{notification_id}@agora.local>"
+        message.set_content(body)
+        await asyncio.to_thread(self._send, message)
+
+
+class SmsProvider(Protocol):
+    name: str
+
+    async def send(self, notification_id: str, phone: str, body: str) -> None:
+        """Hand one SMS to the provider (raises DeliveryFailed / Undeliverable)."""
+
+
+@dataclass
+class LoggingSmsProvider:
+    """The built-in SMS provider: logs each message and keeps it (tests read `sent`)."""
+
+    name: str = "log"
+    sent: list[tuple[str, str, str]] = field(default_factory=list)
+
+    async def send(self, notification_id: str, phone: str, body: str) -> None:
+        if not phone.startswith("+") or not phone[1:].isdigit():
+            raise Undeliverable(f"{phone!r} is not an E.164 phone number")
+        self.sent.append((notification_id, phone, body))
+        log.info("SMS to %s: %s", phone, body)

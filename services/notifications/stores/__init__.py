@@ -1,0 +1,1 @@
+"""Notifications storage adapters: PostgreSQL (real) and SQLite (embedded)."""

@@ -1,0 +1,1 @@
+"""payments: charges orders through a payment provider, exactly once per order, and refunds them."""

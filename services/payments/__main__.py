@@ -1,0 +1,9 @@
+"""`python -m services.payments` serves the payments domain alone."""
+
+import sys
+
+from services.kit.config import Settings
+from services.kit.launcher import serve
+
+if __name__ == "__main__":
+    sys.exit(serve("payments", Settings.from_env()))

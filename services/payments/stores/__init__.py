@@ -1,0 +1,1 @@
+"""Payments storage adapters: PostgreSQL (real) and SQLite (embedded)."""
