@@ -1,24 +1,35 @@
-"""The `agora` command: run the mesh (`up`, `serve`) and look at it (`health`, `events`).
+"""The `agora` command: run the mesh (`up`, `serve`), look at it (`health`, `events`), use it (every domain).
 
-Exit codes scripts can rely on: 0 done, 1 the mesh answered but not as hoped (unhealthy,
-not found...), 2 bad usage, 3 a service did not answer (unavailable).
+    agora login alice                       # session token saved to ~/.config/agora/config.toml (0600)
+    agora polls create "Lunch?" Pizza Sushi
+    agora polls watch POLL_ID               # live bars
+    agora auctions watch AUCTION_ID         # live bid ladder
+    agora events tail --type 'orders.*'     # live, filtered audit log
+
+Tables by default, `--json` for scripts. Exit codes: see `agora.commands.context` (0 ok,
+1 refused/not found, 2 usage, 3 unavailable, 4 unauthenticated, 130 interrupted).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
-# The ten domains and their default ports; kept here too because the client package
-# installs on its own, without the server code (services.kit.registry is the server's copy).
-DOMAIN_PORTS = {
-    "identity": 50051, "polls": 50052, "auctions": 50053, "chat": 50054, "customers": 50055,
-    "catalog": 50056, "orders": 50057, "payments": 50058, "notifications": 50059, "audit": 50060,
-}
+from agora.client.mesh import DOMAINS
+from agora.commands.context import (
+    ENV_HELP,
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    Invocation,
+    Refused,
+    UsageError,
+    add_common_options,
+)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+# Kept for scripts that imported them from here.
+DOMAIN_PORTS = {name: d.port for name, d in DOMAINS.items()}
+EXIT_OK, EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_UNAUTHENTICATED = 0, 1, 3, 4
 
 
 def _env_help() -> str:
@@ -54,50 +65,22 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     return serve(ns.target, _server_settings(ns))
 
 
-def _target(host: str, domain: str) -> str:
-    import os
-
-    offset = int(os.environ.get("AGORA_PORT_OFFSET") or 0)
-    return os.environ.get(f"AGORA_{domain.upper()}_TARGET") or f"{host}:{DOMAIN_PORTS[domain] + offset}"
-
-
-def cmd_health(ns: argparse.Namespace) -> int:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    rows = []
-    for domain in DOMAIN_PORTS:
-        target = _target(ns.host, domain)
-        with grpc.insecure_channel(target) as channel:
-            try:
-                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=ns.timeout)
-                status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-            except grpc.RpcError as exc:
-                status = exc.code().name
-        rows.append({"service": domain, "target": target, "status": status})
-    if ns.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title="agora health")
-        for col in ("service", "target", "status"):
-            table.add_column(col)
-        for r in rows:
-            colour = "green" if r["status"] == "SERVING" else "red"
-            table.add_row(r["service"], r["target"], f"[{colour}]{r['status']}[/{colour}]")
-        Console().print(table)
-    if all(r["status"] == "SERVING" for r in rows):
-        return EXIT_OK
-    return EXIT_UNAVAILABLE if any(r["status"] == "UNAVAILABLE" for r in rows) else EXIT_FAILED
+def _leaf(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+    """A client verb: common connection/output options, exit codes and environment in --help."""
+    parser = subparsers.add_parser(name, help=help, description=help, epilog=f"{EXIT_CODES_HELP}\n\n{ENV_HELP}",
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_options(parser, top_level=False)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from agora.commands import auctions, chat, events, health, identity, orders, polls
+
     parser = argparse.ArgumentParser(
         prog="agora", description="Agora: live polls, auctions, chat and commerce over gRPC.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"{EXIT_CODES_HELP}\n\n{ENV_HELP}", formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_common_options(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def server_command(name: str, help: str) -> argparse.ArgumentParser:
@@ -110,31 +93,50 @@ def build_parser() -> argparse.ArgumentParser:
     p = server_command("up", "start every service and the bridge in one process")
     p.set_defaults(func=cmd_up)
     p = server_command("serve", "run one domain's gRPC server, or the bridge (`gateway`)")
-    p.add_argument("target", metavar="DOMAIN", choices=["gateway", *DOMAIN_PORTS],
-                   help=f"gateway or one of: {', '.join(DOMAIN_PORTS)}")
+    p.add_argument("target", metavar="DOMAIN", choices=["gateway", *DOMAINS],
+                   help=f"gateway or one of: {', '.join(DOMAINS)}")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("health", help="grpc.health.v1 status of every service at a glance")
-    p.add_argument("--host", default="127.0.0.1", help="where the services listen (AGORA_<DOMAIN>_TARGET wins)")
-    p.add_argument("--timeout", type=float, default=2.0, help="seconds per check")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_health)
+    health.register(sub, _leaf)
+    identity.register(sub, _leaf)
+    polls.register(sub, _leaf)
+    auctions.register(sub, _leaf)
+    chat.register(sub, _leaf)
+    orders.register(sub, _leaf)
 
     try:
-        from services.kit.bus.cli import register as register_events
+        from services.kit.bus.cli import register as register_dead_letters
     except ImportError:
-        pass  # client-only install: the dead-letter tools need the server side
+        sub.add_parser("events", help="the mesh's events: tail the audit trail")
     else:
-        register_events(sub)
+        register_dead_letters(sub)  # `events dead-letters ...` needs the server side
+    events.register(sub.choices["events"], _leaf)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if not hasattr(ns, "run"):  # server-side commands: up, serve, events dead-letters
+        try:
+            return ns.func(ns)
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+    invocation = Invocation(ns)
     try:
-        return ns.func(ns)
+        return ns.run(invocation)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except (UsageError, Refused) as error:
+        return invocation.report(error)
+    except Exception as error:  # noqa: BLE001 - AgoraError and friends become an exit code, not a trace
+        from agora.client.errors import AgoraError
+
+        if isinstance(error, AgoraError):
+            return invocation.report(error)
+        raise
+    finally:
+        invocation.close()
 
 
 if __name__ == "__main__":

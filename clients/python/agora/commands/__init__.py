@@ -1,0 +1,1 @@
+"""The `agora` command's client verbs, one module per domain; `agora.cli` assembles them."""
