@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -12,8 +9,6 @@ from datetime import datetime, timedelta, timezone
 
 from services.kit.errors import InvalidArgument
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
 MAX_RANGE = timedelta(days=31)
 MAX_PAYLOAD_BYTES = 64 * 1024
 REDACTED = "[redacted]"
@@ -125,14 +120,6 @@ def time_range(start: datetime | None, end: datetime | None) -> tuple[datetime, 
     return start, end
 
 
-def page_size(requested: int) -> int:
-    if requested < 0:
-        raise InvalidArgument.field("page_size", "must not be negative")
-    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
-def _filter_hash(*parts: str) -> str:
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:12]
 
 
 Cursor = tuple[int, int]  # (occurred_at in epoch ms, sequence) of the last event returned
@@ -141,21 +128,3 @@ Cursor = tuple[int, int]  # (occurred_at in epoch ms, sequence) of the last even
 def epoch_ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
-
-def encode_page_token(cursor: Cursor, *filter_parts: str) -> str:
-    raw = json.dumps({"c": list(cursor), "f": _filter_hash(*filter_parts)}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_page_token(token: str, *filter_parts: str) -> Cursor | None:
-    if not token:
-        return None
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        at, seq = (int(x) for x in data["c"])
-        digest = data["f"]
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument.field("page_token", "not a token this RPC issued") from None
-    if digest != _filter_hash(*filter_parts):
-        raise InvalidArgument.field("page_token", "issued for a different filter; start again without it")
-    return at, seq

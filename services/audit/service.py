@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.audit import domain
 from services.audit.domain import AuditEvent, TypePattern
 from services.audit.store import AuditStore, open_store
+from services.kit import paging
 from services.kit.errors import DomainError, InvalidArgument, NotFound
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
@@ -126,19 +127,19 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         end = request.end_time.ToDatetime(tzinfo=timezone.utc) if request.HasField("end_time") else None
         start, end = domain.time_range(start, end)
         pattern = TypePattern.parse(request.type_pattern)
-        size = domain.page_size(request.page_size)
+        size = paging.page_size(request.page_size)
         parts = (str(domain.epoch_ms(start)), str(domain.epoch_ms(end)), request.type_pattern, request.key,
                  request.source)
         if not request.HasField("end_time"):
             parts = parts[:1] + ("now",) + parts[2:]  # 'now' moves between pages; the token stays valid
             if not request.HasField("start_time"):
                 parts = ("default",) + parts[1:]
-        after = domain.decode_page_token(request.page_token, *parts)
+        after = paging.decode_token(request.page_token, *parts, kind=_audit_cursor)
         found = await self.store.query(start, end, pattern, request.key, request.source, after, size + 1)
         page = found[:size]
         token = ""
         if len(found) > size:
-            token = domain.encode_page_token((domain.epoch_ms(page[-1].occurred_at), page[-1].sequence), *parts)
+            token = paging.encode_token([domain.epoch_ms(page[-1].occurred_at), page[-1].sequence], *parts)
         return pb.QueryEventsResponse(events=[to_proto(e) for e in page], next_page_token=token)
 
     async def WatchEvents(self, request, context):
@@ -187,3 +188,9 @@ async def build(runtime) -> ServiceSpec:
         on_start=[start],
         on_stop=[stop],
     )
+
+
+def _audit_cursor(value) -> tuple[int, int]:
+    """`kind` for audit page tokens: (occurred_at epoch ms, sequence) of the last event returned."""
+    at, seq = (int(x) for x in value)
+    return at, seq

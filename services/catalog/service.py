@@ -28,6 +28,7 @@ from services.catalog.domain import (
     VersionMismatch,
 )
 from services.catalog.store import CatalogStore, open_store
+from services.kit import paging
 from services.kit.bus import new_envelope
 from services.kit.errors import (
     Aborted,
@@ -260,11 +261,11 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
         raise Aborted("the product kept changing; retry")
 
     async def ListProducts(self, request, context):
-        size = domain.page_size(request.page_size)
+        size = paging.page_size(request.page_size)
         parts = (request.seller_id, request.category, request.query)
-        offset = domain.decode_page_token(request.page_token, *parts)
+        offset = paging.decode_token(request.page_token, *parts, kind=paging.offset) or 0
         found = await self.store.list(request.seller_id, request.category, request.query, offset, size + 1)
-        token = domain.encode_page_token(offset + size, *parts) if len(found) > size else ""
+        token = paging.encode_token(offset + size, *parts) if len(found) > size else ""
         return pb.ListProductsResponse(products=[to_proto(p) for p in found[:size]], next_page_token=token)
 
     async def AdjustStock(self, request, context):

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import grpc
 
+from services.kit import paging
 from services.kit.errors import DomainError, InvalidArgument
 
 DEFAULT_ROOM = "general"
@@ -215,9 +216,8 @@ def check_upload(upload: Upload) -> None:
 
 
 def page_size(requested: int, field: str) -> int:
-    if requested < 0:
-        raise InvalidArgument.field(field, "must not be negative")
-    return min(requested or PAGE_DEFAULT, PAGE_MAX)
+    """History's `limit` (the seed's name) follows the kit's paging rule too."""
+    return paging.page_size(requested, default=PAGE_DEFAULT, maximum=PAGE_MAX, field=field)
 
 
 def encode_token(kind: str, value: int) -> str:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
-import json
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -14,8 +11,6 @@ from enum import Enum
 
 from services.kit.errors import InvalidArgument
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
 ADDRESS_FIELDS = ("line1", "line2", "city", "region", "postal_code", "country_code")
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -140,30 +135,4 @@ def apply_update(current: Party, given: Party, paths: list[str], *, now: datetim
     return dataclasses.replace(updated, updated_at=now or datetime.now(timezone.utc))
 
 
-def page_size(requested: int) -> int:
-    if requested < 0:
-        raise InvalidArgument.field("page_size", "must not be negative")
-    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
-
-def _filter_hash(*parts: str) -> str:
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:12]
-
-
-def encode_page_token(after: int, *filter_parts: str) -> str:
-    raw = json.dumps({"a": after, "f": _filter_hash(*filter_parts)}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_page_token(token: str, *filter_parts: str) -> int:
-    """The position a token continues from (0: the first page)."""
-    if not token:
-        return 0
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        after, digest = int(data["a"]), data["f"]
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument.field("page_token", "not a token this RPC issued") from None
-    if digest != _filter_hash(*filter_parts):
-        raise InvalidArgument.field("page_token", "issued for a different filter; start again without it")
-    return after

@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.customers import domain
 from services.customers.domain import Address, EmailTaken, Kind, Party
 from services.customers.store import CustomerStore, open_store
+from services.kit import paging
 from services.kit.auth import caller
 from services.kit.bus import new_envelope
 from services.kit.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
@@ -86,11 +87,11 @@ class CustomerService(customers_pb2_grpc.CustomerServiceServicer):
             raise AlreadyExists(f"another {kind.value} already has the email {updated.email!r}") from None
 
     async def _list(self, kind: Kind, request) -> tuple[list[Party], str]:
-        size = domain.page_size(request.page_size)
+        size = paging.page_size(request.page_size)
         query = request.query.strip()
-        after = domain.decode_page_token(request.page_token, kind.value, query)
+        after = paging.decode_token(request.page_token, kind.value, query, kind=int) or 0
         rows = await self.store.list(kind, query, after, size + 1)
-        token = domain.encode_page_token(rows[size - 1][0], kind.value, query) if len(rows) > size else ""
+        token = paging.encode_token(rows[size - 1][0], kind.value, query) if len(rows) > size else ""
         return [p for _, p in rows[:size]], token
 
     async def CreateClient(self, request, context):

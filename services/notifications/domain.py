@@ -3,20 +3,13 @@ the delivery state machine with its retries (no I/O)."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
 import json
 import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
-
-from services.kit.errors import InvalidArgument
-
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
 
 
 class Channel(IntEnum):
@@ -239,31 +232,4 @@ class NotificationFilter:
         return (self.recipient, self.order_id, str(int(self.channel or 0)), str(int(self.status or 0)), self.user_id)
 
 
-def page_size(requested: int) -> int:
-    if requested < 0:
-        raise InvalidArgument.field("page_size", "must not be negative")
-    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
-
-def _filter_hash(*parts: str) -> str:
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:12]
-
-
-def wrap_cursor(cursor: str, *filter_parts: str) -> str:
-    if not cursor:
-        return ""
-    raw = json.dumps({"c": cursor, "f": _filter_hash(*filter_parts)}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def unwrap_cursor(token: str, *filter_parts: str) -> str:
-    if not token:
-        return ""
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        cursor, digest = str(data["c"]), data["f"]
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument.field("page_token", "not a token this RPC issued") from None
-    if digest != _filter_hash(*filter_parts):
-        raise InvalidArgument.field("page_token", "issued for a different filter; start again without it")
-    return cursor

@@ -10,11 +10,11 @@ from agora.notifications.v1 import notifications_pb2 as pb
 from agora.notifications.v1 import notifications_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.kit import paging
 from services.kit.auth import owner_or_internal
 from services.kit.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
-from services.notifications import domain
 from services.notifications.delivery import FEED, Dispatcher, NotificationBook
 from services.notifications.domain import Channel, DeliveryRules, Notification, NotificationFilter, Status
 from services.notifications.handlers import GROUP, Directory, EventNotifier
@@ -69,15 +69,15 @@ class NotificationService(notifications_pb2_grpc.NotificationServiceServicer):
 
     async def ListNotifications(self, request, context):
         who = owner_or_internal(context)
-        size = domain.page_size(request.page_size)
+        size = paging.page_size(request.page_size)
         filter = NotificationFilter(recipient=request.recipient, order_id=request.order_id,
                                     channel=_enum(Channel, request.channel, "channel"),
                                     status=_enum(Status, request.status, "status"),
                                     user_id=who.user_id if who else "").normalised()
-        cursor = domain.unwrap_cursor(request.page_token, *filter.parts())
+        cursor = paging.decode_token(request.page_token, *filter.parts(), kind=str) or ""
         found, after = await self.store.list(filter, cursor, size)
         return pb.ListNotificationsResponse(notifications=[to_proto(n) for n in found],
-                                            next_page_token=domain.wrap_cursor(after, *filter.parts()))
+                                            next_page_token=paging.encode_token(after, *filter.parts()) if after else "")
 
     async def WatchNotifications(self, request, context):
         who = owner_or_internal(context)

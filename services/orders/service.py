@@ -23,6 +23,7 @@ from agora.orders.v1 import orders_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_status import rpc_status
 
+from services.kit import paging
 from services.kit.auth import caller, owner_or_internal
 from services.kit.bus import new_envelope
 from services.kit.errors import Aborted, DomainError, InvalidArgument, NotFound, PermissionDenied, Unavailable
@@ -280,24 +281,24 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
     async def ListOrdersByClient(self, request, context):
         if not request.client_id.strip():
             raise InvalidArgument.field("client_id", "required")
-        size = domain.page_size(request.page_size)
-        cursor = domain.unwrap_cursor(request.page_token, "by-client", request.client_id)
+        size = paging.page_size(request.page_size)
+        cursor = paging.decode_token(request.page_token, "by-client", request.client_id, kind=str) or ""
         orders, after = await self.store.list_by_client(request.client_id.strip(), cursor, size)
         for o in orders:
             self._check_access(o, context)
         return pb.ListOrdersByClientResponse(orders=[to_proto(o) for o in orders],
-                                             next_page_token=domain.wrap_cursor(after, "by-client", request.client_id))
+                                             next_page_token=paging.encode_token(after, "by-client", request.client_id) if after else "")
 
     async def ListOrders(self, request, context):
-        size = domain.page_size(request.page_size)
+        size = paging.page_size(request.page_size)
         status = Status(request.status) if request.status else None
-        cursor = domain.unwrap_cursor(request.page_token, "all", str(request.status))
+        cursor = paging.decode_token(request.page_token, "all", str(request.status), kind=str) or ""
         orders, after = await self.store.list_all(status, cursor, size)
         who = owner_or_internal(context)
         if who:
             orders = [o for o in orders if o.user_id == who.user_id]
         return pb.ListOrdersResponse(orders=[to_proto(o) for o in orders],
-                                     next_page_token=domain.wrap_cursor(after, "all", str(request.status)))
+                                     next_page_token=paging.encode_token(after, "all", str(request.status)) if after else "")
 
     async def CancelOrder(self, request, context):
         order = await self._order(request.order_id, context)

@@ -9,11 +9,11 @@ from agora.payments.v1 import payments_pb2 as pb
 from agora.payments.v1 import payments_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.kit import paging
 from services.kit.auth import owner_or_internal
 from services.kit.errors import InvalidArgument, NotFound, PermissionDenied
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
-from services.payments import domain
 from services.payments.charging import Cashier
 from services.payments.domain import Payment, PaymentFilter, PaymentRules, Status
 from services.payments.handlers import CancelConsumer, ChargeConsumer
@@ -75,16 +75,16 @@ class PaymentService(payments_pb2_grpc.PaymentServiceServicer):
 
     async def ListPayments(self, request, context):
         who = owner_or_internal(context)
-        size = domain.page_size(request.page_size)
+        size = paging.page_size(request.page_size)
         if request.status and request.status not in Status._value2member_map_:
             raise InvalidArgument.field("status", f"unknown status {request.status}")
         filter = PaymentFilter(order_id=request.order_id.strip(), client_id=request.client_id.strip(),
                                status=Status(request.status) if request.status else None,
                                user_id=who.user_id if who else "")
-        cursor = domain.unwrap_cursor(request.page_token, *filter.parts())
+        cursor = paging.decode_token(request.page_token, *filter.parts(), kind=str) or ""
         payments, after = await self.store.list(filter, cursor, size)
         return pb.ListPaymentsResponse(payments=[to_proto(p) for p in payments],
-                                       next_page_token=domain.wrap_cursor(after, *filter.parts()))
+                                       next_page_token=paging.encode_token(after, *filter.parts()) if after else "")
 
     async def RefundPayment(self, request, context):
         payment = await self._payment(request.payment_id, context)
