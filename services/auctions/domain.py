@@ -109,19 +109,34 @@ class BidRefused:
         return [packed]
 
 
+# ISO 4217 currencies without minor units; every other one here has two decimals.
+_ZERO_DECIMAL = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF"})
+
+
+def money_text(minor: int, currency: str) -> str:
+    """1150, "USD" -> "11.50 USD": for messages a person reads (the details keep minor units)."""
+    if currency in _ZERO_DECIMAL:
+        return f"{minor} {currency}"
+    sign, minor = ("-", -minor) if minor < 0 else ("", minor)
+    return f"{sign}{minor // 100}.{minor % 100:02d} {currency}"
+
+
 class BidTooLow(BidRefused, FailedPrecondition):
     def __init__(self, auction: Auction, amount: int) -> None:
+        c = auction.currency
         FailedPrecondition.__init__(
-            self, f"a bid of {amount} is below the minimum next bid of {auction.minimum_next_bid} "
-                  f"{auction.currency} (current price {auction.current_price})")
+            self, f"a bid of {money_text(amount, c)} is below the minimum next bid of "
+                  f"{money_text(auction.minimum_next_bid, c)} (current price {money_text(auction.current_price, c)})")
         self._about("BID_TOO_LOW", auction)
 
 
 class Outbid(BidRefused, Aborted):
     def __init__(self, auction: Auction, amount: int) -> None:
+        c = auction.currency
         Aborted.__init__(
-            self, f"another bid was accepted first: the price is now {auction.current_price} {auction.currency} "
-                  f"and a bid of {amount} no longer beats it; bid at least {auction.minimum_next_bid}")
+            self, f"another bid was accepted first: the price is now {money_text(auction.current_price, c)} "
+                  f"and a bid of {money_text(amount, c)} no longer beats it; "
+                  f"bid at least {money_text(auction.minimum_next_bid, c)}")
         self._about("OUTBID", auction)
 
 

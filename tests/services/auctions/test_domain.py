@@ -106,3 +106,11 @@ def test_anti_sniping_extends_only_inside_the_window():
 def test_anti_sniping_off_with_a_zero_window():
     a = auction(window=timedelta(0))
     assert not bid(a, 100, at=a.ends_at - timedelta(seconds=1)).bid.extended
+
+
+def test_refusals_name_amounts_as_a_person_writes_them():
+    from services.auctions.domain import money_text
+
+    assert money_text(1150, "USD") == "11.50 USD"
+    assert money_text(5, "EUR") == "0.05 EUR"
+    assert money_text(1200, "JPY") == "1200 JPY"
