@@ -28,9 +28,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from gateway import auth, descriptors, errors, streaming
+from gateway import auth, descriptors, errors, streaming, telemetry
 from gateway.codec import Codec, dump_json, field_json_value
 from gateway.errors import BridgeError
+from gateway.limits import ClientLimits, FrameLimits, RateLimiter, SecurityHeadersMiddleware
 from gateway.openapi import build_openapi
 from gateway.routes import Binding, RouteTable, build_bindings
 
@@ -42,7 +43,7 @@ _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 # Generated ids: a random per-process prefix and a counter, unique without a urandom call per request.
 _request_ids = (f"{uuid.uuid4().hex[:16]}-{n:x}" for n in itertools.count(1))
-_FIXED_PREFIXES = ("/openapi.json", "/health", "/livez", "/docs")
+_FIXED_PREFIXES = ("/openapi.json", "/health", "/livez", "/docs", "/metrics")
 log = logging.getLogger("agora.gateway")
 
 
@@ -56,9 +57,11 @@ def parse_grpc_timeout(value: str) -> float:
 class Upstreams:
     """One persistent grpc.aio channel per target, and the multi-callables built on them, made once."""
 
-    def __init__(self, targets: Mapping[str, str], options: Sequence[tuple[str, Any]] = ()):
+    def __init__(self, targets: Mapping[str, str], options: Sequence[tuple[str, Any]] = (),
+                 credentials: grpc.ChannelCredentials | None = None):
         self.targets = dict(targets)
         self.options = list(options)
+        self.credentials = credentials  # TLS to the upstreams when set
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._callables: dict[str, Any] = {}
 
@@ -68,7 +71,10 @@ class Upstreams:
     def channel(self, target: str) -> grpc.aio.Channel:
         ch = self._channels.get(target)
         if ch is None:
-            ch = grpc.aio.insecure_channel(target, options=self.options)
+            if self.credentials is not None:
+                ch = grpc.aio.secure_channel(target, self.credentials, options=self.options)
+            else:
+                ch = grpc.aio.insecure_channel(target, options=self.options)
             self._channels[target] = ch
         return ch
 
@@ -116,9 +122,14 @@ class Bridge:
         static_dir: Path | None,
         channel_options: Sequence[tuple[str, Any]],
         title: str,
+        client_limits: ClientLimits | None = None,
+        frame_limits: FrameLimits | None = None,
+        channel_credentials: grpc.ChannelCredentials | None = None,
     ):
         self.ds = descriptors.load(descriptor_set)
-        self.upstreams = Upstreams(upstreams, channel_options)
+        self.upstreams = Upstreams(upstreams, channel_options, channel_credentials)
+        self.limiter = RateLimiter(client_limits) if client_limits is not None else None
+        self.frame_limits = frame_limits or FrameLimits()
         served = [s.full_name for s in self.ds.services if self.upstreams.target(s.full_name)]
         self.bindings = build_bindings(self.ds, served)
         self.table = RouteTable(self.bindings)
@@ -143,6 +154,7 @@ class Bridge:
         rid = scope.get("agora.request_id", "")
         try:
             binding, path_values = self.table.resolve(method, path)
+            scope[telemetry.BINDING_KEY] = binding
         except BridgeError as exc:
             if exc.http == 404 and method in ("GET", "HEAD") and self.static is not None:
                 try:
@@ -153,6 +165,9 @@ class Bridge:
             await send_error(send, exc.http, exc.body(), exc.headers)
             return
         try:
+            if self.limiter is not None:
+                client = scope.get("client")
+                self.limiter.check(method, binding.method.full_name, client[0] if client else "")
             await self.transcode(scope, receive, send, binding, path_values, rid)
         except BridgeError as exc:
             await send_error(send, exc.http, exc.body(), exc.headers)
@@ -181,6 +196,7 @@ class Bridge:
         metadata = auth.outbound_metadata(method, headers)
         if rid:
             metadata.append(("x-request-id", rid))
+        metadata.extend(telemetry.outbound(headers))
         client = scope.get("client")
         if client:
             metadata.append(("x-forwarded-for", client[0]))
@@ -254,6 +270,7 @@ class Bridge:
         path = ws.scope.get("raw_path", b"").decode("latin-1").partition("?")[0] or ws.scope["path"]
         try:
             binding, path_values = self.table.resolve("GET", path)
+            ws.scope[telemetry.BINDING_KEY] = binding
             if not binding.server_streaming and not binding.client_streaming:
                 raise BridgeError(code_pb2.UNIMPLEMENTED, f"{binding.method.full_name} is unary: use HTTP")
             headers = ws.scope["headers"]
@@ -262,6 +279,7 @@ class Bridge:
             rid = ws.scope.get("agora.request_id", "")
             if rid:
                 metadata.append(("x-request-id", rid))
+            metadata.extend(telemetry.outbound(headers))
             client = ws.scope.get("client")
             if client:
                 metadata.append(("x-forwarded-for", client[0]))
@@ -274,7 +292,7 @@ class Bridge:
             return
         await ws.accept()
         await streaming.websocket_stream(
-            ws, binding, self.codec, base, lambda req: call_fn(req, metadata=metadata)
+            ws, binding, self.codec, base, lambda req: call_fn(req, metadata=metadata), limits=self.frame_limits
         )
 
     def check_origin(self, ws: WebSocket, metadata: list) -> None:
@@ -401,8 +419,15 @@ def create_app(
     heartbeat_interval: float = 15.0,
     channel_options: Sequence[tuple[str, Any]] = (),
     title: str = "Agora API",
+    client_limits: ClientLimits | None = None,
+    frame_limits: FrameLimits | None = None,
+    channel_credentials: grpc.ChannelCredentials | None = None,
 ) -> Starlette:
-    """The bridge for every service in `descriptor_set` that has an upstream ("*" names a default)."""
+    """The bridge for every service in `descriptor_set` that has an upstream ("*" names a default).
+
+    `client_limits` turns on per-address rate limits (login, writes); `frame_limits` bounds WebSocket
+    frames; `channel_credentials` makes the upstream channels TLS.
+    """
     bridge = Bridge(
         descriptor_set,
         upstreams,
@@ -413,6 +438,9 @@ def create_app(
         static_dir=Path(static_dir) if static_dir else None,
         channel_options=channel_options,
         title=title,
+        client_limits=client_limits,
+        frame_limits=frame_limits,
+        channel_credentials=channel_credentials,
     )
 
     async def openapi(_: Request) -> Response:
@@ -439,7 +467,8 @@ def create_app(
         yield
         await bridge.upstreams.close()
 
-    middleware = [Middleware(RequestIdMiddleware)]
+    middleware = [Middleware(telemetry.TelemetryMiddleware), Middleware(SecurityHeadersMiddleware),
+                  Middleware(RequestIdMiddleware)]
     if cors_origins:
         middleware.append(
             Middleware(
@@ -456,6 +485,7 @@ def create_app(
             Route("/openapi.json", openapi, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route("/livez", livez, methods=["GET"]),
+            Route("/metrics", telemetry.metrics_page, methods=["GET"]),
             Route("/docs", lambda _: RedirectResponse("/docs/"), methods=["GET"]),
             Mount("/docs", StaticFiles(directory=PACKAGE_STATIC / "swagger", html=True)),
             Mount("/", app=bridge),

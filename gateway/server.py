@@ -21,9 +21,16 @@ def make_gateway_server(
     *,
     log_level: str = "warning",
     graceful_shutdown: float = 5.0,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    ws_max_size: int = 1 << 20,
     **app_options: Any,
 ) -> uvicorn.Server:
-    """A configured uvicorn.Server; `await server.serve()` runs it, `server.should_exit = True` stops it."""
+    """A configured uvicorn.Server; `await server.serve()` runs it, `server.should_exit = True` stops it.
+
+    With `ssl_certfile` and `ssl_keyfile` (PEM) it serves HTTPS/WSS only. `ws_max_size` is the largest
+    WebSocket message the protocol layer reads before closing with 1009.
+    """
     app = create_app(descriptor_set, upstreams, **app_options)
     config = uvicorn.Config(
         app,
@@ -36,6 +43,9 @@ def make_gateway_server(
         timeout_graceful_shutdown=graceful_shutdown,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
+        ws_max_size=ws_max_size,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )
     return uvicorn.Server(config)
 

@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gateway import auth, errors
 from gateway.codec import Codec, dump_json, field_json_value
 from gateway.errors import BridgeError
+from gateway.limits import FrameBudget, FrameLimits
 from gateway.routes import Binding
 
 SSE = "text/event-stream"
@@ -203,8 +204,15 @@ async def websocket_stream(
     codec: Codec,
     base_request: Message,
     start_call: Callable[[Any], Any],
+    *,
+    limits: FrameLimits | None = None,
 ) -> None:
-    """Server stream or bidi stream over an accepted WebSocket; JSON text frames both ways."""
+    """Server stream or bidi stream over an accepted WebSocket; JSON text frames both ways.
+
+    Every inbound frame is checked against `limits` (size, rate): over either, the socket closes with
+    1009 / 1008 and a reason. A frame that is not valid JSON for the request closes it with 4003.
+    """
+    budget = FrameBudget(limits or FrameLimits())
     if binding.client_streaming:
         queue: asyncio.Queue[Message | None] = asyncio.Queue(maxsize=1)  # bounded: one frame ahead
 
@@ -229,6 +237,10 @@ async def websocket_stream(
             event = await ws.receive()
             if event["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(event.get("code", 1000))
+            frame = event.get("text") if event.get("text") is not None else event.get("bytes") or b""
+            refused = budget.admit(len(frame))
+            if refused is not None:
+                raise _FrameRefused(*refused)
             if not binding.client_streaming:
                 continue  # a server stream takes its request from the URL; frames are ignored
             text = event.get("text")
@@ -252,7 +264,9 @@ async def websocket_stream(
         exc = finished.exception()
         if isinstance(exc, WebSocketDisconnect):
             return  # the client left: the finally below cancels the upstream call
-        if exc is not None:
+        if isinstance(exc, _FrameRefused):
+            close_code, reason = exc.code, _truncate(exc.reason)
+        elif exc is not None:
             status = _status_of(exc, codec.pool)
             close_code = errors.WEBSOCKET_CLOSE_BASE + int(status["code"])
             reason = _truncate(status["message"])
@@ -265,6 +279,14 @@ async def websocket_stream(
                 await task
     with contextlib.suppress(Exception):
         await ws.close(code=close_code, reason=reason)
+
+
+class _FrameRefused(Exception):
+    """An inbound frame over the connection's limits: close with `code` and `reason`."""
+
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code, self.reason = code, reason
 
 
 def _truncate(text: str) -> str:

@@ -32,6 +32,7 @@ RENDER_TARGETS: dict[str, tuple[str, list[str]]] = {
     "prod": ("overlays/prod", []),
     "dev+loadgen": ("overlays/dev", ["components/loadgen"]),
     "prod+operators+loadgen": ("overlays/prod", ["components/operators", "components/loadgen"]),
+    "dev+service-monitor": ("overlays/dev", ["components/observability/service-monitor"]),
 }
 
 # Operator custom resources: referenced, not re-implemented; their CRDs are not core schemas.
@@ -40,6 +41,10 @@ OPERATOR_KINDS = {
     ("mongodbcommunity.mongodb.com/v1", "MongoDBCommunity"),  # MongoDB Community Operator
     ("k8ssandra.io/v1alpha1", "K8ssandraCluster"),  # K8ssandra
     ("rabbitmq.com/v1beta1", "RabbitmqCluster"),  # RabbitMQ Cluster Operator
+}
+# The Prometheus Operator's scrape configuration (components/observability/service-monitor).
+MONITORING_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
 }
 
 
@@ -108,7 +113,7 @@ def validate_objects(objects: list[dict], version: str = KUBERNETES_VERSION) -> 
     report = Report()
     for obj in objects:
         name = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
-        if (obj.get("apiVersion"), obj.get("kind")) in OPERATOR_KINDS:
+        if (obj.get("apiVersion"), obj.get("kind")) in OPERATOR_KINDS | MONITORING_KINDS:
             if not obj.get("metadata", {}).get("name") or not isinstance(obj.get("spec"), dict):
                 report.errors.append(f"{name}: an operator resource needs metadata.name and a spec")
             report.skipped.append(f"{name} ({obj['apiVersion']}: operator CRD, no core schema)")

@@ -15,6 +15,8 @@ from typing import Any
 
 from services.kit.registry import DOMAINS
 
+METRICS_PORT = 9464  # /metrics of `agora up` (and of every pod in the cluster)
+
 
 def _setting(env: str, default: Any, help: str) -> Any:
     return field(default=default, metadata={"env": env, "help": help})
@@ -37,6 +39,14 @@ class Settings:
     max_message_bytes: int = _setting("AGORA_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, "largest gRPC message accepted")
     log_level: str = _setting("AGORA_LOG_LEVEL", "INFO", "root log level; per module as `agora.bus=DEBUG,grpc=WARNING`")
     log_format: str = _setting("AGORA_LOG_FORMAT", "json", "json (one object per line) or text")
+    metrics_port: int = _setting(
+        "AGORA_METRICS_PORT", 0,
+        "Prometheus /metrics port (0 = 9464 under `agora up`, the domain's gRPC port + 10000 under `serve`; -1 = off)"
+    )
+    otlp_endpoint: str = _setting(
+        "AGORA_OTLP_ENDPOINT", "", "OpenTelemetry collector (OTLP/HTTP, e.g. http://otel-collector:4318); empty = tracing off"
+    )
+    trace_sample_ratio: float = _setting("AGORA_TRACE_SAMPLE_RATIO", 1.0, "share of new traces recorded (0..1)")
     postgres_url: str = _setting(
         "AGORA_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres", "PostgreSQL DSN for real backends"
     )
@@ -53,6 +63,18 @@ class Settings:
     service_api_key: str = _setting(
         "AGORA_SERVICE_API_KEY", "", "when set, anonymous calls to per-user data need it as x-api-key (X-Api-Key via the bridge)"
     )
+    tls_cert: str = _setting("AGORA_TLS_CERT", "", "PEM certificate chain: gRPC servers and the bridge serve TLS only")
+    tls_key: str = _setting("AGORA_TLS_KEY", "", "PEM private key for AGORA_TLS_CERT")
+    tls_ca: str = _setting(
+        "AGORA_TLS_CA", "", "PEM roots clients (channels between services, the bridge) trust; set = TLS to upstreams"
+    )
+    login_rate: float = _setting(
+        "AGORA_LOGIN_RATE", 10.0, "login/sign-up attempts per minute per client address at the bridge (0 = off)"
+    )
+    write_rate: float = _setting(
+        "AGORA_WRITE_RATE", 50.0, "writes per second per client address at the bridge, bursts of 4x (0 = off)"
+    )
+    ws_frame_rate: float = _setting("AGORA_WS_FRAME_RATE", 100.0, "inbound WebSocket frames per second per connection")
     amqp_url: str = _setting("AGORA_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F", "RabbitMQ URL for real backends")
     targets: Mapping[str, str] = field(
         default_factory=dict,
@@ -84,6 +106,18 @@ class Settings:
     def target(self, domain: str) -> str:
         """host:port where `domain`'s gRPC server answers."""
         return self.targets.get(domain) or f"127.0.0.1:{self.port_of(domain)}"
+
+    def metrics_port_for(self, domain: str | None) -> int | None:
+        """Where this process serves /metrics: `domain` alone, or every domain (None); None = off.
+        Unless AGORA_METRICS_PORT says otherwise: 9464 (+ the port offset) for `agora up`, the
+        process's gRPC port + 10000 for `agora serve <domain>` (0, any free port, past 65535)."""
+        if self.metrics_port < 0:
+            return None
+        if self.metrics_port:
+            return self.metrics_port
+        port = METRICS_PORT + self.port_offset if domain is None else (
+            self.grpc_port or self.port_of(domain)) + 10000
+        return port if port <= 65535 else 0
 
     def port_of(self, domain: str) -> int:
         """The port `domain` listens on when this process serves it."""

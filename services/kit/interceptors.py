@@ -1,4 +1,5 @@
-"""Server interceptors every service gets: request ids and access logs, error mapping, deadlines.
+"""Server interceptors every service gets: request ids and access logs, error mapping, deadlines,
+metrics and a server span per call; the client interceptor every channel between services gets.
 
 They live together here so no servicer repeats them. grpc.aio interceptors see only the
 handler, so each one wraps the handler's behaviour for all four call shapes.
@@ -19,6 +20,7 @@ from grpc_status import rpc_status
 
 from services.kit import auth, errors
 from services.kit.logs import request_id
+from services.kit.telemetry import metrics, tracing
 
 log = logging.getLogger("agora.rpc")
 
@@ -56,8 +58,17 @@ def _reset(var: contextvars.ContextVar, token: contextvars.Token) -> None:
         pass
 
 
+# Codes that are the caller's doing, not a server failure: not marked as span errors.
+_CALLER_CODES = frozenset({
+    grpc.StatusCode.OK, grpc.StatusCode.CANCELLED, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.ABORTED, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+})
+
+
 class _Call:
-    """What every shape of call does around the handler: context, log line, error mapping."""
+    """What every shape of call does around the handler: context, span, log line, metrics, error mapping."""
 
     def __init__(self, method: str, context: grpc.aio.ServicerContext) -> None:
         self.method = method
@@ -69,11 +80,27 @@ class _Call:
             request_id.set(self.rid),
             deadline.set(None if left is None else self.started + left),
         )
+        self.span = self.span_token = None
+        if tracing.enabled():
+            self._start_span()
+
+    def _start_span(self) -> None:
+        service, name = metrics.split_method(self.method)
+        parent = tracing.extract_pairs(self.context.invocation_metadata())
+        self.span = tracing.start(self.method.lstrip("/"), tracing.SpanKind.SERVER, parent, {
+            "rpc.system": "grpc", "rpc.service": service, "rpc.method": name, "agora.request_id": self.rid,
+        })
+        self.span_token = tracing.activate(self.span)
 
     def finish(self, code: grpc.StatusCode) -> None:
-        elapsed_ms = round((time.monotonic() - self.started) * 1000, 2)
+        elapsed = time.monotonic() - self.started
         level = logging.WARNING if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN) else logging.INFO
-        log.log(level, "rpc", extra={"method": self.method, "code": code.name, "ms": elapsed_ms})
+        log.log(level, "rpc", extra={"method": self.method, "code": code.name, "ms": round(elapsed * 1000, 2)})
+        metrics.rpc_duration(*metrics.split_method(self.method), code.name).observe(elapsed)
+        if self.span is not None:
+            tracing.deactivate(self.span_token)
+            failed = code not in _CALLER_CODES
+            tracing.end(self.span, code.name if failed else None, **{"rpc.grpc.status_code": code.value[0]})
         _reset(request_id, self.tokens[0])
         _reset(deadline, self.tokens[1])
 
@@ -105,12 +132,53 @@ def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     return errors._BY_NUMBER.get(code or 0, grpc.StatusCode.OK)
 
 
+class Malformed:
+    """What a request that does not parse becomes, so the call answers INVALID_ARGUMENT (grpc
+    itself would answer UNKNOWN and log a traceback)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserializer):
+    if deserializer is None:
+        return None
+
+    def parse(raw: bytes):
+        try:
+            return deserializer(raw)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the client's bad bytes
+            return Malformed(exc)
+
+    return parse
+
+
+def _checked(method: str, request_or_iterator):
+    """The request, or an iterator of requests, refusing any that did not parse."""
+    def refuse(_: Malformed):
+        return errors.InvalidArgument(f"the request is not a valid protobuf message for {method}")
+
+    if isinstance(request_or_iterator, Malformed):
+        raise refuse(request_or_iterator)
+    if not hasattr(request_or_iterator, "__aiter__"):
+        return request_or_iterator
+
+    async def requests():
+        async for item in request_or_iterator:
+            if isinstance(item, Malformed):
+                raise refuse(item)
+            yield item
+
+    return requests()
+
+
 def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]], sessions: auth.SessionResolver | None):
     async def handler(request_or_iterator, context):
         call = _Call(method, context)
         code = grpc.StatusCode.OK
         signed_in = None
         try:
+            request_or_iterator = _checked(method, request_or_iterator)
             signed_in = await auth.authenticate(context.invocation_metadata(), sessions)
             result = await behaviour(request_or_iterator, context)
             code = _code_of(context)
@@ -150,7 +218,10 @@ def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.E
 
         watcher = asyncio.ensure_future(stopping.wait())
         watcher.add_done_callback(on_stop)
+        active = metrics.rpc_streams(*metrics.split_method(method))
+        active.inc()
         try:
+            request_or_iterator = _checked(method, request_or_iterator)
             signed_in = await auth.authenticate(context.invocation_metadata(), sessions)
             async for response in behaviour(request_or_iterator, context):
                 yield response
@@ -169,6 +240,7 @@ def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.E
             await call.fail(exc)
         finally:
             watcher.cancel()
+            active.dec()
             auth.reset(signed_in)
             call.finish(code)
 
@@ -191,39 +263,74 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             return handler  # infrastructure: no access log per health probe
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary, self.sessions), handler.request_deserializer, handler.response_serializer
+                _wrap_unary(method, handler.unary_unary, self.sessions), _tolerant(handler.request_deserializer), handler.response_serializer
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(method, handler.stream_unary, self.sessions), handler.request_deserializer, handler.response_serializer
+                _wrap_unary(method, handler.stream_unary, self.sessions), _tolerant(handler.request_deserializer), handler.response_serializer
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream, self.stopping, self.sessions), handler.request_deserializer, handler.response_serializer
+                _wrap_stream(method, handler.unary_stream, self.stopping, self.sessions), _tolerant(handler.request_deserializer), handler.response_serializer
             )
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(method, handler.stream_stream, self.stopping, self.sessions), handler.request_deserializer, handler.response_serializer
+            _wrap_stream(method, handler.stream_stream, self.stopping, self.sessions), _tolerant(handler.request_deserializer), handler.response_serializer
         )
 
 
 class DeadlinePropagation(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
-    """Client side: a downstream call never outlives the call that caused it."""
+    """Client side: a downstream call never outlives the call that caused it, carries its request id
+    and the service API key (when one is configured), and, while tracing is on, is a CLIENT span
+    whose context travels as `traceparent` metadata."""
 
-    def _details(self, details):
+    def __init__(self, api_key: str = "") -> None:
+        self.api_key = api_key
+
+    def _details(self, details, span=None):
         left = remaining()
         rid = request_id.get()
-        if left is None and not rid:
+        if left is None and not rid and span is None and not self.api_key:
             return details
         timeout = details.timeout if left is None else left if details.timeout is None else min(details.timeout, left)
         metadata = list(details.metadata or [])
         if rid and not any(k == "x-request-id" for k, _ in metadata):
             metadata.append(("x-request-id", rid))
+        if self.api_key and not any(k == "x-api-key" for k, _ in metadata):
+            metadata.append(("x-api-key", self.api_key))  # service-to-service calls are internal calls
+        if span is not None:
+            metadata.extend(tracing.inject(span).items())
         return grpc.aio.ClientCallDetails(
             details.method, timeout, metadata, details.credentials, details.wait_for_ready
         )
 
+    async def _traced(self, continuation, details, request):
+        method = details.method if isinstance(details.method, str) else details.method.decode()
+        service, name = metrics.split_method(method)
+        span = tracing.start(method.lstrip("/"), tracing.SpanKind.CLIENT, None,
+                             {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name})
+        try:
+            call = await continuation(self._details(details, span), request)
+        except BaseException as exc:
+            tracing.end(span, type(exc).__name__)
+            raise
+        call.add_done_callback(lambda done: asyncio.ensure_future(_end_client_span(span, done)))
+        return call
+
     async def intercept_unary_unary(self, continuation, client_call_details, request):
+        if tracing.enabled():
+            return await self._traced(continuation, client_call_details, request)
         return await continuation(self._details(client_call_details), request)
 
     async def intercept_unary_stream(self, continuation, client_call_details, request):
+        if tracing.enabled():
+            return await self._traced(continuation, client_call_details, request)
         return await continuation(self._details(client_call_details), request)
+
+
+async def _end_client_span(span, call) -> None:
+    try:
+        code = await call.code()
+    except Exception:  # noqa: BLE001 - a call that ended without a status
+        code = grpc.StatusCode.UNKNOWN
+    failed = code not in _CALLER_CODES
+    tracing.end(span, code.name if failed else None, **{"rpc.grpc.status_code": code.value[0]})

@@ -11,7 +11,7 @@ import importlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 
 import grpc
@@ -21,6 +21,7 @@ from services.kit.config import Settings
 from services.kit.interceptors import DeadlinePropagation
 from services.kit.registry import DOMAINS, Domain
 from services.kit.server import DomainServer, Lifecycle, ServiceSpec
+from services.kit.tls import channel_credentials, server_credentials
 from services.kit.unimplemented import not_built_spec
 
 log = logging.getLogger("agora.launcher")
@@ -62,11 +63,16 @@ class Runtime:
     def channel(self, domain: str) -> grpc.aio.Channel:
         """One persistent channel per upstream domain; downstream calls inherit the caller's deadline."""
         if domain not in self._channels:
-            self._channels[domain] = grpc.aio.insecure_channel(
-                self.settings.target(domain),
-                interceptors=[DeadlinePropagation()],
-                options=[("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 10_000)],
-            )
+            options = [("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 10_000)]
+            credentials = channel_credentials(self.settings)
+            if credentials is not None:
+                self._channels[domain] = grpc.aio.secure_channel(
+                    self.settings.target(domain), credentials, interceptors=[DeadlinePropagation(self.settings.service_api_key)], options=options
+                )
+            else:
+                self._channels[domain] = grpc.aio.insecure_channel(
+                    self.settings.target(domain), interceptors=[DeadlinePropagation(self.settings.service_api_key)], options=options
+                )
         return self._channels[domain]
 
     async def close(self) -> None:
@@ -126,11 +132,20 @@ async def start_gateway(settings: Settings) -> RunningGateway:
     from gateway.server import serve_gateway
 
     descriptors = resources.files("agora").joinpath("descriptors.binpb").read_bytes()
+    from gateway.limits import ClientLimits, FrameLimits, Rate
+
     upstreams = {d.service: settings.target(d.name) for d in DOMAINS.values()}
+    limits = ClientLimits(login=Rate(settings.login_rate / 60, max(1.0, settings.login_rate)),
+                          writes=Rate(settings.write_rate, 4 * settings.write_rate))
+    frames = FrameLimits(max_frame_bytes=settings.max_message_bytes,
+                         frames=Rate(settings.ws_frame_rate, 2 * settings.ws_frame_rate))
     ready, stop = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(
         serve_gateway(descriptors, upstreams, settings.host, settings.http_port, ready_event=ready, stop_event=stop,
-                      graceful_shutdown=settings.shutdown_grace),
+                      graceful_shutdown=settings.shutdown_grace, client_limits=limits, frame_limits=frames,
+                      channel_credentials=channel_credentials(settings),
+                      ssl_certfile=settings.tls_cert or None, ssl_keyfile=settings.tls_key or None,
+                      ws_max_size=settings.max_message_bytes),
         name="gateway",
     )
     waiter = asyncio.create_task(ready.wait())
@@ -153,14 +168,22 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 
 
 async def run(settings: Settings, domains: list[tuple[Domain, Builder]], *, gateway: bool,
-              stop: asyncio.Event | None = None, announce: Callable[[str], None] = print) -> int:
-    """Serve `domains` (and the bridge if asked) until `stop` is set or a signal arrives."""
+              stop: asyncio.Event | None = None, announce: Callable[[str], None] = print,
+              metrics_port: int | None = None) -> int:
+    """Serve `domains` (and the bridge if asked) until `stop` is set or a signal arrives; with
+    `metrics_port`, /metrics for the whole process on that port (the bridge has its own /metrics)."""
     stop = stop or asyncio.Event()
     _install_signal_handlers(stop)
     runtime = Runtime(settings)
     servers: list[DomainServer] = []
     bridge = None
+    scrape = None
     try:
+        if metrics_port is not None:
+            from services.kit.telemetry.endpoint import MetricsEndpoint
+
+            # a default port that is taken is no reason not to start; a configured one is
+            scrape = MetricsEndpoint(settings.host, metrics_port, fallback=settings.metrics_port == 0)
         for domain, build in domains:
             spec = await build(runtime)
             if runtime.bus_opened and "bus" not in spec.probes:
@@ -169,7 +192,7 @@ async def run(settings: Settings, domains: list[tuple[Domain, Builder]], *, gate
             server = DomainServer(
                 spec, host=settings.host, port=port, grace=settings.shutdown_grace,
                 health_interval=settings.health_interval, max_message_bytes=settings.max_message_bytes,
-                lifecycle=runtime.lifecycle,
+                lifecycle=runtime.lifecycle, credentials=server_credentials(settings),
             )
             await server.start()
             servers.append(server)
@@ -177,6 +200,8 @@ async def run(settings: Settings, domains: list[tuple[Domain, Builder]], *, gate
         if gateway:
             bridge = await start_gateway(settings)
             announce(f"{'gateway':<14} http  http://{settings.host}:{settings.http_port:<9} REST, SSE, WebSocket, /docs")
+        if scrape is not None:
+            announce(f"{'metrics':<14} http  {scrape.url:<22} Prometheus")
         announce("ready; Ctrl-C or SIGTERM stops")
         await stop.wait()
     finally:
@@ -185,20 +210,35 @@ async def run(settings: Settings, domains: list[tuple[Domain, Builder]], *, gate
             await bridge.stop()
         await asyncio.gather(*(s.stop() for s in servers), return_exceptions=True)
         await runtime.close()
+        if scrape is not None:
+            scrape.close()
     return 0
+
+
+def _run_process(settings: Settings, service_name: str, main: Coroutine[object, object, int]) -> int:
+    """One process's life: tracing on if AGORA_OTLP_ENDPOINT says so (flushed at exit), then `main`."""
+    from services.kit.telemetry import tracing
+
+    tracing.configure(settings.otlp_endpoint, service_name, sample_ratio=settings.trace_sample_ratio)
+    try:
+        return asyncio.run(main)
+    finally:
+        tracing.uninstall()
 
 
 def up(settings: Settings) -> int:
     logs.configure(settings.log_level, settings.log_format)
-    return asyncio.run(run(settings, [(d, builder_for(d)) for d in DOMAINS.values()], gateway=True))
+    return _run_process(settings, "agora", run(settings, [(d, builder_for(d)) for d in DOMAINS.values()],
+                                               gateway=True, metrics_port=settings.metrics_port_for(None)))
 
 
 def serve(target: str, settings: Settings) -> int:
     logs.configure(settings.log_level, settings.log_format)
-    if target == "gateway":
-        return asyncio.run(run(settings, [], gateway=True))
+    if target == "gateway":  # /metrics is one of the bridge's routes
+        return _run_process(settings, "agora-gateway", run(settings, [], gateway=True))
     if target not in DOMAINS:
         print(f"unknown domain {target!r}; one of: gateway, {', '.join(DOMAINS)}", file=sys.stderr)
         return 2
     domain = DOMAINS[target]
-    return asyncio.run(run(settings, [(domain, builder_for(domain))], gateway=False))
+    return _run_process(settings, f"agora-{target}", run(settings, [(domain, builder_for(domain))], gateway=False,
+                                                         metrics_port=settings.metrics_port_for(target)))

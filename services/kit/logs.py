@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line, carrying the request id of the call being served."""
+"""Structured logs: one JSON object per line, carrying the request id of the call being served and,
+while tracing is on, the trace and span ids of the span that was current when the line was logged."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 import logging
 import sys
 import time
+
+from services.kit.telemetry.tracing import current_ids as _trace_ids
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
@@ -25,6 +28,9 @@ class JsonFormatter(logging.Formatter):
         rid = request_id.get()
         if rid:
             entry["request_id"] = rid
+        ids = _trace_ids()
+        if ids is not None:
+            entry["trace_id"], entry["span_id"] = ids
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
@@ -40,7 +46,11 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         rid = request_id.get()
+        ids = _trace_ids()
+        if ids is not None:
+            rid = f"{rid} trace={ids[0]} span={ids[1]}".lstrip()
         return f"{text} [{rid}]" if rid else text
+
 
 
 def configure(level: str = "INFO", fmt: str = "json", stream=None) -> None:

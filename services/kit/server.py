@@ -48,7 +48,7 @@ class Lifecycle:
 class DomainServer:
     def __init__(self, spec: ServiceSpec, *, host: str, port: int, grace: float,
                  health_interval: float = 1.0, max_message_bytes: int = 4 * 1024 * 1024,
-                 lifecycle: Lifecycle | None = None) -> None:
+                 lifecycle: Lifecycle | None = None, credentials: grpc.ServerCredentials | None = None) -> None:
         self.spec = spec
         self.grace = grace
         self.lifecycle = lifecycle or Lifecycle()
@@ -70,7 +70,10 @@ class DomainServer:
             self.server,
         )
         self.address = f"{host}:{port}"
-        self.port = self.server.add_insecure_port(self.address)
+        if credentials is not None:  # TLS only: no plaintext port beside it
+            self.port = self.server.add_secure_port(self.address, credentials)
+        else:
+            self.port = self.server.add_insecure_port(self.address)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.address} (in use?)")
         self.address = f"{host}:{self.port}"

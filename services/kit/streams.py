@@ -10,12 +10,14 @@ Two shapes (DESIGN.md §4):
   replays what it missed (from the ring, or the store via `replay`) before going live; one that
   falls further behind than the ring holds is ended with RESOURCE_EXHAUSTED and can resume.
 
-Both keep memory bounded whatever the number or speed of subscribers.
+Both keep memory bounded whatever the number or speed of subscribers. Each counts its subscribers
+in the `agora_stream_subscribers{feed, kind}` gauge; `feed` is the domain that made it unless named.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from services.kit.errors import ResourceExhausted
+from services.kit.telemetry import metrics
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -43,10 +46,19 @@ class _Slot(Generic[T]):
         self.changed = asyncio.Event()
 
 
+def _maker_domain() -> str:
+    """'polls' for a feed made in services.polls.live: the metrics label of an unnamed feed."""
+    module = sys._getframe(2).f_globals.get("__name__", "")
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "services" else module or "stream"
+
+
 class SnapshotFeed(Generic[K, T]):
-    def __init__(self, *, min_interval: float = 0.1) -> None:
+    def __init__(self, *, min_interval: float = 0.1, name: str | None = None) -> None:
         self.min_interval = min_interval
         self._slots: dict[K, _Slot[T]] = {}
+        self.name = name or _maker_domain()
+        self._gauge = metrics.stream_subscribers(self.name, "snapshot")
 
     def publish(self, key: K, value: T) -> None:
         """Replace the latest value for `key` (ignored once the key is closed)."""
@@ -78,6 +90,7 @@ class SnapshotFeed(Generic[K, T]):
         if slot.value is None and initial is not None:
             slot.value = initial
         slot.subscribers += 1
+        self._gauge.inc()
         try:
             seen = -1
             last_sent = 0.0
@@ -97,6 +110,7 @@ class SnapshotFeed(Generic[K, T]):
                     return
         finally:
             slot.subscribers -= 1
+            self._gauge.dec()
             if slot.subscribers == 0 and not slot.closed:
                 # Keep the latest value (a late subscriber wants it); nothing else to free.
                 pass
@@ -125,9 +139,11 @@ class _Ring(Generic[T]):
 
 
 class SequencedLog(Generic[K, T]):
-    def __init__(self, *, capacity: int = 1024) -> None:
+    def __init__(self, *, capacity: int = 1024, name: str | None = None) -> None:
         self.capacity = capacity
         self._rings: dict[K, _Ring[T]] = {}
+        self.name = name or _maker_domain()
+        self._gauge = metrics.stream_subscribers(self.name, "log")
 
     def _ring(self, key: K) -> _Ring[T]:
         ring = self._rings.get(key)
@@ -185,6 +201,7 @@ class SequencedLog(Generic[K, T]):
         ring = self._ring(key)
         cursor = ring.last_seq if (start_at_tail and resume_from == 0) else resume_from
         ring.subscribers += 1
+        self._gauge.inc()
         try:
             first = True
             while True:
@@ -193,6 +210,7 @@ class SequencedLog(Generic[K, T]):
                     # The ring no longer holds cursor+1. At the start that is history to replay;
                     # later it means this subscriber fell behind the ring: end it, it can resume.
                     if not first or replay is None:
+                        metrics.stream_overflows(self.name).inc()
                         raise ResourceExhausted(
                             f"stream consumer fell more than {self.capacity} entries behind; "
                             f"resume with resume_from={cursor}"
@@ -214,3 +232,4 @@ class SequencedLog(Generic[K, T]):
                     await ring.changed.wait()
         finally:
             ring.subscribers -= 1
+            self._gauge.dec()

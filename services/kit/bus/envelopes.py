@@ -10,6 +10,8 @@ from agora.events.v1.envelope_pb2 import Envelope
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.kit.telemetry import messaging, tracing
+
 M = TypeVar("M", bound=Message)
 
 # Headers that follow an event across services (W3C trace context); everything else stays local.
@@ -26,8 +28,16 @@ def new_envelope(
     id: str | None = None,
     occurred_at: Timestamp | None = None,
 ) -> Envelope:
-    """An envelope for `payload`, stamped now with a fresh id unless given (an outbox row keeps its id)."""
-    envelope = Envelope(id=id or str(uuid.uuid4()), type=type, source=source, key=key, headers=dict(headers or {}))
+    """An envelope for `payload`, stamped now with a fresh id unless given (an outbox row keeps its id).
+
+    While tracing is on, making an event is its publish span (a child of the current span, e.g. the
+    RPC that changed the state): the span's context goes into `headers`, so it travels with the
+    envelope through an outbox, and each consumer's span is its child."""
+    id = id or str(uuid.uuid4())
+    headers = dict(headers or {})
+    if tracing.enabled() and "traceparent" not in headers:
+        headers.update(messaging.publish_headers(type, id, key, source))
+    envelope = Envelope(id=id, type=type, source=source, key=key, headers=headers)
     if occurred_at is not None:
         envelope.occurred_at.CopyFrom(occurred_at)
     else:

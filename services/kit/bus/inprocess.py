@@ -25,6 +25,7 @@ from services.kit.bus.port import (
     Handler,
     retry_delays,
 )
+from services.kit.telemetry import messaging, metrics
 
 log = logging.getLogger("agora.bus")
 
@@ -89,6 +90,7 @@ class InProcessBus:
             for group in self._groups.values():
                 if group.wants(envelope.type):
                     self._deliver(group, _Delivery(Envelope.FromString(body)))
+            metrics.bus_published(envelope.type).inc()
 
     async def subscribe(
         self,
@@ -125,6 +127,7 @@ class InProcessBus:
             group.waiting.extendleft(reversed(await lanes.stop()))
 
     def _deliver(self, group: _Group, delivery: _Delivery) -> None:
+        metrics.bus_pending(group.name).inc()
         if group.lanes is None:
             group.waiting.append(delivery)
         else:
@@ -134,12 +137,16 @@ class InProcessBus:
         assert group.slots is not None and group.handler is not None
         async with group.slots:
             try:
-                await group.handler(delivery.envelope)
+                await messaging.consume(group.name, delivery.envelope, group.handler, delivery.attempt)
+                metrics.bus_pending(group.name).dec()
                 return
             except Exception as exc:  # noqa: BLE001 - the handler's failure is the event's, not the bus's
                 error = f"{type(exc).__name__}: {exc}"
+            # (a cancelled delivery goes back to the group's queue: still pending)
+            metrics.bus_pending(group.name).dec()
         envelope = delivery.envelope
         if delivery.attempt < group.max_attempts:
+            metrics.bus_retries(group.name, envelope.type).inc()
             delay = group.delays[delivery.attempt - 1]
             log.warning("event %s (%s) failed in %s, attempt %d, retry in %.2fs: %s",
                         envelope.id, envelope.type, group.name, delivery.attempt, delay, error)
@@ -156,6 +163,7 @@ class InProcessBus:
         log.error("event %s (%s) dead-lettered by %s after %d attempts: %s",
                   envelope.id, envelope.type, group.name, delivery.attempt, error)
         letter = DeadLetter(envelope.id, group.name, envelope.type, envelope.key, delivery.attempt, error, envelope)
+        metrics.bus_dead_letters(group.name, envelope.type).inc()
         group.dead.append((letter, envelope))
 
     def _chosen(self, group: str | None, ids: Collection[str] | None):

@@ -1,7 +1,9 @@
 """The outbox relay: publishes events producers wrote to their SQL outbox, and marks them sent once confirmed.
 
 A producer writes its state change and `outbox.add(conn, [envelope])` in one transaction, so the
-event exists exactly when the change does; the relay does the rest. While the broker is away the
+event exists exactly when the change does; the relay does the rest. The envelope's trace headers
+were set when it was made (services.kit.bus.envelopes), so its consumers' spans join the trace of
+the call that wrote it, however late the relay sends it. While the broker is away the
 relay waits on the bus (which resends on reconnect) and producers keep committing; the backlog
 goes out when the broker is back. A row can be published twice (the relay died between the
 confirm and the mark): consumers are idempotent (see stores/ for the inbox).
@@ -18,6 +20,7 @@ from typing import Any, Protocol
 from agora.events.v1.envelope_pb2 import Envelope
 
 from services.kit.bus.port import EventBus
+from services.kit.telemetry import metrics
 
 log = logging.getLogger("agora.bus.outbox")
 
@@ -87,6 +90,7 @@ class OutboxRelay:
             raise
         await self._call(self._outbox.mark_sent, self._conn, [seq for seq, _ in rows])
         self.relayed += len(rows)
+        metrics.outbox_relayed.inc(len(rows))
         return len(rows)
 
     def wake(self) -> None:
@@ -102,6 +106,7 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a DB or bus failure: back off and try again
+                metrics.outbox_failures.inc()
                 log.warning("outbox relay failed (%s); retrying in %.1fs", exc, backoff)
                 await asyncio.to_thread(self._forget_connection)
                 await asyncio.sleep(backoff)

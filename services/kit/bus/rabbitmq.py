@@ -44,6 +44,7 @@ from services.kit.bus.port import (
     Handler,
     retry_delays,
 )
+from services.kit.telemetry import messaging, metrics
 
 log = logging.getLogger("agora.bus")
 
@@ -357,7 +358,8 @@ class RabbitSubscription:
         self._cancelled = True
         await self._bus._on_io_thread(self._stop_consuming)
         await self._lanes.wait_idle(timeout=5.0)
-        await self._lanes.stop()
+        # What was not handled goes back to the queue when the channel closes: no longer ours.
+        metrics.bus_pending(self.group).dec(len(await self._lanes.stop()))
         # Acks queued above reach the I/O thread before the close: calls run in order.
         await self._bus._on_io_thread(self._close_channel)
         self._bus._forget(self)
@@ -527,27 +529,32 @@ class RabbitSubscription:
             if delivery.envelope is None:
                 log.error("%s: message %s is not an Envelope; dead-lettered", self.group,
                           delivery.properties.message_id)
+                metrics.bus_dead_letters(self.group, delivery.properties.type or "").inc()
                 self._settle("reject", delivery)
             else:
+                metrics.bus_pending(self.group).inc()
                 self._lanes.put(delivery.envelope.key, delivery)
 
     async def _handle(self, delivery: _Delivery) -> None:
         envelope = delivery.envelope
         assert envelope is not None
         try:
-            await self._handler(envelope)
+            await messaging.consume(self.group, envelope, self._handler, delivery.attempt)
         except Exception as exc:  # noqa: BLE001 - the handler's failure is the event's, not the bus's
             error = f"{type(exc).__name__}: {exc}"
             if delivery.attempt < self.max_attempts:
                 log.warning("event %s (%s) failed in %s, attempt %d: %s", envelope.id, envelope.type,
                             self.group, delivery.attempt, error)
+                metrics.bus_retries(self.group, envelope.type).inc()
                 self._settle("retry", delivery, error)
             else:
                 log.error("event %s (%s) dead-lettered by %s after %d attempts: %s", envelope.id,
                           envelope.type, self.group, delivery.attempt, error)
+                metrics.bus_dead_letters(self.group, envelope.type).inc()
                 self._settle("dead", delivery, error)
         else:
             self._settle("ack", delivery)
+        metrics.bus_pending(self.group).dec()
 
     def _settle(self, outcome: str, delivery: _Delivery, error: str = "") -> None:
         self._settlements.append((outcome, delivery, error))
@@ -613,6 +620,8 @@ class RabbitBus:
             [_Outgoing(e.type, e.SerializeToString(), _properties(e), batch) for e in envelopes]
         )
         await future
+        for e in envelopes:
+            metrics.bus_published(e.type).inc()
 
     async def subscribe(
         self,

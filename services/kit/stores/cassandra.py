@@ -1,6 +1,8 @@
 """Cassandra through cassandra-driver: protocol version from config (3 for 2.1, 4+ for 4.x/5.x).
 
 The driver has its own I/O threads; we wait on its futures without blocking the event loop.
+Every request on the session (through `execute`, or an adapter's own calls in a worker thread)
+is timed in agora_store_duration_seconds by a request listener on the session.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from cassandra.cluster import Cluster, Session
 from cassandra.policies import RoundRobinPolicy
 
 from services.kit.config import Settings
+from services.kit.telemetry.metrics import cassandra_operation, observe_cassandra_requests
 
 
 class CassandraDatabase:
@@ -40,6 +43,7 @@ class CassandraDatabase:
                 f"{{'class': 'SimpleStrategy', 'replication_factor': {self.replication_factor}}}"
             )
             session.set_keyspace(self.keyspace)
+            observe_cassandra_requests(session)
         except Exception:
             cluster.shutdown()
             raise
@@ -53,10 +57,17 @@ class CassandraDatabase:
                     self._session = await asyncio.get_running_loop().run_in_executor(None, self._connect)
         return self._session
 
-    async def execute(self, statement: Any, params: Any = None, *, timeout: float = 5.0):
-        """Run one statement; the driver's future is awaited from the event loop."""
+    async def execute(self, statement: Any, params: Any = None, *, timeout: float = 5.0,
+                      operation: str | None = None):
+        """Run one statement; the driver's future is awaited from the event loop. Timed as
+        `operation` (default: the store method that called) in agora_store_duration_seconds."""
         session = await self.session()
-        future = session.execute_async(statement, params, timeout=timeout)
+        token = cassandra_operation.set(operation) if operation else None
+        try:
+            future = session.execute_async(statement, params, timeout=timeout)
+        finally:
+            if token is not None:
+                cassandra_operation.reset(token)
         loop = asyncio.get_running_loop()
         done: asyncio.Future = loop.create_future()
 
@@ -71,7 +82,7 @@ class CassandraDatabase:
         return future.result()
 
     async def ping(self) -> bool:
-        rows = await self.execute("SELECT release_version FROM system.local", timeout=2.0)
+        rows = await self.execute("SELECT release_version FROM system.local", timeout=2.0, operation="ping")
         return rows.one() is not None
 
     async def close(self) -> None:

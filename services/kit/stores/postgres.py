@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -10,6 +11,8 @@ from typing import TypeVar
 import psycopg2
 import psycopg2.extensions
 import psycopg2.pool
+
+from services.kit.telemetry.metrics import store_operation, timed_store_call
 
 T = TypeVar("T")
 
@@ -28,12 +31,13 @@ class PostgresDatabase:
     def _open_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
         if self._pool is None:
             options = f"-c search_path={self.schema},public" if self.schema else None
-            # minconn is also how many idle connections the pool keeps: with 0 it would close
-            # every connection on putconn and reconnect on the next transaction.
+            # Open connections as they are needed (ten services x eight eager connections would
+            # exhaust a default PostgreSQL's 100), then keep up to max_connections idle: psycopg2
+            # closes a returned connection once minconn are idle, so minconn is raised after start.
             self._pool = psycopg2.pool.ThreadedConnectionPool(
-                self.max_connections, self.max_connections, self.url, connect_timeout=self.connect_timeout,
-                options=options,
+                0, self.max_connections, self.url, connect_timeout=self.connect_timeout, options=options,
             )
+            self._pool.minconn = self.max_connections
             if self.schema:
                 conn = self._pool.getconn()
                 try:
@@ -58,9 +62,13 @@ class PostgresDatabase:
         finally:
             pool.putconn(conn, close=broken or conn.closed != 0)
 
-    async def transaction(self, fn: Callable[[psycopg2.extensions.connection], T]) -> T:
-        """Run fn(conn) in a worker thread inside one transaction."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)
+    async def transaction(self, fn: Callable[[psycopg2.extensions.connection], T], *,
+                          operation: str | None = None) -> T:
+        """Run fn(conn) in a worker thread inside one transaction (in a copy of the caller's context),
+        timed as `operation` (default: the store method that called) in agora_store_duration_seconds."""
+        context = contextvars.copy_context()
+        call = asyncio.get_running_loop().run_in_executor(self._executor, context.run, self._call, fn)
+        return await timed_store_call("postgres", operation or store_operation(), call)
 
     async def ping(self) -> bool:
         def probe(conn) -> bool:
@@ -68,7 +76,7 @@ class PostgresDatabase:
                 cur.execute("SELECT 1")
                 return cur.fetchone()[0] == 1
 
-        return await self.transaction(probe)
+        return await self.transaction(probe, operation="ping")
 
     async def close(self) -> None:
         if self._pool is not None:

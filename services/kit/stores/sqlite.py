@@ -7,11 +7,14 @@ and keeps every statement off the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
+
+from services.kit.telemetry.metrics import store_operation, timed_store_call
 
 T = TypeVar("T")
 
@@ -35,11 +38,17 @@ class SqliteDatabase:
             self._conn = conn
         return self._conn
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run fn(conn) in the database thread (autocommit: fn manages any transaction)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: fn(self._connection()))
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, operation: str | None = None) -> T:
+        """Run fn(conn) in the database thread (autocommit: fn manages any transaction).
 
-    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        Timed as `operation` (default: the store method that called) in agora_store_duration_seconds;
+        fn runs in a copy of the caller's context (request id, trace) for its log lines."""
+        context = contextvars.copy_context()
+        call = asyncio.get_running_loop().run_in_executor(
+            self._executor, context.run, lambda: fn(self._connection()))
+        return await timed_store_call("sqlite", operation or store_operation(), call)
+
+    async def transaction(self, fn: Callable[[sqlite3.Connection], T], *, operation: str | None = None) -> T:
         """Run fn(conn) inside BEGIN IMMEDIATE ... COMMIT (rolled back if fn raises)."""
 
         def tx(conn: sqlite3.Connection) -> T:
@@ -52,10 +61,10 @@ class SqliteDatabase:
             conn.execute("COMMIT")
             return result
 
-        return await self.run(tx)
+        return await self.run(tx, operation=operation or store_operation())
 
     async def ping(self) -> bool:
-        return await self.run(lambda c: c.execute("SELECT 1").fetchone()[0] == 1)
+        return await self.run(lambda c: c.execute("SELECT 1").fetchone()[0] == 1, operation="ping")
 
     async def close(self) -> None:
         def shut(_: sqlite3.Connection) -> None:
@@ -64,5 +73,5 @@ class SqliteDatabase:
                 self._conn = None
 
         if self._conn is not None:
-            await self.run(shut)
+            await self.run(shut, operation="close")
         self._executor.shutdown(wait=True)

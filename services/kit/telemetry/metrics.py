@@ -1,0 +1,162 @@
+"""The Prometheus instruments of every Agora process, on prometheus-client's default registry.
+
+That registry also carries the process collector (CPU, memory, open files, start time) and the
+GC and platform collectors, so /metrics shows the process too. Label values are bounded by the
+code (services, methods, event types, consumer groups, store methods), never by data.
+
+Hot paths look a labelled child up once per label tuple (`_Family`), not on every call.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import sys
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from prometheus_client import Counter, Gauge, Histogram
+
+T = TypeVar("T")
+
+_LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_LAG = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0)
+
+
+class _Family:
+    """A labelled metric with its children cached by label tuple."""
+
+    __slots__ = ("metric", "_children")
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *labels: str) -> Any:
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = self.metric.labels(*labels)
+        return child
+
+
+# -- gRPC servers (services/kit/interceptors.py)
+rpc_duration = _Family(Histogram(
+    "agora_rpc_server_duration_seconds",
+    "gRPC calls served, by service, method and status code (count: rate; sum/buckets: latency)",
+    ["service", "method", "code"], buckets=_LATENCY))
+rpc_streams = _Family(Gauge(
+    "agora_rpc_server_streams_active", "Streaming calls open now", ["service", "method"]))
+
+# -- live stream fan-out (services/kit/streams.py)
+stream_subscribers = _Family(Gauge(
+    "agora_stream_subscribers", "Subscribers of a live feed now", ["feed", "kind"]))
+stream_overflows = _Family(Counter(
+    "agora_stream_overflows_total", "Subscribers ended with RESOURCE_EXHAUSTED for falling behind", ["feed"]))
+
+# -- the event bus (services/kit/bus)
+bus_published = _Family(Counter(
+    "agora_bus_published_total", "Events the broker confirmed", ["type"]))
+bus_consumed = _Family(Counter(
+    "agora_bus_consumed_total", "Event deliveries handled, by outcome (ok, failed)", ["group", "type", "outcome"]))
+bus_retries = _Family(Counter(
+    "agora_bus_retries_total", "Failed deliveries scheduled for another attempt", ["group", "type"]))
+bus_dead_letters = _Family(Counter(
+    "agora_bus_dead_letters_total", "Events parked as dead letters after the last failed attempt", ["group", "type"]))
+bus_lag = _Family(Histogram(
+    "agora_bus_consumer_lag_seconds", "From the event's occurred_at to its handling starting", ["group"],
+    buckets=_LAG))
+bus_handle_duration = _Family(Histogram(
+    "agora_bus_handle_duration_seconds", "Time a consumer's handler took per delivery", ["group"], buckets=_LATENCY))
+bus_pending = _Family(Gauge(
+    "agora_bus_consumer_pending", "Events delivered to this process and not yet handled", ["group"]))
+outbox_relayed = Counter("agora_bus_outbox_relayed_total", "Events the outbox relays put on the bus")
+outbox_failures = Counter("agora_bus_outbox_failures_total", "Outbox relay rounds that failed (database or bus)")
+
+# -- stores (services/kit/stores)
+store_duration = _Family(Histogram(
+    "agora_store_duration_seconds", "Database calls by backend and store operation (caller's wait included)",
+    ["backend", "operation", "outcome"], buckets=_LATENCY))
+
+# -- the bridge (gateway/telemetry.py)
+http_duration = _Family(Histogram(
+    "agora_http_request_duration_seconds", "Bridge requests by route (the RPC, or a fixed path), method, status",
+    ["route", "method", "status"], buckets=_LATENCY))
+http_active = _Family(Gauge(
+    "agora_http_requests_active", "Bridge requests (and streams, WebSockets) open now", ["kind"]))
+
+
+@functools.lru_cache(maxsize=4096)
+def split_method(full: str) -> tuple[str, str]:
+    """'/agora.orders.v1.OrderService/CreateOrder' -> ('agora.orders.v1.OrderService', 'CreateOrder')."""
+    service, _, method = full.lstrip("/").rpartition("/")
+    return service, method
+
+
+# Frames of these modules are the database plumbing, not the store asking; above the runtime's
+# frames (the loop, a worker thread) there is no caller left to find.
+_PLUMBING = ("services.kit.stores", "services.kit.telemetry", "cassandra")
+_RUNTIME = ("asyncio", "concurrent.", "threading", "selectors")
+
+
+def store_operation(depth: int = 2) -> str:
+    """The store method that asked for this database call, e.g. 'SqliteCatalogStore.reserve'.
+
+    Walks up from the caller of the kit's run/transaction/execute past the kit's own frames and
+    private helpers (`_tx`); a nested function counts as the method it is in. A few frames at most."""
+    try:
+        frame = sys._getframe(depth)
+    except ValueError:
+        return "unknown"
+    fallback = ""
+    for _ in range(8):
+        if frame is None:
+            break
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith(_RUNTIME):
+            break
+        if not module.startswith(_PLUMBING):
+            name = frame.f_code.co_qualname.split(".<locals>", 1)[0]
+            last = name.rpartition(".")[2]
+            if not last.startswith(("_", "<")):
+                return name
+            fallback = fallback or name
+        frame = frame.f_back
+    return fallback or "unknown"
+
+
+# The operation name CassandraDatabase.execute was given, for the request listener below.
+cassandra_operation: contextvars.ContextVar[str | None] = contextvars.ContextVar("cassandra_operation", default=None)
+
+
+def observe_cassandra_requests(session: Any) -> None:
+    """Time every request on a cassandra-driver session, whoever makes it (the kit's execute, or an
+    adapter's own calls in a worker thread): the listener runs on the requesting thread, so it can
+    name the store method; the driver calls back on its own thread when the answer is in."""
+
+    def on_request(future: Any) -> None:
+        operation = cassandra_operation.get() or store_operation()
+        started = time.perf_counter()
+        seen = False
+
+        def done(outcome: str) -> None:
+            nonlocal seen
+            if not seen:  # (the callbacks run again for every further page of a paged result)
+                seen = True
+                store_duration("cassandra", operation, outcome).observe(time.perf_counter() - started)
+
+        future.add_callbacks(lambda _rows: done("ok"), lambda _exc: done("error"))
+
+    session.add_request_init_listener(on_request)
+
+
+async def timed_store_call(backend: str, operation: str, call: Awaitable[T]) -> T:
+    """Await a database call, observing its latency under (backend, operation, ok|error)."""
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        result = await call
+        outcome = "ok"
+        return result
+    finally:
+        store_duration(backend, operation, outcome).observe(time.perf_counter() - started)
