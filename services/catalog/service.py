@@ -29,6 +29,7 @@ from services.catalog.domain import (
 )
 from services.catalog.store import CatalogStore, open_store
 from services.kit import paging
+from services.kit.auth import internal_only
 from services.kit.bus import new_envelope
 from services.kit.errors import (
     Aborted,
@@ -230,6 +231,7 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
         return pb.GetProductResponse(product=to_proto(await self._product(request.product_id)))
 
     async def UpdateProduct(self, request, context):
+        internal_only(context)
         given = from_proto(request.product)
         for _ in range(10):
             current = await self._product(request.product_id)
@@ -269,6 +271,7 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
         return pb.ListProductsResponse(products=[to_proto(p) for p in found[:size]], next_page_token=token)
 
     async def AdjustStock(self, request, context):
+        internal_only(context)
         if not request.product_id.strip():
             raise InvalidArgument.field("product_id", "required")
         domain.check_adjustment(request.delta)
@@ -289,11 +292,13 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
         return pb.AdjustStockResponse(product=to_proto(product))
 
     async def ReserveStock(self, request, context):
+        internal_only(context)
         items = [(i.product_id, i.quantity) for i in request.items]
         reservation = await self.stock.reserve(request.order_id, items)
         return pb.ReserveStockResponse(reservation=reservation_proto(reservation))
 
     async def ReleaseStock(self, request, context):
+        internal_only(context)
         reservation = await self.stock.release(request.order_id, request.reason or "released")
         return pb.ReleaseStockResponse(reservation=reservation_proto(reservation))
 

@@ -11,7 +11,7 @@ from services.customers import domain
 from services.customers.domain import Address, EmailTaken, Kind, Party
 from services.customers.store import CustomerStore, open_store
 from services.kit import paging
-from services.kit.auth import caller
+from services.kit.auth import caller, internal_only
 from services.kit.bus import new_envelope
 from services.kit.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from services.kit.registry import DOMAINS
@@ -101,6 +101,7 @@ class CustomerService(customers_pb2_grpc.CustomerServiceServicer):
         return pb.GetClientResponse(client=to_proto(await self._get(Kind.CLIENT, request.client_id)))
 
     async def UpdateClient(self, request, context):
+        internal_only(context)
         party = await self._update(Kind.CLIENT, request.client_id, request.client, request.update_mask)
         return pb.UpdateClientResponse(client=to_proto(party))
 
@@ -115,6 +116,7 @@ class CustomerService(customers_pb2_grpc.CustomerServiceServicer):
         return pb.GetSellerResponse(seller=to_proto(await self._get(Kind.SELLER, request.seller_id)))
 
     async def UpdateSeller(self, request, context):
+        internal_only(context)
         party = await self._update(Kind.SELLER, request.seller_id, request.seller, request.update_mask)
         return pb.UpdateSellerResponse(seller=to_proto(party))
 

@@ -76,6 +76,22 @@ def owner_or_internal(context) -> Caller | None:
     raise Unauthenticated("sign in (authorization: Bearer <session token>) or send the service API key as x-api-key")
 
 
+def internal_only(context) -> None:
+    """For system writes no end user owns (stock adjustments, reservations, customer records):
+    open in the embedded default; once AGORA_SERVICE_API_KEY is set, only callers sending that
+    key as `x-api-key` (other services do, through Runtime channels) get through."""
+    import hmac
+    import os
+
+    expected = os.environ.get("AGORA_SERVICE_API_KEY", "")
+    if not expected:
+        return
+    given = next((v for k, v in (context.invocation_metadata() or ()) if k == "x-api-key"), "") if context else ""
+    given = given if isinstance(given, str) else given.decode()
+    if not (given and hmac.compare_digest(given.encode(), expected.encode())):
+        raise Unauthenticated("this is a service-to-service call: send the service API key as x-api-key")
+
+
 class SessionResolver(Protocol):
     async def resolve(self, token: str) -> Caller | None:
         """The session's caller, or None when the token is unknown, expired or revoked."""

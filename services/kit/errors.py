@@ -191,6 +191,16 @@ def outage_status(exc: BaseException, request_id: str) -> status_pb2.Status | No
     return status
 
 
+def enum_value(kind, number: int, field: str):
+    """A request's enum number as the domain's IntEnum, or INVALID_ARGUMENT naming the field
+    (proto3 lets a client send any number, not only the declared ones)."""
+    try:
+        return kind(number)
+    except ValueError:
+        allowed = ", ".join(f"{m.value} ({m.name})" for m in kind)
+        raise InvalidArgument.field(field, f"{number} is not one of {allowed}") from None
+
+
 def internal_status(request_id: str) -> status_pb2.Status:
     """What an unexpected exception becomes: no type, no text, no trace; the request id finds the log."""
     message = f"internal error; the server log has the details under request id {request_id}"

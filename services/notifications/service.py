@@ -12,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.kit import paging
 from services.kit.auth import owner_or_internal
-from services.kit.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
+from services.kit.errors import DomainError, InvalidArgument, NotFound, PermissionDenied, enum_value
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
 from services.notifications.delivery import FEED, Dispatcher, NotificationBook
@@ -44,11 +44,7 @@ def to_proto(n: Notification) -> pb.Notification:
 
 
 def _enum(kind, value: int, name: str):
-    if not value:
-        return None
-    if value not in kind._value2member_map_:
-        raise InvalidArgument.field(name, f"unknown {name} {value}")
-    return kind(value)
+    return enum_value(kind, value, name) if value else None
 
 
 class NotificationService(notifications_pb2_grpc.NotificationServiceServicer):

@@ -26,7 +26,15 @@ from grpc_status import rpc_status
 from services.kit import paging
 from services.kit.auth import caller, owner_or_internal
 from services.kit.bus import new_envelope
-from services.kit.errors import Aborted, DomainError, InvalidArgument, NotFound, PermissionDenied, Unavailable
+from services.kit.errors import (
+    Aborted,
+    DomainError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+    enum_value,
+)
 from services.kit.interceptors import remaining
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
@@ -291,7 +299,7 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
 
     async def ListOrders(self, request, context):
         size = paging.page_size(request.page_size)
-        status = Status(request.status) if request.status else None
+        status = enum_value(Status, request.status, "status") if request.status else None
         cursor = paging.decode_token(request.page_token, "all", str(request.status), kind=str) or ""
         orders, after = await self.store.list_all(status, cursor, size)
         who = owner_or_internal(context)

@@ -11,7 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.kit import paging
 from services.kit.auth import owner_or_internal
-from services.kit.errors import InvalidArgument, NotFound, PermissionDenied
+from services.kit.errors import InvalidArgument, NotFound, PermissionDenied, enum_value
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
 from services.payments.charging import Cashier
@@ -79,7 +79,7 @@ class PaymentService(payments_pb2_grpc.PaymentServiceServicer):
         if request.status and request.status not in Status._value2member_map_:
             raise InvalidArgument.field("status", f"unknown status {request.status}")
         filter = PaymentFilter(order_id=request.order_id.strip(), client_id=request.client_id.strip(),
-                               status=Status(request.status) if request.status else None,
+                               status=enum_value(Status, request.status, "status") if request.status else None,
                                user_id=who.user_id if who else "")
         cursor = paging.decode_token(request.page_token, *filter.parts(), kind=str) or ""
         payments, after = await self.store.list(filter, cursor, size)
