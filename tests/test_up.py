@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -17,14 +16,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from services.kit.registry import DOMAINS
+from tests.ports import free_mesh_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
-    offset = random.randrange(2000, 9000, 20)
-    http_port = 20000 + offset
+    offset, http_port = free_mesh_ports()
     env = {**os.environ, "AGORA_PORT_OFFSET": str(offset), "AGORA_HTTP_PORT": str(http_port),
            "AGORA_LOG_FORMAT": "text", "AGORA_BACKENDS": "embedded"}
     data = tmp_path_factory.mktemp("mesh")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -13,29 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from agora.client.mesh import DOMAINS
+
+from tests.ports import free_mesh_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 AGORA = [sys.executable, "-m", "agora.cli"]
 
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_offset(width: int = 10) -> tuple[int, int]:
-    """A port offset whose ten gRPC ports and the bridge port are all free: (offset, http_port)."""
-    for _ in range(200):
-        offset = random.randrange(1000, 12000)
-        ports = [d.port + offset for d in DOMAINS.values()] + [20000 + offset]
-        if all(_free(p) for p in ports):
-            return offset, 20000 + offset
-    raise RuntimeError("no free port range found")
 
 
 def wait_for_line(proc: subprocess.Popen, log: Path, text: str, timeout: float = 90) -> None:
@@ -76,7 +58,7 @@ class Mesh:
 
 @pytest.fixture(scope="session")
 def mesh(tmp_path_factory) -> Mesh:
-    offset, http_port = free_offset()
+    offset, http_port = free_mesh_ports()
     data = tmp_path_factory.mktemp("cli-mesh")
     env = {**os.environ, "AGORA_PORT_OFFSET": str(offset), "AGORA_HTTP_PORT": str(http_port),
            "AGORA_LOG_FORMAT": "text", "AGORA_LOG_LEVEL": "WARNING", "AGORA_BACKENDS": "embedded"}

@@ -199,4 +199,4 @@ def test_logout_revokes_the_session(mesh: Mesh, tmp_path: Path):
     token = next(line for line in config.read_text().splitlines() if line.startswith("token")).split('"')[1]
     assert mesh.run("logout", config=config).returncode == 0
     assert "token" not in config.read_text()
-    assert mesh.run("whoami", "--token", token, config=config).returncode == EXIT_UNAUTHENTICATED
+    assert mesh.run("whoami", f"--token={token}", config=config).returncode == EXIT_UNAUTHENTICATED

@@ -24,7 +24,8 @@ from agora.client import aio as agora_aio
 from agora.common.v1.money_pb2 import Money
 from agora.identity.v1 import identity_pb2
 
-from tests.clients.conftest import AGORA, ROOT, free_offset, wait_for_line
+from tests.clients.conftest import AGORA, ROOT, wait_for_line
+from tests.ports import free_mesh_ports
 
 
 class Served:
@@ -58,7 +59,7 @@ class Served:
 
 @pytest.fixture()
 def servers(tmp_path: Path):
-    offset, _ = free_offset()
+    offset, _ = free_mesh_ports()
     identity, auctions = Served("identity", tmp_path, offset), Served("auctions", tmp_path, offset)
     identity.start()
     auctions.start()
