@@ -52,3 +52,18 @@ def require(kind: str) -> None:
     if UNDER_CI:
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def require_chromium() -> str:
+    """Debian's chromium for browser tests (tools/install-test-tools.sh installs it); fail under CI."""
+    import shutil
+
+    if shutil.which(CHROMIUM):
+        return CHROMIUM
+    message = f"no Chromium at {CHROMIUM}: run tools/install-test-tools.sh"
+    if UNDER_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)

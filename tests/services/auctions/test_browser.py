@@ -3,10 +3,9 @@ other's bid arrive without a reload (embedded backends)."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
+from tests.realservers import require_chromium
 from tests.services.identity.harness import create_auction, sign_up_and_login, start_mesh, stop_mesh
 
 CHROMIUM = "/usr/bin/chromium"
@@ -25,8 +24,7 @@ async def embedded_mesh(tmp_path_factory):
 
 
 async def test_two_pages_bid_against_each_other(embedded_mesh):
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM}")
+    require_chromium()
     from playwright.async_api import async_playwright, expect
 
     mesh = embedded_mesh

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 from services.kit.config import Settings
+from tests.realservers import require_chromium
 from tests.services.chat.support import bridge, chat_server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -15,10 +13,10 @@ ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 10_000
 
-pytestmark = pytest.mark.skipif(
-    not shutil.which(CHROMIUM) and os.environ.get("CI", "").lower() not in ("1", "true", "yes"),
-    reason="Debian chromium is not installed (tools/install-test-tools.sh installs it)",
-)
+
+@pytest.fixture(autouse=True)
+def chromium() -> str:
+    return require_chromium()
 
 
 async def join(page, base: str, name: str) -> None:

@@ -108,9 +108,8 @@ def _rabbitmqctl(action: str) -> None:
     subprocess.run([shutil.which("rabbitmqctl"), action], check=True, capture_output=True, timeout=120)
 
 
+@pytest.mark.parametrize("pipeline", ["real"], indirect=True)  # a broker restart is a real-backend fault
 async def test_rabbitmq_restart_mid_flow_every_order_final(pipeline, http):
-    if pipeline.backend != "real":
-        pytest.skip("the broker restart is a real-backend fault")
     if shutil.which("rabbitmqctl") is None:
         message = "rabbitmqctl is not on PATH: cannot restart the broker"
         pytest.fail(message) if UNDER_CI else pytest.skip(message)

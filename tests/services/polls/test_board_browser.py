@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-
 import httpx
 import pytest
 
+from tests.realservers import require_chromium
 from tests.services.polls.conftest import start_mesh
 
 CHROMIUM = "/usr/bin/chromium"
@@ -22,8 +21,7 @@ async def board_mesh(tmp_path_factory):
 
 
 async def test_vote_through_rest_moves_the_bar_on_the_open_page(board_mesh):
-    if shutil.which(CHROMIUM) is None:
-        pytest.skip("no Chromium at /usr/bin/chromium")
+    require_chromium()
     from playwright.async_api import async_playwright
 
     async with httpx.AsyncClient(base_url=board_mesh.base_url, timeout=10) as http:
