@@ -6,6 +6,7 @@ Each adapter supplies `_transaction(fn)` (run fn(conn) in one transaction off th
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -92,17 +93,19 @@ def _auction(row: Sequence[Any]) -> Auction:
     )
 
 
-class SqlAuctionStore:
+class SqlAuctionStore(abc.ABC):
     outbox: Any
 
+    @abc.abstractmethod
     async def _transaction(self, fn: Callable[[Any], Any]) -> Any:
-        raise NotImplementedError
+        """Provided by each backend's adapter."""
 
     async def _read(self, fn: Callable[[Any], Any]) -> Any:
         return await self._transaction(fn)
 
+    @abc.abstractmethod
     def _execute(self, conn: Any, sql: str, args: Sequence[Any] = ()) -> Any:
-        raise NotImplementedError
+        """Provided by each backend's adapter."""
 
     def _add_events(self, conn: Any, events: Sequence[Envelope]) -> None:
         if events:

@@ -9,6 +9,7 @@ before an earlier one.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -112,18 +113,20 @@ class Query:
         self._outbox.add(self.conn, [envelope_for(entry)])
 
 
-class SqlChatStore:
+class SqlChatStore(abc.ABC):
     """Everything but the connection: subclasses give `_read`, `_write` (fn(Query) in a thread,
     one transaction) and `lock_room` (the clause that locks a room row, '' where writers serialise)."""
 
     lock_room = ""
     blob = "BLOB"
 
+    @abc.abstractmethod
     async def _read(self, fn: Callable[[Query], T]) -> T:
-        raise NotImplementedError
+        """Provided by each backend's adapter."""
 
+    @abc.abstractmethod
     async def _write(self, fn: Callable[[Query], T]) -> T:
-        raise NotImplementedError
+        """Provided by each backend's adapter."""
 
     # -- rooms
 
