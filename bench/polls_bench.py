@@ -67,10 +67,11 @@ async def serve_trivial() -> None:
     await server.wait_for_termination()
 
 
-async def serve_polls(backends: str, schema: str, mongo_db: str, group: str, data_dir: str) -> None:
+async def serve_polls(backends: str, schema: str, mongo_db: str, group: str, data_dir: str,
+                      tally_apart: str = "0", port: str = "0", primary: str = "1") -> None:
     from services.kit.config import Settings
     from services.kit.launcher import Runtime
-    from services.kit.server import DomainServer
+    from services.kit.server import DomainServer, settle_heap
     from services.polls.service import build
 
     settings = Settings.from_env(backends=backends, data_dir=Path(data_dir), log_level="WARNING")
@@ -78,20 +79,31 @@ async def serve_polls(backends: str, schema: str, mongo_db: str, group: str, dat
 
     logs.configure("WARNING", "text")
     runtime = Runtime(settings)
-    spec = await build(runtime, schema=schema, mongo_db=mongo_db, tally_group=group,
+    apart = tally_apart == "1" and backends == "real"
+    primary_replica = primary == "1"
+    spec = await build(runtime, schema=schema, mongo_db=mongo_db, tally_group=group, run_tally=not apart,
                        sqlite_path=str(Path(data_dir) / "polls.sqlite3"))
-    server = DomainServer(spec, host="127.0.0.1", port=0, grace=1.0)
+    tally = None
+    if apart and primary_replica:
+        tally = subprocess.Popen([sys.executable, "-m", "services.polls.handlers", "--schema", schema,
+                                  "--mongo-db", mongo_db, "--group", group], stdout=subprocess.PIPE, text=True,
+                                 cwd=ROOT, env={**os.environ, "AGORA_BACKENDS": "real", "AGORA_LOG_LEVEL": "WARNING"})
+        assert tally.stdout.readline().strip() == "tally consumer ready"
+    server = DomainServer(spec, host="127.0.0.1", port=int(port), grace=1.0)
     await server.start()
+    settle_heap()  # as `agora serve` does once its servers are up
     print(f"ready {server.address}", flush=True)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
     await server.stop()
+    if tally is not None:
+        stop_child(tally)
     bus = await runtime.bus()
-    if backends == "real":
+    if backends == "real" and primary_replica:
         await bus.delete_group(group)
     await runtime.close()
-    if backends == "real":
+    if backends == "real" and primary_replica:
         from services.polls.stores.mongo import MongoTallyStore
         from services.polls.stores.postgres import PostgresPollStore
 
@@ -103,16 +115,22 @@ async def serve_polls(backends: str, schema: str, mongo_db: str, group: str, dat
         await mongo.close()
 
 
-async def run_watchers(target: str, poll_id: str, count: int, record: int, out: str) -> None:
-    channel = grpc.aio.insecure_channel(target)
-    stub = polls_pb2_grpc.PollServiceStub(channel)
+def open_channels(target: str, count: int) -> list[grpc.aio.Channel]:
+    """`count` channels, each with its own TCP connection (as many clients would have)."""
+    return [grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+            for _ in range(count)]
+
+
+async def run_watchers(target: str, poll_id: str, count: int, record: int, out: str, connections: int) -> None:
+    channels = open_channels(target, connections)
+    stubs = [polls_pb2_grpc.PollServiceStub(c) for c in channels]
     logs: list[list[tuple[float, int]]] = [[] for _ in range(record)]
     connected = 0
     first = asyncio.Event()
 
     async def watch(i: int) -> None:
         nonlocal connected
-        call = stub.WatchResults(pb.WatchResultsRequest(poll_id=poll_id))
+        call = stubs[i % len(stubs)].WatchResults(pb.WatchResultsRequest(poll_id=poll_id))
         got_first = False
         async for message in call:
             if not got_first:
@@ -137,20 +155,22 @@ async def run_watchers(target: str, poll_id: str, count: int, record: int, out: 
                                          "first_error": repr(failed[0]) if failed else ""}))
         for t in tasks:
             t.cancel()
-        await channel.close()
+        for channel in channels:
+            await channel.close()
 
 
 # -- the load generator
 
 
-async def load(call, make_request, seconds: float, concurrency: int) -> tuple[list[float], int, float]:
-    """Run `concurrency` loops of unary calls for `seconds`; (acceptance times, errors, elapsed)."""
+async def load(calls, make_request, seconds: float, concurrency: int) -> tuple[list[float], int, float]:
+    """Run `concurrency` loops of unary calls for `seconds`, spread over `calls` (one per
+    connection); (acceptance times, errors, elapsed)."""
     accepted: list[float] = []
     errors = 0
     stop_at = time.monotonic() + seconds
     counter = iter(range(10**9))
 
-    async def worker() -> None:
+    async def worker(call) -> None:
         nonlocal errors
         while time.monotonic() < stop_at:
             try:
@@ -160,7 +180,7 @@ async def load(call, make_request, seconds: float, concurrency: int) -> tuple[li
                 errors += 1
 
     started = time.monotonic()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(calls[j % len(calls)]) for j in range(concurrency)))
     return accepted, errors, time.monotonic() - started
 
 
@@ -189,51 +209,59 @@ def percentile(values: list[float], q: float) -> float:
 async def bench(args) -> dict:
     # Baseline: the same client, the same concurrency, a no-op unary RPC on a Python server.
     trivial, address = start_child("trivial")
+    channels = open_channels(address, args.connections)
     try:
-        async with grpc.aio.insecure_channel(address) as channel:
-            ping = channel.unary_unary(TRIVIAL)
-            await load(ping, lambda i: b"x" * 40, 1.0, args.concurrency)  # warm up
-            done, errors, elapsed = await load(ping, lambda i: b"x" * 40, args.seconds, args.concurrency)
-            trivial_rate = len(done) / elapsed
+        pings = [c.unary_unary(TRIVIAL) for c in channels]
+        await load(pings, lambda i: b"x" * 40, 1.0, args.concurrency)  # warm up
+        done, errors, elapsed = await load(pings, lambda i: b"x" * 40, args.seconds, args.concurrency)
+        trivial_rate = len(done) / elapsed
     finally:
+        for channel in channels:
+            await channel.close()
         stop_child(trivial)
     print(f"trivial unary: {trivial_rate:,.0f}/s ({errors} errors)", flush=True)
 
     run = uuid.uuid4().hex[:8]
     data_dir = tempfile.mkdtemp(prefix="polls-bench-")
-    server, target = start_child("serve", args.backends, f"bench_{run}", f"bench_{run}", f"bench-{run}", data_dir)
+    serve_args = ("serve", args.backends, f"bench_{run}", f"bench_{run}", f"bench-{run}", data_dir,
+                  "1" if args.tally_apart else "0")
+    server, target = start_child(*serve_args, "0", "1")
+    # Further replicas listen on the same port (SO_REUSEPORT): the kernel spreads connections.
+    replicas = [start_child(*serve_args, target.rpartition(":")[2], "0")[0] for _ in range(args.replicas - 1)]
     out = Path(data_dir) / "watchers.json"
     watchers = None
+    channels = open_channels(target, args.connections)
     try:
-        async with grpc.aio.insecure_channel(target) as channel:
-            stub = polls_pb2_grpc.PollServiceStub(channel)
-            poll = (await stub.CreatePoll(pb.CreatePollRequest(
-                question="bench", options=[f"o{i}" for i in range(4)],
-                vote_policy=pb.VOTE_POLICY_ONE_PER_VOTER_KEY), timeout=10)).poll
-            # Warm the server, its connections and the tally consumer with a short burst.
-            await load(stub.CastVote, lambda i: pb.CastVoteRequest(poll_id=poll.id, option=i % 4,
-                                                                  voter_key=f"warm{i}"), 1.0, args.concurrency)
-            if args.watchers:
-                watchers = subprocess.Popen(  # noqa: ASYNC220 - a child started once, before the timed part
-                    [sys.executable, __file__, "watch", target, poll.id, str(args.watchers), "100", str(out)],
-                    stdout=subprocess.PIPE, text=True, cwd=ROOT)
-                line = watchers.stdout.readline().strip()
-                if line != "watching":
-                    raise RuntimeError(f"watchers did not connect: {line!r}")
-            base = (await stub.GetPoll(pb.GetPollRequest(poll_id=poll.id), timeout=10)).results.total_votes
-            started = time.monotonic()
-            accepted, errors, elapsed = await load(
-                stub.CastVote, lambda i: pb.CastVoteRequest(poll_id=poll.id, option=i % 4, voter_key=f"v{i}"),
-                args.seconds, args.concurrency)
-            want = base + len(accepted)
-            while True:
-                total = (await stub.GetPoll(pb.GetPollRequest(poll_id=poll.id), timeout=10)).results.total_votes
-                if total >= want:
-                    break
-                if time.monotonic() - started > args.seconds + 120:
-                    raise RuntimeError(f"the tally stopped at {total} of {want}")
-                await asyncio.sleep(0.01)
-            caught_up = time.monotonic() - started
+        stubs = [polls_pb2_grpc.PollServiceStub(c) for c in channels]
+        stub = stubs[0]
+        poll = (await stub.CreatePoll(pb.CreatePollRequest(
+            question="bench", options=[f"o{i}" for i in range(4)],
+            vote_policy=pb.VOTE_POLICY_ONE_PER_VOTER_KEY), timeout=10)).poll
+        # Warm the server, its connections and the tally consumer with a short burst.
+        await load([s.CastVote for s in stubs], lambda i: pb.CastVoteRequest(
+            poll_id=poll.id, option=i % 4, voter_key=f"warm{i}"), 1.0, args.concurrency)
+        if args.watchers:
+            watchers = subprocess.Popen(  # noqa: ASYNC220 - a child started once, before the timed part
+                [sys.executable, __file__, "watch", target, poll.id, str(args.watchers), "100", str(out),
+                 str(args.watch_connections)],
+                stdout=subprocess.PIPE, text=True, cwd=ROOT)
+            line = watchers.stdout.readline().strip()
+            if line != "watching":
+                raise RuntimeError(f"watchers did not connect: {line!r}")
+        base = (await stub.GetPoll(pb.GetPollRequest(poll_id=poll.id), timeout=10)).results.total_votes
+        started = time.monotonic()
+        accepted, errors, elapsed = await load(
+            [s.CastVote for s in stubs], lambda i: pb.CastVoteRequest(poll_id=poll.id, option=i % 4, voter_key=f"v{i}"),
+            args.seconds, args.concurrency)
+        want = base + len(accepted)
+        while True:
+            total = (await stub.GetPoll(pb.GetPollRequest(poll_id=poll.id), timeout=10)).results.total_votes
+            if total >= want:
+                break
+            if time.monotonic() - started > args.seconds + 120:
+                raise RuntimeError(f"the tally stopped at {total} of {want}")
+            await asyncio.sleep(0.01)
+        caught_up = time.monotonic() - started
     finally:
         if watchers is not None:
             # The poll stays open: the watchers are told to stop by SIGTERM after their last update lands.
@@ -243,6 +271,10 @@ async def bench(args) -> dict:
                 watchers.wait(60)
             except subprocess.TimeoutExpired:
                 watchers.kill()
+        for channel in channels:
+            await channel.close()
+        for replica in replicas:
+            stop_child(replica)
         stop_child(server)
 
     votes_rate = len(accepted) / caught_up
@@ -267,8 +299,8 @@ async def bench(args) -> dict:
     return result
 
 
-async def watchers_main(target: str, poll_id: str, count: str, record: str, out: str) -> None:
-    task = asyncio.create_task(run_watchers(target, poll_id, int(count), int(record), out))
+async def watchers_main(target: str, poll_id: str, count: str, record: str, out: str, connections: str) -> None:
+    task = asyncio.create_task(run_watchers(target, poll_id, int(count), int(record), out, int(connections)))
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
     await asyncio.wait({task, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
@@ -291,16 +323,21 @@ def main() -> None:
         asyncio.run(serve_trivial())
         return
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
-        asyncio.run(serve_polls(*sys.argv[2:7]))
+        asyncio.run(serve_polls(*sys.argv[2:10]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "watch":
-        asyncio.run(watchers_main(*sys.argv[2:7]))
+        asyncio.run(watchers_main(*sys.argv[2:8]))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backends", default="real", choices=["real", "embedded"])
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--watchers", type=int, default=1000)
+    parser.add_argument("--replicas", type=int, default=1, help="polls API processes sharing one port")
+    parser.add_argument("--connections", type=int, default=1, help="client connections for the unary load")
+    parser.add_argument("--watch-connections", type=int, default=1, help="connections the watchers spread over")
+    parser.add_argument("--tally-apart", action="store_true",
+                        help="run the tally consumer as its own process (python -m services.polls.handlers)")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("AGORA_LOG_LEVEL", "WARNING")

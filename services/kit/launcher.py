@@ -20,7 +20,7 @@ from services.kit import logs
 from services.kit.config import Settings
 from services.kit.interceptors import DeadlinePropagation
 from services.kit.registry import DOMAINS, Domain
-from services.kit.server import DomainServer, Lifecycle, ServiceSpec
+from services.kit.server import DomainServer, Lifecycle, ServiceSpec, settle_heap
 from services.kit.tls import channel_credentials, server_credentials
 from services.kit.unimplemented import not_built_spec
 
@@ -202,6 +202,7 @@ async def run(settings: Settings, domains: list[tuple[Domain, Builder]], *, gate
             announce(f"{'gateway':<14} http  http://{settings.host}:{settings.http_port:<9} REST, SSE, WebSocket, /docs")
         if scrape is not None:
             announce(f"{'metrics':<14} http  {scrape.url:<22} Prometheus")
+        settle_heap()
         announce("ready; Ctrl-C or SIGTERM stops")
         await stop.wait()
     finally:

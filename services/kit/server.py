@@ -8,6 +8,7 @@ with UNAVAILABLE so clients reconnect elsewhere, `server.stop(grace)` to drain u
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,27 @@ class ServiceSpec:
     on_start: list[Hook] = field(default_factory=list)  # consumers, relays, timers
     on_stop: list[Hook] = field(default_factory=list)  # close stores, channels (after the drain)
     sessions: SessionResolver | None = None  # resolves `authorization` metadata to a Caller
+
+
+_settled = False
+
+
+def settle_heap() -> None:
+    """Once a process's servers have started (`agora up`, `agora serve`): keep what start-up
+    allocated out of the cyclic collector's sight (gc.freeze) and run the collector less often.
+    Once per process; tests that start servers in their own process do not call it.
+
+    A streaming server holds thousands of long-lived futures, tasks and frames. With the default
+    thresholds (700, 10, 10) the collector walked them many times a second: 11-13% of the polls
+    server's time with 1,000 watchers connected (py-spy --native). Reference counting still frees
+    almost everything at once; the collector is only for cycles, which are rare on these paths."""
+    global _settled
+    if _settled:
+        return
+    _settled = True
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 class Lifecycle:

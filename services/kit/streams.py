@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
@@ -33,17 +32,15 @@ T = TypeVar("T")
 
 @dataclass
 class _Slot(Generic[T]):
-    value: T | None = None
+    value: T | None = None  # the newest value published
     version: int = 0
+    shown: T | None = None  # what subscribers are woken with: `value` as of the last tick
+    shown_version: int = 0
+    shown_at: float = float("-inf")
     closed: bool = False
     subscribers: int = 0
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def bump(self) -> None:
-        self.version += 1
-        # Wake everyone waiting now, then re-arm for the next change.
-        self.changed.set()
-        self.changed = asyncio.Event()
+    tick: asyncio.TimerHandle | None = None
+    waiters: list[asyncio.Future] = field(default_factory=list)
 
 
 def _maker_domain() -> str:
@@ -54,6 +51,12 @@ def _maker_domain() -> str:
 
 
 class SnapshotFeed(Generic[K, T]):
+    """Latest value per key, shown to subscribers at most every `min_interval` per key.
+
+    The rate limit is one timer per key, not one per subscriber: a publish after a quiet spell is
+    shown at once, a burst is shown when the key's tick comes, and every subscriber of the key is
+    woken by the same tick (a thousand watchers of one poll cost one timer, not a thousand)."""
+
     def __init__(self, *, min_interval: float = 0.1, name: str | None = None) -> None:
         self.min_interval = min_interval
         self._slots: dict[K, _Slot[T]] = {}
@@ -66,14 +69,34 @@ class SnapshotFeed(Generic[K, T]):
         if slot.closed:
             return
         slot.value = value
-        slot.bump()
+        slot.version += 1
+        if slot.tick is None:
+            loop = asyncio.get_running_loop()
+            wait = slot.shown_at + self.min_interval - loop.time()
+            if wait <= 0:
+                self._show(slot)
+            else:
+                slot.tick = loop.call_later(wait, self._show, slot)
 
     def close(self, key: K, final: T) -> None:
-        """Publish `final`; every subscriber receives it and its stream ends."""
+        """Publish `final` at once; every subscriber receives it and its stream ends."""
         slot = self._slots.setdefault(key, _Slot())
         slot.value = final
+        slot.version += 1
         slot.closed = True
-        slot.bump()
+        self._show(slot)
+
+    @staticmethod
+    def _show(slot: _Slot[T]) -> None:
+        if slot.tick is not None:
+            slot.tick.cancel()
+            slot.tick = None
+        slot.shown, slot.shown_version = slot.value, slot.version
+        slot.shown_at = asyncio.get_running_loop().time()
+        waiters, slot.waiters = slot.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def latest(self, key: K) -> T | None:
         slot = self._slots.get(key)
@@ -89,36 +112,40 @@ class SnapshotFeed(Generic[K, T]):
         slot = self._slots.setdefault(key, _Slot())
         if slot.value is None and initial is not None:
             slot.value = initial
+            slot.version += 1
         slot.subscribers += 1
         self._gauge.inc()
+        loop = asyncio.get_running_loop()
         try:
-            seen = -1
-            last_sent = 0.0
-            while True:
-                if slot.version == seen or slot.value is None:
-                    if slot.closed and slot.version == seen:
-                        return
-                    await slot.changed.wait()
-                    continue
-                wait = self.min_interval - (time.monotonic() - last_sent)
-                if wait > 0 and not slot.closed:
-                    await asyncio.sleep(wait)  # coalesce: whatever arrives meanwhile is skipped
+            seen = 0
+            if slot.value is not None:
                 seen = slot.version
-                last_sent = time.monotonic()
-                yield slot.value  # type: ignore[misc]
-                if slot.closed and slot.version == seen:
-                    return
+                yield slot.value
+            while not (slot.closed and seen >= slot.shown_version):
+                if slot.shown_version > seen:
+                    seen = slot.shown_version
+                    yield slot.shown  # type: ignore[misc]
+                else:
+                    # A future of our own per wait (not a shared one: cancelling this stream must
+                    # not cancel the others' wait), made on the loop we hold: the next tick wakes it.
+                    waiter = loop.create_future()
+                    slot.waiters.append(waiter)
+                    try:
+                        await waiter
+                    except asyncio.CancelledError:
+                        if waiter in slot.waiters:  # a quiet key keeps no trace of departed watchers
+                            slot.waiters.remove(waiter)
+                        raise
         finally:
             slot.subscribers -= 1
             self._gauge.dec()
-            if slot.subscribers == 0 and not slot.closed:
-                # Keep the latest value (a late subscriber wants it); nothing else to free.
-                pass
 
     def forget(self, key: K) -> None:
         """Drop a key's slot (after it closed and its subscribers left)."""
         slot = self._slots.get(key)
         if slot and slot.subscribers == 0:
+            if slot.tick is not None:
+                slot.tick.cancel()
             del self._slots[key]
 
 

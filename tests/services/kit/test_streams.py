@@ -52,6 +52,45 @@ async def test_snapshot_final_value_ends_every_subscriber():
     assert all(r[0] == "open" and r[-1] == "closed" for r in results)
 
 
+async def test_snapshot_rate_is_per_key_and_every_subscriber_sees_each_tick():
+    feed: SnapshotFeed[str, int] = SnapshotFeed(min_interval=0.05)
+    feed.publish("poll", 0)
+    seen: list[list[int]] = [[] for _ in range(200)]
+
+    async def watch(i: int) -> None:
+        async for value in feed.subscribe("poll"):
+            seen[i].append(value)
+
+    watchers = [asyncio.create_task(watch(i)) for i in range(200)]
+    await asyncio.sleep(0.01)
+    for v in range(1, 101):  # 100 changes over ~0.3 s: about 6 ticks of 50 ms
+        feed.publish("poll", v)
+        await asyncio.sleep(0.003)
+    await asyncio.sleep(0.1)
+    feed.close("poll", 1000)
+    await asyncio.wait_for(asyncio.gather(*watchers), 5)
+    first = seen[0]
+    assert all(s == first for s in seen), "one tick per key: every subscriber got the same values"
+    assert first[0] == 0 and first[-2:] == [100, 1000], "the newest value before the close, then the final one"
+    assert 3 <= len(first) <= 12, f"coalesced to the key's ticks, not one message per change: {first}"
+    assert feed.subscribers("poll") == 0
+
+
+async def test_snapshot_watcher_that_leaves_a_quiet_key_leaves_nothing_behind():
+    feed: SnapshotFeed[str, int] = SnapshotFeed(min_interval=0.05)
+    feed.publish("quiet", 1)
+    for _ in range(50):
+        stream = feed.subscribe("quiet")
+        assert await take(stream, 1) == [1]
+        waiting = asyncio.create_task(take(stream, 1))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        await stream.aclose()
+    assert feed.subscribers("quiet") == 0
+    assert feed._slots["quiet"].waiters == []
+
+
 async def test_log_resume_replays_from_store_then_goes_live_without_gap_or_duplicate():
     log: SequencedLog[str, str] = SequencedLog(capacity=4)
     stored = {i: f"m{i}" for i in range(1, 11)}
