@@ -76,6 +76,10 @@ class Settings:
     )
     ws_frame_rate: float = _setting("AGORA_WS_FRAME_RATE", 100.0, "inbound WebSocket frames per second per connection")
     amqp_url: str = _setting("AGORA_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F", "RabbitMQ URL for real backends")
+    polls_tally_in_process: bool = _setting(
+        "AGORA_POLLS_TALLY_IN_PROCESS", True,
+        "run the polls tally consumer inside the polls server (false: run it apart, `python -m services.polls.handlers`)"
+    )
     targets: Mapping[str, str] = field(
         default_factory=dict,
         metadata={
@@ -128,11 +132,17 @@ class Settings:
         return self.backends == "real"
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def _coerce(f: dataclasses.Field, raw: str) -> Any:
     kind = type(f.default)
     try:
         if kind is bool:
-            return raw.strip().lower() in ("1", "true", "yes", "on")
+            word = raw.strip().lower()
+            if word not in _TRUE + _FALSE:
+                raise ValueError
+            return word in _TRUE
         if kind in (int, float):
             return kind(raw)
         if isinstance(f.default, Path):

@@ -3,13 +3,15 @@
 CastVote answers once the vote and its `polls.vote.cast` event are committed together (group
 commit, ballots.py); the tally consumer (handlers.py) counts it; WatchResults follows the tallies
 through the results board (live.py). Every replica runs the API, the outbox relay, the closing
-clock, the board, and (unless told otherwise) a share of the tally consumer group.
+clock, the board, and (unless AGORA_POLLS_TALLY_IN_PROCESS=false) a share of the tally consumer
+group; with that setting false the consumer runs apart, `python -m services.polls.handlers`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -36,6 +38,7 @@ from services.polls.live import ResultsBoard
 from services.polls.store import PollStore, TallyStore, open_stores
 
 SOURCE = "polls"
+log = logging.getLogger("agora.polls")
 
 
 def _ts(us: int | None) -> Timestamp | None:
@@ -260,10 +263,26 @@ def register(servicer: PollServicer, server: grpc.aio.Server) -> None:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(DOMAINS["polls"].service, handlers),))
 
 
-async def build(runtime, *, sessions: SessionResolver | None = None, run_tally: bool = True,
+def tally_in_process(settings) -> bool:
+    """Whether the polls server runs the tally consumer: AGORA_POLLS_TALLY_IN_PROCESS, except that
+    embedded backends always do (a process of its own could not see the in-process bus)."""
+    if settings.polls_tally_in_process:
+        return True
+    if not settings.real:
+        log.warning("AGORA_POLLS_TALLY_IN_PROCESS=false ignored: with embedded backends the bus is "
+                    "in-process, so the tally consumer runs in the polls server")
+        return True
+    return False
+
+
+async def build(runtime, *, sessions: SessionResolver | None = None, run_tally: bool | None = None,
                 schema: str = "polls", mongo_db: str | None = None, sqlite_path: str | None = None,
                 tally_group: str = GROUP) -> ServiceSpec:
-    """The polls server: API, outbox relay, closing clock, results board and tally consumer."""
+    """The polls server: API, outbox relay, closing clock, results board and tally consumer.
+
+    `run_tally`: None follows the settings (`tally_in_process`); True or False as given."""
+    if run_tally is None:
+        run_tally = tally_in_process(runtime.settings)
     polls, tallies = open_stores(runtime.settings, schema=schema, mongo_db=mongo_db, sqlite_path=sqlite_path)
     bus = await runtime.bus()
     relay = OutboxRelay(bus, polls.outbox, polls.relay_connection)

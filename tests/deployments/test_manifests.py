@@ -3,7 +3,8 @@
 Every overlay (and each with its opt-in components) is rendered with kustomize and every object
 validated offline against the Kubernetes schemas (strict). Then the invariants: each domain in
 services/kit/registry.py has a Deployment and a Service; every Deployment has probes on its port,
-resources and a locked-down security context; no Secret value is committed anywhere.
+resources and a locked-down security context; the polls tally consumer runs apart (polls-tally)
+and the polls pods do not run it too; no Secret value is committed anywhere.
 Tools come from tools/install-test-tools.sh; a missing tool fails the test, it never skips.
 """
 
@@ -16,12 +17,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from services.kit.config import Settings
+from services.kit.health import LIVENESS
 from services.kit.registry import DOMAINS, GATEWAY_PORT
+from services.polls.handlers import READINESS, health_port
 from tests.deployments.manifests import ROOT
 from tests.deployments.manifests import validate_manifests as vm
 
 TARGETS = list(vm.RENDER_TARGETS)
 HOT = {"gateway", "polls", "auctions", "chat", "orders"}
+TALLY = "polls-tally"  # the polls tally consumer, a Deployment of its own (no Service: nothing calls it)
 DRAIN_SECONDS = 4  # AGORA_SHUTDOWN_GRACE in base/config.yaml
 
 
@@ -145,7 +150,10 @@ def test_writable_tmp_and_termination_longer_than_the_drain(rendered, target: st
         mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert "emptyDir" in volumes[mounts["/tmp"]], name
-        pre_stop = int(pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][-1])
+        lifecycle = pod["containers"][0].get("lifecycle")
+        # a pod behind a Service pauses before stopping, so endpoints drop it first
+        assert lifecycle or name == TALLY, f"{name}: no preStop pause"
+        pre_stop = int(lifecycle["preStop"]["exec"]["command"][-1]) if lifecycle else 0
         assert pod["terminationGracePeriodSeconds"] > pre_stop + DRAIN_SECONDS, name
     config = of_kind(rendered[target], "ConfigMap")["agora-config"]["data"]
     assert float(config["AGORA_SHUTDOWN_GRACE"]) == DRAIN_SECONDS
@@ -163,8 +171,8 @@ def test_hpa_for_the_bridge_and_hot_services_and_a_pdb_for_everyone(rendered, ta
     pdb_targets = {
         p["spec"]["selector"]["matchLabels"]["app"] for p in of_kind(objects, "PodDisruptionBudget").values()
     }
-    assert set(DOMAINS) | {"gateway"} <= pdb_targets
-    for name in set(DOMAINS) | {"gateway"}:
+    assert set(DOMAINS) | {"gateway", TALLY} <= pdb_targets
+    for name in set(DOMAINS) | {"gateway", TALLY}:
         spread = deployments[name]["spec"]["template"]["spec"]["topologySpreadConstraints"]
         assert {s["topologyKey"] for s in spread} >= {"kubernetes.io/hostname"}
 
@@ -197,6 +205,40 @@ def test_network_policies_only_the_bridge_is_reachable_from_outside(rendered, ta
         assert callees == ({"customers", "catalog"} if name == "orders" else set()), (name, callees)
         ports = {p["port"] for rule in policy["spec"]["egress"] if "to" not in rule for p in rule["ports"]}
         assert 5672 in ports and ports <= {5432, 27017, 9042, 5672}, (name, ports)
+    tally = policies[TALLY]["spec"]
+    assert tally["podSelector"]["matchLabels"] == {"app": TALLY}
+    assert set(tally["policyTypes"]) == {"Ingress", "Egress"} and not tally.get("ingress"), "nothing calls the tally"
+    assert tally["egress"] == policies["polls"]["spec"]["egress"], "the tally reaches what polls reaches"
+
+
+# ------------------------------------------------------- the tally apart ----
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_tally_runs_apart_and_the_polls_pods_do_not_run_it_too(rendered, target: str) -> None:
+    deployments = of_kind(rendered[target], "Deployment")
+    assert TALLY in deployments
+    tally, polls = (deployments[n]["spec"]["template"] for n in (TALLY, "polls"))
+    container = tally["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "services.polls.handlers"] and "args" not in container
+    assert container["image"] == polls["spec"]["containers"][0]["image"]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    port = health_port(Settings.from_env({"AGORA_GRPC_PORT": env["AGORA_GRPC_PORT"]}))
+    assert port == health_port(Settings.from_env({})), "the documented default port"
+    assert [p["containerPort"] for p in container["ports"]] == [port]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"]["port"] == port, probe
+    assert container["readinessProbe"]["grpc"]["service"] == READINESS
+    assert container["livenessProbe"]["grpc"]["service"] == LIVENESS
+    # the same settings, datastores, scrape annotations and datastore access as the domain pods
+    assert tally["metadata"]["labels"]["app.kubernetes.io/component"] == "service"
+    assert tally["metadata"].get("annotations") == polls["metadata"].get("annotations")
+    assert container["envFrom"] == polls["spec"]["containers"][0]["envFrom"]
+    polls_env = {e["name"]: e for e in polls["spec"]["containers"][0]["env"]}
+    assert polls_env["AGORA_POLLS_TALLY_IN_PROCESS"]["value"] == "false"
+    assert Settings.from_env({"AGORA_POLLS_TALLY_IN_PROCESS": "false"}).polls_tally_in_process is False
+    assert {e["name"] for e in container.get("env", [])} >= {
+        n for n in polls_env if n not in ("AGORA_GRPC_PORT", "AGORA_POLLS_TALLY_IN_PROCESS")}
+    selectors = [s["spec"].get("selector", {}) for s in of_kind(rendered[target], "Service").values()]
+    assert not [s for s in selectors if s.get("app") == TALLY], "nothing calls the tally: no Service"
 
 
 # ------------------------------------------------------------------ secrets ----
@@ -256,6 +298,12 @@ def test_compose_runs_every_domain_and_the_bridge_with_health_checks() -> None:
     images = {s["image"] for n, s in services.items() if n in DOMAINS or n == "gateway"}
     assert len(images) == 1
     assert all(c["condition"] == "service_healthy" for c in services["gateway"]["depends_on"].values())
+    tally = services[TALLY]  # the tally apart, as on Kubernetes
+    assert tally["entrypoint"] == ["python", "-m", "services.polls.handlers"] and tally["image"] in images
+    port = tally["environment"]["AGORA_GRPC_PORT"]
+    assert f"127.0.0.1:{port}" in " ".join(tally["healthcheck"]["test"]) and f"'{READINESS}'" in tally["healthcheck"]["test"][-1]
+    assert services["polls"]["environment"]["AGORA_POLLS_TALLY_IN_PROCESS"] == "false"
+    assert {"postgres", "mongodb", "rabbitmq"} <= set(tally["depends_on"])
 
 
 def test_validate_manifests_cli_passes() -> None:

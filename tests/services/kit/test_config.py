@@ -50,3 +50,15 @@ def test_the_client_package_knows_the_same_ports():
     from agora.cli import DOMAIN_PORTS
 
     assert DOMAIN_PORTS == {name: d.port for name, d in DOMAINS.items()}
+
+
+def test_polls_tally_in_process_defaults_on_and_reads_the_usual_words():
+    assert Settings.from_env({}).polls_tally_in_process is True
+    for raw in ("false", "FALSE", "0", "no", "off", " Off "):
+        assert Settings.from_env({"AGORA_POLLS_TALLY_IN_PROCESS": raw}).polls_tally_in_process is False, raw
+    for raw in ("true", "True", "1", "yes", "on"):
+        assert Settings.from_env({"AGORA_POLLS_TALLY_IN_PROCESS": raw}).polls_tally_in_process is True, raw
+    assert Settings.from_env({"AGORA_POLLS_TALLY_IN_PROCESS": ""}).polls_tally_in_process is True  # empty: default
+    with pytest.raises(ValueError, match="AGORA_POLLS_TALLY_IN_PROCESS"):
+        Settings.from_env({"AGORA_POLLS_TALLY_IN_PROCESS": "flase"})  # a typo is an error, not "false"
+    assert "AGORA_POLLS_TALLY_IN_PROCESS" in describe()

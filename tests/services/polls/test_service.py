@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from dataclasses import replace
 
 import grpc
 import pytest
 from agora.polls.v1 import polls_pb2 as pb
 
+from services.kit.config import Settings
 from services.kit.errors import field_violations
+from services.kit.launcher import Runtime
+from services.polls.service import build, tally_in_process
 from tests.services.polls.conftest import bearer
 
 
@@ -147,3 +152,30 @@ async def test_list_polls_pages_newest_first(mesh):
         if not token:
             break
     assert seen == list(reversed(ids))
+
+
+def test_the_setting_decides_where_the_tally_runs_except_with_embedded_backends(caplog):
+    real = Settings.from_env({}, backends="real")
+    assert tally_in_process(real) is True  # the default: in the polls server
+    assert tally_in_process(replace(real, polls_tally_in_process=False)) is False
+    embedded = Settings.from_env({}, polls_tally_in_process=False)
+    with caplog.at_level(logging.WARNING, logger="agora.polls"):
+        assert tally_in_process(embedded) is True  # a process apart could not see the in-process bus
+    assert "AGORA_POLLS_TALLY_IN_PROCESS=false ignored" in caplog.text
+
+
+@pytest.mark.parametrize(("setting", "run_tally", "runs"), [
+    (False, None, True),  # embedded: the setting is overridden
+    (True, None, True),
+    (True, False, False),  # explicit arguments (tests, benches) win
+    (False, True, True),
+])
+async def test_build_takes_run_tally_from_the_settings_unless_given(tmp_path, setting, run_tally, runs):
+    runtime = Runtime(Settings.from_env({}, data_dir=tmp_path, polls_tally_in_process=setting))
+    spec = await build(runtime, run_tally=run_tally, sqlite_path=str(tmp_path / "polls.sqlite3"))
+    try:
+        assert (spec.consumer is not None) is runs
+    finally:
+        await spec.servicer.polls.close()
+        await spec.servicer.tallies.close()
+        await runtime.close()
