@@ -2,15 +2,22 @@
 
     .venv/bin/python bench/polls_bench.py [--backends real] [--seconds 15] [--watchers 1000] [--write]
 
-Three processes besides this one, so the load generator does not share a GIL with a server:
-  server    the polls service (API, outbox relay, tally consumer, results board), real backends
-            by default (PostgreSQL + MongoDB + RabbitMQ), unique schema / database / group
-  watchers  --watchers WatchResults streams on the poll; the first 100 record every message
-  trivial   a grpc.aio server with one no-op unary method: the baseline
-The load generator runs --concurrency concurrent unary calls from one grpc.aio client, first
-against the trivial server (the ceiling of one client and one Python server on these cores),
-then CastVote against the polls server with unique voter keys (ONE_PER_VOTER_KEY poll), while
-the watchers are connected.
+Every part is its own process, so no two share a GIL, as in a deployment:
+  polls API  --replicas processes of the polls server (API, outbox relay, closing clock, results
+             board) on one port (SO_REUSEPORT: the kernel spreads connections), real backends by
+             default (PostgreSQL + MongoDB + RabbitMQ), unique schema / database / group
+  tally      the tally consumer alone (`python -m services.polls.handlers`, as the polls-tally
+             Deployment runs it); --no-tally-apart keeps it inside the API process
+  watchers   --watchers WatchResults streams over --watch-connections connections; the first
+             100 record every message
+  trivial    a grpc.aio server with one no-op unary method: the baseline
+  floor      a bare grpc.aio server streaming one pre-serialized results message to the same
+             watchers 10 times a second: what the watchers cost whatever the service does
+The load generator runs --concurrency concurrent unary calls over --connections connections,
+first against the trivial server (the ceiling of one Python client and one Python server on
+these cores), then CastVote against the polls API with unique voter keys (ONE_PER_VOTER_KEY
+poll), while the watchers are connected. The CPU each process used while the votes ran is read
+from /proc and reported per vote, with the floors, so the report shows where the cores went.
 
 Figures:
   votes/s           accepted votes / time from the first vote until the tally (GetPoll) counts
@@ -184,8 +191,9 @@ async def load(calls, make_request, seconds: float, concurrency: int) -> tuple[l
     return accepted, errors, time.monotonic() - started
 
 
-def start_child(*args: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+def start_child(*args: str, stdin: bool = False) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                            stdin=subprocess.PIPE if stdin else None)
     line = proc.stdout.readline().strip()
     if not line.startswith("ready") and line != "watching":
         proc.kill()
@@ -206,6 +214,106 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+# -- where the CPU goes: per process role, read from /proc (Linux)
+
+SERVERS = {"postgres": "PostgreSQL", "beam.smp": "RabbitMQ", "mongod": "MongoDB"}
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def cpu_snapshot(roles: dict[str, list[int]]) -> dict[str, dict[int, float]]:
+    """CPU seconds used so far by each process of each role, plus the machine's servers by name."""
+    snap = {role: {pid: _cpu_seconds(pid) for pid in pids} for role, pids in roles.items()}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                name = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if name in SERVERS:
+                snap.setdefault(SERVERS[name], {})[int(entry.name)] = _cpu_seconds(int(entry.name))
+    return snap
+
+
+def cpu_used(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+    return {role: sum(cpu - before.get(role, {}).get(pid, 0.0) for pid, cpu in pids.items())
+            for role, pids in after.items()}
+
+
+async def serve_fanout_floor(count: str) -> None:
+    """A bare grpc.aio server (no interceptors, no stores) sending one pre-serialized results
+    message of the polls bench's size to every WatchResults stream, 10 times a second: the floor
+    of what 1,000 watchers cost, whatever the service does."""
+    results = pb.WatchResultsResponse(sequence=1, results=pb.PollResults(
+        poll_id=str(uuid.uuid4()), tallies=[pb.OptionTally(index=i, text=f"o{i}", votes=123_456) for i in range(4)],
+        total_votes=493_824, sequence=1))
+    payload = results.SerializeToString()
+    tick = asyncio.Event()
+    sent = 0
+
+    async def watch(request: bytes, context):
+        nonlocal sent
+        yield payload
+        while True:
+            await tick.wait()  # the tick of the moment; the loop below replaces it after setting it
+            sent += 1
+            yield payload
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "agora.polls.v1.PollService", {"WatchResults": grpc.unary_stream_rpc_method_handler(watch)}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(f"ready 127.0.0.1:{port}", flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.readline)  # the watchers are connected
+    started, cpu0, sent0 = time.monotonic(), time.process_time(), sent
+    while time.monotonic() - started < float(count):
+        await asyncio.sleep(0.1)
+        tick.set()
+        tick = asyncio.Event()
+    print(f"{sent - sent0} {time.process_time() - cpu0}", flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)
+    await server.stop(0)
+
+
+async def fanout_floor(args) -> dict:
+    floor, address = start_child("floor", "5", stdin=True)
+    watchers = subprocess.Popen(  # noqa: ASYNC220 - a child started once, before the timed part
+        [sys.executable, __file__, "watch", address, "floor", str(args.watchers), "0", os.devnull,
+         str(args.watch_connections)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        if watchers.stdout.readline().strip() != "watching":
+            raise RuntimeError("the floor's watchers did not connect")
+        client0 = _cpu_seconds(watchers.pid)
+        floor.stdin.write("go\n")
+        floor.stdin.flush()
+        sent, server_cpu = floor.stdout.readline().split()
+        client_cpu = _cpu_seconds(watchers.pid) - client0
+        floor.stdin.write("stop\n")
+        floor.stdin.flush()
+    finally:
+        watchers.send_signal(signal.SIGINT)
+        watchers.wait(60)
+        stop_child(floor)
+    messages = int(sent)
+    return {"floor_messages": messages, "floor_server_us": float(server_cpu) * 1e6 / max(messages, 1),
+            "floor_client_us": client_cpu * 1e6 / max(messages, 1)}
+
+
 async def bench(args) -> dict:
     # Baseline: the same client, the same concurrency, a no-op unary RPC on a Python server.
     trivial, address = start_child("trivial")
@@ -213,13 +321,22 @@ async def bench(args) -> dict:
     try:
         pings = [c.unary_unary(TRIVIAL) for c in channels]
         await load(pings, lambda i: b"x" * 40, 1.0, args.concurrency)  # warm up
+        cpu0 = (_cpu_seconds(os.getpid()), _cpu_seconds(trivial.pid))
         done, errors, elapsed = await load(pings, lambda i: b"x" * 40, args.seconds, args.concurrency)
+        trivial_client_us, trivial_server_us = (
+            (after - before) * 1e6 / max(len(done), 1)
+            for before, after in zip(cpu0, (_cpu_seconds(os.getpid()), _cpu_seconds(trivial.pid))))
         trivial_rate = len(done) / elapsed
     finally:
         for channel in channels:
             await channel.close()
         stop_child(trivial)
-    print(f"trivial unary: {trivial_rate:,.0f}/s ({errors} errors)", flush=True)
+    print(f"trivial unary: {trivial_rate:,.0f}/s ({errors} errors); CPU per call: server "
+          f"{trivial_server_us:.0f} us, client {trivial_client_us:.0f} us", flush=True)
+    floor = await fanout_floor(args) if args.watchers else {}
+    if floor:
+        print(f"fan-out floor: {floor['floor_messages']:,} messages; CPU per message: server "
+              f"{floor['floor_server_us']:.0f} us, watchers' client {floor['floor_client_us']:.0f} us", flush=True)
 
     run = uuid.uuid4().hex[:8]
     data_dir = tempfile.mkdtemp(prefix="polls-bench-")
@@ -249,6 +366,11 @@ async def bench(args) -> dict:
             if line != "watching":
                 raise RuntimeError(f"watchers did not connect: {line!r}")
         base = (await stub.GetPoll(pb.GetPollRequest(poll_id=poll.id), timeout=10)).results.total_votes
+        roles = {"load generator (this process)": [os.getpid()],
+                 "polls API": [server.pid, *(r.pid for r in replicas)],
+                 "tally consumer": _children(server.pid),
+                 "watchers": [watchers.pid] if watchers is not None else []}
+        cpu_before = cpu_snapshot(roles)
         started = time.monotonic()
         accepted, errors, elapsed = await load(
             [s.CastVote for s in stubs], lambda i: pb.CastVoteRequest(poll_id=poll.id, option=i % 4, voter_key=f"v{i}"),
@@ -262,6 +384,7 @@ async def bench(args) -> dict:
                 raise RuntimeError(f"the tally stopped at {total} of {want}")
             await asyncio.sleep(0.01)
         caught_up = time.monotonic() - started
+        cpu = cpu_used(cpu_before, cpu_snapshot(roles))
     finally:
         if watchers is not None:
             # The poll stays open: the watchers are told to stop by SIGTERM after their last update lands.
@@ -295,6 +418,9 @@ async def bench(args) -> dict:
         "votes": len(accepted), "errors": errors, "caught_up": caught_up, "elapsed": elapsed,
         "p50": percentile(delays, 0.50) * 1000, "p99": percentile(delays, 0.99) * 1000,
         "samples": len(delays), "watchers": args.watchers, "watch_failed": failed,
+        "trivial_server_us": trivial_server_us, "trivial_client_us": trivial_client_us,
+        "cpu": {role: used / caught_up for role, used in cpu.items()},  # cores, while votes ran
+        **floor,
     }
     return result
 
@@ -325,6 +451,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         asyncio.run(serve_polls(*sys.argv[2:10]))
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "floor":
+        asyncio.run(serve_fanout_floor(sys.argv[2]))
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "watch":
         asyncio.run(watchers_main(*sys.argv[2:8]))
         return
@@ -333,22 +462,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--watchers", type=int, default=1000)
-    parser.add_argument("--replicas", type=int, default=1, help="polls API processes sharing one port")
-    parser.add_argument("--connections", type=int, default=1, help="client connections for the unary load")
-    parser.add_argument("--watch-connections", type=int, default=1, help="connections the watchers spread over")
-    parser.add_argument("--tally-apart", action="store_true",
-                        help="run the tally consumer as its own process (python -m services.polls.handlers)")
+    parser.add_argument("--replicas", type=int, default=2, help="polls API processes sharing one port")
+    parser.add_argument("--connections", type=int, default=4, help="client connections for the unary load")
+    parser.add_argument("--watch-connections", type=int, default=8, help="connections the watchers spread over")
+    parser.add_argument("--tally-apart", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the tally consumer as its own process, as deployed (real backends only)")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("AGORA_LOG_LEVEL", "WARNING")
+    load_before = os.getloadavg()[0]
     r = asyncio.run(bench(args))
+    r["load_before"] = load_before
     ratio = r["votes_rate"] / r["trivial_rate"]
     print(json.dumps(r, indent=2))
     lines = [
         SECTION, "",
         (f"Command: `.venv/bin/python bench/polls_bench.py --backends {args.backends} --seconds {args.seconds:g} "
-        f"--concurrency {args.concurrency} --watchers {args.watchers}{' --write' if args.write else ''}` "
-        f"({time.strftime('%Y-%m-%d')}, 2 cores; server, watchers and load generator are separate processes)."),
+        f"--concurrency {args.concurrency} --watchers {args.watchers} --replicas {args.replicas} "
+        f"--connections {args.connections} --watch-connections {args.watch_connections}"
+        f"{'' if args.tally_apart else ' --no-tally-apart'}{' --write' if args.write else ''}` "
+        f"({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores; load average before the run "
+        f"{r['load_before']:.1f}; every part is its own process)."),
         "", "| figure | value |", "|---|---:|",
         f"| trivial grpc.aio unary RPC (baseline, same client) | {r['trivial_rate']:,.0f}/s |",
         f"| CastVote accepted | {r['accept_rate']:,.0f}/s ({r['votes']:,} votes, {r['errors']} errors) |",
@@ -360,6 +494,20 @@ def main() -> None:
         (f"- goal >= 3,000 votes/s: {'met' if r['votes_rate'] >= 3000 else 'not met'}; goal >= 0.4x trivial: "
         f"{'met' if ratio >= 0.4 else 'not met'}; goal p99 < 250 ms: {'met' if r['p99'] < 250 else 'not met'}"),
         f"- watcher streams that failed: {r['watch_failed']}",
+        "",
+        f"Where the {os.cpu_count()} cores went while the votes ran ({r['votes_rate']:,.0f} votes/s):",
+        "", "| process | cores | CPU per vote |", "|---|---:|---:|",
+        *(f"| {role} | {cores:.2f} | {cores * 1e6 / r['votes_rate']:,.0f} us |"
+          for role, cores in sorted(r["cpu"].items(), key=lambda kv: -kv[1]) if cores > 0.005),
+        f"| all of these | {sum(r['cpu'].values()):.2f} | |",
+        "",
+        (f"Floors measured in the same run: a trivial unary call costs {r['trivial_server_us']:.0f} us of server "
+         f"and {r['trivial_client_us']:.0f} us of client CPU"
+         + (f"; a bare grpc.aio server sending one pre-serialized results message to {r['watchers']:,} streams "
+            f"10 times a second costs {r['floor_server_us']:.0f} us of server and {r['floor_client_us']:.0f} us "
+            f"of watcher-client CPU per message, {r['watchers'] * 10 * (r['floor_server_us'] + r['floor_client_us']) / 1e6:.2f} "
+            f"cores for the {r['watchers'] * 10:,} messages/s the watchers are owed" if "floor_server_us" in r else "")
+         + "."),
     ]
     text = "\n".join(lines)
     print(text)
