@@ -15,6 +15,7 @@ from agora.events.v1.envelope_pb2 import Envelope
 from services.auctions.domain import CLOSED, Auction, Bid
 from services.auctions.store import AuctionStore
 from services.kit.streams import SequencedLog
+from services.kit.worker import Worker
 
 log = logging.getLogger("agora.auctions.live")
 REPLAY_PAGE = 500
@@ -109,8 +110,9 @@ CloseEvents = Callable[[Auction], Sequence[Envelope]]
 
 
 class AuctionCloser:
-    """Closes auctions when their (possibly extended) end passes: sleeps until the soonest end,
-    at most `poll` seconds (so auctions created or extended elsewhere are seen too)."""
+    """Closes auctions when their (possibly extended) end passes: a kit Worker sleeps until the
+    soonest end, at most `poll` seconds (so auctions created or extended elsewhere are seen too),
+    or until `wake()`; a store failure is logged and retried after 0.1s, doubling, at most 5s."""
 
     def __init__(self, store: AuctionStore, feed: BidFeed, events: CloseEvents,
                  on_closed: Callable[[list[Auction]], None] = lambda _: None, *, poll: float = 1.0) -> None:
@@ -119,12 +121,12 @@ class AuctionCloser:
         self.events = events
         self.on_closed = on_closed
         self.poll = poll
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._worker = Worker(self._step, name="auction-closer", backoff=0.1, max_backoff=5.0, on_error=(
+            lambda exc, retry_in: log.warning("closing auctions failed (%s); retrying in %.1fs", exc, retry_in)))
 
     def wake(self) -> None:
         """An auction was created: its end may be sooner than the one being waited for."""
-        self._wake.set()
+        self._worker.wake()
 
     async def close_due(self) -> list[Auction]:
         closed = await self.store.close_due(datetime.now(timezone.utc), self.events)
@@ -135,39 +137,17 @@ class AuctionCloser:
             self.on_closed(closed)
         return closed
 
-    async def run(self) -> None:
-        backoff = 0.1
-        while True:
-            delay = self.poll
-            try:
-                self._wake.clear()
-                closed = await self.close_due()
-                upcoming = await self.store.next_end()
-                backoff = 0.1
-                if len(closed) >= 100:
-                    delay = 0.0
-                elif upcoming is not None:
-                    delay = min(max((upcoming - datetime.now(timezone.utc)).total_seconds(), 0.0), self.poll)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a store hiccup: try again shortly
-                log.warning("closing auctions failed (%s); retrying in %.1fs", exc, backoff)
-                delay, backoff = backoff, min(backoff * 2, 5.0)
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
+    async def _step(self) -> float:
+        closed = await self.close_due()
+        if len(closed) >= 100:
+            return 0  # a backlog: close the next ones at once
+        upcoming = await self.store.next_end()
+        if upcoming is None:
+            return self.poll
+        return min(max((upcoming - datetime.now(timezone.utc)).total_seconds(), 0.0), self.poll)
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="auction-closer")
+        await self._worker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._worker.stop()

@@ -7,23 +7,27 @@ being touched, and any surviving replica turns them into LEAVE entries after `st
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
 from services.chat.feed import RoomFeed
 from services.chat.store import ChatStore
 from services.kit.bus.outbox import OutboxRelay
+from services.kit.worker import Worker
 
 log = logging.getLogger("agora.chat")
 
 
 class PresenceKeeper:
+    """`tick()` every `interval` seconds, in a kit Worker between `start()` and `stop()`; a failed
+    tick is logged and tried again next round."""
+
     def __init__(self, store: ChatStore, feed: RoomFeed, relay: OutboxRelay, replica: str, *,
                  interval: float = 10.0, stale_after: float = 45.0, outbox_keep: float = 3600.0) -> None:
         self.store, self.feed, self.relay, self.replica = store, feed, relay, replica
         self.interval, self.stale_after, self.outbox_keep = interval, stale_after, outbox_keep
-        self._task: asyncio.Task | None = None
+        self._worker = Worker(self._tick, name="chat-presence", backoff=interval, max_backoff=interval,
+                              on_error=lambda exc, _: log.warning("presence upkeep failed: %s", exc))
         self._last_prune = 0.0
 
     async def tick(self) -> None:
@@ -38,24 +42,12 @@ class PresenceKeeper:
             self._last_prune = now
             await self.store.prune_outbox(self.outbox_keep)
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the store may be away; try again next tick
-                log.warning("presence upkeep failed: %s", exc)
-            await asyncio.sleep(self.interval)
+    async def _tick(self) -> float:
+        await self.tick()
+        return self.interval
 
     async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="chat-presence")
+        await self._worker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._worker.stop()

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 
 from services.kit.streams import SequencedLog
+from services.kit.worker import Worker
 from services.notifications import domain
 from services.notifications.domain import Channel, DeliveryRules, Notification
 from services.notifications.senders import DeliveryFailed, EmailSender, SmsProvider, Undeliverable
@@ -46,15 +47,20 @@ class NotificationBook:
 
 
 class Dispatcher:
+    """Between `start()` and `stop()` a kit Worker dispatches: again at once after a full batch,
+    else every `poll` seconds or on `wake()`; when the store is away it logs and tries again
+    `poll` seconds later."""
+
     def __init__(self, book: NotificationBook, email: EmailSender, sms: SmsProvider, rules: DeliveryRules, *,
                  poll: float = 0.5, batch: int = 50, lease: float = 60.0) -> None:
         self.book, self.email, self.sms, self.rules = book, email, sms, rules
         self.poll, self.batch, self.lease = poll, batch, lease
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._worker = Worker(self._step, name="notification-dispatcher", backoff=poll, max_backoff=poll,
+                              on_error=lambda exc, _: log.error("dispatching notifications failed", exc_info=exc))
 
     def wake(self) -> None:
-        self._wake.set()
+        """Notifications were just queued: dispatch now rather than at the next poll."""
+        self._worker.wake()
 
     async def _deliver(self, n: Notification) -> None:
         try:
@@ -77,31 +83,12 @@ class Dispatcher:
         await asyncio.gather(*(self._deliver(n) for n in due))
         return len(due)
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                sent = await self.dispatch_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - the store is away: try again at the next poll
-                log.exception("dispatching notifications failed")
-                sent = 0
-            if sent < self.batch:
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll)
-                except asyncio.TimeoutError:
-                    pass
+    async def _step(self) -> float:
+        sent = await self.dispatch_once()
+        return 0 if sent >= self.batch else self.poll  # a full batch: more may be due
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="notification-dispatcher")
+        await self._worker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._worker.stop()

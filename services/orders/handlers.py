@@ -7,12 +7,12 @@ in the store), so a redelivered event finds the order already moved and changes 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from agora.events.v1 import payments_pb2 as payment_events
 
 from services.kit.bus import unpack
+from services.kit.worker import Worker
 from services.orders import domain
 from services.orders.domain import Status
 
@@ -57,11 +57,13 @@ class PaymentOutcomes:
 
 class PaymentTimeouts:
     """Every `interval` seconds, fails the PENDING orders past payment_due_at (event reason
-    "payment_timed_out": catalog releases the stock, payments stops or refunds the charge)."""
+    "payment_timed_out": catalog releases the stock, payments stops or refunds the charge), in a
+    kit Worker between `start()` and `stop()`; a failed sweep is logged and tried again next round."""
 
     def __init__(self, orders, *, interval: float = 5.0, batch: int = 200) -> None:
         self.orders, self.interval, self.batch = orders, interval, batch
-        self._task: asyncio.Task | None = None
+        self._worker = Worker(self._step, name="orders-payment-timeouts", backoff=interval, max_backoff=interval,
+                              on_error=lambda exc, _: log.error("payment timeout sweep failed", exc_info=exc))
 
     async def sweep(self) -> int:
         failed = 0
@@ -71,27 +73,14 @@ class PaymentTimeouts:
                 failed += 1
         return failed
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                swept = await self.sweep()
-                if swept:
-                    log.info("failed %d orders whose payment timed out", swept)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - a store hiccup: try again next round
-                log.exception("payment timeout sweep failed")
-            await asyncio.sleep(self.interval)
+    async def _step(self) -> float:
+        swept = await self.sweep()
+        if swept:
+            log.info("failed %d orders whose payment timed out", swept)
+        return self.interval
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="orders-payment-timeouts")
+        await self._worker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._worker.stop()

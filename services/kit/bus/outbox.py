@@ -21,6 +21,7 @@ from agora.events.v1.envelope_pb2 import Envelope
 
 from services.kit.bus.port import EventBus
 from services.kit.telemetry import metrics
+from services.kit.worker import Worker
 
 log = logging.getLogger("agora.bus.outbox")
 
@@ -37,7 +38,10 @@ class OutboxRelay:
     """Moves outbox rows onto the bus, oldest first, in batches, on one connection of its own.
 
     `connect()` opens that connection; every database call runs on one worker thread (so a
-    sqlite3 connection stays on the thread that made it and the loop never waits on the DB)."""
+    sqlite3 connection stays on the thread that made it and the loop never waits on the DB).
+    Between `start()` and `stop()` a kit Worker relays: again at once after a full batch, else
+    every `idle_wait` seconds or on `wake()`; a failure counts in `outbox_failures`, drops the
+    connection and backs off (0.1s, doubling, at most `max_backoff`)."""
 
     def __init__(
         self,
@@ -50,11 +54,10 @@ class OutboxRelay:
         max_backoff: float = 5.0,
     ) -> None:
         self._bus, self._outbox, self._connect = bus, outbox, connect
-        self._batch_size, self._idle_wait, self._max_backoff = batch_size, idle_wait, max_backoff
+        self._batch_size, self._idle_wait = batch_size, idle_wait
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agora-outbox-relay")
         self._conn: Any = None
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._worker = Worker(self._step, name="outbox-relay", max_backoff=max_backoff, on_error=self._failed)
         self.relayed = 0
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -95,41 +98,21 @@ class OutboxRelay:
 
     def wake(self) -> None:
         """A producer just committed events: relay now rather than at the next poll."""
-        self._wake.set()
+        self._worker.wake()
 
-    async def run(self) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                sent = await self.relay_once()
-                backoff = 0.1
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a DB or bus failure: back off and try again
-                metrics.outbox_failures.inc()
-                log.warning("outbox relay failed (%s); retrying in %.1fs", exc, backoff)
-                await asyncio.to_thread(self._forget_connection)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
-                continue
-            if sent < self._batch_size:
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self._idle_wait)
-                except asyncio.TimeoutError:
-                    pass
+    async def _step(self) -> float:
+        sent = await self.relay_once()
+        return 0 if sent >= self._batch_size else self._idle_wait  # a full batch: more are waiting
+
+    async def _failed(self, exc: Exception, retry_in: float) -> None:
+        metrics.outbox_failures.inc()
+        log.warning("outbox relay failed (%s); retrying in %.1fs", exc, retry_in)
+        await asyncio.to_thread(self._forget_connection)
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="outbox-relay")
+        await self._worker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._worker.stop()
         await self._call(self._forget_connection)
         self._db.shutdown(wait=True)
