@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.resources
-import os
 
 from gateway.server import serve_gateway
+from services.kit.config import Settings
 
 
 def main() -> None:
@@ -15,8 +15,10 @@ def main() -> None:
     parser.add_argument("--descriptors", help="FileDescriptorSet file (default: agora/descriptors.binpb)")
     parser.add_argument("--upstream", action="append", default=[], metavar="SERVICE=TARGET",
                         help="fully-qualified service (or *) = host:port; repeatable")
-    parser.add_argument("--host", default=os.environ.get("AGORA_GATEWAY_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("AGORA_GATEWAY_PORT", "8080")))
+    settings = Settings.from_env()
+    parser.add_argument("--host", default=settings.host, help="address to bind (default: AGORA_HOST, %(default)s)")
+    parser.add_argument("--port", type=int, default=settings.http_port,
+                        help="HTTP port (default: AGORA_HTTP_PORT, %(default)s)")
     parser.add_argument("--timeout", type=float, default=30.0, help="default deadline for unary calls, s")
     parser.add_argument("--cors-origin", action="append", default=[])
     args = parser.parse_args()

@@ -26,6 +26,8 @@ class Caller:
 _caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("caller", default=None)
 # True when the call carried a token that did not resolve (expired, revoked, forged).
 _rejected: contextvars.ContextVar[bool] = contextvars.ContextVar("rejected_token", default=False)
+# The serving process's AGORA_SERVICE_API_KEY ('' = none), set per call by the kit's interceptor.
+_service_key: contextvars.ContextVar[str] = contextvars.ContextVar("service_api_key", default="")
 
 
 def caller() -> Caller | None:
@@ -56,22 +58,14 @@ def bearer_token(metadata) -> str:
 def owner_or_internal(context) -> Caller | None:
     """Who may read per-user data (orders, payments, notifications): the signed-in caller (who
     then sees only their own), or None for an internal caller, which is anyone anonymous in the
-    embedded default (the seed's open /api routes) and, once AGORA_SERVICE_API_KEY is set (the
-    prod overlay sets it), only a caller that sends that key as `x-api-key` metadata."""
-    import hmac
-    import os
-
+    embedded default (the seed's open /api routes) and, once AGORA_SERVICE_API_KEY is set, only a
+    caller that sends that key as `x-api-key` metadata."""
     who = caller()
     if who is not None:
         return who
     if token_rejected():
         raise Unauthenticated("the session is unknown, expired or revoked: sign in again")
-    expected = os.environ.get("AGORA_SERVICE_API_KEY", "")
-    if not expected:
-        return None
-    given = next((v for k, v in (context.invocation_metadata() or ()) if k == "x-api-key"), "") if context else ""
-    given = given if isinstance(given, str) else given.decode()
-    if given and hmac.compare_digest(given.encode(), expected.encode()):
+    if not _service_key.get() or _sent_service_key(context):
         return None
     raise Unauthenticated("sign in (authorization: Bearer <session token>) or send the service API key as x-api-key")
 
@@ -80,16 +74,24 @@ def internal_only(context) -> None:
     """For system writes no end user owns (stock adjustments, reservations, customer records):
     open in the embedded default; once AGORA_SERVICE_API_KEY is set, only callers sending that
     key as `x-api-key` (other services do, through Runtime channels) get through."""
-    import hmac
-    import os
+    if _service_key.get() and not _sent_service_key(context):
+        raise Unauthenticated("this is a service-to-service call: send the service API key as x-api-key")
 
-    expected = os.environ.get("AGORA_SERVICE_API_KEY", "")
-    if not expected:
-        return
+
+def use_service_key(key: str) -> contextvars.Token | None:
+    """For the current call: the service API key the server was configured with (Settings
+    .service_api_key, '' = none: internal calls are open). The kit's interceptor sets it per call;
+    undo with `reset`."""
+    return _service_key.set(key) if key else None
+
+
+def _sent_service_key(context) -> bool:
+    import hmac
+
+    expected = _service_key.get()
     given = next((v for k, v in (context.invocation_metadata() or ()) if k == "x-api-key"), "") if context else ""
     given = given if isinstance(given, str) else given.decode()
-    if not (given and hmac.compare_digest(given.encode(), expected.encode())):
-        raise Unauthenticated("this is a service-to-service call: send the service API key as x-api-key")
+    return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
 
 
 class SessionResolver(Protocol):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,14 @@ from services.kit.registry import DOMAINS
 METRICS_PORT = 9464  # /metrics of `agora up` (and of every pod in the cluster)
 
 
-def _setting(env: str, default: Any, help: str) -> Any:
-    return field(default=default, metadata={"env": env, "help": help})
+def _setting(env: str, default: Any, help: str, check: tuple[Callable[[Any], bool], str] | None = None) -> Any:
+    """A field read from `env`; `check` = (test, what a valid value is) refuses e.g. 0 attempts at start."""
+    return field(default=default, metadata={"env": env, "help": help, "check": check})
+
+
+_POSITIVE = (lambda v: v > 0, "more than 0")
+_NOT_NEGATIVE = (lambda v: v >= 0, "0 or more")
+_PORT = (lambda v: 0 < v < 65536, "a port number (1-65535)")
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,45 @@ class Settings:
     polls_tally_in_process: bool = _setting(
         "AGORA_POLLS_TALLY_IN_PROCESS", True,
         "run the polls tally consumer inside the polls server (false: run it apart, `python -m services.polls.handlers`)"
+    )
+    orders_payment_timeout: float = _setting(
+        "AGORA_ORDERS_PAYMENT_TIMEOUT", 900.0,
+        "seconds a placed order waits for its payment (900 = 15 min), then fails as payment_timed_out",
+        _POSITIVE,
+    )
+    payments_schema: str = _setting(
+        "AGORA_PAYMENTS_SCHEMA", "payments", "PostgreSQL schema of the payments store (real backends)"
+    )
+    payments_max_attempts: int = _setting(
+        "AGORA_PAYMENTS_MAX_ATTEMPTS", 4, "provider calls per charge, the first included, before the payment fails",
+        _POSITIVE,
+    )
+    payments_retry_delay: float = _setting(
+        "AGORA_PAYMENTS_RETRY_DELAY", 0.5, "seconds before a charge's 2nd attempt; doubles per attempt (at most 30 s)",
+        _NOT_NEGATIVE,
+    )
+    payments_attempt_timeout: float = _setting(
+        "AGORA_PAYMENTS_ATTEMPT_TIMEOUT", 5.0, "seconds the payment provider gets to answer one attempt (then: retry)",
+        _POSITIVE,
+    )
+    notifications_schema: str = _setting(
+        "AGORA_NOTIFICATIONS_SCHEMA", "notifications", "PostgreSQL schema of the notifications store (real backends)"
+    )
+    notifications_max_attempts: int = _setting(
+        "AGORA_NOTIFICATIONS_MAX_ATTEMPTS", 6, "tries per e-mail/SMS, the first included, before it is marked FAILED",
+        _POSITIVE,
+    )
+    notifications_retry_delay: float = _setting(
+        "AGORA_NOTIFICATIONS_RETRY_DELAY", 2.0,
+        "seconds before a notification's 2nd try; doubles per try (at most 600 s)", _NOT_NEGATIVE,
+    )
+    smtp_host: str = _setting(
+        "AGORA_SMTP_HOST", "127.0.0.1", "SMTP relay notifications hand e-mail to (plain SMTP, no login)"
+    )
+    smtp_port: int = _setting("AGORA_SMTP_PORT", 25, "port of AGORA_SMTP_HOST", _PORT)
+    smtp_from: str = _setting("AGORA_SMTP_FROM", "Agora <no-reply@agora.local>", "From: header of notification e-mails")
+    smtp_timeout: float = _setting(
+        "AGORA_SMTP_TIMEOUT", 10.0, "seconds to connect to and talk with the relay, per e-mail (then: retry)", _POSITIVE
     )
     targets: Mapping[str, str] = field(
         default_factory=dict,
@@ -144,12 +189,17 @@ def _coerce(f: dataclasses.Field, raw: str) -> Any:
                 raise ValueError
             return word in _TRUE
         if kind in (int, float):
-            return kind(raw)
-        if isinstance(f.default, Path):
+            value = kind(raw)
+        elif isinstance(f.default, Path):
             return Path(raw)
+        else:
+            value = raw
     except ValueError:
         raise ValueError(f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}") from None
-    return raw
+    check = f.metadata.get("check")
+    if check is not None and not check[0](value):
+        raise ValueError(f"{f.metadata['env']}={raw!r}: must be {check[1]}")
+    return value
 
 
 def describe() -> str:

@@ -172,11 +172,13 @@ def _checked(method: str, request_or_iterator):
     return requests()
 
 
-def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]], sessions: auth.SessionResolver | None):
+def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]], sessions: auth.SessionResolver | None,
+                service_key: str = ""):
     async def handler(request_or_iterator, context):
         call = _Call(method, context)
         code = grpc.StatusCode.OK
         signed_in = None
+        keyed = auth.use_service_key(service_key)
         try:
             request_or_iterator = _checked(method, request_or_iterator)
             signed_in = await auth.authenticate(context.invocation_metadata(), sessions)
@@ -194,17 +196,19 @@ def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]], sessions:
             await call.fail(exc)
         finally:
             auth.reset(signed_in)
+            auth.reset(keyed)
             call.finish(code)
 
     return handler
 
 
 def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.Event,
-                 sessions: auth.SessionResolver | None):
+                 sessions: auth.SessionResolver | None, service_key: str = ""):
     async def handler(request_or_iterator, context):
         call = _Call(method, context)
         code = grpc.StatusCode.OK
         signed_in = None
+        keyed = auth.use_service_key(service_key)
         # On shutdown a live stream ends with UNAVAILABLE (retryable) instead of being cut:
         # one watcher per call cancels the handler, and the cancellation becomes that status.
         me = asyncio.current_task()
@@ -242,17 +246,21 @@ def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.E
             watcher.cancel()
             active.dec()
             auth.reset(signed_in)
+            auth.reset(keyed)
             call.finish(code)
 
     return handler
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    """Request ids, access log, error mapping and the caller's deadline, for every method."""
+    """Request ids, access log, error mapping, the caller's deadline and identity, and the service
+    API key internal calls must send (`service_key`, from Settings; '' = open), for every method."""
 
-    def __init__(self, stopping: asyncio.Event, sessions: auth.SessionResolver | None = None) -> None:
+    def __init__(self, stopping: asyncio.Event, sessions: auth.SessionResolver | None = None,
+                 service_key: str = "") -> None:
         self.stopping = stopping
         self.sessions = sessions
+        self.service_key = service_key
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -263,18 +271,18 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             return handler  # infrastructure: no access log per health probe
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary, self.sessions), _tolerant(handler.request_deserializer), handler.response_serializer
+                _wrap_unary(method, handler.unary_unary, self.sessions, self.service_key), _tolerant(handler.request_deserializer), handler.response_serializer
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(method, handler.stream_unary, self.sessions), _tolerant(handler.request_deserializer), handler.response_serializer
+                _wrap_unary(method, handler.stream_unary, self.sessions, self.service_key), _tolerant(handler.request_deserializer), handler.response_serializer
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream, self.stopping, self.sessions), _tolerant(handler.request_deserializer), handler.response_serializer
+                _wrap_stream(method, handler.unary_stream, self.stopping, self.sessions, self.service_key), _tolerant(handler.request_deserializer), handler.response_serializer
             )
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(method, handler.stream_stream, self.stopping, self.sessions), _tolerant(handler.request_deserializer), handler.response_serializer
+            _wrap_stream(method, handler.stream_stream, self.stopping, self.sessions, self.service_key), _tolerant(handler.request_deserializer), handler.response_serializer
         )
 
 

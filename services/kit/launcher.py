@@ -193,6 +193,7 @@ async def run(settings: Settings, domains: list[tuple[Domain, Builder]], *, gate
                 spec, host=settings.host, port=port, grace=settings.shutdown_grace,
                 health_interval=settings.health_interval, max_message_bytes=settings.max_message_bytes,
                 lifecycle=runtime.lifecycle, credentials=server_credentials(settings),
+                service_api_key=settings.service_api_key,
             )
             await server.start()
             servers.append(server)

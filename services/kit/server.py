@@ -70,7 +70,8 @@ class Lifecycle:
 class DomainServer:
     def __init__(self, spec: ServiceSpec, *, host: str, port: int, grace: float,
                  health_interval: float = 1.0, max_message_bytes: int = 4 * 1024 * 1024,
-                 lifecycle: Lifecycle | None = None, credentials: grpc.ServerCredentials | None = None) -> None:
+                 lifecycle: Lifecycle | None = None, credentials: grpc.ServerCredentials | None = None,
+                 service_api_key: str = "") -> None:
         self.spec = spec
         self.grace = grace
         self.lifecycle = lifecycle or Lifecycle()
@@ -83,7 +84,8 @@ class DomainServer:
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
         ]
-        self.server = grpc.aio.server(interceptors=[ServiceInterceptor(self.lifecycle.stopping, spec.sessions)], options=options)
+        interceptor = ServiceInterceptor(self.lifecycle.stopping, spec.sessions, service_api_key)
+        self.server = grpc.aio.server(interceptors=[interceptor], options=options)
         spec.register(self.server)
         self.health = HealthReporter([spec.domain.service], spec.probes, interval=health_interval)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self.server)

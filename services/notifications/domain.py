@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.kit.config import Settings
 
 
 class Channel(IntEnum):
@@ -26,21 +29,16 @@ class Status(IntEnum):
 
 @dataclass(frozen=True)
 class DeliveryRules:
-    """How hard a delivery is tried. Read from AGORA_NOTIFICATIONS_* (defaults suit production)."""
+    """How hard a delivery is tried: AGORA_NOTIFICATIONS_MAX_ATTEMPTS / _RETRY_DELAY in Settings
+    (defaults suit production)."""
 
     max_attempts: int = 6
     retry_delay: float = 2.0  # seconds before the 2nd attempt; doubles per attempt
     max_retry_delay: float = 600.0
 
     @classmethod
-    def from_env(cls, env=None) -> DeliveryRules:
-        env = os.environ if env is None else env
-        rules = cls()
-        if env.get("AGORA_NOTIFICATIONS_MAX_ATTEMPTS"):
-            rules = dataclasses.replace(rules, max_attempts=int(env["AGORA_NOTIFICATIONS_MAX_ATTEMPTS"]))
-        if env.get("AGORA_NOTIFICATIONS_RETRY_DELAY"):
-            rules = dataclasses.replace(rules, retry_delay=float(env["AGORA_NOTIFICATIONS_RETRY_DELAY"]))
-        return rules
+    def from_settings(cls, settings: Settings) -> DeliveryRules:
+        return cls(max_attempts=settings.notifications_max_attempts, retry_delay=settings.notifications_retry_delay)
 
     def delay_after(self, attempts: int) -> float:
         return min(self.retry_delay * 2 ** max(attempts - 1, 0), self.max_retry_delay)

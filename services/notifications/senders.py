@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import smtplib
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from services.kit.config import Settings
 
 log = logging.getLogger("agora.notifications.senders")
 
@@ -28,7 +30,7 @@ class Undeliverable(Exception):
 
 @dataclass(frozen=True)
 class SmtpSettings:
-    """AGORA_SMTP_* (read here until the kit's config carries them)."""
+    """Where e-mail goes: AGORA_SMTP_HOST/PORT/FROM/TIMEOUT, read by the kit's Settings."""
 
     host: str = "127.0.0.1"
     port: int = 25
@@ -36,11 +38,9 @@ class SmtpSettings:
     timeout: float = 10.0
 
     @classmethod
-    def from_env(cls, env=None) -> SmtpSettings:
-        env = os.environ if env is None else env
-        return cls(host=env.get("AGORA_SMTP_HOST") or cls.host, port=int(env.get("AGORA_SMTP_PORT") or cls.port),
-                   sender=env.get("AGORA_SMTP_FROM") or cls.sender,
-                   timeout=float(env.get("AGORA_SMTP_TIMEOUT") or cls.timeout))
+    def from_settings(cls, settings: Settings) -> SmtpSettings:
+        return cls(host=settings.smtp_host, port=settings.smtp_port, sender=settings.smtp_from,
+                   timeout=settings.smtp_timeout)
 
 
 class EmailSender:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import ClassVar
 
 import grpc
@@ -99,22 +98,22 @@ class NotificationService(notifications_pb2_grpc.NotificationServiceServicer):
                 yield pb.WatchNotificationsResponse(sequence=seq, notification=to_proto(n))
 
 
-def _api_key_metadata() -> tuple:
-    key = os.environ.get("AGORA_SERVICE_API_KEY", "")
+def _api_key_metadata(key: str) -> tuple:
     return (("x-api-key", key),) if key else ()
 
 
 async def build(runtime, *, store: NotificationStore | None = None, rules: DeliveryRules | None = None,
                 smtp: SmtpSettings | None = None, sms: SmsProvider | None = None, schema: str | None = None,
                 group: str | None = None, poll: float = 0.5) -> ServiceSpec:
-    store = store or open_store(runtime.settings,
-                                schema=schema or os.environ.get("AGORA_NOTIFICATIONS_SCHEMA", "notifications"))
+    settings = runtime.settings
+    store = store or open_store(settings, schema=schema or settings.notifications_schema)
     await store.start()
     book = NotificationBook(store)
     await book.start()
-    dispatcher = Dispatcher(book, EmailSender(smtp or SmtpSettings.from_env()), sms or LoggingSmsProvider(),
-                            rules or DeliveryRules.from_env(), poll=poll)
-    notifier = EventNotifier(book, Directory(runtime.channel("customers"), store, _api_key_metadata()),
+    dispatcher = Dispatcher(book, EmailSender(smtp or SmtpSettings.from_settings(settings)),
+                            sms or LoggingSmsProvider(), rules or DeliveryRules.from_settings(settings), poll=poll)
+    notifier = EventNotifier(book, Directory(runtime.channel("customers"), store,
+                                             _api_key_metadata(settings.service_api_key)),
                              wake=dispatcher.wake, group=group or GROUP)
     servicer = NotificationService(book)
     bus = await runtime.bus()

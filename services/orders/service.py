@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 from collections.abc import Callable
 from datetime import timedelta
 from typing import ClassVar
@@ -341,11 +340,6 @@ def _as_of(order: Order, sequence: int) -> Order:
     return dataclasses.replace(order, history=history, status=history[-1].status, updated_at=history[-1].at)
 
 
-def _payment_timeout() -> timedelta:
-    raw = os.environ.get("AGORA_ORDERS_PAYMENT_TIMEOUT", "")
-    return timedelta(seconds=float(raw)) if raw else domain.PAYMENT_TIMEOUT
-
-
 async def build(runtime, *, payment_timeout: timedelta | None = None, sweep_interval: float = 5.0,
                 group: str | None = None) -> ServiceSpec:
     store = open_store(runtime.settings)
@@ -353,7 +347,8 @@ async def build(runtime, *, payment_timeout: timedelta | None = None, sweep_inte
     bus = await runtime.bus()
     relay = store.relay(bus)
     mesh = Mesh(runtime.channel("customers"), runtime.channel("catalog"))
-    servicer = OrderService(store, mesh, wake=relay.wake, payment_timeout=payment_timeout or _payment_timeout())
+    timeout = payment_timeout or timedelta(seconds=runtime.settings.orders_payment_timeout)
+    servicer = OrderService(store, mesh, wake=relay.wake, payment_timeout=timeout)
     outcomes = PaymentOutcomes(servicer, group or handlers.GROUP)
     sweeper = PaymentTimeouts(servicer, interval=sweep_interval)
     subscriptions = []

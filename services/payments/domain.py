@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from services.kit.errors import FailedPrecondition
+
+if TYPE_CHECKING:
+    from services.kit.config import Settings
 
 
 class Status(IntEnum):
@@ -34,7 +37,8 @@ class Money:
 
 @dataclass(frozen=True)
 class PaymentRules:
-    """How hard a charge is tried. Read from AGORA_PAYMENTS_* (defaults suit production)."""
+    """How hard a charge is tried: AGORA_PAYMENTS_MAX_ATTEMPTS / _RETRY_DELAY / _ATTEMPT_TIMEOUT in
+    Settings (defaults suit production)."""
 
     max_attempts: int = 4  # provider calls per charge, the first included
     retry_delay: float = 0.5  # seconds before the 2nd attempt; doubles per attempt
@@ -42,15 +46,9 @@ class PaymentRules:
     attempt_timeout: float = 5.0  # seconds the provider gets to answer one attempt
 
     @classmethod
-    def from_env(cls, env=None) -> PaymentRules:
-        env = os.environ if env is None else env
-        rules = cls()
-        for name, var, kind in (("max_attempts", "AGORA_PAYMENTS_MAX_ATTEMPTS", int),
-                                ("retry_delay", "AGORA_PAYMENTS_RETRY_DELAY", float),
-                                ("attempt_timeout", "AGORA_PAYMENTS_ATTEMPT_TIMEOUT", float)):
-            if env.get(var):
-                rules = dataclasses.replace(rules, **{name: kind(env[var])})
-        return rules
+    def from_settings(cls, settings: Settings) -> PaymentRules:
+        return cls(max_attempts=settings.payments_max_attempts, retry_delay=settings.payments_retry_delay,
+                   attempt_timeout=settings.payments_attempt_timeout)
 
     def delay_after(self, attempts: int) -> float:
         """Back-off before the attempt that follows attempt number `attempts` (1-based)."""

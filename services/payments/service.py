@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from agora.common.v1.money_pb2 import Money as MoneyPb
 from agora.payments.v1 import payments_pb2 as pb
 from agora.payments.v1 import payments_pb2_grpc
@@ -95,11 +93,12 @@ class PaymentService(payments_pb2_grpc.PaymentServiceServicer):
 async def build(runtime, *, store: PaymentStore | None = None, provider: PaymentProvider | None = None,
                 rules: PaymentRules | None = None, schema: str | None = None,
                 groups: tuple[str, str] | None = None) -> ServiceSpec:
-    store = store or open_store(runtime.settings, schema=schema or os.environ.get("AGORA_PAYMENTS_SCHEMA", "payments"))
+    store = store or open_store(runtime.settings, schema=schema or runtime.settings.payments_schema)
     await store.start()
     bus = await runtime.bus()
     relay = store.relay(bus)
-    cashier = Cashier(store, provider or open_provider(), rules or PaymentRules.from_env(), wake=relay.wake)
+    rules = rules or PaymentRules.from_settings(runtime.settings)
+    cashier = Cashier(store, provider or open_provider(), rules, wake=relay.wake)
     servicer = PaymentService(store, cashier)
     charge = ChargeConsumer(cashier, *(groups[:1] if groups else ()))
     cancel = CancelConsumer(cashier, *(groups[1:] if groups else ()))

@@ -62,6 +62,20 @@ async def private(request: bytes, context) -> bytes:
     return require_caller().user_id.encode()
 
 
+async def internal(request: bytes, context) -> bytes:
+    from services.kit.auth import internal_only
+
+    internal_only(context)
+    return b"internal"
+
+
+async def mine(request: bytes, context) -> bytes:
+    from services.kit.auth import owner_or_internal
+
+    who = owner_or_internal(context)
+    return who.user_id.encode() if who else b"internal"
+
+
 async def ticks(request: bytes, context):
     n = 0
     while True:
@@ -80,6 +94,8 @@ def spec(extra: dict | None = None) -> ServiceSpec:
         "Ticks": grpc.unary_stream_rpc_method_handler(ticks),
         "WhoAmI": grpc.unary_unary_rpc_method_handler(whoami),
         "Private": grpc.unary_unary_rpc_method_handler(private),
+        "Internal": grpc.unary_unary_rpc_method_handler(internal),
+        "Mine": grpc.unary_unary_rpc_method_handler(mine),
         **(extra or {}),
     }
     generic = grpc.method_handlers_generic_handler(DOMAIN.service, handlers)

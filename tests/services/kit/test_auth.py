@@ -62,3 +62,44 @@ async def test_a_dead_token_is_anonymous_for_public_calls_and_refused_for_privat
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await whoami(srv.address, None, "Private")
     assert "needs a signed-in user" in info.value.details()
+
+
+async def call(address: str, method: str, metadata=None) -> bytes:
+    async with grpc.aio.insecure_channel(address) as channel:
+        return await channel.unary_unary(f"/{probe_service.DOMAIN.service}/{method}")(b"", metadata=metadata, timeout=5)
+
+
+@pytest.fixture
+async def keyed_server(monkeypatch):
+    """A server started with AGORA_SERVICE_API_KEY=k-123 (through Settings, as `agora up` does); the
+    process environment says something else, which must not matter once the server runs."""
+    from services.kit.config import Settings
+
+    settings = Settings.from_env({"AGORA_SERVICE_API_KEY": "k-123"})
+    monkeypatch.setenv("AGORA_SERVICE_API_KEY", "stale")
+    spec = probe_service.spec()
+    spec.sessions = CachedSessions(Sessions(), ttl=60)
+    srv = DomainServer(spec, host="127.0.0.1", port=0, grace=0.5, service_api_key=settings.service_api_key)
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+async def test_with_a_service_key_internal_calls_need_it(keyed_server):
+    address = keyed_server.address
+    assert await call(address, "Internal", [("x-api-key", "k-123")]) == b"internal"
+    assert await call(address, "Mine", [("x-api-key", "k-123")]) == b"internal"
+    assert await call(address, "Mine", [("authorization", "Bearer good-token")]) == b"u1"  # owners need no key
+    for metadata in (None, [("x-api-key", "stale")], [("x-api-key", "k-12")]):
+        for method in ("Internal", "Mine"):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call(address, method, metadata)
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED, (method, metadata)
+            assert "x-api-key" in info.value.details()
+
+
+async def test_without_a_service_key_internal_calls_are_open(server, monkeypatch):
+    srv, _, _ = server
+    monkeypatch.setenv("AGORA_SERVICE_API_KEY", "set-after-start")  # the kit reads Settings, not the environment
+    assert await call(srv.address, "Internal") == b"internal"
+    assert await call(srv.address, "Mine") == b"internal"
