@@ -15,7 +15,6 @@ write, and a failing store or broker should not be hammered); it is kept for the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -34,7 +33,8 @@ class Worker:
         self.step, self.name = step, name
         self.backoff, self.max_backoff = backoff, max(max_backoff, backoff)
         self.on_error = on_error
-        self._wake = asyncio.Event()
+        self._woken = False
+        self._waiter: asyncio.Future | None = None
         self._task: asyncio.Task | None = None
 
     @property
@@ -43,7 +43,9 @@ class Worker:
 
     def wake(self) -> None:
         """Run the next step now: cuts the current wait short, or follows the step that is running."""
-        self._wake.set()
+        self._woken = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def start(self) -> None:
         """Start the task; a worker already started keeps its one task."""
@@ -74,7 +76,7 @@ class Worker:
     async def _run(self) -> None:
         retry_in = self.backoff
         while True:
-            self._wake.clear()  # before the step: a wake during the step is not lost
+            self._woken = False  # before the step: a wake during the step is not lost
             try:
                 wait = await self.step()
             except asyncio.CancelledError:
@@ -85,10 +87,30 @@ class Worker:
                 retry_in = min(retry_in * 2, self.max_backoff)
                 continue
             retry_in = self.backoff
-            if wait is None:
-                await self._wake.wait()
-            elif wait > 0:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+            if wait is None or wait > 0:
+                await self._sleep(wait)
             else:
                 await asyncio.sleep(0)  # a step that never suspends must not starve the loop
+
+    async def _sleep(self, timeout: float | None) -> None:
+        """Until `wake()` or `timeout` seconds (None: until `wake()`).
+
+        A future of our own rather than `asyncio.wait_for(event.wait(), timeout)`: on Python 3.11
+        wait_for returns normally when a cancellation and the event arrive in the same loop turn
+        (the cancellation is lost), and a stop() right after a wake() then waited forever."""
+        if self._woken:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, _settle, waiter)
+        try:
+            await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._waiter = None
+
+
+def _settle(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -63,7 +63,8 @@ def test_the_service_monitor_selects_a_service_with_the_metrics_port(rendered):
     assert metrics["spec"]["selector"] == {"app.kubernetes.io/component": "service"}
     pods = [d for d in of_kind(objects, "Deployment").values()
             if d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "service"]
-    assert {d["metadata"]["name"] for d in pods} == set(DOMAINS)
+    # every domain's pods, and the polls tally consumer's, which runs apart (polls-tally.yaml)
+    assert {d["metadata"]["name"] for d in pods} == set(DOMAINS) | {"polls-tally"}
     gateway = monitors["agora-gateway"]["spec"]
     assert gateway["endpoints"][0]["port"] in {p["name"] for p in services["gateway"]["spec"]["ports"]}
 

@@ -200,3 +200,22 @@ async def test_a_step_due_already_runs_again_at_once(wait):
         assert await steps.next_done() == 2
     finally:
         await worker.stop()
+
+
+async def test_stop_right_after_a_wake_ends_the_worker():
+    """A wake and the stop's cancellation in the same loop turn: the cancellation must not be lost
+    (asyncio.wait_for on Python 3.11 returned normally there, and stop() waited forever)."""
+    steps = 0
+
+    async def step() -> float:
+        nonlocal steps
+        steps += 1
+        return 30.0
+
+    for _ in range(20):
+        worker = Worker(step, name="wake-then-stop")
+        await worker.start()
+        await asyncio.sleep(0.01)  # the worker waits now
+        worker.wake()
+        await asyncio.wait_for(worker.stop(), 10)
+        assert not worker.running
