@@ -437,6 +437,32 @@ async def watchers_main(target: str, poll_id: str, count: str, record: str, out:
         await task
 
 
+def budget_lines(r: dict) -> list[str]:
+    """What the floors measured in this run leave for everything else at the goals' rates."""
+    if "floor_server_us" not in r:
+        return []
+    cores = os.cpu_count() or 1
+    unary_us = r["trivial_server_us"] + r["trivial_client_us"]
+    fanout = r["watchers"] * 10 * (r["floor_server_us"] + r["floor_client_us"]) / 1e6
+    measured_rest = sum(c for role, c in r["cpu"].items() if role not in ("watchers", "load generator (this process)"))
+    # the API's share of the fan-out is the floor's server part; the rest of the API's CPU is the votes'
+    rest_us = (measured_rest - r["watchers"] * 10 * r["floor_server_us"] / 1e6) * 1e6 / r["votes_rate"] - r["trivial_server_us"]
+    lines = ["", "Budget at the goals, from the floors above (each vote needs at least one unary call's server and "
+             "client CPU; the watchers need the fan-out floor whatever the service does):", "",
+             "| rate | unary floors | fan-out floor | left on these cores for the stores, the broker, the tally, "
+             "the relay and the API's own work |", "|---|---:|---:|---:|"]
+    for label, rate in (("3,000 votes/s", 3000.0), (f"0.4x trivial = {0.4 * r['trivial_rate']:,.0f} votes/s",
+                                                      0.4 * r["trivial_rate"])):
+        unary = rate * unary_us / 1e6
+        left = cores - unary - fanout
+        lines.append(f"| {label} | {unary:.2f} cores | {fanout:.2f} cores | "
+                     + (f"{left:.2f} cores = {left * 1e6 / rate:,.0f} us per vote |" if left > 0 else
+                        f"none: {-left:.2f} cores short |"))
+    lines += ["", f"This run spent {rest_us:,.0f} us of CPU per vote on that work (PostgreSQL, RabbitMQ, MongoDB, "
+              "the tally consumer, and the API beyond a trivial call's floor and the fan-out floor)."]
+    return lines
+
+
 def write_section(text: str) -> None:
     current = RESULTS.read_text()
     pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
@@ -508,6 +534,7 @@ def main() -> None:
             f"of watcher-client CPU per message, {r['watchers'] * 10 * (r['floor_server_us'] + r['floor_client_us']) / 1e6:.2f} "
             f"cores for the {r['watchers'] * 10:,} messages/s the watchers are owed" if "floor_server_us" in r else "")
          + "."),
+        *budget_lines(r),
     ]
     text = "\n".join(lines)
     print(text)
