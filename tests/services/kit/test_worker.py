@@ -45,20 +45,9 @@ class Steps:
         return await asyncio.wait_for(self.done.get(), HANG)
 
 
-async def test_wake_cuts_the_wait_short():
-    steps = Steps(wait=FOREVER)
-    worker = Worker(steps, name="test-worker")
-    await worker.start()
-    try:
-        assert await steps.next_done() == 1
-        worker.wake()
-        assert await steps.next_done() == 2
-    finally:
-        await worker.stop()
-
-
-async def test_none_waits_for_a_wake_alone():
-    steps = Steps(wait=None)
+@pytest.mark.parametrize("wait", [FOREVER, None], ids=["timed wait", "wait for a wake alone"])
+async def test_wake_cuts_the_wait_short(wait):
+    steps = Steps(wait=wait)
     worker = Worker(steps, name="test-worker")
     await worker.start()
     try:
