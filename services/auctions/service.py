@@ -26,6 +26,7 @@ from services.kit.auth import Caller, SessionResolver
 from services.kit.bus import new_envelope
 from services.kit.bus.outbox import OutboxRelay
 from services.kit.errors import DomainError, InvalidArgument, NotFound, Unauthenticated
+from services.kit.health import bus_probe
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
 
@@ -399,13 +400,10 @@ async def build(runtime, *, store: AuctionStore | None = None, rules: AuctionRul
     closer = AuctionCloser(store, feed, AuctionServicer.close_events, lambda _: relay.wake(), poll=closer_poll)
     servicer.closer = closer
 
-    async def bus_ok() -> bool:
-        return bus.healthy()
-
     return ServiceSpec(
         domain=DOMAINS["auctions"],
         register=lambda server: auctions_pb2_grpc.add_AuctionServiceServicer_to_server(servicer, server),
-        probes={"store": store.ping, "bus": bus_ok},
+        probes={"store": store.ping, "bus": bus_probe(bus)},
         on_start=[relay.start, closer.start],
         on_stop=[closer.stop, relay.stop, store.close],
         sessions=LenientSessions(runtime.sessions()),

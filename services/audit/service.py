@@ -20,6 +20,7 @@ from services.audit.domain import AuditEvent, TypePattern
 from services.audit.store import AuditStore, open_store
 from services.kit import paging
 from services.kit.errors import DomainError, InvalidArgument, NotFound
+from services.kit.health import bus_probe
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
 from services.kit.streams import SequencedLog
@@ -178,13 +179,10 @@ async def build(runtime) -> ServiceSpec:
         await servicer.stop()
         await store.close()
 
-    async def bus_ok() -> bool:
-        return bus.healthy()
-
     return ServiceSpec(
         domain=DOMAINS["audit"],
         register=lambda server: audit_pb2_grpc.add_AuditServiceServicer_to_server(servicer, server),
-        probes={"store": store.ping, "bus": bus_ok},
+        probes={"store": store.ping, "bus": bus_probe(bus)},
         on_start=[start],
         on_stop=[stop],
     )

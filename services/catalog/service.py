@@ -39,6 +39,7 @@ from services.kit.errors import (
     NotFound,
     Unavailable,
 )
+from services.kit.health import bus_probe
 from services.kit.interceptors import remaining
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
@@ -335,13 +336,10 @@ async def build(runtime) -> ServiceSpec:
         await relay.stop()
         await store.close()
 
-    async def bus_ok() -> bool:
-        return bus.healthy()
-
     return ServiceSpec(
         domain=DOMAINS["catalog"],
         register=lambda server: catalog_pb2_grpc.add_CatalogServiceServicer_to_server(servicer, server),
-        probes={"store": store.ping, "bus": bus_ok},
+        probes={"store": store.ping, "bus": bus_probe(bus)},
         on_start=[start],
         on_stop=[stop],
         sessions=runtime.sessions(),

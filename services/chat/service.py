@@ -20,6 +20,7 @@ from services.chat.wire import attachment_proto, member_proto, message_proto, ro
 from services.kit.auth import SessionResolver, bearer_token, caller, require_caller
 from services.kit.bus.outbox import OutboxRelay
 from services.kit.errors import InvalidArgument, NotFound, Unauthenticated
+from services.kit.health import bus_probe
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
 
@@ -251,9 +252,6 @@ async def build(runtime, *, store: ChatStore | None = None, sessions: SessionRes
     presence = PresenceKeeper(store, feed, relay, replica, interval=presence_interval, stale_after=stale_after)
     servicer = ChatServicer(store, feed, relay, replica)
 
-    async def bus_ok() -> bool:
-        return bus.healthy()
-
     async def stop() -> None:
         await servicer.drain()
         await presence.stop()
@@ -264,7 +262,7 @@ async def build(runtime, *, store: ChatStore | None = None, sessions: SessionRes
     return ServiceSpec(
         domain=DOMAINS["chat"],
         register=lambda server: chat_pb2_grpc.add_ChatServiceServicer_to_server(servicer, server),
-        probes={"store": store.ping, "bus": bus_ok},
+        probes={"store": store.ping, "bus": bus_probe(bus)},
         on_start=[relay.start, fanout.start, presence.start],
         on_stop=[stop],
         sessions=sessions if sessions is not None else runtime.sessions(),

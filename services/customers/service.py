@@ -14,6 +14,7 @@ from services.kit import paging
 from services.kit.auth import caller, internal_only
 from services.kit.bus import new_envelope
 from services.kit.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from services.kit.health import bus_probe
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
 
@@ -136,13 +137,10 @@ async def build(runtime) -> ServiceSpec:
         await relay.stop()
         await store.close()
 
-    async def bus_ok() -> bool:
-        return bus.healthy()
-
     return ServiceSpec(
         domain=DOMAINS["customers"],
         register=lambda server: customers_pb2_grpc.add_CustomerServiceServicer_to_server(servicer, server),
-        probes={"store": store.ping, "bus": bus_ok},
+        probes={"store": store.ping, "bus": bus_probe(bus)},
         on_start=[relay.start],
         on_stop=[stop],
         sessions=runtime.sessions(),

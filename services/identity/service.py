@@ -20,6 +20,7 @@ from services.kit.auth import Caller
 from services.kit.bus import new_envelope
 from services.kit.bus.outbox import OutboxRelay
 from services.kit.errors import InvalidArgument, NotFound, Unauthenticated
+from services.kit.health import bus_probe
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
 
@@ -196,13 +197,10 @@ async def build(runtime, *, store: IdentityStore | None = None, rules: IdentityR
     passwords = await asyncio.to_thread(Passwords, rules)
     servicer = IdentityServicer(store, rules, passwords, relay)
 
-    async def bus_ok() -> bool:
-        return bus.healthy()
-
     return ServiceSpec(
         domain=DOMAINS["identity"],
         register=lambda server: identity_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, server),
-        probes={"store": store.ping, "bus": bus_ok},
+        probes={"store": store.ping, "bus": bus_probe(bus)},
         on_start=[relay.start],
         on_stop=[relay.stop, store.close],
         sessions=LocalSessions(store),

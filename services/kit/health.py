@@ -72,3 +72,12 @@ class HealthReporter:
         if self._task:
             self._task.cancel()
         await self.servicer.enter_graceful_shutdown()
+
+
+def bus_probe(bus) -> Probe:
+    """The dependency probe of a domain that publishes or consumes events: True while its bus can
+    publish and its subscriptions consume (EventBus.healthy)."""
+    async def bus_answers() -> bool:
+        return bus.healthy()
+
+    return bus_answers

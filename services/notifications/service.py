@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.kit import paging
 from services.kit.auth import owner_or_internal
 from services.kit.errors import DomainError, InvalidArgument, NotFound, PermissionDenied, enum_value
+from services.kit.health import bus_probe
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
 from services.notifications.delivery import FEED, Dispatcher, NotificationBook
@@ -129,13 +130,10 @@ async def build(runtime, *, store: NotificationStore | None = None, rules: Deliv
         await dispatcher.stop()
         await store.close()
 
-    async def bus_ok() -> bool:
-        return bus.healthy()
-
     spec = ServiceSpec(
         domain=DOMAINS["notifications"],
         register=lambda server: notifications_pb2_grpc.add_NotificationServiceServicer_to_server(servicer, server),
-        probes={"store": store.ping, "bus": bus_ok},
+        probes={"store": store.ping, "bus": bus_probe(bus)},
         on_start=[start],
         on_stop=[stop],
         sessions=runtime.sessions(),

@@ -34,6 +34,7 @@ from services.kit.errors import (
     Unavailable,
     enum_value,
 )
+from services.kit.health import bus_probe
 from services.kit.interceptors import remaining
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
@@ -365,13 +366,10 @@ async def build(runtime, *, payment_timeout: timedelta | None = None, sweep_inte
         await relay.stop()
         await store.close()
 
-    async def bus_ok() -> bool:
-        return bus.healthy()
-
     return ServiceSpec(
         domain=DOMAINS["orders"],
         register=lambda server: orders_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server),
-        probes={"store": store.ping, "bus": bus_ok},
+        probes={"store": store.ping, "bus": bus_probe(bus)},
         on_start=[start],
         on_stop=[stop],
         sessions=runtime.sessions(),

@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.kit import paging
 from services.kit.auth import owner_or_internal
 from services.kit.errors import InvalidArgument, NotFound, PermissionDenied, enum_value
+from services.kit.health import bus_probe
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
 from services.payments.charging import Cashier
@@ -115,13 +116,10 @@ async def build(runtime, *, store: PaymentStore | None = None, provider: Payment
         await relay.stop()
         await store.close()
 
-    async def bus_ok() -> bool:
-        return bus.healthy()
-
     return ServiceSpec(
         domain=DOMAINS["payments"],
         register=lambda server: payments_pb2_grpc.add_PaymentServiceServicer_to_server(servicer, server),
-        probes={"store": store.ping, "bus": bus_ok},
+        probes={"store": store.ping, "bus": bus_probe(bus)},
         on_start=[start],
         on_stop=[stop],
         sessions=runtime.sessions(),

@@ -178,7 +178,7 @@ async def main(argv: list[str] | None = None) -> int:
     from services.kit import logs
     from services.kit.bus import open_bus
     from services.kit.config import Settings, describe
-    from services.kit.health import HealthReporter
+    from services.kit.health import HealthReporter, bus_probe
     from services.kit.telemetry import tracing
     from services.kit.telemetry.endpoint import MetricsEndpoint
     from services.kit.tls import server_credentials
@@ -229,10 +229,7 @@ async def main(argv: list[str] | None = None) -> int:
     bus = open_bus(settings)
     consumer = TallyConsumer(polls, tallies, group=args.group)
 
-    async def bus_answers() -> bool:
-        return bus.healthy()
-
-    health = HealthReporter([READINESS], {"poll-store": polls.ping, "tally-store": tallies.ping, "bus": bus_answers},
+    health = HealthReporter([READINESS], {"poll-store": polls.ping, "tally-store": tallies.ping, "bus": bus_probe(bus)},
                             interval=settings.health_interval)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     stop = asyncio.Event()

@@ -27,6 +27,7 @@ from services.kit.auth import SessionResolver, caller, require_caller
 from services.kit.bus.envelopes import new_envelope
 from services.kit.bus.outbox import OutboxRelay
 from services.kit.errors import InvalidArgument, NotFound
+from services.kit.health import bus_probe
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
 from services.polls import domain
@@ -301,13 +302,10 @@ async def build(runtime, *, sessions: SessionResolver | None = None, run_tally: 
         if consumer is not None:
             await consumer.stop()
 
-    async def bus_answers() -> bool:
-        return bus.healthy()
-
     spec = ServiceSpec(
         domain=DOMAINS["polls"],
         register=lambda server: register(servicer, server),
-        probes={"poll-store": polls.ping, "tally-store": tallies.ping, "bus": bus_answers},
+        probes={"poll-store": polls.ping, "tally-store": tallies.ping, "bus": bus_probe(bus)},
         on_start=[migrate, relay.start, servicer.board.start, servicer.clock.start, start_consumer],
         on_stop=[stop_consumer, servicer.clock.stop, servicer.board.stop, relay.stop, polls.close, tallies.close],
         sessions=sessions if sessions is not None else runtime.sessions(),
