@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -74,7 +74,8 @@ class _Call:
         self.method = method
         self.context = context
         self.started = time.monotonic()
-        self.rid = _metadata(context, "x-request-id") or uuid.uuid4().hex[:16]
+        # 64 random bits name a call in the logs; ids need not be secret, so no syscall per call
+        self.rid = _metadata(context, "x-request-id") or f"{random.getrandbits(64):016x}"
         left = context.time_remaining()
         self.tokens = (
             request_id.set(self.rid),
@@ -261,6 +262,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self.stopping = stopping
         self.sessions = sessions
         self.service_key = service_key
+        # method -> (the registered handler, its wrapped twin): wrapped once, not on every call
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -269,6 +272,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if method.startswith(("/grpc.health.v1.", "/grpc.reflection.")):
             return handler  # infrastructure: no access log per health probe
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(method, handler.unary_unary, self.sessions, self.service_key), _tolerant(handler.request_deserializer), handler.response_serializer
