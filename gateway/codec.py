@@ -11,6 +11,7 @@ from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import Message
 
 from gateway.errors import bad_request
+from gateway.profiles import Profile, fold_keys
 
 _MAX_DEPTH = 64
 
@@ -32,14 +33,23 @@ class Codec:
         except (ValueError, UnicodeDecodeError) as exc:
             raise bad_request(f"malformed JSON body: {exc}") from None
 
-    def merge(self, value: Any, message: Message, what: str = "body") -> None:
-        """Merge a decoded JSON value into `message`; both lowerCamelCase and proto names are accepted."""
+    def merge(self, value: Any, message: Message, what: str = "body", *, profile: Profile | None = None) -> None:
+        """Merge a decoded JSON value into `message`; both lowerCamelCase and proto names are accepted.
+
+        A binding's profile may match keys whatever their case and drop unknown ones (Go's decoding).
+        """
         if value is None:
             return
         if not isinstance(value, dict):
             raise bad_request(f"{what} must be a JSON object for {message.DESCRIPTOR.full_name}")
+        lenient = False
+        if profile is not None:
+            lenient = profile.ignore_unknown_fields
+            if profile.case_insensitive_keys:
+                value = fold_keys(value, message.DESCRIPTOR)
         try:
-            json_format.ParseDict(value, message, descriptor_pool=self.pool, max_recursion_depth=_MAX_DEPTH)
+            json_format.ParseDict(value, message, ignore_unknown_fields=lenient, descriptor_pool=self.pool,
+                                  max_recursion_depth=_MAX_DEPTH)
         except json_format.ParseError as exc:
             # json_format's messages already name the field ("Failed to parse foo field: ...").
             raise bad_request(f"invalid {what}: {exc}") from None
@@ -50,16 +60,24 @@ class Codec:
         except Exception as exc:  # noqa: BLE001
             raise bad_request(f"invalid {what}: {type(exc).__name__}: {exc}") from None
 
-    def merge_field(self, value: Any, message: Message, field: FieldDescriptor) -> None:
+    def merge_field(self, value: Any, message: Message, field: FieldDescriptor, *,
+                    profile: Profile | None = None) -> None:
         """body: "field" — the JSON value is that one field of the request."""
         if value is None:
             return
-        self.merge({field.json_name: value}, message, what=f"body for field {field.name}")
+        self.merge({field.json_name: value}, message, what=f"body for field {field.name}", profile=profile)
 
-    def to_dict(self, message: Message) -> Any:
+    def to_dict(self, message: Message, profile: Profile | None = None) -> Any:
+        if profile is None:
+            return json_format.MessageToDict(
+                message,
+                always_print_fields_with_no_presence=self.emit_unpopulated,
+                descriptor_pool=self.pool,
+            )
         return json_format.MessageToDict(
             message,
-            always_print_fields_with_no_presence=self.emit_unpopulated,
+            always_print_fields_with_no_presence=not profile.omit_empty,
+            use_integers_for_enums=profile.integer_enums,
             descriptor_pool=self.pool,
         )
 
@@ -71,8 +89,11 @@ def dump_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def field_json_value(message: Message, field: FieldDescriptor, codec: Codec) -> Any:
-    """One field of a message as proto3 JSON (response_body), well-known types included."""
+def field_json_value(message: Message, field: FieldDescriptor, codec: Codec, profile: Profile | None = None) -> Any:
+    """One field of a message as proto3 JSON (response_body), well-known types included.
+
+    A repeated field is a bare JSON array (an empty one when it has no element).
+    """
     holder = type(message)()
     if field.is_repeated:
         getattr(holder, field.name).MergeFrom(getattr(message, field.name))
@@ -80,5 +101,19 @@ def field_json_value(message: Message, field: FieldDescriptor, codec: Codec) -> 
         getattr(holder, field.name).CopyFrom(getattr(message, field.name))
     else:
         setattr(holder, field.name, getattr(message, field.name))
-    out = json_format.MessageToDict(holder, always_print_fields_with_no_presence=True, descriptor_pool=codec.pool)
-    return out.get(field.json_name)
+    if profile is None:
+        out = json_format.MessageToDict(holder, always_print_fields_with_no_presence=True,
+                                        descriptor_pool=codec.pool)
+    else:
+        out = codec.to_dict(holder, profile)
+    value = out.get(field.json_name)
+    if value is None and field.is_repeated:
+        return {} if field.message_type is not None and field.message_type.GetOptions().map_entry else []
+    return value
+
+
+def payload(message: Message, response_body: FieldDescriptor | None, codec: Codec, profile: Profile | None) -> Any:
+    """What a response or stream frame carries as JSON: the message, or its response_body field."""
+    if response_body is not None:
+        return field_json_value(message, response_body, codec, profile)
+    return codec.to_dict(message, profile)
