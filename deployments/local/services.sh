@@ -125,7 +125,11 @@ stop_postgres() {
 # ------------------------------------------------------------- rabbitmq ----
 start_rabbitmq() {
   local d=$DATA/rabbitmq
-  if port_open 5672; then log "rabbitmq   reused (127.0.0.1:5672 already answers)"; return; fi
+  if port_open 5672; then
+    # Ours from an earlier run: keep the plain CLI pointed at it.
+    if pid_alive "$d/rabbit.pid" && [[ -f $d/rabbitmq-env.conf ]]; then point_cli_at_node "$d/rabbitmq-env.conf"; fi
+    log "rabbitmq   reused (127.0.0.1:5672 already answers)"; return
+  fi
   mkdir -p "$d/mnesia" "$d/log"
   cat >"$d/rabbitmq.conf" <<EOF
 listeners.tcp.default = 127.0.0.1:5672
@@ -146,6 +150,7 @@ SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 EOF
   export RABBITMQ_CONF_ENV_FILE=$d/rabbitmq-env.conf ERL_EPMD_ADDRESS=127.0.0.1
+  point_cli_at_node "$d/rabbitmq-env.conf"
   [[ -f $d/enabled_plugins ]] || rabbitmq-plugins --offline enable rabbitmq_management >/dev/null
   chown -R rabbitmq:rabbitmq "$d"
   (cd /var/lib/rabbitmq && setsid nohup runuser -u rabbitmq -- env HOME=/var/lib/rabbitmq \
@@ -157,6 +162,21 @@ EOF
     sleep 0.5
   done
   log "rabbitmq   started (pid $(cat "$d/rabbit.pid"); management http://127.0.0.1:15672 guest/guest)"
+}
+# A plain `rabbitmqctl` (the tests' fault cases, an operator) reads /etc/rabbitmq/rabbitmq-env.conf:
+# make it name this node. Only a file that sets nothing (the package's, all comments) or one written
+# here is replaced; a broker the machine configured itself is left alone.
+RABBITMQ_SYSTEM_ENV=/etc/rabbitmq/rabbitmq-env.conf
+RABBITMQ_ENV_MARK="# written by Agora's deployments/local/services.sh"
+point_cli_at_node() {
+  local ours=$1
+  if [[ -f $RABBITMQ_SYSTEM_ENV ]] && ! grep -qF "$RABBITMQ_ENV_MARK" "$RABBITMQ_SYSTEM_ENV" \
+     && grep -qvE '^[[:space:]]*(#|$)' "$RABBITMQ_SYSTEM_ENV"; then
+    log "rabbitmq   $RABBITMQ_SYSTEM_ENV has settings of its own: plain rabbitmqctl needs RABBITMQ_CONF_ENV_FILE=$ours"
+    return 0
+  fi
+  mkdir -p "$(dirname "$RABBITMQ_SYSTEM_ENV")"
+  { echo "$RABBITMQ_ENV_MARK"; cat "$ours"; } >"$RABBITMQ_SYSTEM_ENV"
 }
 stop_rabbitmq() {
   local d=$DATA/rabbitmq epmd
