@@ -125,7 +125,7 @@ async function vote(index) {
     if (poll.votePolicy === "VOTE_POLICY_ONE_PER_VOTER_KEY") {
       await api("POST", `/v1/polls/${encodeURIComponent(poll.id)}/votes`, { option: index, voterKey });
     } else {
-      await api("POST", `/vote/${encodeURIComponent(poll.id)}/${index}`);
+      await api("POST", `/v1/polls/${encodeURIComponent(poll.id)}/votes`, { option: index });
     }
   } catch (err) {
     $("vote-error").textContent = err.message;
@@ -138,7 +138,7 @@ async function open(id) {
   if (!id) { $("board").hidden = true; return; }
   let data;
   try {
-    data = await api("GET", `/poll/${encodeURIComponent(id)}`);
+    data = await api("GET", `/v1/polls/${encodeURIComponent(id)}`);
   } catch (err) {
     $("board").hidden = false;
     $("question").textContent = "";
