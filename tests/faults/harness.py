@@ -194,11 +194,19 @@ async def rabbitmq_down(seconds: float):
 
 
 async def postgres_down(seconds: float):
-    _run("pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "stop", "-m", "fast")
+    """Stop the postmaster on 5432 and start it again with its own data dir and options, whoever
+    started it (services.sh's pg_ctl, or a Debian cluster)."""
+    pid = _pid_of(b"postgres", b"-D")
+    argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
+    data = argv[argv.index("-D") + 1]
+    options = " ".join(argv[argv.index("-D") + 2:])
+    ctl = str(Path(argv[0]).with_name("pg_ctl"))
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    _run(*as_postgres, ctl, "-D", data, "-m", "fast", "-w", "stop")
     try:
         await asyncio.sleep(seconds)
     finally:
-        _run("pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "start")
+        _run(*as_postgres, ctl, "-D", data, "-w", "-t", "60", "-l", f"{data}/../postgres.log", "-o", options, "start")
         await _until(lambda: answers("postgres"), "PostgreSQL")
 
 
