@@ -28,6 +28,7 @@ def compile_descriptor_set(out_dir: Path) -> bytes:
         [
             "protoc",
             f"-I{PROTO_ROOT}",
+            f"-I{PROTO_ROOT.parents[2] / 'protos'}",  # agora/api/v1/options.proto
             f"-I{googleapis}",
             f"-I{wkt}",
             "--include_imports",
