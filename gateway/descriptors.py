@@ -28,6 +28,8 @@ class DescriptorSet:
     http_rules: dict[str, http_pb2.HttpRule] = field(default_factory=dict)
     # (agora.api.v1.http_profile) per method full name; absent for most methods.
     profiles: dict[str, Any] = field(default_factory=dict)
+    # (agora.api.v1.access) per method full name, as the Access enum's number (0: not declared)
+    access: dict[str, int] = field(default_factory=dict)
     _classes: dict[str, type[Message]] = field(default_factory=dict)
 
     def message_class(self, descriptor: Descriptor) -> type[Message]:
@@ -51,6 +53,7 @@ def load(descriptor_set: bytes) -> DescriptorSet:
     comments: dict[str, str] = {}
     rules: dict[str, http_pb2.HttpRule] = {}
     declared: dict[str, Any] = {}
+    access: dict[str, int] = {}
     for file_proto in fds.file:
         comments.update(_comments(file_proto))
         prefix = f"{file_proto.package}." if file_proto.package else ""
@@ -63,10 +66,12 @@ def load(descriptor_set: bytes) -> DescriptorSet:
                     rule = http_pb2.HttpRule()
                     rule.CopyFrom(method_proto.options.Extensions[annotations_pb2.http])
                     rules[f"{prefix}{service_proto.name}.{method_proto.name}"] = rule
+                access[f"{prefix}{service_proto.name}.{method_proto.name}"] = profiles.method_access(method_proto.options)
                 found = profiles.method_profile(method_proto.options)
                 if found is not None:
                     declared[f"{prefix}{service_proto.name}.{method_proto.name}"] = found
-    return DescriptorSet(pool=pool, services=services, comments=comments, http_rules=rules, profiles=declared)
+    return DescriptorSet(pool=pool, services=services, comments=comments, http_rules=rules, profiles=declared,
+                         access=access)
 
 
 def _comments(file_proto: descriptor_pb2.FileDescriptorProto) -> dict[str, str]:

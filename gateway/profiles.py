@@ -70,6 +70,11 @@ def field_violations(body: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def method_access(options: descriptor_pb2.MethodOptions) -> int:
+    """The method's (agora.api.v1.access) as the Access enum's number; 0 when not declared."""
+    return options.Extensions[options_pb2.access] if options.HasExtension(options_pb2.access) else 0
+
+
 def method_profile(options: descriptor_pb2.MethodOptions) -> options_pb2.HttpProfile | None:
     """The method's profile option, if it declares one."""
     if not options.HasExtension(options_pb2.http_profile):

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agora.api.v1 import options_pb2
 from google.api import http_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
@@ -125,6 +126,12 @@ class RouteTable:
         raise BridgeError(code_pb2.NOT_FOUND, "Not Found")
 
 
+def edge_callable(ds: DescriptorSet, method: MethodDescriptor) -> bool:
+    """False for methods only the mesh's own services may call: ACCESS_INTERNAL, or no access class
+    declared (which means internal). The bridge never routes them, in any configuration."""
+    return ds.access.get(method.full_name, 0) not in (0, options_pb2.ACCESS_INTERNAL)
+
+
 def build_bindings(ds: DescriptorSet, services: Iterable[str] | None = None) -> list[Binding]:
     wanted = set(services) if services is not None else None
     out: list[Binding] = []
@@ -133,7 +140,7 @@ def build_bindings(ds: DescriptorSet, services: Iterable[str] | None = None) -> 
             continue
         for method in service.methods:
             rule = ds.http_rule(method)
-            if rule is None:
+            if rule is None or not edge_callable(ds, method):
                 continue
             rules = [rule, *rule.additional_bindings]
             for index, r in enumerate(rules):

@@ -29,6 +29,17 @@ log = logging.getLogger("agora.audit")
 STREAM = "all"  # one log for every event; each WatchEvents subscriber filters it
 
 
+
+def _operators_only(context) -> None:
+    """Reads of the audit log (every event of the mesh) are the operators': no user owns them, so
+    only the service credential (X-Api-Key through the bridge) reads them; a signed-in user is
+    PERMISSION_DENIED (the kit already refused anonymous callers: ACCESS_OWNER)."""
+    from services.kit.auth import is_internal
+    from services.kit.errors import PermissionDenied
+
+    if not is_internal(context):
+        raise PermissionDenied("the audit log is for operators: send the service API key as x-api-key")
+
 class OutOfRange(DomainError):
     code: ClassVar[grpc.StatusCode] = grpc.StatusCode.OUT_OF_RANGE
 
@@ -116,6 +127,7 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         return pb.LogEventResponse(event=to_proto(await self.record(event)))
 
     async def GetEvent(self, request, context):
+        _operators_only(context)
         if not request.event_id.strip():
             raise InvalidArgument.field("event_id", "required")
         found = await self.store.get(request.event_id.strip())
@@ -124,6 +136,7 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         return pb.GetEventResponse(event=to_proto(found))
 
     async def QueryEvents(self, request, context):
+        _operators_only(context)
         start = request.start_time.ToDatetime(tzinfo=timezone.utc) if request.HasField("start_time") else None
         end = request.end_time.ToDatetime(tzinfo=timezone.utc) if request.HasField("end_time") else None
         start, end = domain.time_range(start, end)
@@ -144,6 +157,7 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         return pb.QueryEventsResponse(events=[to_proto(e) for e in page], next_page_token=token)
 
     async def WatchEvents(self, request, context):
+        _operators_only(context)
         pattern = TypePattern.parse(request.type_pattern)
         last = self.log.last_seq(STREAM)
         if request.resume_from > last:

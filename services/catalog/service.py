@@ -29,7 +29,7 @@ from services.catalog.domain import (
 )
 from services.catalog.store import CatalogStore, open_store
 from services.kit import paging
-from services.kit.auth import internal_only
+from services.kit.auth import is_internal, owner_or_internal, signed_in_caller
 from services.kit.bus import new_envelope
 from services.kit.errors import (
     Aborted,
@@ -37,6 +37,7 @@ from services.kit.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     Unavailable,
 )
 from services.kit.health import bus_probe
@@ -140,6 +141,18 @@ class SellerDirectory:
                 return False
             raise Unavailable(f"cannot check the seller with CustomerService: {exc.code().name}") from None
 
+    async def owner(self, seller_id: str) -> str | None:
+        """The user id the seller belongs to ('' for a seller registered without a session), or
+        None when there is no such seller."""
+        try:
+            reply = await self.stub.GetSeller(customers_pb2.GetSellerRequest(seller_id=seller_id),
+                                              timeout=remaining(5.0))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                return None
+            raise Unavailable(f"cannot check the seller with CustomerService: {exc.code().name}") from None
+        return reply.seller.user_id
+
 
 class Stock:
     """Reservations and releases, shared by the RPCs and the event handlers."""
@@ -216,10 +229,28 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
             raise NotFound.of("product", product_id)
         return found
 
+    async def _check_seller(self, seller_id: str, context) -> None:
+        """A product belongs to its seller's user: only that user (or an internal caller) writes it.
+        A seller registered without a session (the seed shop's way) belongs to nobody: its products
+        are changed by internal callers only."""
+        if is_internal(context):
+            return
+        who = owner_or_internal(context)
+        owner = await self.sellers.owner(seller_id)
+        if owner is None or owner != who.user_id:
+            raise PermissionDenied("this product belongs to another seller's user")
+
     async def CreateProduct(self, request, context):
         product = domain.new_product(from_proto(request.product))
-        if not await self.sellers.exists(product.seller_id):
+        owner = await self.sellers.owner(product.seller_id)
+        if owner is None:
             raise InvalidArgument.field("product.seller_id", f"no seller {product.seller_id!r} in CustomerService")
+        if owner and not is_internal(context):
+            who = signed_in_caller()
+            if who is None:
+                owner_or_internal(context)  # UNAUTHENTICATED: sign in as the seller's user
+            if who.user_id != owner:
+                raise PermissionDenied("this seller belongs to another user")
         event = new_envelope("catalog.product.created", "catalog", product.id, events.ProductCreated(
             product_id=product.id, seller_id=product.seller_id, name=product.name, description=product.description,
             category=product.category, price=_money(product.price), stock=product.stock, version=product.version,
@@ -232,10 +263,11 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
         return pb.GetProductResponse(product=to_proto(await self._product(request.product_id)))
 
     async def UpdateProduct(self, request, context):
-        internal_only(context)
         given = from_proto(request.product)
-        for _ in range(10):
+        for attempt in range(10):
             current = await self._product(request.product_id)
+            if attempt == 0:
+                await self._check_seller(current.seller_id, context)
             if request.expected_version and request.expected_version != current.version:
                 raise Aborted(f"product is at version {current.version}, not {request.expected_version}; re-read")
             updated, changed = domain.apply_update(current, given, list(request.update_mask.paths))
@@ -272,9 +304,9 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
         return pb.ListProductsResponse(products=[to_proto(p) for p in found[:size]], next_page_token=token)
 
     async def AdjustStock(self, request, context):
-        internal_only(context)
         if not request.product_id.strip():
             raise InvalidArgument.field("product_id", "required")
+        await self._check_seller((await self._product(request.product_id)).seller_id, context)
         domain.check_adjustment(request.delta)
         changed: list[StockChange] = []
 
@@ -292,14 +324,12 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
         self.changed([c.after for c in changed])
         return pb.AdjustStockResponse(product=to_proto(product))
 
-    async def ReserveStock(self, request, context):
-        internal_only(context)
+    async def ReserveStock(self, request, context):  # ACCESS_INTERNAL: the kit admits only the mesh
         items = [(i.product_id, i.quantity) for i in request.items]
         reservation = await self.stock.reserve(request.order_id, items)
         return pb.ReserveStockResponse(reservation=reservation_proto(reservation))
 
-    async def ReleaseStock(self, request, context):
-        internal_only(context)
+    async def ReleaseStock(self, request, context):  # ACCESS_INTERNAL
         reservation = await self.stock.release(request.order_id, request.reason or "released")
         return pb.ReleaseStockResponse(reservation=reservation_proto(reservation))
 

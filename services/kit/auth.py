@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.kit.errors import Unauthenticated
+from services.kit.errors import PermissionDenied, Unauthenticated
 
 
 @dataclass(frozen=True)
@@ -55,32 +55,55 @@ def bearer_token(metadata) -> str:
     return ""
 
 
+def signed_in_caller() -> Caller | None:
+    """The caller, if the call carried a live session (a lenient resolver's dead-token caller, with
+    no user id, is not one)."""
+    found = _caller.get()
+    return found if found is not None and found.user_id else None
+
+
+def is_internal(context) -> bool:
+    """True when the call sent this server's service credential as `x-api-key`. A server with no
+    credential configured has no internal callers: absent credentials are anonymous, never internal."""
+    return bool(_service_key.get()) and _sent_service_key(context)
+
+
 def owner_or_internal(context) -> Caller | None:
-    """Who may read per-user data (orders, payments, notifications): the signed-in caller (who
-    then sees only their own), or None for an internal caller, which is anyone anonymous in the
-    embedded default (the seed's open /api routes) and, once AGORA_SERVICE_API_KEY is set, only a
-    caller that sends that key as `x-api-key` metadata."""
-    who = caller()
+    """Who may touch per-user data (orders, payments, notifications, products): the signed-in caller
+    (the domain then lets them see only their own), or None for an internal caller (the service
+    credential as `x-api-key`). Anyone else is refused: an anonymous caller is never internal."""
+    who = signed_in_caller()
     if who is not None:
         return who
-    if token_rejected():
-        raise Unauthenticated("the session is unknown, expired or revoked: sign in again")
-    if not _service_key.get() or _sent_service_key(context):
+    if is_internal(context):
         return None
-    raise Unauthenticated("sign in (authorization: Bearer <session token>) or send the service API key as x-api-key")
+    raise Unauthenticated(_sign_in_message())
 
 
 def internal_only(context) -> None:
-    """For system writes no end user owns (stock adjustments, reservations, customer records):
-    open in the embedded default; once AGORA_SERVICE_API_KEY is set, only callers sending that
-    key as `x-api-key` (other services do, through Runtime channels) get through."""
-    if _service_key.get() and not _sent_service_key(context):
-        raise Unauthenticated("this is a service-to-service call: send the service API key as x-api-key")
+    """For calls only other services of the mesh make (stock reservations): the service credential
+    as `x-api-key`, whatever the caller's session."""
+    if not is_internal(context):
+        raise PermissionDenied("this is a service-to-service method: only the mesh's own services may call it")
+
+
+def require_user() -> Caller:
+    """A signed-in caller with a live session, or UNAUTHENTICATED saying what to do."""
+    who = signed_in_caller()
+    if who is None:
+        raise Unauthenticated(_sign_in_message())
+    return who
+
+
+def _sign_in_message() -> str:
+    if _rejected.get() or (_caller.get() is not None and not _caller.get().user_id):
+        return "the session is unknown, expired or revoked: sign in again"
+    return "this call needs a signed-in user: sign in and send `authorization: Bearer <session token>`"
 
 
 def use_service_key(key: str) -> contextvars.Token | None:
-    """For the current call: the service API key the server was configured with (Settings
-    .service_api_key, '' = none: internal calls are open). The kit's interceptor sets it per call;
+    """For the current call: the service credential the server was configured with (Settings
+    .service_api_key; '' = none, so nobody is internal). The kit's interceptor sets it per call;
     undo with `reset`."""
     return _service_key.set(key) if key else None
 
@@ -91,7 +114,7 @@ def _sent_service_key(context) -> bool:
     expected = _service_key.get()
     given = next((v for k, v in (context.invocation_metadata() or ()) if k == "x-api-key"), "") if context else ""
     given = given if isinstance(given, str) else given.decode()
-    return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+    return bool(given) and bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
 class SessionResolver(Protocol):

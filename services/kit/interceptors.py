@@ -173,16 +173,53 @@ def _checked(method: str, request_or_iterator):
     return requests()
 
 
+# The method's declared (agora.api.v1.access), as the numbers of the Access enum.
+PUBLIC, USER, OWNER, INTERNAL = 1, 2, 3, 4
+NOT_DECLARED = None  # a method of a service the descriptor pool does not know (test probes): no check
+
+
+def access_of(method: str) -> int | None:
+    """The access class of `/pkg.Service/Method` from the default descriptor pool (where the
+    generated stubs the servicer imports registered it): unset is INTERNAL, closed by default.
+    None when the pool has no such service (probe services of the kit's own tests)."""
+    from agora.api.v1 import options_pb2
+    from google.protobuf import descriptor_pool
+
+    service, _, name = method.lstrip("/").partition("/")
+    try:
+        found = descriptor_pool.Default().FindServiceByName(service)
+    except KeyError:
+        return NOT_DECLARED
+    descriptor = found.methods_by_name.get(name)
+    if descriptor is None:
+        return INTERNAL
+    return descriptor.GetOptions().Extensions[options_pb2.access] or INTERNAL
+
+
+def _authorize(access: int | None, context) -> None:
+    """The declared access class, checked once the caller is known (before validation and the
+    handler). OWNER passes a signed-in or internal caller; the domain then checks the resource."""
+    if access is NOT_DECLARED or access == PUBLIC:
+        return
+    if access == USER:
+        auth.require_user()
+    elif access == OWNER:
+        auth.owner_or_internal(context)
+    else:
+        auth.internal_only(context)
+
+
 def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]], sessions: auth.SessionResolver | None,
-                service_key: str = ""):
+                service_key: str = "", access: int | None = INTERNAL):
     async def handler(request_or_iterator, context):
         call = _Call(method, context)
         code = grpc.StatusCode.OK
         signed_in = None
         keyed = auth.use_service_key(service_key)
         try:
-            request_or_iterator = _checked(method, request_or_iterator)
             signed_in = await auth.authenticate(context.invocation_metadata(), sessions)
+            _authorize(access, context)
+            request_or_iterator = _checked(method, request_or_iterator)
             result = await behaviour(request_or_iterator, context)
             code = _code_of(context)
             return result
@@ -204,7 +241,7 @@ def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]], sessions:
 
 
 def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.Event,
-                 sessions: auth.SessionResolver | None, service_key: str = ""):
+                 sessions: auth.SessionResolver | None, service_key: str = "", access: int | None = INTERNAL):
     async def handler(request_or_iterator, context):
         call = _Call(method, context)
         code = grpc.StatusCode.OK
@@ -226,8 +263,9 @@ def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.E
         active = metrics.rpc_streams(*metrics.split_method(method))
         active.inc()
         try:
-            request_or_iterator = _checked(method, request_or_iterator)
             signed_in = await auth.authenticate(context.invocation_metadata(), sessions)
+            _authorize(access, context)
+            request_or_iterator = _checked(method, request_or_iterator)
             async for response in behaviour(request_or_iterator, context):
                 yield response
             code = _code_of(context)
@@ -254,12 +292,16 @@ def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.E
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    """Request ids, access log, error mapping, the caller's deadline and identity, and the service
-    API key internal calls must send (`service_key`, from Settings; '' = open), for every method."""
+    """Request ids, access log, error mapping, the caller's deadline and identity, and each method's
+    declared access class (PUBLIC / USER / OWNER / INTERNAL), enforced here and nowhere else; INTERNAL
+    needs the service credential internal calls send (`service_key`, from Settings; '' = nobody is
+    internal)."""
 
     def __init__(self, stopping: asyncio.Event, sessions: auth.SessionResolver | None = None,
-                 service_key: str = "") -> None:
+                 service_key: str = "", access: dict[str, int] | None = None) -> None:
         self.stopping = stopping
+        # method -> access class; None: read each method's (agora.api.v1.access) from the pool
+        self.access = access
         self.sessions = sessions
         self.service_key = service_key
         # method -> (the registered handler, its wrapped twin): wrapped once, not on every call
@@ -280,20 +322,21 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        access = self.access.get(method, NOT_DECLARED) if self.access is not None else access_of(method)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary, self.sessions, self.service_key), _tolerant(handler.request_deserializer), handler.response_serializer
+                _wrap_unary(method, handler.unary_unary, self.sessions, self.service_key, access), _tolerant(handler.request_deserializer), handler.response_serializer
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(method, handler.stream_unary, self.sessions, self.service_key), _tolerant(handler.request_deserializer), handler.response_serializer
+                _wrap_unary(method, handler.stream_unary, self.sessions, self.service_key, access), _tolerant(handler.request_deserializer), handler.response_serializer
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream, self.stopping, self.sessions, self.service_key), _tolerant(handler.request_deserializer), handler.response_serializer
+                _wrap_stream(method, handler.unary_stream, self.stopping, self.sessions, self.service_key, access), _tolerant(handler.request_deserializer), handler.response_serializer
             )
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(method, handler.stream_stream, self.stopping, self.sessions, self.service_key), _tolerant(handler.request_deserializer), handler.response_serializer
+            _wrap_stream(method, handler.stream_stream, self.stopping, self.sessions, self.service_key, access), _tolerant(handler.request_deserializer), handler.response_serializer
         )
 
 

@@ -38,6 +38,20 @@ class Runtime:
     _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
     _sessions: object | None = None
 
+    def __post_init__(self) -> None:
+        # Internal calls are never anonymous: with no AGORA_SERVICE_API_KEY configured, this process
+        # makes a random credential of its own, which its servers accept and its channels send. (A
+        # domain served alone needs the configured one to reach, or be reached by, other processes.)
+        if not self.settings.service_api_key:
+            import dataclasses
+            import secrets
+
+            self.settings = dataclasses.replace(self.settings, service_api_key=secrets.token_urlsafe(32))
+            self.generated_key = True
+        else:
+            self.generated_key = False
+        self.lifecycle.service_key = self.settings.service_api_key
+
     async def bus(self):
         """The process's event bus, opened on first use (a domain that never publishes opens none)."""
         async with self._bus_lock:
@@ -182,6 +196,10 @@ async def run(settings: Settings, domains: list[tuple[Domain, Builder]], *, gate
     stop = stop or asyncio.Event()
     _install_signal_handlers(stop)
     runtime = Runtime(settings)
+    settings = runtime.settings  # with the process's own service credential when none was configured
+    if runtime.generated_key and not gateway:
+        log.warning("AGORA_SERVICE_API_KEY is not set: this process made a credential of its own, so its "
+                    "internal methods refuse calls from other processes; set the same key on every service")
     servers: list[DomainServer] = []
     bridge = None
     scrape = None

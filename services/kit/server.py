@@ -65,6 +65,7 @@ class Lifecycle:
 
     def __init__(self) -> None:
         self.stopping = asyncio.Event()
+        self.service_key = ""  # the process's service credential (Runtime sets it): what internal calls send
 
 
 class DomainServer:
@@ -84,7 +85,8 @@ class DomainServer:
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
         ]
-        interceptor = ServiceInterceptor(self.lifecycle.stopping, spec.sessions, service_api_key)
+        interceptor = ServiceInterceptor(self.lifecycle.stopping, spec.sessions,
+                                         service_api_key or self.lifecycle.service_key)
         self.server = grpc.aio.server(interceptors=[interceptor], options=options)
         spec.register(self.server)
         self.health = HealthReporter([spec.domain.service], spec.probes, interval=health_interval)

@@ -91,15 +91,25 @@ async def test_with_a_service_key_internal_calls_need_it(keyed_server):
     assert await call(address, "Mine", [("x-api-key", "k-123")]) == b"internal"
     assert await call(address, "Mine", [("authorization", "Bearer good-token")]) == b"u1"  # owners need no key
     for metadata in (None, [("x-api-key", "stale")], [("x-api-key", "k-12")]):
-        for method in ("Internal", "Mine"):
-            with pytest.raises(grpc.aio.AioRpcError) as info:
-                await call(address, method, metadata)
-            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED, (method, metadata)
-            assert "x-api-key" in info.value.details()
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(address, "Internal", metadata)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED, metadata
+        assert "service-to-service" in info.value.details()
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(address, "Mine", metadata)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED, metadata
+        assert "sign in" in info.value.details()
 
 
-async def test_without_a_service_key_internal_calls_are_open(server, monkeypatch):
+async def test_without_a_service_key_nobody_is_internal(server, monkeypatch):
+    """Absent credentials are anonymous, never internal: a server with no key has no internal callers."""
     srv, _, _ = server
     monkeypatch.setenv("AGORA_SERVICE_API_KEY", "set-after-start")  # the kit reads Settings, not the environment
-    assert await call(srv.address, "Internal") == b"internal"
-    assert await call(srv.address, "Mine") == b"internal"
+    for metadata in (None, [("x-api-key", "")], [("x-api-key", "set-after-start")]):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(srv.address, "Internal", metadata)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(srv.address, "Mine", metadata)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert await call(srv.address, "Mine", [("authorization", "Bearer good-token")]) == b"u1"
