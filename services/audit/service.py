@@ -199,6 +199,7 @@ async def build(runtime) -> ServiceSpec:
         probes={"store": store.ping, "bus": bus_probe(bus)},
         on_start=[start],
         on_stop=[stop],
+        sessions=runtime.sessions(),  # a signed-in user is told 403 (operators only), not 401
     )
 
 

@@ -19,7 +19,6 @@ PUBLIC_WRITES = {
     ("POST", "/api/v1/users/signup"): "SeedSignUp: the path the auction seed's router serves",
     ("POST", "/v1/auth/login"): "Login: how a session comes to exist (rate limited per address)",
     ("POST", "/api/v1/users/loginuser"): "SeedLogin: the auction seed's login (rate limited per address)",
-    ("POST", "/v1/auth/check"): "CheckSession: answers only for the token it is given",
     ("POST", "/v1/polls"): "voting seed: anonymous polls (votes deduplicated by voter key)",
     ("POST", "/poll"): "SeedCreatePoll: the voting seed's POST /poll",
     ("POST", "/v1/polls/{poll_id}/votes"): "voting seed: anonymous votes with voter keys",
