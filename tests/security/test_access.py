@@ -32,6 +32,8 @@ PUBLIC_WRITES = {
     ("POST", "/api/sellers"): "e-commerce seed POST /api/sellers",
     ("POST", "/v1/products"): "e-commerce seed POST /api/products",
     ("POST", "/api/products"): "e-commerce seed POST /api/products",
+    ("POST", "/v1/orders"): "CreateOrder is ACCESS_PUBLIC for the seed shop: an order placed without a session belongs to nobody",
+    ("POST", "/api/orders"): "e-commerce seed POST /api/orders (no users in the seed)",
 }
 # Writes whose access is checked against the stored object (owner or service key): an unknown id
 # answers 404 before any owner exists to compare; test_another_users_things covers the real check.
@@ -84,10 +86,15 @@ async def test_another_users_things(http):
     r = await http.get("/v1/notifications", headers=bearer(bob))
     assert r.status_code == 200, r.text
     assert all(n.get("userId", bob["user_id"]) == bob["user_id"] for n in r.json().get("notifications", []))
-    # Anonymous per-user reads need the service key (prod-like mesh).
-    assert (await http.get("/v1/orders")).status_code == 401
+    # Anonymous per-user reads need the service key; the open order list (the seed shop's
+    # GET /api/orders, ACCESS_PUBLIC) shows an anonymous caller only orders no user owns.
+    assert (await http.get("/v1/payments")).status_code == 401
+    assert (await http.get("/v1/payments", headers={"x-api-key": API_KEY})).status_code == 200
+    assert (await http.get("/v1/payments", headers={"x-api-key": "wrong"})).status_code == 401
+    for key in (None, "wrong"):
+        r = await http.get("/v1/orders", headers={"x-api-key": key} if key else {})
+        assert r.status_code == 200 and all(not o.get("userId") for o in r.json().get("orders", [])), r.text
     assert (await http.get("/v1/orders", headers={"x-api-key": API_KEY})).status_code == 200
-    assert (await http.get("/v1/orders", headers={"x-api-key": "wrong"})).status_code == 401
 
 
 async def test_csrf_guards_cookie_sessions(http, secure_mesh):
