@@ -75,6 +75,8 @@ def owner_or_internal(context) -> Caller | None:
     who = signed_in_caller()
     if who is not None:
         return who
+    if _rejected.get():  # a dead session is refused as such, key or not
+        raise Unauthenticated(_sign_in_message())
     if is_internal(context):
         return None
     raise Unauthenticated(_sign_in_message())

@@ -29,6 +29,11 @@ PASSWORD = "correct horse battery"
 CLIENT_LOGGERS = ("httpcore", "httpx", "hpack", "websockets")
 
 
+def internal(mesh) -> tuple:
+    """CheckSession is ACCESS_INTERNAL: only callers with the mesh's service credential."""
+    return (("x-api-key", mesh.runtime.settings.service_api_key),)
+
+
 async def _fail(coro) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await coro
@@ -41,7 +46,7 @@ async def test_sign_up_login_whoami_logout_over_grpc(mesh):
         user_id, name, token = await sign_up_and_login(channel)
         me = await stub.WhoAmI(pb.WhoAmIRequest(), metadata=bearer(token))
         assert me.user.id == user_id and me.user.email == f"{name}@example.test"
-        check = await stub.CheckSession(pb.CheckSessionRequest(session_token=token))
+        check = await stub.CheckSession(pb.CheckSessionRequest(session_token=token), metadata=internal(mesh))
         assert check.valid and check.user_name == name and check.cache_ttl.seconds == 2
         public = await stub.GetUser(pb.GetUserRequest(user_id=user_id))
         assert public.user.user_name == name and public.user.email == ""
@@ -52,7 +57,7 @@ async def test_sign_up_login_whoami_logout_over_grpc(mesh):
         # revoked at once, for identity itself and for CheckSession (what other services ask)
         assert (await _fail(stub.WhoAmI(pb.WhoAmIRequest(), metadata=bearer(token)))).code() == \
             grpc.StatusCode.UNAUTHENTICATED
-        assert not (await stub.CheckSession(pb.CheckSessionRequest(session_token=token))).valid
+        assert not (await stub.CheckSession(pb.CheckSessionRequest(session_token=token), metadata=internal(mesh))).valid
         # a dead token does not stop its holder from logging in again
         again = await stub.Login(pb.LoginRequest(user_name=name, password=PASSWORD), metadata=bearer(token))
         assert again.session_token and again.session_token != token
@@ -117,7 +122,7 @@ async def test_passwords_and_tokens_never_in_logs_nor_in_clear_in_the_database(m
         login = await http.post("/v1/auth/login", json={"user_name": name, "password": password})
         secrets = [password, token, login.json()["sessionToken"], http.cookies["agora_csrf"], csrf]
         await http.post("/v1/auth/logout", json={}, headers={"x-csrf-token": csrf})
-        await stub.CheckSession(pb.CheckSessionRequest(session_token=token))
+        await stub.CheckSession(pb.CheckSessionRequest(session_token=token), metadata=internal(mesh))
     # Everything the services, the bridge and the kit logged; not the test's own HTTP client,
     # which logs the Set-Cookie headers it receives at DEBUG.
     records = [r for r in caplog.records if not r.name.startswith(CLIENT_LOGGERS)]

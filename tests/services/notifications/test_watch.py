@@ -16,6 +16,12 @@ from tests.services.payments import pipeline as harness_pipeline
 from tests.services.payments.pipeline import wait_for
 
 
+def operator(runtime) -> dict:
+    """These tests watch the whole pipeline as an operator does: with the mesh's service credential
+    (anonymous callers are never internal; tests/security checks what they may do)."""
+    return {"x-api-key": runtime.settings.service_api_key}
+
+
 @pytest.fixture(scope="module")
 async def embedded(tmp_path_factory):
     patcher = pytest.MonkeyPatch()
@@ -30,7 +36,7 @@ async def embedded(tmp_path_factory):
 async def test_watch_streams_each_change_and_resumes(embedded):
     tag = uuid.uuid4().hex[:8]
     address = f"watch-{tag}@example.com"
-    async with httpx.AsyncClient(base_url=embedded.base_url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=embedded.base_url, timeout=30, headers=operator(embedded.mesh.runtime)) as http:
         r = await http.post("/api/clients", json={"name": "W", "email": address})
         assert r.status_code == 200, r.text
         client = r.json()
@@ -43,7 +49,7 @@ async def test_watch_streams_each_change_and_resumes(embedded):
 
             async def watch():
                 async for m in stub.WatchNotifications(pb.WatchNotificationsRequest(recipient=address.upper()),
-                                                       timeout=30):
+                                                       timeout=30, metadata=tuple(operator(embedded.mesh.runtime).items())):
                     seen.append(m)
 
             task = asyncio.create_task(watch())
@@ -62,12 +68,14 @@ async def test_watch_streams_each_change_and_resumes(embedded):
             assert {m.notification.recipient for m in seen} == {address}
             replayed = []  # resume_from 0 means "live only", so resume after the first change
             async for m in stub.WatchNotifications(pb.WatchNotificationsRequest(
-                    recipient=address, resume_from=sequences[0]), timeout=5):
+                    recipient=address, resume_from=sequences[0]), timeout=5,
+                    metadata=tuple(operator(embedded.mesh.runtime).items())):
                 replayed.append(m.sequence)
                 if len(replayed) == len(sequences) - 1:
                     break
             assert replayed == sequences[1:]
             with pytest.raises(grpc.aio.AioRpcError) as err:
-                async for _ in stub.WatchNotifications(pb.WatchNotificationsRequest(resume_from=10**9), timeout=5):
+                async for _ in stub.WatchNotifications(pb.WatchNotificationsRequest(resume_from=10**9), timeout=5,
+                                                   metadata=tuple(operator(embedded.mesh.runtime).items())):
                     pass
             assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE

@@ -18,13 +18,19 @@ from httpx_sse import aconnect_sse
 pytestmark = pytest.mark.real
 
 
+def operator(runtime) -> dict:
+    """These tests watch the whole pipeline as an operator does: with the mesh's service credential
+    (anonymous callers are never internal; tests/security checks what they may do)."""
+    return {"x-api-key": runtime.settings.service_api_key}
+
+
 def uid() -> str:
     return uuid.uuid4().hex[:8]
 
 
 @pytest.fixture
 async def http(commerce):
-    async with httpx.AsyncClient(base_url=commerce.base_url, timeout=30.0) as client:
+    async with httpx.AsyncClient(base_url=commerce.base_url, timeout=30.0, headers=operator(commerce.runtime)) as client:
         yield client
 
 
@@ -154,7 +160,8 @@ async def test_watch_order_streams_history_and_cancel(commerce, http):
         # Over gRPC: the bridge routes GET /v1/orders/{id}:watch to GetOrder (reported to the lead).
         async with grpc.aio.insecure_channel(commerce.target("orders")) as channel:
             stub = orders_pb2_grpc.OrderServiceStub(channel)
-            async for message in stub.WatchOrder(orders_pb2.WatchOrderRequest(order_id=order["id"]), timeout=30):
+            async for message in stub.WatchOrder(orders_pb2.WatchOrderRequest(order_id=order["id"]), timeout=30,
+                                                  metadata=tuple(operator(commerce.runtime).items())):
                 seen.append(json_format.MessageToDict(message))
 
     task = asyncio.create_task(watch())

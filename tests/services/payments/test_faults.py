@@ -35,9 +35,15 @@ class DiesAfterCharging(TestProvider):
         raise asyncio.CancelledError("killed between charging and publishing")
 
 
+def operator(runtime) -> dict:
+    """These tests watch the whole pipeline as an operator does: with the mesh's service credential
+    (anonymous callers are never internal; tests/security checks what they may do)."""
+    return {"x-api-key": runtime.settings.service_api_key}
+
+
 @pytest.fixture
 async def http(pipeline):
-    async with httpx.AsyncClient(base_url=pipeline.base_url, timeout=30.0) as client:
+    async with httpx.AsyncClient(base_url=pipeline.base_url, timeout=30.0, headers=operator(pipeline.mesh.runtime)) as client:
         yield client
 
 

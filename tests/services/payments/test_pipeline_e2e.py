@@ -19,13 +19,19 @@ from tests.services.payments.pipeline import wait_for
 pytestmark = pytest.mark.real
 
 
+def operator(runtime) -> dict:
+    """These tests watch the whole pipeline as an operator does: with the mesh's service credential
+    (anonymous callers are never internal; tests/security checks what they may do)."""
+    return {"x-api-key": runtime.settings.service_api_key}
+
+
 def uid() -> str:
     return uuid.uuid4().hex[:8]
 
 
 @pytest.fixture
 async def http(pipeline):
-    async with httpx.AsyncClient(base_url=pipeline.base_url, timeout=30.0) as client:
+    async with httpx.AsyncClient(base_url=pipeline.base_url, timeout=30.0, headers=operator(pipeline.mesh.runtime)) as client:
         yield client
 
 
@@ -42,7 +48,8 @@ async def shop(http, stock=5, amount="2500", phone=""):
     return client, r.json()
 
 
-async def watch_order(pipeline, order_id: str, seen: list, metadata=()):
+async def watch_order(pipeline, order_id: str, seen: list, metadata=None):
+    metadata = tuple(operator(pipeline.mesh.runtime).items()) if metadata is None else metadata
     async with grpc.aio.insecure_channel(pipeline.target("orders")) as channel:
         stub = orders_pb2_grpc.OrderServiceStub(channel)
         async for message in stub.WatchOrder(orders_pb2.WatchOrderRequest(order_id=order_id), timeout=60,
