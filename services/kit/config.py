@@ -76,7 +76,8 @@ class Settings:
     )
     cassandra_keyspace: str = _setting("AGORA_CASSANDRA_KEYSPACE", "agora", "keyspace the mesh creates and uses")
     service_api_key: str = _setting(
-        "AGORA_SERVICE_API_KEY", "", "when set, anonymous calls to per-user data need it as x-api-key (X-Api-Key via the bridge)"
+        "AGORA_SERVICE_API_KEY", "", "the service credential internal calls send as x-api-key (operators: X-Api-Key via the bridge); "
+        "`agora up` makes a random one when unset; every process of a split mesh needs the same"
     )
     tls_cert: str = _setting("AGORA_TLS_CERT", "", "PEM certificate chain: gRPC servers and the bridge serve TLS only")
     tls_key: str = _setting("AGORA_TLS_KEY", "", "PEM private key for AGORA_TLS_CERT")

@@ -43,7 +43,9 @@ class OrderServiceStub:
     "payment timed out" and its stock released: no order stays PENDING forever.
 
     Access: a caller signed in as a user sees and changes only orders whose `user_id` is theirs
-    (PERMISSION_DENIED otherwise); internal callers (the `/api/...` routes, service API key) see all.
+    (PERMISSION_DENIED otherwise); internal callers (the service API key) see all. An order placed
+    without a session (the seed shop's `POST /api/orders`) belongs to nobody: ListOrders shows such
+    orders to anonymous callers, and only internal callers read or change them by id.
     Every RPC may also return UNAUTHENTICATED (bad or expired session), UNAVAILABLE (store or a
     dependency unreachable; safe to retry) and DEADLINE_EXCEEDED.
     """
@@ -104,7 +106,9 @@ class OrderServiceServicer:
     "payment timed out" and its stock released: no order stays PENDING forever.
 
     Access: a caller signed in as a user sees and changes only orders whose `user_id` is theirs
-    (PERMISSION_DENIED otherwise); internal callers (the `/api/...` routes, service API key) see all.
+    (PERMISSION_DENIED otherwise); internal callers (the service API key) see all. An order placed
+    without a session (the seed shop's `POST /api/orders`) belongs to nobody: ListOrders shows such
+    orders to anonymous callers, and only internal callers read or change them by id.
     Every RPC may also return UNAUTHENTICATED (bad or expired session), UNAVAILABLE (store or a
     dependency unreachable; safe to retry) and DEADLINE_EXCEEDED.
     """
@@ -247,7 +251,9 @@ class OrderService:
     "payment timed out" and its stock released: no order stays PENDING forever.
 
     Access: a caller signed in as a user sees and changes only orders whose `user_id` is theirs
-    (PERMISSION_DENIED otherwise); internal callers (the `/api/...` routes, service API key) see all.
+    (PERMISSION_DENIED otherwise); internal callers (the service API key) see all. An order placed
+    without a session (the seed shop's `POST /api/orders`) belongs to nobody: ListOrders shows such
+    orders to anonymous callers, and only internal callers read or change them by id.
     Every RPC may also return UNAUTHENTICATED (bad or expired session), UNAVAILABLE (store or a
     dependency unreachable; safe to retry) and DEADLINE_EXCEEDED.
     """
