@@ -41,9 +41,12 @@ class Mesh:
         return json.loads(out.stdout)
 
 
+OPERATOR_KEY = "cli-operator-key"  # the mesh's service credential, which an operator's CLI sends
+
+
 @pytest.fixture(scope="session")
 def mesh(tmp_path_factory) -> Mesh:
-    up = start_up(tmp_path_factory.mktemp("cli-mesh"), AGORA_LOG_LEVEL="WARNING")
+    up = start_up(tmp_path_factory.mktemp("cli-mesh"), AGORA_LOG_LEVEL="WARNING", AGORA_SERVICE_API_KEY=OPERATOR_KEY)
     yield Mesh(up.offset, up.http_port, up.data, up.proc)
     up.stop()
 

@@ -7,7 +7,7 @@ import stat
 import sys
 from pathlib import Path
 
-from tests.clients.conftest import ROOT, Mesh
+from tests.clients.conftest import OPERATOR_KEY, ROOT, Mesh
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_UNAUTHENTICATED = 1, 2, 3, 4
 
@@ -152,15 +152,19 @@ def test_orders_place_show_list_and_watch_to_paid(mesh: Mesh, alice: Path):
 def test_events_tail_shows_the_mesh_events_filtered(mesh: Mesh, alice: Path):
     poll_id = mesh.json("polls", "create", "Tail me?", "Yes", "No", config=alice)["poll"]["id"]
     lines = mesh.run("events", "tail", "--type", "polls.poll.*", "--key", poll_id, "--from", "1", "--limit", "1",
-                     "--json", config=alice)
+                     "--json", config=alice,
+                     AGORA_SERVICE_API_KEY=OPERATOR_KEY)
     assert lines.returncode == 0, lines.stderr
     event = json.loads(lines.stdout.splitlines()[0])
     assert event["type"] == "polls.poll.created" and event["key"] == poll_id
     table = mesh.run("events", "tail", "--type", "polls.*", "--key", poll_id, "--from", "1", "--limit", "1",
-                     config=alice)
+                     config=alice, AGORA_SERVICE_API_KEY=OPERATOR_KEY)
     assert "polls.poll.created" in table.stdout and poll_id in table.stdout
-    bad = mesh.run("events", "tail", "--type", "Bad Pattern!", "--limit", "1", config=alice)
+    bad = mesh.run("events", "tail", "--type", "Bad Pattern!", "--limit", "1", config=alice,
+                   AGORA_SERVICE_API_KEY=OPERATOR_KEY)
     assert bad.returncode == EXIT_USAGE and "INVALID_ARGUMENT" in bad.stderr
+    user = mesh.run("events", "tail", "--limit", "1", config=alice)  # the audit log is the operators'
+    assert user.returncode != 0 and "PERMISSION_DENIED" in user.stderr, user.stderr
 
 
 def test_health_lists_every_service(mesh: Mesh):

@@ -40,7 +40,8 @@ class Served:
         self.starts += 1
         log = self.data / f"{self.domain}-{self.starts}.log"
         env = {**os.environ, "AGORA_PORT_OFFSET": str(self.offset), "AGORA_LOG_FORMAT": "text",
-               "AGORA_LOG_LEVEL": "WARNING", "AGORA_BACKENDS": "embedded"}
+               "AGORA_LOG_LEVEL": "WARNING", "AGORA_BACKENDS": "embedded",
+               "AGORA_SERVICE_API_KEY": "resume-test-key"}  # two processes of one mesh share the credential
         with open(log, "w") as out:
             self.proc = subprocess.Popen([*AGORA, "serve", self.domain, "--data-dir", str(self.data)], cwd=ROOT,
                                          env=env, stdout=out, stderr=subprocess.STDOUT)

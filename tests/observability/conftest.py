@@ -50,7 +50,9 @@ async def pipeline(request, exporter, tmp_path_factory):
 async def http(pipeline):
     import httpx
 
-    async with httpx.AsyncClient(base_url=pipeline.base_url, timeout=30.0) as client:
+    # The pipeline is watched as an operator does, with the mesh's service credential.
+    headers = {"x-api-key": pipeline.mesh.runtime.settings.service_api_key}
+    async with httpx.AsyncClient(base_url=pipeline.base_url, timeout=30.0, headers=headers) as client:
         yield client
 
 

@@ -52,7 +52,7 @@ async def test_metrics_after_one_order_and_one_stream(pipeline, http):
     opened = asyncio.Event()
 
     async def watch():
-        async with httpx.AsyncClient(base_url=pipeline.base_url, timeout=30.0) as sse, sse.stream(
+        async with httpx.AsyncClient(base_url=pipeline.base_url, timeout=30.0, headers=http.headers) as sse, sse.stream(
                 "GET", f"/v1/orders/{order['id']}:watch", headers={"accept": "text/event-stream"}) as stream:
             async for line in stream.aiter_lines():
                 if line.startswith("data:"):

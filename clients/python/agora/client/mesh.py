@@ -133,7 +133,14 @@ def channel_options(domain: str, *, max_message_bytes: int = 8 * 1024 * 1024) ->
 
 
 def auth_metadata(token: str | None, extra: Any = None) -> list[tuple[str, str]]:
+    """The session token, and for an operator (AGORA_SERVICE_API_KEY in the environment) the mesh's
+    service credential as `x-api-key`: what operator-only methods (the audit log) need."""
+    import os
+
     metadata = list(extra or ())
     if token and not any(k == "authorization" for k, _ in metadata):
         metadata.append(("authorization", f"Bearer {token}"))
+    key = os.environ.get("AGORA_SERVICE_API_KEY", "")
+    if key and not any(k == "x-api-key" for k, _ in metadata):
+        metadata.append(("x-api-key", key))
     return metadata
