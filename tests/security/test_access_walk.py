@@ -244,3 +244,11 @@ async def test_finding_1_cases(http):
     assert r.status_code == 200 and order in r.text, r.text
     r = await http.post(f"/v1/orders/{order}:cancel", json={}, headers=bearer(alice))
     assert r.status_code == 200, r.text
+
+
+def test_every_rpc_declares_its_access_class():
+    """Authorization is declared, not remembered: no RPC of the mesh leaves (agora.api.v1.access) unset."""
+    ds = load(resources.files("agora").joinpath("descriptors.binpb").read_bytes())
+    methods = [m for s in ds.services if s.full_name.startswith("agora.") for m in s.methods]
+    missing = sorted(m.full_name for m in methods if not ds.access.get(m.full_name))
+    assert len(methods) > 70 and not missing, f"RPCs without an access class: {missing}"
