@@ -196,6 +196,23 @@ def access_of(method: str) -> int | None:
     return descriptor.GetOptions().Extensions[options_pb2.access] or INTERNAL
 
 
+def access_table(*services: str) -> dict[str, int]:
+    """`/pkg.Service/Method` -> access class for every method of `services` the default pool knows:
+    read once when a server starts, consulted on every call."""
+    from google.protobuf import descriptor_pool
+
+    table: dict[str, int] = {}
+    for name in services:
+        try:
+            found = descriptor_pool.Default().FindServiceByName(name)
+        except KeyError:
+            continue  # not a generated service (the kit's test probes): its methods are not checked
+        for method in found.methods:
+            path = f"/{name}/{method.name}"
+            table[path] = access_of(path)
+    return table
+
+
 def _authorize(access: int | None, context) -> None:
     """The declared access class, checked once the caller is known (before validation and the
     handler). OWNER passes a signed-in or internal caller; the domain then checks the resource."""
@@ -322,7 +339,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        access = self.access.get(method, NOT_DECLARED) if self.access is not None else access_of(method)
+        access = self.access[method] if self.access and method in self.access else access_of(method)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(method, handler.unary_unary, self.sessions, self.service_key, access), _tolerant(handler.request_deserializer), handler.response_serializer

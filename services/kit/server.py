@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.kit.auth import SessionResolver
 from services.kit.health import HealthReporter, Probe
-from services.kit.interceptors import ServiceInterceptor
+from services.kit.interceptors import ServiceInterceptor, access_table
 from services.kit.registry import Domain
 
 log = logging.getLogger("agora.server")
@@ -86,7 +86,8 @@ class DomainServer:
             ("grpc.keepalive_permit_without_calls", 1),
         ]
         interceptor = ServiceInterceptor(self.lifecycle.stopping, spec.sessions,
-                                         service_api_key or self.lifecycle.service_key)
+                                         service_api_key or self.lifecycle.service_key,
+                                         access=access_table(spec.domain.service))
         self.server = grpc.aio.server(interceptors=[interceptor], options=options)
         spec.register(self.server)
         self.health = HealthReporter([spec.domain.service], spec.probes, interval=health_interval)
