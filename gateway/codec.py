@@ -10,6 +10,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import Message
 
+from gateway import violations
 from gateway.errors import bad_request
 
 _MAX_DEPTH = 64
@@ -40,15 +41,12 @@ class Codec:
             raise bad_request(f"{what} must be a JSON object for {message.DESCRIPTOR.full_name}")
         try:
             json_format.ParseDict(value, message, descriptor_pool=self.pool, max_recursion_depth=_MAX_DEPTH)
-        except json_format.ParseError as exc:
-            # json_format's messages already name the field ("Failed to parse foo field: ...").
-            raise bad_request(f"invalid {what}: {exc}") from None
         except RecursionError:
             raise bad_request(f"invalid {what}: nested too deeply") from None
-        # json_format raises TypeError, ValueError, AttributeError... on odd input; all of it is the
-        # client's mistake, so all of it is a 400 rather than a crash.
-        except Exception as exc:  # noqa: BLE001
-            raise bad_request(f"invalid {what}: {type(exc).__name__}: {exc}") from None
+        # json_format raises ParseError, TypeError, AttributeError... in its own words; all of it is the
+        # client's mistake, so a 400 whose violations name the field and what it takes.
+        except Exception:  # noqa: BLE001
+            raise violations.refusal(value, message.DESCRIPTOR, what) from None
 
     def merge_field(self, value: Any, message: Message, field: FieldDescriptor) -> None:
         """body: "field" — the JSON value is that one field of the request."""
