@@ -1,0 +1,201 @@
+"""The request rules the protos declare, enforced once for every service: presence from
+`(google.api.field_behavior) = REQUIRED` (AIP-203) and bounds from `(agora.api.v1.field)`.
+
+A request that breaks them is refused with INVALID_ARGUMENT and one google.rpc.BadRequest
+violation per field, before the servicer runs; the domain keeps the rules a declaration cannot
+state (uniqueness, one field depending on another, the state of the world). The OpenAPI document
+states the same declarations (gateway/openapi.py), so what it says is what is enforced.
+
+Semantics (protos/README.md documents them for proto authors):
+- REQUIRED: a string or list not empty, a message present, an enum not its zero value, a number
+  not zero (proto3 cannot tell an unset number from zero). Under an update request (one with an
+  `update_mask`), the resource's REQUIRED fields are not demanded: a patch names what it changes.
+- Bounds apply to a value that is set; on a repeated field, the string and number bounds apply to
+  each item (an empty item included) and min_items / max_items to the list.
+- OUTPUT_ONLY fields in a request are ignored (AIP-203), not refused.
+
+protovalidate would be the library for this; it cannot be built offline here (no PyPI package
+ships buf/validate/validate.proto, and protovalidate 2.x validates another protobuf runtime's
+messages), so this is the small subset the contract needs, in one module.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from agora.api.v1 import options_pb2
+from google.api import field_behavior_pb2
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from services.kit.errors import InvalidArgument
+
+_F = FieldDescriptor
+_REQUIRED = field_behavior_pb2.REQUIRED
+_NUMBERS = {
+    _F.TYPE_INT32, _F.TYPE_SINT32, _F.TYPE_SFIXED32, _F.TYPE_UINT32, _F.TYPE_FIXED32, _F.TYPE_INT64,
+    _F.TYPE_SINT64, _F.TYPE_SFIXED64, _F.TYPE_UINT64, _F.TYPE_FIXED64, _F.TYPE_FLOAT, _F.TYPE_DOUBLE,
+}  # fmt: skip
+_MAX_REPORTED = 20
+
+
+def behaviors(f: FieldDescriptor) -> set[int]:
+    """The field's google.api.field_behavior values."""
+    opts = f.GetOptions()
+    return set(opts.Extensions[field_behavior_pb2.field_behavior]) if opts is not None else set()
+
+
+def rules(f: FieldDescriptor) -> options_pb2.FieldRules | None:
+    """The field's (agora.api.v1.field) bounds, or None."""
+    opts = f.GetOptions()
+    if opts is None or not opts.HasExtension(options_pb2.field):
+        return None
+    return opts.Extensions[options_pb2.field]
+
+
+@dataclass
+class _FieldCheck:
+    field: FieldDescriptor
+    required: bool
+    rules: options_pb2.FieldRules | None
+    pattern: re.Pattern[str] | None
+    nested: _MessageCheck | None = None
+
+
+@dataclass
+class _MessageCheck:
+    checks: list[_FieldCheck] = field(default_factory=list)
+    partial: bool = False  # an update request: the resource's REQUIRED fields are not demanded
+
+    @property
+    def empty(self) -> bool:
+        return not self.checks
+
+
+_compiled: dict[str, _MessageCheck] = {}
+
+
+def _compile(descriptor: Descriptor) -> _MessageCheck:
+    known = _compiled.get(descriptor.full_name)
+    if known is not None:
+        return known
+    check = _MessageCheck(partial="update_mask" in descriptor.fields_by_name)
+    _compiled[descriptor.full_name] = check  # before recursing: messages may contain themselves
+    for f in descriptor.fields:
+        required = _REQUIRED in behaviors(f)
+        bounds = rules(f)
+        nested = None
+        mt = f.message_type
+        if mt is not None and not mt.GetOptions().map_entry and not mt.full_name.startswith("google.protobuf."):
+            nested = _compile(mt)
+        if required or bounds is not None or (nested is not None and not nested.empty):
+            pattern = re.compile(bounds.pattern) if bounds is not None and bounds.pattern else None
+            check.checks.append(_FieldCheck(f, required, bounds, pattern, nested))
+    return check
+
+
+def violations(message: Message, prefix: str = "", *, partial: bool = False) -> dict[str, str]:
+    """field path -> what is wrong, for every declared rule `message` breaks."""
+    out: dict[str, str] = {}
+    _walk(message, _compile(message.DESCRIPTOR), prefix, partial, out)
+    return out
+
+
+def check(request: Any) -> Any:
+    """The request, or InvalidArgument naming every field that breaks a declared rule."""
+    if not isinstance(request, Message):
+        return request
+    found = violations(request)
+    if found:
+        raise InvalidArgument.fields(dict(list(found.items())[:_MAX_REPORTED]))
+    return request
+
+
+def _walk(message: Message, spec: _MessageCheck, prefix: str, partial: bool, out: dict[str, str]) -> None:
+    for c in spec.checks:
+        f = c.field
+        path = f"{prefix}{f.name}"
+        value = getattr(message, f.name)
+        if f.is_repeated:
+            if c.required and not partial and len(value) == 0:
+                out[path] = "must not be empty"
+                continue
+            if c.rules is not None:
+                _count(c.rules, len(value), path, out)
+            if f.message_type is None:
+                for i, item in enumerate(value):
+                    _value(c, item, f"{path}[{i}]", out)
+            elif c.nested is not None and not f.message_type.GetOptions().map_entry:
+                for i, item in enumerate(value):
+                    _walk(item, c.nested, f"{path}[{i}].", partial or spec.partial, out)
+            continue
+        if f.message_type is not None:
+            if not message.HasField(f.name):
+                if c.required and not partial:
+                    out[path] = "is required"
+                continue
+            if c.nested is not None:
+                _walk(value, c.nested, f"{path}.", partial or spec.partial, out)
+            continue
+        if not _is_set(f, value):
+            if c.required and not partial:
+                out[path] = _missing(f)
+            continue
+        _value(c, value, path, out)
+
+
+def _is_set(f: FieldDescriptor, value: Any) -> bool:
+    return bool(value) if f.type != _F.TYPE_ENUM else value != 0
+
+
+def _missing(f: FieldDescriptor) -> str:
+    if f.type == _F.TYPE_ENUM:
+        return f"must be set (not {f.enum_type.values_by_number[0].name})" if 0 in f.enum_type.values_by_number \
+            else "must be set"
+    if f.type in _NUMBERS:
+        return "must not be zero"
+    return "must not be empty"
+
+
+def _count(r: options_pb2.FieldRules, n: int, path: str, out: dict[str, str]) -> None:
+    low = r.min_items if r.HasField("min_items") else None
+    high = r.max_items if r.HasField("max_items") else None
+    if (low is not None and n < low) or (high is not None and n > high):
+        out[path] = f"needs {_span(low, high)} items (got {n})"
+
+
+def _span(low, high) -> str:
+    if low is not None and high is not None:
+        return f"{low:g} to {high:g}"
+    return f"at least {low:g}" if low is not None else f"at most {high:g}"
+
+
+def _value(c: _FieldCheck, value: Any, path: str, out: dict[str, str]) -> None:
+    r = c.rules
+    if r is None:
+        return
+    if isinstance(value, str):
+        n = len(value)
+        low = r.min_len if r.HasField("min_len") else None
+        high = r.max_len if r.HasField("max_len") else None
+        if (low is not None and n < low) or (high is not None and n > high):
+            out[path] = f"must be {_span(low, high)} characters (got {n})"
+        elif r.HasField("max_bytes") and len(value.encode()) > r.max_bytes:
+            out[path] = f"must be at most {r.max_bytes} bytes of UTF-8"
+        elif c.pattern is not None and not c.pattern.search(value):
+            out[path] = _pattern_text(r.pattern)
+        return
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        low = r.gte if r.HasField("gte") else None
+        high = r.lte if r.HasField("lte") else None
+        if (low is not None and value < low) or (high is not None and value > high):
+            out[path] = f"must be {_span(low, high)} (got {value:g})"
+
+
+_PATTERN_WORDS = {r"\S": "must not be blank"}
+
+
+def _pattern_text(pattern: str) -> str:
+    return _PATTERN_WORDS.get(pattern, f"must match {pattern}")
