@@ -29,10 +29,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from gateway import auth, descriptors, errors, streaming, telemetry
-from gateway.codec import Codec, dump_json, field_json_value
+from gateway.codec import Codec, dump_json, payload
 from gateway.errors import BridgeError
 from gateway.limits import ClientLimits, FrameLimits, RateLimiter, SecurityHeadersMiddleware
 from gateway.openapi import build_openapi
+from gateway.profiles import Profile
 from gateway.routes import Binding, RouteTable, build_bindings
 
 PACKAGE_STATIC = Path(__file__).parent / "static"
@@ -125,8 +126,10 @@ class Bridge:
         client_limits: ClientLimits | None = None,
         frame_limits: FrameLimits | None = None,
         channel_credentials: grpc.ChannelCredentials | None = None,
+        csrf_key: bytes | None = None,
     ):
         self.ds = descriptors.load(descriptor_set)
+        self.csrf = auth.CsrfGuard(csrf_key)
         self.upstreams = Upstreams(upstreams, channel_options, channel_credentials)
         self.limiter = RateLimiter(client_limits) if client_limits is not None else None
         self.frame_limits = frame_limits or FrameLimits()
@@ -170,10 +173,10 @@ class Bridge:
                 self.limiter.check(method, binding.method.full_name, client[0] if client else "")
             await self.transcode(scope, receive, send, binding, path_values, rid)
         except BridgeError as exc:
-            await send_error(send, exc.http, exc.body(), exc.headers)
+            await send_error(send, exc.http, exc.body(), exc.headers, binding.profile)
         except grpc.aio.AioRpcError as exc:
             status, body = errors.from_rpc_error(exc, self.ds.pool)
-            await send_error(send, status, body)
+            await send_error(send, status, body, None, binding.profile)
         except Exception:
             # A bug of ours: log it, answer 500 in the usual shape if the response has not started.
             log.exception("bridge failed on %s %s", method, path)
@@ -193,7 +196,11 @@ class Bridge:
                 grpc_timeout = value.decode("latin-1")
             elif key == b"last-event-id":
                 last_event_id = value.decode("latin-1")
-        metadata = auth.outbound_metadata(method, headers)
+        metadata = auth.outbound_metadata(method, headers, csrf=self.csrf)
+        profile = binding.profile
+        set_cookie = None
+        if profile is not None and profile.issue_csrf_token:
+            set_cookie = self.issue_csrf(scope, headers, metadata)
         if rid:
             metadata.append(("x-request-id", rid))
         metadata.extend(telemetry.outbound(headers))
@@ -227,18 +234,28 @@ class Bridge:
         timeout = parse_grpc_timeout(grpc_timeout) if grpc_timeout else self.default_timeout
         call = call_fn(request, metadata=metadata, timeout=timeout)
         response: Message = await call
-        payload = (
-            field_json_value(response, binding.response_body, self.codec)
-            if binding.response_body is not None
-            else self.codec.to_dict(response)
-        )
+        body = payload(response, binding.response_body, self.codec, profile)
         out_headers = [(b"content-type", b"application/json"), *rid_header]
+        status = 200 if profile is None else profile.success_status
         initial = await call.initial_metadata()
         trailing = await call.trailing_metadata()
         if initial or trailing:
+            status = http_code(initial, status)
             out_headers.extend(auth.response_headers(initial, trailing))
-        await send({"type": "http.response.start", "status": 200, "headers": out_headers})
-        await send({"type": "http.response.body", "body": dump_json(payload)})
+        if set_cookie is not None:
+            out_headers.append((b"set-cookie", set_cookie.encode("latin-1")))
+        await send({"type": "http.response.start", "status": status, "headers": out_headers})
+        await send({"type": "http.response.body", "body": dump_json(body)})
+
+    def issue_csrf(self, scope, headers, metadata: list) -> str | None:
+        """Hand the method a fresh token for the caller's CSRF cookie; a new cookie when it has none."""
+        secret = self.csrf.verify(auth.cookie_value(headers, auth.CSRF_COOKIE))
+        cookie = None
+        if secret is None:
+            secret, value = self.csrf.mint()
+            cookie = self.csrf.cookie_header(value, secure=scope.get("scheme") == "https")
+        metadata.append((auth.CSRF_METADATA, self.csrf.token(secret)))
+        return cookie
 
     async def read_body(self, receive, content_length: bytes | None) -> bytes:
         limit = self.max_body_bytes
@@ -274,7 +291,7 @@ class Bridge:
             if not binding.server_streaming and not binding.client_streaming:
                 raise BridgeError(code_pb2.UNIMPLEMENTED, f"{binding.method.full_name} is unary: use HTTP")
             headers = ws.scope["headers"]
-            metadata = auth.outbound_metadata("GET", headers, websocket=True)
+            metadata = auth.outbound_metadata("GET", headers, websocket=True, csrf=self.csrf)
             self.check_origin(ws, metadata)
             rid = ws.scope.get("agora.request_id", "")
             if rid:
@@ -287,10 +304,13 @@ class Bridge:
             base = binding.base_request(self.codec, path_values, items, None)
             call_fn = self.upstreams.callable(binding)
         except BridgeError as exc:
+            profile = binding.profile if "binding" in locals() else None
+            if profile is not None and profile.upgrade_after_headers:
+                await streaming.deny_upgrade(ws, exc.http, exc.body(), profile)
+                return
             await ws.accept()
             await ws.close(code=errors.WEBSOCKET_CLOSE_BASE + exc.code, reason=streaming._truncate(exc.message))
             return
-        await ws.accept()
         await streaming.websocket_stream(
             ws, binding, self.codec, base, lambda req: call_fn(req, metadata=metadata), limits=self.frame_limits
         )
@@ -336,7 +356,21 @@ class Bridge:
         return (200 if ok else 503), {"status": "SERVING" if ok else "NOT_SERVING", "services": status}
 
 
-async def send_error(send, status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> None:
+def http_code(initial, default: int) -> int:
+    """grpc-gateway's convention: an `x-http-code` response header from the server sets the status."""
+    for key, value in initial or ():
+        if key == "x-http-code":
+            text = value.decode() if isinstance(value, bytes) else value
+            if text.isdigit() and 200 <= int(text) < 600:
+                return int(text)
+    return default
+
+
+async def send_error(send, status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None,
+                     profile: Profile | None = None) -> None:
+    """An error response; a binding's profile may render it in its seed's shape."""
+    if profile is not None:
+        status, body = profile.render_error(status, body)
     extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": [*_JSON_HEADERS, *extra]})
     await send({"type": "http.response.body", "body": errors.encode(body)})
@@ -422,11 +456,13 @@ def create_app(
     client_limits: ClientLimits | None = None,
     frame_limits: FrameLimits | None = None,
     channel_credentials: grpc.ChannelCredentials | None = None,
+    csrf_key: bytes | None = None,
 ) -> Starlette:
     """The bridge for every service in `descriptor_set` that has an upstream ("*" names a default).
 
     `client_limits` turns on per-address rate limits (login, writes); `frame_limits` bounds WebSocket
-    frames; `channel_credentials` makes the upstream channels TLS.
+    frames; `channel_credentials` makes the upstream channels TLS; `csrf_key` signs the CSRF cookie
+    (random per process when not given: bridge replicas behind one load balancer must share one).
     """
     bridge = Bridge(
         descriptor_set,
@@ -441,6 +477,7 @@ def create_app(
         client_limits=client_limits,
         frame_limits=frame_limits,
         channel_credentials=channel_credentials,
+        csrf_key=csrf_key,
     )
 
     async def openapi(_: Request) -> Response:

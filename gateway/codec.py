@@ -12,6 +12,7 @@ from google.protobuf.message import Message
 
 from gateway import violations
 from gateway.errors import bad_request
+from gateway.profiles import Profile, fold_keys
 
 _MAX_DEPTH = 64
 
@@ -33,31 +34,48 @@ class Codec:
         except (ValueError, UnicodeDecodeError) as exc:
             raise bad_request(f"malformed JSON body: {exc}") from None
 
-    def merge(self, value: Any, message: Message, what: str = "body") -> None:
-        """Merge a decoded JSON value into `message`; both lowerCamelCase and proto names are accepted."""
+    def merge(self, value: Any, message: Message, what: str = "body", *, profile: Profile | None = None) -> None:
+        """Merge a decoded JSON value into `message`; both lowerCamelCase and proto names are accepted.
+
+        A binding's profile may match keys whatever their case and drop unknown ones (Go's decoding).
+        """
         if value is None:
             return
         if not isinstance(value, dict):
             raise bad_request(f"{what} must be a JSON object for {message.DESCRIPTOR.full_name}")
+        lenient = False
+        if profile is not None:
+            lenient = profile.ignore_unknown_fields
+            if profile.case_insensitive_keys:
+                value = fold_keys(value, message.DESCRIPTOR)
         try:
-            json_format.ParseDict(value, message, descriptor_pool=self.pool, max_recursion_depth=_MAX_DEPTH)
+            json_format.ParseDict(value, message, ignore_unknown_fields=lenient, descriptor_pool=self.pool,
+                                  max_recursion_depth=_MAX_DEPTH)
         except RecursionError:
             raise bad_request(f"invalid {what}: nested too deeply") from None
         # json_format raises ParseError, TypeError, AttributeError... in its own words; all of it is the
         # client's mistake, so a 400 whose violations name the field and what it takes.
         except Exception:  # noqa: BLE001
-            raise violations.refusal(value, message.DESCRIPTOR, what) from None
+            raise violations.refusal(value, message.DESCRIPTOR, what, lenient=lenient) from None
 
-    def merge_field(self, value: Any, message: Message, field: FieldDescriptor) -> None:
+    def merge_field(self, value: Any, message: Message, field: FieldDescriptor, *,
+                    profile: Profile | None = None) -> None:
         """body: "field" — the JSON value is that one field of the request."""
         if value is None:
             return
-        self.merge({field.json_name: value}, message, what=f"body for field {field.name}")
+        self.merge({field.json_name: value}, message, what=f"body for field {field.name}", profile=profile)
 
-    def to_dict(self, message: Message) -> Any:
+    def to_dict(self, message: Message, profile: Profile | None = None) -> Any:
+        if profile is None:
+            return json_format.MessageToDict(
+                message,
+                always_print_fields_with_no_presence=self.emit_unpopulated,
+                descriptor_pool=self.pool,
+            )
         return json_format.MessageToDict(
             message,
-            always_print_fields_with_no_presence=self.emit_unpopulated,
+            always_print_fields_with_no_presence=not profile.omit_empty,
+            use_integers_for_enums=profile.integer_enums,
             descriptor_pool=self.pool,
         )
 
@@ -69,8 +87,11 @@ def dump_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def field_json_value(message: Message, field: FieldDescriptor, codec: Codec) -> Any:
-    """One field of a message as proto3 JSON (response_body), well-known types included."""
+def field_json_value(message: Message, field: FieldDescriptor, codec: Codec, profile: Profile | None = None) -> Any:
+    """One field of a message as proto3 JSON (response_body), well-known types included.
+
+    A repeated field is a bare JSON array (an empty one when it has no element).
+    """
     holder = type(message)()
     if field.is_repeated:
         getattr(holder, field.name).MergeFrom(getattr(message, field.name))
@@ -78,5 +99,19 @@ def field_json_value(message: Message, field: FieldDescriptor, codec: Codec) -> 
         getattr(holder, field.name).CopyFrom(getattr(message, field.name))
     else:
         setattr(holder, field.name, getattr(message, field.name))
-    out = json_format.MessageToDict(holder, always_print_fields_with_no_presence=True, descriptor_pool=codec.pool)
-    return out.get(field.json_name)
+    if profile is None:
+        out = json_format.MessageToDict(holder, always_print_fields_with_no_presence=True,
+                                        descriptor_pool=codec.pool)
+    else:
+        out = codec.to_dict(holder, profile)
+    value = out.get(field.json_name)
+    if value is None and field.is_repeated:
+        return {} if field.message_type is not None and field.message_type.GetOptions().map_entry else []
+    return value
+
+
+def payload(message: Message, response_body: FieldDescriptor | None, codec: Codec, profile: Profile | None) -> Any:
+    """What a response or stream frame carries as JSON: the message, or its response_body field."""
+    if response_body is not None:
+        return field_json_value(message, response_body, codec, profile)
+    return codec.to_dict(message, profile)

@@ -9,6 +9,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor, MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
+from gateway import profiles
+
 # DescriptorProto field numbers used by SourceCodeInfo paths.
 _FILE_MESSAGE, _FILE_ENUM, _FILE_SERVICE = 4, 5, 6
 _MSG_FIELD, _MSG_NESTED, _MSG_ENUM = 2, 3, 4
@@ -23,6 +25,8 @@ class DescriptorSet:
     services: list[ServiceDescriptor]
     comments: dict[str, str] = field(default_factory=dict)
     http_rules: dict[str, http_pb2.HttpRule] = field(default_factory=dict)
+    # (agora.api.v1.http_profile) per method full name; absent for most methods.
+    profiles: dict[str, list] = field(default_factory=dict)
     _classes: dict[str, type[Message]] = field(default_factory=dict)
 
     def message_class(self, descriptor: Descriptor) -> type[Message]:
@@ -45,6 +49,7 @@ def load(descriptor_set: bytes) -> DescriptorSet:
     services: list[ServiceDescriptor] = []
     comments: dict[str, str] = {}
     rules: dict[str, http_pb2.HttpRule] = {}
+    declared: dict[str, list] = {}
     for file_proto in fds.file:
         comments.update(_comments(file_proto))
         prefix = f"{file_proto.package}." if file_proto.package else ""
@@ -57,7 +62,10 @@ def load(descriptor_set: bytes) -> DescriptorSet:
                     rule = http_pb2.HttpRule()
                     rule.CopyFrom(method_proto.options.Extensions[annotations_pb2.http])
                     rules[f"{prefix}{service_proto.name}.{method_proto.name}"] = rule
-    return DescriptorSet(pool=pool, services=services, comments=comments, http_rules=rules)
+                found = profiles.method_profiles(method_proto.options)
+                if found:
+                    declared[f"{prefix}{service_proto.name}.{method_proto.name}"] = found
+    return DescriptorSet(pool=pool, services=services, comments=comments, http_rules=rules, profiles=declared)
 
 
 def _comments(file_proto: descriptor_pb2.FileDescriptorProto) -> dict[str, str]:

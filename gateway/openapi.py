@@ -131,7 +131,8 @@ class OpenAPIBuilder:
             return {"101": ok, "default": error}
         else:
             ok = {"description": "OK", "content": {"application/json": {"schema": result}}}
-        return {"200": ok, "default": error}
+        status = str(b.profile.success_status) if b.profile is not None else "200"
+        return {status: ok, "default": error}
 
     def _path_params(self, b: Binding) -> list[dict[str, Any]]:
         out = []

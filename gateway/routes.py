@@ -11,7 +11,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from google.protobuf.message import Message
 from google.rpc import code_pb2
 
-from gateway import query
+from gateway import profiles, query
 from gateway.codec import Codec
 from gateway.descriptors import DescriptorSet
 from gateway.errors import BridgeError
@@ -36,6 +36,7 @@ class Binding:
     path_fields: frozenset[str] = field(default_factory=frozenset)
     query_skip: frozenset[str] = field(default_factory=frozenset)
     string_path_fields: frozenset[str] = field(default_factory=frozenset)
+    profile: profiles.Profile | None = None  # the method's (agora.api.v1.http_profile) for this binding
 
     @property
     def rpc_path(self) -> str:
@@ -58,10 +59,12 @@ class Binding:
     ) -> Message:
         """Body first, then path variables, then query parameters for what neither bound."""
         message = self.request_class()
+        profile = self.profile
+        lenient = profile is not None and profile.ignore_unknown_fields  # unknown query parameters too
         if self.body == "*":
-            codec.merge(body, message)
+            codec.merge(body, message, profile=profile)
         elif self.body_field is not None:
-            codec.merge_field(body, message, self.body_field)
+            codec.merge_field(body, message, self.body_field, profile=profile)
         if path_values:
             rest = path_values
             if self.string_path_fields:
@@ -75,11 +78,11 @@ class Binding:
             if rest:
                 codec.merge(query.path_params_to_json(self.method.input_type, rest), message, "path")
         if self.body != "*":
-            params = query.params_to_json(self.method.input_type, query_items, skip=self.query_skip)
+            params = query.params_to_json(self.method.input_type, query_items, skip=self.query_skip, lenient=lenient)
             if params:
-                codec.merge(params, message, "query parameters")
+                codec.merge(params, message, "query parameters", profile=profile)
         else:
-            query.refuse_any(self.method.input_type, query_items)  # the body carries every field
+            query.refuse_any(self.method.input_type, query_items, lenient=lenient)  # the body carries every field
         return message
 
 
@@ -198,4 +201,5 @@ def _binding(ds: DescriptorSet, method: MethodDescriptor, rule: http_pb2.HttpRul
             for v in template.variables
             if (f := request_type.fields_by_name.get(v.field_path)) is not None and f.type == f.TYPE_STRING
         ),
+        profile=profiles.for_binding(ds.profiles.get(method.full_name, []), http_method, path),
     )

@@ -59,15 +59,20 @@ async def serve_gateway(
     ready_event: asyncio.Event | None = None,
     stop_event: asyncio.Event | None = None,
     sock: socket.socket | None = None,
+    extra_ports: tuple[int, ...] = (),
     **options: Any,
 ) -> None:
     """Serve until `stop_event` is set or this task is cancelled; `ready_event` is set once listening.
 
     A pre-bound `sock` must be created with proto IPPROTO_TCP: asyncio turns on TCP_NODELAY only for
     sockets that say so, and without it each response waits ~40 ms on Nagle and delayed ACKs.
+    `extra_ports` are more ports the same app answers on (the seed systems' own, say).
     """
     server = make_gateway_server(descriptor_set, upstreams, host, port, **options)
-    serving = asyncio.ensure_future(server.serve(sockets=[sock] if sock else None))
+    sockets = None
+    if sock is not None or extra_ports:
+        sockets = [sock or listening_socket(host, port), *(listening_socket(host, p) for p in extra_ports)]
+    serving = asyncio.ensure_future(server.serve(sockets=sockets))
     waiters: list[asyncio.Future] = []
     try:
         while not server.started and not serving.done():
@@ -88,3 +93,18 @@ async def serve_gateway(
     finally:
         for w in waiters:
             w.cancel()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket (IPPROTO_TCP, so asyncio sets TCP_NODELAY on its connections)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"the bridge cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock

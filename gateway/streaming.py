@@ -11,10 +11,11 @@ import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from google.rpc import code_pb2
+from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway import auth, errors
-from gateway.codec import Codec, dump_json, field_json_value
+from gateway.codec import Codec, dump_json, payload
 from gateway.errors import BridgeError
 from gateway.limits import FrameBudget, FrameLimits
 from gateway.routes import Binding
@@ -48,9 +49,7 @@ def apply_last_event_id(binding: Binding, request: Message, last_event_id: str |
 
 
 def _payload(binding: Binding, codec: Codec, message: Message) -> Any:
-    if binding.response_body is not None:
-        return field_json_value(message, binding.response_body, codec)
-    return codec.to_dict(message)
+    return payload(message, binding.response_body, codec, binding.profile)
 
 
 def _status_of(exc: BaseException, pool) -> dict[str, Any]:
@@ -213,6 +212,7 @@ async def websocket_stream(
     1009 / 1008 and a reason. A frame that is not valid JSON for the request closes it with 4003.
     """
     budget = FrameBudget(limits or FrameLimits())
+    profile = binding.profile
     if binding.client_streaming:
         queue: asyncio.Queue[Message | None] = asyncio.Queue(maxsize=1)  # bounded: one frame ahead
 
@@ -231,6 +231,13 @@ async def websocket_stream(
         queue.put_nowait(first)
     else:
         call = start_call(base_request)
+    if profile is not None and profile.upgrade_after_headers:
+        refused = await _refusal_before_headers(call, codec)
+        if refused is not None:
+            call.cancel()
+            await deny_upgrade(ws, *refused, profile)
+            return
+    await ws.accept()
 
     async def inbound() -> None:
         while True:
@@ -247,7 +254,13 @@ async def websocket_stream(
             if text is None and event.get("bytes") is not None:
                 text = event["bytes"].decode("utf-8", "replace")
             message = binding.request_class()
-            codec.merge(codec.load_json((text or "").encode()), message, "frame")
+            try:
+                codec.merge(codec.load_json((text or "").encode()), message, "frame", profile=profile)
+            except BridgeError:
+                if profile is None or not profile.bad_frame_reply:
+                    raise
+                await ws.send_text(profile.bad_frame_reply)  # the seed's answer; the socket stays open
+                continue
             fill_unset(message, base_request)
             await queue.put(message)
 
@@ -279,6 +292,36 @@ async def websocket_stream(
                 await task
     with contextlib.suppress(Exception):
         await ws.close(code=close_code, reason=reason)
+
+
+async def _refusal_before_headers(call: Any, codec: Codec) -> tuple[int, dict[str, Any]] | None:
+    """Wait for the upstream's response headers; (HTTP status, body) if the call failed before them."""
+    headers = asyncio.ensure_future(call.initial_metadata())
+    ended = asyncio.ensure_future(call.code())
+    try:
+        await asyncio.wait({headers, ended}, return_when=asyncio.FIRST_COMPLETED)
+        if not ended.done() and headers.done() and not headers.result():
+            # Empty headers are a trailers-only answer: the status follows at once.
+            await asyncio.wait({ended}, timeout=FIRST_MESSAGE_WINDOW)
+        if ended.done() and ended.result() != grpc.StatusCode.OK:
+            return errors.from_rpc_error(await _call_error(call), codec.pool)
+        return None
+    finally:
+        for task in (headers, ended):
+            if not task.done():
+                task.cancel()
+
+
+async def deny_upgrade(ws: WebSocket, status: int, body: dict[str, Any], profile: Any) -> None:
+    """Answer an upgrade with a plain HTTP error (rendered by the binding's profile) instead of a socket."""
+    status, rendered = profile.render_error(status, body)
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(
+            Response(dump_json(rendered), status_code=status, media_type="application/json"))
+        return
+    await ws.accept()  # a server without the denial extension: say it with a close frame instead
+    await ws.close(code=errors.WEBSOCKET_CLOSE_BASE + int(body.get("code", 2)),
+                   reason=_truncate(str(body.get("message", ""))))
 
 
 class _FrameRefused(Exception):

@@ -55,10 +55,11 @@ def json_kind(value: Any) -> str:
     return "a value JSON does not have"
 
 
-def explain(value: Any, descriptor: Descriptor, prefix: str = "") -> list[Violation]:
-    """Every field of `value` (a decoded JSON object) that `descriptor` cannot take, and why."""
+def explain(value: Any, descriptor: Descriptor, prefix: str = "", *, lenient: bool = False) -> list[Violation]:
+    """Every field of `value` (a decoded JSON object) that `descriptor` cannot take, and why;
+    `lenient`: unknown keys are ignored (as json_format's ignore_unknown_fields)."""
     out: list[Violation] = []
-    _message(value, descriptor, prefix, out)
+    _message(value, descriptor, prefix, out, lenient)
     return out[:_MAX_REPORTED]
 
 
@@ -74,9 +75,9 @@ def _expected(what: str, value: Any) -> str:
     return f"expected {what}, got {json_kind(value)}"
 
 
-def _message(value: Any, descriptor: Descriptor, path: str, out: list[Violation]) -> None:
+def _message(value: Any, descriptor: Descriptor, path: str, out: list[Violation], lenient: bool = False) -> None:
     name = descriptor.full_name
-    if name.startswith("google.protobuf.") and _well_known(value, descriptor, path, out):
+    if name.startswith("google.protobuf.") and _well_known(value, descriptor, path, out, lenient):
         return
     if not isinstance(value, dict):
         out.append((path, _expected(f"an object ({name})", value)))
@@ -86,6 +87,8 @@ def _message(value: Any, descriptor: Descriptor, path: str, out: list[Violation]
     for key, item in value.items():
         field = descriptor.fields_by_name.get(key) or by_json.get(key)
         if field is None:
+            if lenient:
+                continue
             known = ", ".join(f.json_name for f in descriptor.fields) or "none"
             out.append((_join(path, str(key)), f"unknown field; {name} has: {known}"))
             continue
@@ -100,14 +103,14 @@ def _message(value: Any, descriptor: Descriptor, path: str, out: list[Violation]
             if rivals:
                 out.append((where, f"only one of {', '.join(f.name for f in oneof.fields)} may be set"))
                 continue
-        _field(item, field, where, out)
+        _field(item, field, where, out, lenient)
 
 
 def _synthetic(oneof) -> bool:
     return len(oneof.fields) == 1 and oneof.name == "_" + oneof.fields[0].name
 
 
-def _field(value: Any, field: FieldDescriptor, path: str, out: list[Violation]) -> None:
+def _field(value: Any, field: FieldDescriptor, path: str, out: list[Violation], lenient: bool) -> None:
     entry = field.message_type
     if entry is not None and entry.GetOptions().map_entry:
         if value is None:
@@ -124,7 +127,7 @@ def _field(value: Any, field: FieldDescriptor, path: str, out: list[Violation]) 
             elif item is None and value_field.message_type is None:
                 out.append((where, "a map value must not be null"))
             else:
-                _single(item, value_field, where, out)
+                _single(item, value_field, where, out, lenient)
         return
     if field.is_repeated:
         if value is None:
@@ -136,11 +139,11 @@ def _field(value: Any, field: FieldDescriptor, path: str, out: list[Violation]) 
             if item is None and not (field.message_type and field.message_type.full_name == "google.protobuf.Value"):
                 out.append((f"{path}[{i}]", "an array item must not be null"))
             else:
-                _single(item, field, f"{path}[{i}]", out)
+                _single(item, field, f"{path}[{i}]", out, lenient)
         return
     if value is None:
         return  # null is the field's default
-    _single(value, field, path, out)
+    _single(value, field, path, out, lenient)
 
 
 def _map_key(key: str, field: FieldDescriptor) -> str | None:
@@ -156,9 +159,9 @@ def _map_key(key: str, field: FieldDescriptor) -> str | None:
     return None
 
 
-def _single(value: Any, field: FieldDescriptor, path: str, out: list[Violation]) -> None:
+def _single(value: Any, field: FieldDescriptor, path: str, out: list[Violation], lenient: bool = False) -> None:
     if field.message_type is not None:
-        _message(value, field.message_type, path, out)
+        _message(value, field.message_type, path, out, lenient)
         return
     problem = _scalar(value, field)
     if problem:
@@ -255,12 +258,12 @@ def _float(value: Any, kind: int) -> str | None:
     return None
 
 
-def _well_known(value: Any, descriptor: Descriptor, path: str, out: list[Violation]) -> bool:
+def _well_known(value: Any, descriptor: Descriptor, path: str, out: list[Violation], lenient: bool) -> bool:
     """Check a well-known type's JSON form; False when `descriptor` is an ordinary message."""
     name = descriptor.full_name
     if name in _WRAPPERS:
         if value is not None:
-            _single(value, descriptor.fields_by_name["value"], path, out)
+            _single(value, descriptor.fields_by_name["value"], path, out, lenient)
         return True
     parsers = {
         "google.protobuf.Timestamp": (timestamp_pb2.Timestamp, "an RFC 3339 timestamp such as 2024-05-01T12:00:00Z"),
@@ -298,9 +301,9 @@ def _well_known(value: Any, descriptor: Descriptor, path: str, out: list[Violati
     return False
 
 
-def refusal(value: Any, descriptor: Descriptor, what: str = "body") -> BridgeError:
+def refusal(value: Any, descriptor: Descriptor, what: str = "body", *, lenient: bool = False) -> BridgeError:
     """The 400 for a value json_format refused: the violations, or the message type when none is found."""
-    found = explain(value, descriptor)
+    found = explain(value, descriptor, lenient=lenient)
     if not found:
         return bad_request(f"invalid {what}: it does not fit {descriptor.full_name}")
     return bad_request(f"invalid {what}: {summary(found)}", found)

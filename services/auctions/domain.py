@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2
@@ -150,6 +151,52 @@ class OwnAuction(BidRefused, PermissionDenied):
     def __init__(self, auction: Auction) -> None:
         PermissionDenied.__init__(self, "you cannot bid on your own auction")
         self._about("OWN_AUCTION", auction)
+
+
+# -- GoBid's own rules (the seed routes): its limits and its words, which its clients show
+
+SEED_CURRENCY = "USD"  # the seed's prices are plain floats, in dollars
+SEED_MIN_DURATION = timedelta(hours=2)
+SEED_DESCRIPTION = (10, 255)
+SEED_BID_TOO_LOW = "the bid values is too low"  # services.ErrBidIsTooLow, spelled as the seed does
+
+
+def minor_units(value: float, currency: str) -> int | None:
+    """A float amount in major units as exact minor units (150.1 -> 15010), or None when it has more
+    decimals than the currency has: the float's shortest decimal form decides, so 0.1 is 10 cents."""
+    digits = 0 if currency in _ZERO_DECIMAL else 2
+    exact = Decimal(repr(float(value)))
+    scaled = exact.scaleb(digits)
+    if scaled != scaled.to_integral_value():
+        return None
+    return int(scaled)
+
+
+def major_units(minor: int, currency: str) -> float:
+    return float(minor if currency in _ZERO_DECIMAL else Decimal(minor).scaleb(-2))
+
+
+def validate_seed_product(product_name: str, description: str, baseprice: float,
+                          auction_end: datetime | None, now: datetime) -> int:
+    """GoBid's product rules; the base price in minor units. Refusals name the seed's fields."""
+    problems: dict[str, str] = {}
+    if not product_name.strip():
+        problems["product_name"] = "this field cannot be blank"
+    if not description.strip():
+        problems["description"] = "this field cannot be blank"
+    elif not SEED_DESCRIPTION[0] <= len(description) <= SEED_DESCRIPTION[1]:
+        problems["description"] = "this field must have a length betwenn 10 and 255"  # sic, the seed's text
+    minor = minor_units(baseprice, SEED_CURRENCY) if baseprice > 0 else None
+    if not baseprice > 0:
+        problems["baseprice"] = "this field must be greater than 0"
+    elif minor is None:
+        problems["baseprice"] = f"must have at most 2 decimal places (cents): {baseprice!r} has more"
+    if auction_end is None or auction_end - now < SEED_MIN_DURATION:
+        problems["auction_end"] = "must be at least two hours duration"
+    if problems:
+        raise InvalidArgument.fields(problems)
+    assert minor is not None
+    return minor
 
 
 # -- rules

@@ -376,6 +376,100 @@ class AuctionServicer(auctions_pb2_grpc.AuctionServiceServicer):
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
+    # -- GoBid's own routes: the same auctions and bids, the seed's rules, words and frames
+
+    async def SeedCreateProduct(self, request: pb.SeedCreateProductRequest, context) -> pb.SeedCreateProductResponse:
+        signed_in()
+        end = request.auction_end.ToDatetime(timezone.utc) if request.HasField("auction_end") else None
+        base = domain.validate_seed_product(request.product_name, request.description, request.baseprice, end,
+                                            _now())
+        created = await self.CreateAuction(pb.CreateAuctionRequest(
+            product_name=request.product_name, description=request.description,
+            starting_price=_money(domain.SEED_CURRENCY, base),
+            # The seed's rule is "more than the current price": one cent more, and no anti-sniping.
+            min_increment=_money(domain.SEED_CURRENCY, 1), auction_end=request.auction_end,
+            anti_sniping_window=Duration(), anti_sniping_extension=Duration(),
+        ), context)
+        return pb.SeedCreateProductResponse(id=created.product_id)
+
+    async def SeedSubscribe(self, request_iterator, context) -> AsyncIterator[pb.SeedSubscribeResponse]:
+        me = signed_in()
+        frames_in = request_iterator.__aiter__()
+        try:
+            first = await asyncio.wait_for(frames_in.__anext__(), FIRST_FRAME_TIMEOUT)
+        except (StopAsyncIteration, asyncio.TimeoutError):
+            raise InvalidArgument.field("product_id", "the first frame must name the product") from None
+        try:
+            product_id = str(uuid.UUID(first.product_id))
+        except ValueError:
+            raise InvalidArgument.field("product_id", "invalid product id - must be a valid uuid") from None
+        auction = await self._auction(product_id, "product_id")
+        if auction.status == CLOSED:
+            raise domain.AuctionClosed(auction)
+        # Checked: the bridge may now complete the upgrade (the seed answers the errors above in HTTP).
+        await context.send_initial_metadata((("x-agora-stream", "open"),))
+        out: asyncio.Queue[pb.SeedSubscribeResponse | BaseException | None] = asyncio.Queue(maxsize=OUTBOUND_BUFFER)
+
+        async def bid(frame: pb.SeedSubscribeRequest) -> pb.SeedSubscribeResponse:
+            current = await self._auction(product_id, "product_id")
+            minor = domain.minor_units(frame.amount, current.currency)
+            if minor is None:
+                return _seed_failed(me, f"an amount has at most 2 decimal places (cents): {frame.amount!r} has more")
+            if minor <= current.current_price:
+                return _seed_failed(me, domain.SEED_BID_TOO_LOW)
+            try:
+                await self.place(me, product_id, Money(currency_code=current.currency, amount_minor=minor), "")
+            except (domain.BidTooLow, domain.Outbid):
+                return _seed_failed(me, domain.SEED_BID_TOO_LOW)
+            except DomainError as exc:
+                return _seed_failed(me, exc.message)
+            return pb.SeedSubscribeResponse(kind=pb.SEED_MESSAGE_KIND_BID_PLACED,
+                                            message="Your bid was sucessfully placed", user_id=me.user_id)
+
+        async def read_frames() -> None:
+            try:
+                async for frame in frames_in:  # the URL's frame (the first) only subscribed
+                    if frame.kind == pb.SEED_MESSAGE_KIND_UNSPECIFIED:
+                        await out.put(await bid(frame))
+            except Exception as exc:  # noqa: BLE001 - handed to the stream, which ends with its status
+                await out.put(exc)
+
+        async def pump() -> None:
+            try:
+                async for frame in self.feed.frames(auction, auction.bid_count):
+                    event = frame.watch.WhichOneof("event")
+                    if event == "bid" and frame.watch.bid.bid.bidder_id != me.user_id:
+                        placed = frame.watch.bid.bid
+                        await out.put(pb.SeedSubscribeResponse(
+                            kind=pb.SEED_MESSAGE_KIND_NEW_BID, message="A new bid was placed",
+                            amount=domain.major_units(placed.amount.amount_minor, placed.amount.currency_code),
+                            user_id=placed.bidder_id))
+                    elif event == "closed":
+                        await out.put(pb.SeedSubscribeResponse(kind=pb.SEED_MESSAGE_KIND_AUCTION_FINISHED,
+                                                               message="auction has been finished"))
+                await out.put(None)
+            except Exception as exc:  # noqa: BLE001
+                await out.put(exc)
+
+        tasks = [asyncio.ensure_future(read_frames()), asyncio.ensure_future(pump())]
+        try:
+            while True:
+                item = await out.get()
+                if item is None:
+                    return  # the auction ended: the stream ends, and the bridge closes the socket
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _seed_failed(me: Caller, message: str) -> pb.SeedSubscribeResponse:
+    return pb.SeedSubscribeResponse(kind=pb.SEED_MESSAGE_KIND_BID_FAILED, message=message, user_id=me.user_id)
+
+
 def _rejection(frame: pb.BidStreamRequest, exc: DomainError, auction: Auction) -> pb.BidRejected:
     if isinstance(exc, BidRefused):
         reason, current, minimum = exc.reason, exc.current_price, exc.minimum_next_bid

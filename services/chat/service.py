@@ -16,7 +16,14 @@ from services.chat.feed import RoomFeed
 from services.chat.handlers import RoomFanout, replica_name
 from services.chat.presence import PresenceKeeper
 from services.chat.store import ChatStore, open_store
-from services.chat.wire import attachment_proto, member_proto, message_proto, room_proto
+from services.chat.wire import (
+    attachment_proto,
+    member_proto,
+    message_proto,
+    room_proto,
+    seed_count,
+    seed_message,
+)
 from services.kit.auth import SessionResolver, bearer_token, caller, require_caller
 from services.kit.bus.outbox import OutboxRelay
 from services.kit.errors import InvalidArgument, NotFound, Unauthenticated
@@ -24,6 +31,7 @@ from services.kit.health import bus_probe
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
 
+SEED_ANONYMOUS = "Anonymous"  # the chat seed's name for a member who gave none
 FIRST_FRAME_WAIT = 60.0  # seconds a Chat stream may stay open without saying which room it joins
 OUTGOING = 64  # frames queued per Chat stream between the room feed and the client
 
@@ -46,6 +54,12 @@ def _upload(request) -> Upload | None:
         return None
     a = request.attachment
     return Upload(a.filename, a.content_type, a.data)
+
+
+def seed_limit(text: str, default: int = 50, cap: int = 500) -> int:
+    """The seed's `limit`: a positive integer, else its default (as Go's strconv.Atoi check); capped."""
+    value = int(text) if text.strip().lstrip("+").isdigit() else 0
+    return min(value, cap) if value > 0 else default
 
 
 def _room_of(room_id: str) -> str:
@@ -231,6 +245,42 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         if leave is not None:
             self.relay.wake()
             await self.feed.deliver(leave)
+
+    # -- the chat seed's own routes, on the default room
+
+    async def SeedHistory(self, request, context):
+        size = seed_limit(request.limit)
+        entries = await self.store.history(domain.DEFAULT_ROOM, size, None)
+        return chat_pb2.SeedHistoryResponse(messages=[seed_message(message_proto(e)) for e in reversed(entries)])
+
+    async def SeedChat(self, request_iterator, context):
+        frames = request_iterator.__aiter__()
+
+        async def as_chat_frames():
+            first = True
+            async for frame in frames:
+                if first:
+                    first = False
+                    yield chat_pb2.ChatRequest(room_id=domain.DEFAULT_ROOM, username=frame.username or SEED_ANONYMOUS,
+                                               text=frame.content)
+                else:
+                    yield chat_pb2.ChatRequest(text=frame.content)  # empty: a keep-alive, nothing posted
+
+        online, counted_upto = 0, 0
+        async for response in self.Chat(as_chat_frames(), context):
+            kind = response.WhichOneof("frame")
+            if kind == "joined":
+                # The member list already counts every entry up to the room's last sequence.
+                online, counted_upto = len(response.joined.members), response.joined.room.last_sequence
+            elif kind == "message":
+                message = response.message
+                is_presence = message.kind in (chat_pb2.MESSAGE_KIND_JOIN, chat_pb2.MESSAGE_KIND_LEAVE)
+                if is_presence and message.sequence > counted_upto:
+                    online += 1 if message.kind == chat_pb2.MESSAGE_KIND_JOIN else -1
+                yield chat_pb2.SeedChatResponse(frame=seed_message(message, online))
+                if is_presence:
+                    yield chat_pb2.SeedChatResponse(frame=seed_count(online))
+            # A refused frame (too long, say) has no form in the seed's protocol: it is not posted.
 
     async def drain(self) -> None:
         """Wait for the leaves of streams that just ended (shutdown)."""

@@ -41,6 +41,30 @@ def message_proto(entry: Entry) -> chat_pb2.Message:
     return message
 
 
+# The chat seed's wire (its models.Message): joins and leaves are messages from "Sistema".
+SEED_SYSTEM = "Sistema"
+SEED_TYPES = {chat_pb2.MESSAGE_KIND_MESSAGE: "message", chat_pb2.MESSAGE_KIND_JOIN: "join",
+              chat_pb2.MESSAGE_KIND_LEAVE: "leave"}
+
+
+def seed_message(message: chat_pb2.Message, online: int | None = None) -> chat_pb2.SeedMessage:
+    """A room entry as the seed shows it; `online` is the member count live frames carry."""
+    out = chat_pb2.SeedMessage(id=message.id, timestamp=message.sent_at, type=SEED_TYPES[message.kind])
+    if message.kind == chat_pb2.MESSAGE_KIND_JOIN:
+        out.username, out.content = SEED_SYSTEM, f"{message.username} entrou no chat"
+    elif message.kind == chat_pb2.MESSAGE_KIND_LEAVE:
+        out.username, out.content = SEED_SYSTEM, f"{message.username} saiu do chat"
+    else:
+        out.username, out.content = message.username, message.text
+    if online is not None:
+        out.online_count = online
+    return out
+
+
+def seed_count(online: int) -> chat_pb2.SeedMessage:
+    return chat_pb2.SeedMessage(type="count", online_count=online)
+
+
 def room_proto(room: Room) -> chat_pb2.Room:
     proto = chat_pb2.Room(
         id=room.id, title=room.title, description=room.description, created_by=room.created_by,

@@ -92,6 +92,49 @@ def validate_sign_up(user_name: str, email: str, password: str, bio: str) -> New
     return NewUser(user_name=user_name, email=email, bio=bio)
 
 
+# GoBid's own validation (internal/usecase/user), messages as the seed words them: its clients show
+# them. A seed sign-up must also pass Agora's rules (the same account logs in on /v1).
+SEED_BIO_MIN, SEED_BIO_MAX, SEED_PASSWORD_MIN = 10, 255, 8
+SEED_EMPTY = "this field cannot be empty"
+
+
+def validate_seed_sign_up(user_name: str, email: str, password: str, bio: str) -> NewUser:
+    """GoBid's sign-up rules first (one message per field, the seed's words), then Agora's."""
+    problems: dict[str, str] = {}
+    if not user_name.strip():
+        problems["user_name"] = SEED_EMPTY
+    if not email.strip():
+        problems["email"] = SEED_EMPTY
+    elif not EMAIL.match(email):
+        problems["email"] = "must be a valid email"
+    if not bio.strip():
+        problems["bio"] = SEED_EMPTY
+    elif not SEED_BIO_MIN <= len(bio) <= SEED_BIO_MAX:
+        problems["bio"] = "this field must have a length between 10 and 255"
+    if len(password) < SEED_PASSWORD_MIN:
+        problems["password"] = "password must be bigger than 8 chars"
+    try:
+        new = validate_sign_up(user_name, email, password, bio)
+    except InvalidArgument as exc:
+        for name, problem in exc.violations.items():
+            problems.setdefault(name, problem)
+        raise InvalidArgument.fields(problems) from None
+    if problems:
+        raise InvalidArgument.fields(problems)
+    return new
+
+
+def validate_seed_login(email: str, password: str) -> None:
+    """GoBid's login rules. The seed names the password's problem "passowrd": its clients read that key."""
+    problems: dict[str, str] = {}
+    if not EMAIL.match(email):
+        problems["email"] = "must be a valid email"
+    if not password.strip():
+        problems["passowrd"] = "this field cannot be blank"
+    if problems:
+        raise InvalidArgument.fields(problems)
+
+
 def validate_login(email: str, user_name: str, password: str) -> tuple[str, str]:
     """('email' | 'user_name', lower-case key) naming the account to check."""
     if bool(email) == bool(user_name):

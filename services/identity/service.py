@@ -24,10 +24,10 @@ from services.kit.health import bus_probe
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
 
-# The cookie names the bridge reads (gateway/auth.py SESSION_COOKIE, CSRF_COOKIE). The session
-# cookie is HttpOnly; the CSRF cookie is readable, so the page can echo it in X-CSRF-Token.
+# The session cookie the bridge reads (gateway/auth.py SESSION_COOKIE), HttpOnly. The CSRF cookie
+# is the bridge's own; it passes the token it minted for it as this metadata (gateway/auth.py).
 SESSION_COOKIE = "agora_session"
-CSRF_COOKIE = "agora_csrf"
+CSRF_METADATA = "agora-csrf-token"
 WRONG_CREDENTIALS = "unknown user or wrong password"
 
 
@@ -112,27 +112,30 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         return pb.SignUpResponse(user_id=user.id, user=_user_pb(user, with_email=True))
 
     async def Login(self, request: pb.LoginRequest, context) -> pb.LoginResponse:
-        by, key = domain.validate_login(request.email, request.user_name, request.password)
+        return await self._login(request.email, request.user_name, request.password, context)
+
+    async def _login(self, email: str, user_name: str, password: str, context) -> pb.LoginResponse:
+        """Check the password, open a session and set its cookie (Login and SeedLogin)."""
+        by, key = domain.validate_login(email, user_name, password)
         account = f"{by}:{key}"
         self.throttle.check_login(account, client_address(context))
         found = await self.store.find_login(by, key)
         if found is None:
             # Spend the same argon2 work as a real check: an unknown user must not answer faster.
-            await asyncio.to_thread(self.passwords.verify_nobody, request.password)
+            await asyncio.to_thread(self.passwords.verify_nobody, password)
             self.throttle.failed(account)
             raise Unauthenticated(WRONG_CREDENTIALS)
         user, password_hash = found
-        if not await asyncio.to_thread(self.passwords.verify, password_hash, request.password):
+        if not await asyncio.to_thread(self.passwords.verify, password_hash, password):
             self.throttle.failed(account)
             raise Unauthenticated(WRONG_CREDENTIALS)
-        token, csrf, now = domain.new_token(), domain.new_token(), _now()
+        token, now = domain.new_token(), _now()
         expires_at = now + self.rules.session_ttl
         await self.store.create_session(domain.token_digest(token), user.id, now, expires_at)
         max_age = int(self.rules.session_ttl.total_seconds())
-        await context.send_initial_metadata((
-            _cookie(SESSION_COOKIE, token, max_age, http_only=True),
-            _cookie(CSRF_COOKIE, csrf, max_age, http_only=False),
-        ))
+        # A new session id at every login (no fixation). The CSRF cookie is the bridge's and
+        # survives login and logout, as gorilla/csrf's does.
+        await context.send_initial_metadata((_cookie(SESSION_COOKIE, token, max_age, http_only=True),))
         return pb.LoginResponse(session_token=token, expires_at=_ts(expires_at), user=_user_pb(user, with_email=True))
 
     async def Logout(self, request: pb.LogoutRequest, context) -> pb.LogoutResponse:
@@ -142,10 +145,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             await self.store.revoke_all_sessions(me.user_id, now)
         elif not await self.store.revoke_session(me.token_hash, now):
             raise Unauthenticated("the session is unknown, expired or already revoked")
-        await context.send_initial_metadata((
-            _cookie(SESSION_COOKIE, "", 0, http_only=True),
-            _cookie(CSRF_COOKIE, "", 0, http_only=False),
-        ))
+        await context.send_initial_metadata((_cookie(SESSION_COOKIE, "", 0, http_only=True),))
         return pb.LogoutResponse()
 
     async def WhoAmI(self, request: pb.WhoAmIRequest, context) -> pb.WhoAmIResponse:
@@ -179,13 +179,40 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                                        expires_at=_ts(session.expires_at), cache_ttl=ttl)
 
     async def GetCsrfToken(self, request: pb.GetCsrfTokenRequest, context) -> pb.GetCsrfTokenResponse:
-        token = domain.new_token()
         expires_at = _now() + self.rules.csrf_ttl
-        # Double-submit: the bridge compares this cookie with the X-CSRF-Token header.
-        await context.send_initial_metadata(
-            (_cookie(CSRF_COOKIE, token, int(self.rules.csrf_ttl.total_seconds()), http_only=False),)
-        )
-        return pb.GetCsrfTokenResponse(csrf_token=token, expires_at=_ts(expires_at))
+        return pb.GetCsrfTokenResponse(csrf_token=csrf_token(context), expires_at=_ts(expires_at))
+
+    # -- GoBid's own routes: the same accounts and sessions, the seed's rules and words
+
+    async def SeedSignUp(self, request: pb.SeedSignUpRequest, context) -> pb.SeedSignUpResponse:
+        domain.validate_seed_sign_up(request.user_name, request.email, request.password, request.bio)
+        created = await self.SignUp(pb.SignUpRequest(user_name=request.user_name, email=request.email,
+                                                     password=request.password, bio=request.bio), context)
+        return pb.SeedSignUpResponse(user_id=created.user_id)
+
+    async def SeedLogin(self, request: pb.SeedLoginRequest, context) -> pb.SeedLoginResponse:
+        domain.validate_seed_login(request.email, request.password)
+        await self._login(request.email, "", request.password, context)
+        return pb.SeedLoginResponse(message="logged in sucessfully")  # the seed's spelling
+
+    async def SeedLogout(self, request: pb.SeedLogoutRequest, context) -> pb.SeedLogoutResponse:
+        await self.Logout(pb.LogoutRequest(), context)
+        return pb.SeedLogoutResponse(message="logged out sucessfully")
+
+    async def GetSeedCsrfToken(self, request: pb.GetSeedCsrfTokenRequest, context) -> pb.GetSeedCsrfTokenResponse:
+        return pb.GetSeedCsrfTokenResponse(csrf_token=csrf_token(context))
+
+
+def csrf_token(context) -> str:
+    """The token the bridge minted for the caller's signed CSRF cookie (`agora-csrf-token` metadata).
+
+    A gRPC caller has no cookie and needs no token (bearer tokens are not sent by browsers on their
+    own); it gets a random one, which no bridge will accept.
+    """
+    for key, value in context.invocation_metadata() or ():
+        if key == CSRF_METADATA:
+            return value if isinstance(value, str) else value.decode()
+    return domain.new_token()
 
 
 async def build(runtime, *, store: IdentityStore | None = None, rules: IdentityRules | None = None) -> ServiceSpec:

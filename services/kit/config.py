@@ -40,6 +40,15 @@ class Settings:
         "AGORA_PORT_OFFSET", 0, "added to every domain's default gRPC port (two meshes on one machine)"
     )
     http_port: int = _setting("AGORA_HTTP_PORT", 8080, "port of the REST/SSE/WebSocket bridge")
+    seed_ports: bool = _setting(
+        "AGORA_SEED_PORTS", False,
+        "the bridge also listens on the seed systems' own ports (3080 auctions; 8081-8083 commerce), "
+        "so their clients need no change, not even their base URL"
+    )
+    csrf_key: str = _setting(
+        "AGORA_CSRF_KEY", "",
+        "secret that signs the bridge's CSRF cookie (share it between bridge replicas); empty = random per process"
+    )
     shutdown_grace: float = _setting("AGORA_SHUTDOWN_GRACE", 4.0, "seconds in-flight calls get to finish on SIGTERM")
     health_interval: float = _setting("AGORA_HEALTH_INTERVAL", 1.0, "seconds between dependency health probes")
     max_message_bytes: int = _setting("AGORA_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, "largest gRPC message accepted")

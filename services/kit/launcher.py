@@ -126,6 +126,11 @@ class RunningGateway:
             self.task.cancel()
 
 
+# The seed systems' own ports (AGORA_SEED_PORTS): GoBid's API, and the three services of the
+# three-database shop (storage, orders, log). Seeds 000 and 003 used 8080, the bridge's own.
+SEED_PORTS = (3080, 8081, 8082, 8083)
+
+
 async def start_gateway(settings: Settings) -> RunningGateway:
     from importlib import resources
 
@@ -142,6 +147,8 @@ async def start_gateway(settings: Settings) -> RunningGateway:
     ready, stop = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(
         serve_gateway(descriptors, upstreams, settings.host, settings.http_port, ready_event=ready, stop_event=stop,
+                      extra_ports=SEED_PORTS if settings.seed_ports else (),
+                      csrf_key=settings.csrf_key.encode() or None,
                       graceful_shutdown=settings.shutdown_grace, client_limits=limits, frame_limits=frames,
                       channel_credentials=channel_credentials(settings),
                       ssl_certfile=settings.tls_cert or None, ssl_keyfile=settings.tls_key or None,

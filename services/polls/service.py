@@ -30,7 +30,7 @@ from services.kit.errors import InvalidArgument, NotFound
 from services.kit.health import bus_probe
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
-from services.polls import domain
+from services.polls import domain, wire
 from services.polls.ballots import BallotBox
 from services.polls.closing import ClosingClock
 from services.polls.domain import Ballot, CloseReason, Poll, Tally, VoteRequest, now_us
@@ -217,6 +217,18 @@ class PollServicer(polls_pb2_grpc.PollServiceServicer):
             results.final = replace(tally, closed_total=poll.vote_count).complete
         return pb.ClosePollResponse(poll=poll_message(poll, now), results=results)
 
+    # -- the voting seed's own routes: the same polls and counts, in its models' shape
+
+    async def SeedCreatePoll(self, request: pb.SeedCreatePollRequest, context) -> pb.SeedCreatePollResponse:
+        created = await self.CreatePoll(pb.CreatePollRequest(
+            question=request.question, options=wire.seed_option_texts(list(request.options)),
+            closes_at=request.end_date if request.HasField("end_date") else None), context)
+        return pb.SeedCreatePollResponse(poll=wire.seed_poll(created.poll, None))
+
+    async def SeedGetPoll(self, request: pb.SeedGetPollRequest, context) -> pb.SeedGetPollResponse:
+        poll = await self._poll(request.poll_id)
+        return pb.SeedGetPollResponse(poll=wire.seed_poll(poll_message(poll, now_us()), await self._results(poll)))
+
     async def WatchResults(self, request: pb.WatchResultsRequest, context) -> AsyncIterator[pb.WatchResultsResponse]:
         poll = await self._poll(request.poll_id)
 
@@ -255,6 +267,8 @@ def register(servicer: PollServicer, server: grpc.aio.Server) -> None:
         "ListPolls": unary(servicer.ListPolls, pb.ListPollsRequest, pb.ListPollsResponse),
         "CastVote": unary(servicer.CastVote, pb.CastVoteRequest, pb.CastVoteResponse),
         "ClosePoll": unary(servicer.ClosePoll, pb.ClosePollRequest, pb.ClosePollResponse),
+        "SeedCreatePoll": unary(servicer.SeedCreatePoll, pb.SeedCreatePollRequest, pb.SeedCreatePollResponse),
+        "SeedGetPoll": unary(servicer.SeedGetPoll, pb.SeedGetPollRequest, pb.SeedGetPollResponse),
         "WatchResults": grpc.unary_stream_rpc_method_handler(
             servicer.WatchResults, request_deserializer=pb.WatchResultsRequest.FromString,
             response_serializer=SerializeOnce()),

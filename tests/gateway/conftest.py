@@ -23,6 +23,9 @@ class Mesh:
     service: MirrorService
 
 
+CSRF_KEY = b"the test bridge's CSRF cookie key"
+
+
 @pytest.fixture(scope="session")
 def descriptor_set(tmp_path_factory) -> bytes:
     return compile_descriptor_set(tmp_path_factory.mktemp("protos"))
@@ -48,6 +51,7 @@ async def mesh(descriptor_set):
             max_body_bytes=64 * 1024,
             cors_origins=["http://allowed.example"],
             heartbeat_interval=0.2,
+            csrf_key=CSRF_KEY,
         )
         task = asyncio.ensure_future(server.serve(sockets=[sock]))
         while not server.started:

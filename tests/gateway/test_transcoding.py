@@ -209,8 +209,13 @@ async def test_client_cannot_forge_what_the_bridge_vouches_for(client):
 async def test_cookie_session_and_csrf(mesh):
     import httpx
 
+    from gateway.auth import CsrfGuard
+    from tests.gateway.conftest import CSRF_KEY
+
+    guard = CsrfGuard(CSRF_KEY)
+    secret, cookie = guard.mint()  # what the bridge sets for a page that asks for a token
     # Plain Cookie headers: the client's jar would take the upstream's Set-Cookie and change the session.
-    jar = {"Cookie": "agora_session=sess1; agora_csrf=tokA"}
+    jar = {"Cookie": f"agora_session=sess1; agora_csrf={cookie}"}
     async with httpx.AsyncClient(base_url=mesh.base_url) as c:
         r = await c.get("/v1/headers", headers=jar)
         assert r.json()["metadata"]["authorization"] == "Bearer sess1"
@@ -218,8 +223,20 @@ async def test_cookie_session_and_csrf(mesh):
         assert r.status_code == 403 and r.json()["code"] == 7
         r = await c.post("/v1/headers", json={}, headers={**jar, "X-CSRF-Token": "wrong"})
         assert r.status_code == 403
-        r = await c.post("/v1/headers", json={}, headers={**jar, "X-CSRF-Token": "tokA"})
-        assert r.status_code == 200 and r.json()["metadata"]["authorization"] == "Bearer sess1"
+        # Two tokens for one cookie differ (masked) and both pass.
+        first, second = guard.token(secret), guard.token(secret)
+        assert first != second
+        for token in (first, second):
+            r = await c.post("/v1/headers", json={}, headers={**jar, "X-CSRF-Token": token})
+            assert r.status_code == 200 and r.json()["metadata"]["authorization"] == "Bearer sess1"
+        # A cookie/token pair the attacker made up does not verify: the cookie is signed.
+        planted = {"Cookie": "agora_session=sess1; agora_csrf=tokA", "X-CSRF-Token": "tokA"}
+        r = await c.post("/v1/headers", json={}, headers=planted)
+        assert r.status_code == 403
+        forged_secret, forged_cookie = CsrfGuard(b"someone else's key").mint()
+        r = await c.post("/v1/headers", json={}, headers={
+            "Cookie": f"agora_session=sess1; agora_csrf={forged_cookie}", "X-CSRF-Token": guard.token(forged_secret)})
+        assert r.status_code == 403
         r = await c.post("/v1/headers", json={}, headers={**jar, "Authorization": "Bearer header-wins"})
         assert r.status_code == 200 and r.json()["metadata"]["authorization"] == "Bearer header-wins"
 

@@ -15,12 +15,13 @@ from tests.security.mesh import API_KEY
 # Writes anyone may make, and why (the seeds' open APIs are part of the contract, DESIGN §2).
 PUBLIC_WRITES = {
     ("POST", "/v1/users"): "SignUp: how a user comes to exist",
-    ("POST", "/api/v1/users/signupuser"): "SignUp, auction seed binding",
+    ("POST", "/api/v1/users/signupuser"): "SeedSignUp: the auction seed's sign-up",
+    ("POST", "/api/v1/users/signup"): "SeedSignUp: the path the auction seed's router serves",
     ("POST", "/v1/auth/login"): "Login: how a session comes to exist (rate limited per address)",
-    ("POST", "/api/v1/users/loginuser"): "Login, auction seed binding (rate limited per address)",
+    ("POST", "/api/v1/users/loginuser"): "SeedLogin: the auction seed's login (rate limited per address)",
     ("POST", "/v1/auth/check"): "CheckSession: answers only for the token it is given",
     ("POST", "/v1/polls"): "voting seed: anonymous polls (votes deduplicated by voter key)",
-    ("POST", "/poll"): "voting seed POST /poll",
+    ("POST", "/poll"): "SeedCreatePoll: the voting seed's POST /poll",
     ("POST", "/v1/polls/{poll_id}/votes"): "voting seed: anonymous votes with voter keys",
     ("POST", "/vote/{poll_id}/{option}"): "voting seed POST /vote/{id}/{option}",
     ("POST", "/v1/rooms/{room_id}/messages"): "chat seed: anyone posts under a display name",
@@ -92,12 +93,13 @@ async def test_another_users_things(http):
 
 async def test_csrf_guards_cookie_sessions(http, secure_mesh):
     user = await sign_up(http)
-    session, csrf = user["cookies"].get("agora_session"), user["cookies"].get("agora_csrf")
-    assert session and csrf, f"login set no session/CSRF cookies: {user['cookies']}"
+    session = user["cookies"].get("agora_session")
+    assert session, f"login set no session cookie: {user['cookies']}"
     body = {"question": "csrf?", "options": ["a", "b"]}
     async with httpx.AsyncClient(base_url=secure_mesh.base_url, timeout=30.0) as browser:
         browser.cookies.set("agora_session", session)
-        browser.cookies.set("agora_csrf", csrf)
+        csrf = (await browser.get("/v1/auth/csrftoken")).json()["csrfToken"]  # sets the signed cookie
+        assert browser.cookies.get("agora_csrf")
         r = await browser.post("/v1/polls", json=body)
         assert r.status_code == 403 and "CSRF" in r.text, r.text
         r = await browser.post("/v1/polls", json=body, headers={"x-csrf-token": "not-the-token"})
@@ -124,7 +126,7 @@ async def test_session_fixation_and_revocation(http, secure_mesh):
         victim.cookies.set("agora_session", planted)
         r = await victim.get("/v1/auth/csrftoken")  # what the login page does first
         assert r.status_code == 200, r.text
-        csrf = victim.cookies.get("agora_csrf")
+        csrf = r.json()["csrfToken"]
         r = await victim.post("/v1/auth/login", json={"user_name": user["name"], "password": user["password"]},
                               headers={"x-csrf-token": csrf})
         assert r.status_code == 200, r.text
@@ -209,9 +211,12 @@ async def test_zz_secrets_never_logged(http, secure_mesh):
     await http.post("/v1/auth/login", json={"user_name": user["name"], "password": "wrong-" + user["password"]})
     await http.get("/v1/orders", headers={"x-api-key": API_KEY})
     await http.post("/v1/auth/logout", json={}, headers=bearer(user))
+    csrf = await http.get("/v1/auth/csrftoken")
+    csrf_secrets = (csrf.json()["csrfToken"], csrf.cookies["agora_csrf"])
+    http.cookies.clear()
     await asyncio.sleep(0.5)
     log = secure_mesh.log_text()
     assert len(log) > 0
-    for secret in (user["password"], user["token"], API_KEY, user["cookies"].get("agora_csrf", "")):
+    for secret in (user["password"], user["token"], API_KEY, *csrf_secrets):
         assert secret and secret not in log, f"a secret appears in the logs: {secret[:6]}..."
     assert not re.search(r"Pw-[0-9a-f]{32}", log), "a password from this module appears in the logs"

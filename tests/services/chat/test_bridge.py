@@ -50,7 +50,7 @@ class WsClient:
 
 async def test_two_websockets_and_a_grpc_client_see_the_same_messages_in_order(mesh):
     server, address = mesh
-    ann = await WsClient.open(f"ws://{address}/ws?username=ann")
+    ann = await WsClient.open(f"ws://{address}/v1/rooms/general/chat?username=ann")
     bob = await WsClient.open(f"ws://{address}/v1/rooms/general/chat?username=bob")
     async with server.channel() as channel:
         stub = chat_pb2_grpc.ChatServiceStub(channel)
@@ -70,10 +70,10 @@ async def test_two_websockets_and_a_grpc_client_see_the_same_messages_in_order(m
         assert sorted(t for _, t in seen_ann) == sorted(f"{who} {i}" for who in ("ann", "bob", "carol") for i in range(3))
         carol.close()
     async with httpx.AsyncClient(base_url=f"http://{address}", timeout=WAIT) as http:
-        history = (await http.get("/api/messages", params={"limit": 50})).json()
+        history = (await http.get("/v1/rooms/general/messages", params={"limit": 50})).json()
         said = [(m["sequence"], m["text"]) for m in history["messages"] if m["kind"] == "MESSAGE_KIND_MESSAGE"]
         assert said[::-1] == seen_ann
-        assert len((await http.get("/api/messages", params={"limit": 2})).json()["messages"]) == 2
+        assert len((await http.get("/v1/rooms/general/messages", params={"limit": 2})).json()["messages"]) == 2
         room = (await http.get("/v1/rooms/general")).json()
         assert {m["username"] for m in room["members"]} == {"ann", "bob"}
     await ann.ws.close()
@@ -82,9 +82,9 @@ async def test_two_websockets_and_a_grpc_client_see_the_same_messages_in_order(m
 
 async def test_join_leave_and_resume_over_websocket(mesh):
     _, address = mesh
-    watcher = await WsClient.open(f"ws://{address}/ws?username=watcher")
+    watcher = await WsClient.open(f"ws://{address}/v1/rooms/general/chat?username=watcher")
     await watcher.entries(1, kinds=("MESSAGE_KIND_JOIN",))
-    dan = await WsClient.open(f"ws://{address}/ws?username=dan")
+    dan = await WsClient.open(f"ws://{address}/v1/rooms/general/chat?username=dan")
     [joined] = await watcher.entries(1, kinds=("MESSAGE_KIND_JOIN", "MESSAGE_KIND_LEAVE"))
     assert joined["kind"] == "MESSAGE_KIND_JOIN" and joined["username"] == "dan"
     await dan.ws.close()
@@ -96,7 +96,7 @@ async def test_join_leave_and_resume_over_websocket(mesh):
         for i in range(4):
             reply = await http.post("/v1/rooms/general/messages", json={"username": "bob", "text": f"while away {i}"})
             assert reply.status_code == 200, reply.text
-    back = await WsClient.open(f"ws://{address}/ws?username=watcher&resume_from={last}")
+    back = await WsClient.open(f"ws://{address}/v1/rooms/general/chat?username=watcher&resume_from={last}")
     assert int((await back.next())["sequence"]) == last
     missed = await back.entries(4)
     assert [m["text"] for m in missed] == [f"while away {i}" for i in range(4)]
@@ -124,7 +124,7 @@ async def test_bad_input_maps_to_http_statuses(mesh):
         got = await http.get(f"/v1/rooms/general/attachments/{attachment['id']}")
         assert base64.b64decode(got.json()["attachment"]["data"]) == b"\x89PNG"
         assert (await http.get("/v1/rooms/nowhere")).status_code == 404
-        assert (await http.get("/api/messages", params={"limit": -1})).status_code == 400
+        assert (await http.get("/v1/rooms/general/messages", params={"limit": -1})).status_code == 400
         assert (await http.post("/v1/rooms", json={"title": "x"})).status_code == 401
     async with websockets.connect(f"ws://{address}/v1/rooms/nowhere/chat?username=bob") as ws:
         await ws.send("{}")

@@ -101,7 +101,6 @@ async def start_mesh(backend: str, data_dir: Path, *, postgres_url: str = "", am
     return mesh
 
 
-SEED_CREATE_PATH = "/api/v1/products/"
 
 
 async def stop_mesh(mesh: Mesh) -> None:
@@ -160,7 +159,10 @@ async def create_auction(channel: grpc.aio.Channel, token: str, *, seconds: floa
 
 
 async def http_login(client: httpx.AsyncClient, name: str, password: str = "correct horse battery") -> httpx.Response:
-    """Seed-style login through the bridge; the client's cookie jar keeps agora_session and agora_csrf."""
-    reply = await client.post("/api/v1/users/loginuser", json={"user_name": name, "password": password})
+    """Cookie login through the bridge, as a page does: the client's jar keeps agora_session and the
+    bridge's signed agora_csrf cookie; the token for writes is on `client.headers`."""
+    token = (await client.get("/v1/auth/csrftoken")).json()["csrfToken"]
+    client.headers["x-csrf-token"] = token
+    reply = await client.post("/v1/auth/login", json={"user_name": name, "password": password})
     reply.raise_for_status()
     return reply

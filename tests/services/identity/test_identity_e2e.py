@@ -82,19 +82,25 @@ async def test_wrong_password_and_unknown_user_answer_the_same_in_comparable_tim
         assert 0.5 < ratio < 2.0, f"unknown/wrong median time ratio {ratio:.2f}"
 
 
-async def test_bridge_sets_cookies_csrf_is_double_submit(mesh):
+async def test_bridge_sets_cookies_and_a_signed_csrf_cookie(mesh):
     async with mesh.channel("identity") as channel, httpx.AsyncClient(base_url=mesh.http_url) as http:
         _, name, _ = await sign_up_and_login(channel)
-        csrf = await http.get("/api/v1/csrftoken")
-        assert csrf.status_code == 200 and csrf.json()["csrfToken"] == http.cookies["agora_csrf"]
-        login = await http.post("/api/v1/users/loginuser", json={"user_name": name, "password": PASSWORD})
+        csrf = await http.get("/v1/auth/csrftoken")
+        token = csrf.json()["csrfToken"]
+        assert csrf.status_code == 200 and token and http.cookies["agora_csrf"]
+        jar_cookie = next(c for c in csrf.headers.get_list("set-cookie") if c.startswith("agora_csrf="))
+        assert "HttpOnly" in jar_cookie and "SameSite=Lax" in jar_cookie
+        assert token != http.cookies["agora_csrf"]  # a masked token, never the cookie itself
+        login = await http.post("/v1/auth/login", json={"user_name": name, "password": PASSWORD},
+                                headers={"x-csrf-token": token})
         cookies = login.headers.get_list("set-cookie")
         session = next(c for c in cookies if c.startswith("agora_session="))
         assert "HttpOnly" in session and "SameSite=Lax" in session and "Path=/" in session
+        assert not any(c.startswith("agora_csrf=") for c in cookies)  # login leaves the CSRF cookie alone
         assert (await http.get("/v1/auth/whoami")).status_code == 200  # cookie session, safe method
-        no_csrf = await http.post("/api/v1/users/logout", json={})
+        no_csrf = await http.post("/v1/auth/logout", json={})
         assert no_csrf.status_code == 403
-        out = await http.post("/api/v1/users/logout", json={}, headers={"x-csrf-token": http.cookies["agora_csrf"]})
+        out = await http.post("/v1/auth/logout", json={}, headers={"x-csrf-token": token})
         assert out.status_code == 200
         assert "agora_session" not in http.cookies  # cleared by Max-Age=0
         assert (await http.get("/v1/auth/whoami")).status_code == 401
@@ -107,9 +113,10 @@ async def test_passwords_and_tokens_never_in_logs_nor_in_clear_in_the_database(m
         stub = identity_pb2_grpc.IdentityServiceStub(channel)
         user_id, name, token = await sign_up_and_login(channel, password=password)
         await _fail(stub.Login(pb.LoginRequest(user_name=name, password=password + "x")))
-        login = await http.post("/api/v1/users/loginuser", json={"user_name": name, "password": password})
-        secrets = [password, token, login.json()["sessionToken"], http.cookies["agora_csrf"]]
-        await http.post("/api/v1/users/logout", json={}, headers={"x-csrf-token": http.cookies["agora_csrf"]})
+        csrf = (await http.get("/v1/auth/csrftoken")).json()["csrfToken"]
+        login = await http.post("/v1/auth/login", json={"user_name": name, "password": password})
+        secrets = [password, token, login.json()["sessionToken"], http.cookies["agora_csrf"], csrf]
+        await http.post("/v1/auth/logout", json={}, headers={"x-csrf-token": csrf})
         await stub.CheckSession(pb.CheckSessionRequest(session_token=token))
     # Everything the services, the bridge and the kit logged; not the test's own HTTP client,
     # which logs the Set-Cookie headers it receives at DEBUG.

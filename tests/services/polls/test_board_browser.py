@@ -25,7 +25,7 @@ async def test_vote_through_rest_moves_the_bar_on_the_open_page(board_mesh):
     from playwright.async_api import async_playwright
 
     async with httpx.AsyncClient(base_url=board_mesh.base_url, timeout=10) as http:
-        poll = (await http.post("/poll", json={"question": "Which bar moves?", "options": ["left", "right"]})).json()["poll"]
+        poll = (await http.post("/v1/polls", json={"question": "Which bar moves?", "options": ["left", "right"]})).json()["poll"]
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             try:
@@ -40,7 +40,7 @@ async def test_vote_through_rest_moves_the_bar_on_the_open_page(board_mesh):
                 page.on("framenavigated", lambda frame: navigations.append(frame.url))
 
                 for _ in range(3):
-                    assert (await http.post(f"/vote/{poll['id']}/1")).status_code == 200
+                    assert (await http.post(f"/v1/polls/{poll['id']}/votes", json={"option": 1})).status_code == 200
                 await page.wait_for_function(
                     "document.querySelector(\"#bars li[data-index='1'] .count\").textContent === '3'", timeout=15_000)
                 width = await page.eval_on_selector("#bars li[data-index='1'] .fill", "e => e.style.width")

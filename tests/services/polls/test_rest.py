@@ -21,7 +21,7 @@ async def http(mesh):
 async def poll_until(http, poll_id: str, predicate, timeout: float = 20.0, what: str = "the tally"):
     deadline = time.monotonic() + timeout
     while True:
-        reply = (await http.get(f"/poll/{poll_id}")).json()
+        reply = (await http.get(f"/v1/polls/{poll_id}")).json()
         if predicate(reply["results"]):
             return reply
         if time.monotonic() > deadline:
@@ -33,13 +33,13 @@ def votes(results: dict) -> list[int]:
     return [int(t.get("votes", 0)) for t in results["tallies"]]
 
 
-async def test_seed_routes_create_vote_get_and_close(http):
-    created = await http.post("/poll", json={"question": "Tabs or spaces?", "options": ["tabs", "spaces"]},
+async def test_create_vote_get_and_close_over_http(http):
+    created = await http.post("/v1/polls", json={"question": "Tabs or spaces?", "options": ["tabs", "spaces"]},
                               headers={"Authorization": "Bearer user-rita"})
     assert created.status_code == 200, created.text
     poll = created.json()["poll"]
     assert [o["text"] for o in poll["options"]] == ["tabs", "spaces"]
-    replies = await asyncio.gather(*(http.post(f"/vote/{poll['id']}/{i % 2}") for i in range(40)))
+    replies = await asyncio.gather(*(http.post(f"/v1/polls/{poll['id']}/votes", json={"option": i % 2}) for i in range(40)))
     assert all(r.status_code == 200 for r in replies), [r.text for r in replies if r.status_code != 200][:1]
     await poll_until(http, poll["id"], lambda r: votes(r) == [20, 20], what="40 REST votes")
 
@@ -57,29 +57,29 @@ async def test_seed_routes_create_vote_get_and_close(http):
     assert closed.status_code == 200 and closed.json()["poll"]["status"] == "POLL_STATUS_CLOSED"
     final = await poll_until(http, poll["id"], lambda r: r.get("final"), what="final results")
     assert votes(final["results"]) == [20, 20]
-    late = await http.post(f"/vote/{poll['id']}/0")
+    late = await http.post(f"/v1/polls/{poll['id']}/votes", json={"option": 0})
     assert late.status_code == 400 and late.json()["code"] == 9  # FAILED_PRECONDITION
 
 
 async def test_bad_input_over_http(http):
-    missing = await http.get("/poll/does-not-exist")
+    missing = await http.get("/v1/polls/does-not-exist")
     assert missing.status_code == 404 and missing.json()["code"] == 5
-    assert (await http.post("/vote/does-not-exist/0")).status_code == 404
+    assert (await http.post("/v1/polls/does-not-exist/votes", json={"option": 0})).status_code == 404
     for options in (["one"], [f"o{i}" for i in range(101)]):
-        bad = await http.post("/poll", json={"question": "q", "options": options})
+        bad = await http.post("/v1/polls", json={"question": "q", "options": options})
         assert bad.status_code == 400 and "options" in bad.text
-    poll = (await http.post("/poll", json={"question": "q", "options": ["a", "b"]})).json()["poll"]
-    out_of_range = await http.post(f"/vote/{poll['id']}/7")
+    poll = (await http.post("/v1/polls", json={"question": "q", "options": ["a", "b"]})).json()["poll"]
+    out_of_range = await http.post(f"/v1/polls/{poll['id']}/votes", json={"option": 7})
     assert out_of_range.status_code == 400
     body = out_of_range.json()
     violations = [v for d in body["details"] for v in d.get("fieldViolations", [])]
     assert [v["field"] for v in violations] == ["option"], body
-    negative = await http.post(f"/vote/{poll['id']}/-1")
+    negative = await http.post(f"/v1/polls/{poll['id']}/votes", json={"option": -1})
     assert negative.status_code == 400
 
 
 async def test_watch_over_sse_and_websocket(http, mesh):
-    poll = (await http.post("/poll", json={"question": "Live?", "options": ["yes", "no"]},
+    poll = (await http.post("/v1/polls", json={"question": "Live?", "options": ["yes", "no"]},
                             headers={"Authorization": "Bearer user-uma"})).json()["poll"]
     seen_sse: list[dict] = []
     seen_ws: list[dict] = []
@@ -107,7 +107,7 @@ async def test_watch_over_sse_and_websocket(http, mesh):
         assert time.monotonic() < deadline, "the watchers got no first snapshot"
         await asyncio.sleep(0.02)
     for i in range(7):
-        assert (await http.post(f"/vote/{poll['id']}/{int(i < 4)}")).status_code == 200
+        assert (await http.post(f"/v1/polls/{poll['id']}/votes", json={"option": int(i < 4)})).status_code == 200
     await poll_until(http, poll["id"], lambda r: votes(r) == [3, 4], what="7 votes")
     await http.post(f"/v1/polls/{poll['id']}:close", json={}, headers={"Authorization": "Bearer user-uma"})
     await asyncio.wait_for(asyncio.gather(*watchers), 20)

@@ -22,13 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from agora.api.v1 import options_pb2 as agora_dot_api_dot_v1_dot_options__pb2
 from agora.common.v1 import money_pb2 as agora_dot_common_dot_v1_dot_money__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n agora/auctions/v1/auctions.proto\x12\x11\x61gora.auctions.v1\x1a\x1b\x61gora/common/v1/money.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x01\n\x03\x42id\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nauction_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x11\n\tbidder_id\x18\x04 \x01(\t\x12\x13\n\x0b\x62idder_name\x18\x05 \x01(\t\x12&\n\x06\x61mount\x18\x06 \x01(\x0b\x32\x16.agora.common.v1.Money\x12-\n\tplaced_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc2\x01\n\rAuctionResult\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12\x0c\n\x04sold\x18\x02 \x01(\x08\x12\x11\n\twinner_id\x18\x03 \x01(\t\x12\x13\n\x0bwinner_name\x18\x04 \x01(\t\x12%\n\x05price\x18\x05 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\x11\n\tbid_count\x18\x06 \x01(\x04\x12-\n\tclosed_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcd\x05\n\x07\x41uction\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tseller_id\x18\x02 \x01(\t\x12\x13\n\x0bseller_name\x18\x03 \x01(\t\x12\x14\n\x0cproduct_name\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12.\n\x0estarting_price\x18\x06 \x01(\x0b\x32\x16.agora.common.v1.Money\x12-\n\rmin_increment\x18\x07 \x01(\x0b\x32\x16.agora.common.v1.Money\x12/\n\x0b\x61uction_end\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x13\x61nti_sniping_window\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x39\n\x16\x61nti_sniping_extension\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\x06status\x18\x0c \x01(\x0e\x32 .agora.auctions.v1.AuctionStatus\x12-\n\rcurrent_price\x18\r \x01(\x0b\x32\x16.agora.common.v1.Money\x12\x30\n\x10minimum_next_bid\x18\x0e \x01(\x0b\x32\x16.agora.common.v1.Money\x12+\n\x0bhighest_bid\x18\x0f \x01(\x0b\x32\x16.agora.auctions.v1.Bid\x12\x11\n\tbid_count\x18\x10 \x01(\x04\x12.\n\ncreated_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x06result\x18\x12 \x01(\x0b\x32 .agora.auctions.v1.AuctionResult\"\xd2\x01\n\x0b\x42idAccepted\x12#\n\x03\x62id\x18\x01 \x01(\x0b\x32\x16.agora.auctions.v1.Bid\x12-\n\rcurrent_price\x18\x02 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\x30\n\x10minimum_next_bid\x18\x03 \x01(\x0b\x32\x16.agora.common.v1.Money\x12+\n\x07\x65nds_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65xtended\x18\x05 \x01(\x08\"\xd9\x01\n\x0b\x42idRejected\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12-\n\rcurrent_price\x18\x06 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\x30\n\x10minimum_next_bid\x18\x07 \x01(\x0b\x32\x16.agora.common.v1.Money\"\xc4\x02\n\x14\x43reateAuctionRequest\x12\x14\n\x0cproduct_name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12.\n\x0estarting_price\x18\x03 \x01(\x0b\x32\x16.agora.common.v1.Money\x12-\n\rmin_increment\x18\x04 \x01(\x0b\x32\x16.agora.common.v1.Money\x12/\n\x0b\x61uction_end\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x13\x61nti_sniping_window\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x39\n\x16\x61nti_sniping_extension\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\"X\n\x15\x43reateAuctionResponse\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12+\n\x07\x61uction\x18\x02 \x01(\x0b\x32\x1a.agora.auctions.v1.Auction\"\'\n\x11GetAuctionRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\"A\n\x12GetAuctionResponse\x12+\n\x07\x61uction\x18\x01 \x01(\x0b\x32\x1a.agora.auctions.v1.Auction\"\x81\x01\n\x13ListAuctionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x30\n\x06status\x18\x03 \x01(\x0e\x32 .agora.auctions.v1.AuctionStatus\x12\x11\n\tseller_id\x18\x04 \x01(\t\"]\n\x14ListAuctionsResponse\x12,\n\x08\x61uctions\x18\x01 \x03(\x0b\x32\x1a.agora.auctions.v1.Auction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"a\n\x0fPlaceBidRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12&\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"d\n\x10PlaceBidResponse\x12#\n\x03\x62id\x18\x01 \x01(\x0b\x32\x16.agora.auctions.v1.Bid\x12+\n\x07\x61uction\x18\x02 \x01(\x0b\x32\x1a.agora.auctions.v1.Auction\"L\n\x0fListBidsRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Q\n\x10ListBidsResponse\x12$\n\x04\x62ids\x18\x01 \x03(\x0b\x32\x16.agora.auctions.v1.Bid\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x13WatchAuctionRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12\x13\n\x0bresume_from\x18\x02 \x01(\x04\"\xc4\x01\n\x14WatchAuctionResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12.\n\x08snapshot\x18\x02 \x01(\x0b\x32\x1a.agora.auctions.v1.AuctionH\x00\x12-\n\x03\x62id\x18\x03 \x01(\x0b\x32\x1e.agora.auctions.v1.BidAcceptedH\x00\x12\x32\n\x06\x63losed\x18\x04 \x01(\x0b\x32 .agora.auctions.v1.AuctionResultH\x00\x42\x07\n\x05\x65vent\"w\n\x10\x42idStreamRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x13\n\x0bresume_from\x18\x02 \x01(\x04\x12&\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\xf5\x01\n\x11\x42idStreamResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12.\n\x08snapshot\x18\x02 \x01(\x0b\x32\x1a.agora.auctions.v1.AuctionH\x00\x12-\n\x03\x62id\x18\x03 \x01(\x0b\x32\x1e.agora.auctions.v1.BidAcceptedH\x00\x12\x32\n\x08rejected\x18\x04 \x01(\x0b\x32\x1e.agora.auctions.v1.BidRejectedH\x00\x12\x32\n\x06\x63losed\x18\x05 \x01(\x0b\x32 .agora.auctions.v1.AuctionResultH\x00\x42\x07\n\x05\x65vent*c\n\rAuctionStatus\x12\x1e\n\x1a\x41UCTION_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41UCTION_STATUS_OPEN\x10\x01\x12\x19\n\x15\x41UCTION_STATUS_CLOSED\x10\x02\x32\xdd\x07\n\x0e\x41uctionService\x12\x93\x01\n\rCreateAuction\x12\'.agora.auctions.v1.CreateAuctionRequest\x1a(.agora.auctions.v1.CreateAuctionResponse\"/\x82\xd3\xe4\x93\x02)\"\x0c/v1/auctions:\x01*Z\x16\"\x11/api/v1/products/:\x01*\x12|\n\nGetAuction\x12$.agora.auctions.v1.GetAuctionRequest\x1a%.agora.auctions.v1.GetAuctionResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/auctions/{auction_id}\x12u\n\x0cListAuctions\x12&.agora.auctions.v1.ListAuctionsRequest\x1a\'.agora.auctions.v1.ListAuctionsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/auctions\x12~\n\x08PlaceBid\x12\".agora.auctions.v1.PlaceBidRequest\x1a#.agora.auctions.v1.PlaceBidResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/auctions/{auction_id}/bids:\x01*\x12{\n\x08ListBids\x12\".agora.auctions.v1.ListBidsRequest\x1a#.agora.auctions.v1.ListBidsResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/auctions/{auction_id}/bids\x12\x8a\x01\n\x0cWatchAuction\x12&.agora.auctions.v1.WatchAuctionRequest\x1a\'.agora.auctions.v1.WatchAuctionResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/auctions/{auction_id}:watch0\x01\x12\xb5\x01\n\tBidStream\x12#.agora.auctions.v1.BidStreamRequest\x1a$.agora.auctions.v1.BidStreamResponse\"Y\x82\xd3\xe4\x93\x02S\x12#/v1/auctions/{product_id}/bidstreamZ,\x12*/api/v1/products/ws/subscribe/{product_id}(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n agora/auctions/v1/auctions.proto\x12\x11\x61gora.auctions.v1\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1b\x61gora/common/v1/money.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x01\n\x18SeedCreateProductRequest\x12\"\n\x0cproduct_name\x18\x01 \x01(\tR\x0cproduct_name\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\x12\x1c\n\tbaseprice\x18\x03 \x01(\x01R\tbaseprice\x12<\n\x0b\x61uction_end\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0b\x61uction_end\"+\n\x19SeedCreateProductResponse\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"\xba\x01\n\x14SeedSubscribeRequest\x12\x1e\n\nproduct_id\x18\x01 \x01(\tR\nproduct_id\x12\x36\n\x04kind\x18\x02 \x01(\x0e\x32\".agora.auctions.v1.SeedMessageKindR\x04kind\x12\x16\n\x06\x61mount\x18\x03 \x01(\x01R\x06\x61mount\x12\x18\n\x07message\x18\x04 \x01(\tR\x07message\x12\x18\n\x07user_id\x18\x05 \x01(\tR\x07user_id\"\xcd\x01\n\x15SeedSubscribeResponse\x12\x1d\n\x07message\x18\x01 \x01(\tH\x00R\x07message\x88\x01\x01\x12\x1b\n\x06\x61mount\x18\x02 \x01(\x01H\x01R\x06\x61mount\x88\x01\x01\x12\x36\n\x04kind\x18\x03 \x01(\x0e\x32\".agora.auctions.v1.SeedMessageKindR\x04kind\x12\x1d\n\x07user_id\x18\x04 \x01(\tH\x02R\x07user_id\x88\x01\x01\x42\n\n\x08_messageB\t\n\x07_amountB\n\n\x08_user_id\"\xb6\x01\n\x03\x42id\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nauction_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x11\n\tbidder_id\x18\x04 \x01(\t\x12\x13\n\x0b\x62idder_name\x18\x05 \x01(\t\x12&\n\x06\x61mount\x18\x06 \x01(\x0b\x32\x16.agora.common.v1.Money\x12-\n\tplaced_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc2\x01\n\rAuctionResult\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12\x0c\n\x04sold\x18\x02 \x01(\x08\x12\x11\n\twinner_id\x18\x03 \x01(\t\x12\x13\n\x0bwinner_name\x18\x04 \x01(\t\x12%\n\x05price\x18\x05 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\x11\n\tbid_count\x18\x06 \x01(\x04\x12-\n\tclosed_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcd\x05\n\x07\x41uction\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tseller_id\x18\x02 \x01(\t\x12\x13\n\x0bseller_name\x18\x03 \x01(\t\x12\x14\n\x0cproduct_name\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12.\n\x0estarting_price\x18\x06 \x01(\x0b\x32\x16.agora.common.v1.Money\x12-\n\rmin_increment\x18\x07 \x01(\x0b\x32\x16.agora.common.v1.Money\x12/\n\x0b\x61uction_end\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x13\x61nti_sniping_window\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x39\n\x16\x61nti_sniping_extension\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\x06status\x18\x0c \x01(\x0e\x32 .agora.auctions.v1.AuctionStatus\x12-\n\rcurrent_price\x18\r \x01(\x0b\x32\x16.agora.common.v1.Money\x12\x30\n\x10minimum_next_bid\x18\x0e \x01(\x0b\x32\x16.agora.common.v1.Money\x12+\n\x0bhighest_bid\x18\x0f \x01(\x0b\x32\x16.agora.auctions.v1.Bid\x12\x11\n\tbid_count\x18\x10 \x01(\x04\x12.\n\ncreated_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x06result\x18\x12 \x01(\x0b\x32 .agora.auctions.v1.AuctionResult\"\xd2\x01\n\x0b\x42idAccepted\x12#\n\x03\x62id\x18\x01 \x01(\x0b\x32\x16.agora.auctions.v1.Bid\x12-\n\rcurrent_price\x18\x02 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\x30\n\x10minimum_next_bid\x18\x03 \x01(\x0b\x32\x16.agora.common.v1.Money\x12+\n\x07\x65nds_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65xtended\x18\x05 \x01(\x08\"\xd9\x01\n\x0b\x42idRejected\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12-\n\rcurrent_price\x18\x06 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\x30\n\x10minimum_next_bid\x18\x07 \x01(\x0b\x32\x16.agora.common.v1.Money\"\xc4\x02\n\x14\x43reateAuctionRequest\x12\x14\n\x0cproduct_name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12.\n\x0estarting_price\x18\x03 \x01(\x0b\x32\x16.agora.common.v1.Money\x12-\n\rmin_increment\x18\x04 \x01(\x0b\x32\x16.agora.common.v1.Money\x12/\n\x0b\x61uction_end\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x13\x61nti_sniping_window\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x39\n\x16\x61nti_sniping_extension\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\"X\n\x15\x43reateAuctionResponse\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12+\n\x07\x61uction\x18\x02 \x01(\x0b\x32\x1a.agora.auctions.v1.Auction\"\'\n\x11GetAuctionRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\"A\n\x12GetAuctionResponse\x12+\n\x07\x61uction\x18\x01 \x01(\x0b\x32\x1a.agora.auctions.v1.Auction\"\x81\x01\n\x13ListAuctionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x30\n\x06status\x18\x03 \x01(\x0e\x32 .agora.auctions.v1.AuctionStatus\x12\x11\n\tseller_id\x18\x04 \x01(\t\"]\n\x14ListAuctionsResponse\x12,\n\x08\x61uctions\x18\x01 \x03(\x0b\x32\x1a.agora.auctions.v1.Auction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"a\n\x0fPlaceBidRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12&\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"d\n\x10PlaceBidResponse\x12#\n\x03\x62id\x18\x01 \x01(\x0b\x32\x16.agora.auctions.v1.Bid\x12+\n\x07\x61uction\x18\x02 \x01(\x0b\x32\x1a.agora.auctions.v1.Auction\"L\n\x0fListBidsRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Q\n\x10ListBidsResponse\x12$\n\x04\x62ids\x18\x01 \x03(\x0b\x32\x16.agora.auctions.v1.Bid\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x13WatchAuctionRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12\x13\n\x0bresume_from\x18\x02 \x01(\x04\"\xc4\x01\n\x14WatchAuctionResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12.\n\x08snapshot\x18\x02 \x01(\x0b\x32\x1a.agora.auctions.v1.AuctionH\x00\x12-\n\x03\x62id\x18\x03 \x01(\x0b\x32\x1e.agora.auctions.v1.BidAcceptedH\x00\x12\x32\n\x06\x63losed\x18\x04 \x01(\x0b\x32 .agora.auctions.v1.AuctionResultH\x00\x42\x07\n\x05\x65vent\"w\n\x10\x42idStreamRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x13\n\x0bresume_from\x18\x02 \x01(\x04\x12&\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\xf5\x01\n\x11\x42idStreamResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12.\n\x08snapshot\x18\x02 \x01(\x0b\x32\x1a.agora.auctions.v1.AuctionH\x00\x12-\n\x03\x62id\x18\x03 \x01(\x0b\x32\x1e.agora.auctions.v1.BidAcceptedH\x00\x12\x32\n\x08rejected\x18\x04 \x01(\x0b\x32\x1e.agora.auctions.v1.BidRejectedH\x00\x12\x32\n\x06\x63losed\x18\x05 \x01(\x0b\x32 .agora.auctions.v1.AuctionResultH\x00\x42\x07\n\x05\x65vent*\xe3\x01\n\x0fSeedMessageKind\x12!\n\x1dSEED_MESSAGE_KIND_UNSPECIFIED\x10\x00\x12 \n\x1cSEED_MESSAGE_KIND_BID_PLACED\x10\x01\x12 \n\x1cSEED_MESSAGE_KIND_BID_FAILED\x10\x02\x12\"\n\x1eSEED_MESSAGE_KIND_INVALID_JSON\x10\x03\x12\x1d\n\x19SEED_MESSAGE_KIND_NEW_BID\x10\x04\x12&\n\"SEED_MESSAGE_KIND_AUCTION_FINISHED\x10\x05*c\n\rAuctionStatus\x12\x1e\n\x1a\x41UCTION_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41UCTION_STATUS_OPEN\x10\x01\x12\x19\n\x15\x41UCTION_STATUS_CLOSED\x10\x02\x32\x8f\x0c\n\x0e\x41uctionService\x12{\n\rCreateAuction\x12\'.agora.auctions.v1.CreateAuctionRequest\x1a(.agora.auctions.v1.CreateAuctionResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/auctions:\x01*\x12|\n\nGetAuction\x12$.agora.auctions.v1.GetAuctionRequest\x1a%.agora.auctions.v1.GetAuctionResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/auctions/{auction_id}\x12u\n\x0cListAuctions\x12&.agora.auctions.v1.ListAuctionsRequest\x1a\'.agora.auctions.v1.ListAuctionsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/auctions\x12~\n\x08PlaceBid\x12\".agora.auctions.v1.PlaceBidRequest\x1a#.agora.auctions.v1.PlaceBidResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/auctions/{auction_id}/bids:\x01*\x12{\n\x08ListBids\x12\".agora.auctions.v1.ListBidsRequest\x1a#.agora.auctions.v1.ListBidsResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/auctions/{auction_id}/bids\x12\x8a\x01\n\x0cWatchAuction\x12&.agora.auctions.v1.WatchAuctionRequest\x1a\'.agora.auctions.v1.WatchAuctionResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/auctions/{auction_id}:watch0\x01\x12\x87\x01\n\tBidStream\x12#.agora.auctions.v1.BidStreamRequest\x1a$.agora.auctions.v1.BidStreamResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/auctions/{product_id}/bidstream(\x01\x30\x01\x12\xd0\x01\n\x11SeedCreateProduct\x12+.agora.auctions.v1.SeedCreateProductRequest\x1a,.agora.auctions.v1.SeedCreateProductResponse\"`\xc8\xf3\x18\x02\xd2\xf3\x18<\x10\xc9\x01\x18\x01:\x0f\n\x01\x03\x10\xa6\x03\x18\x02\"\x05\x65rror:$\n\x01\x10\x10\x91\x03\x18\x01\"\x07message*\x11must be logged in\x82\xd3\xe4\x93\x02\x16\"\x11/api/v1/products/:\x01*\x12\xa3\x03\n\rSeedSubscribe\x12\'.agora.auctions.v1.SeedSubscribeRequest\x1a(.agora.auctions.v1.SeedSubscribeResponse\"\xba\x02\xc8\xf3\x18\x02\xd2\xf3\x18\xff\x01\x18\x01(\x01\x30\x01:$\n\x01\x10\x10\x91\x03\x18\x01\"\x07message*\x11must be logged in:<\n\x01\x03\x10\x90\x03\x18\x01\"\x07message*)invalid product id - must be a valid uuid:+\n\x01\x05\x10\x94\x03\x18\x01\"\x07message*\x18no product with given id:(\n\x01\t\x10\x90\x03\x18\x01\"\x07message*\x15the auction has ended@\x01J:{\"message\":\"this message should be a valid JSON\",\"kind\":3}\x82\xd3\xe4\x93\x02,\x12*/api/v1/products/ws/subscribe/{product_id}(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,7 +37,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agora.auctions.v1.auctions_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AUCTIONSERVICE'].methods_by_name['CreateAuction']._loaded_options = None
-  _globals['_AUCTIONSERVICE'].methods_by_name['CreateAuction']._serialized_options = b'\202\323\344\223\002)\"\014/v1/auctions:\001*Z\026\"\021/api/v1/products/:\001*'
+  _globals['_AUCTIONSERVICE'].methods_by_name['CreateAuction']._serialized_options = b'\202\323\344\223\002\021\"\014/v1/auctions:\001*'
   _globals['_AUCTIONSERVICE'].methods_by_name['GetAuction']._loaded_options = None
   _globals['_AUCTIONSERVICE'].methods_by_name['GetAuction']._serialized_options = b'\202\323\344\223\002\033\022\031/v1/auctions/{auction_id}'
   _globals['_AUCTIONSERVICE'].methods_by_name['ListAuctions']._loaded_options = None
@@ -48,47 +49,61 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUCTIONSERVICE'].methods_by_name['WatchAuction']._loaded_options = None
   _globals['_AUCTIONSERVICE'].methods_by_name['WatchAuction']._serialized_options = b'\202\323\344\223\002!\022\037/v1/auctions/{auction_id}:watch'
   _globals['_AUCTIONSERVICE'].methods_by_name['BidStream']._loaded_options = None
-  _globals['_AUCTIONSERVICE'].methods_by_name['BidStream']._serialized_options = b'\202\323\344\223\002S\022#/v1/auctions/{product_id}/bidstreamZ,\022*/api/v1/products/ws/subscribe/{product_id}'
-  _globals['_AUCTIONSTATUS']._serialized_start=3460
-  _globals['_AUCTIONSTATUS']._serialized_end=3559
-  _globals['_BID']._serialized_start=180
-  _globals['_BID']._serialized_end=362
-  _globals['_AUCTIONRESULT']._serialized_start=365
-  _globals['_AUCTIONRESULT']._serialized_end=559
-  _globals['_AUCTION']._serialized_start=562
-  _globals['_AUCTION']._serialized_end=1279
-  _globals['_BIDACCEPTED']._serialized_start=1282
-  _globals['_BIDACCEPTED']._serialized_end=1492
-  _globals['_BIDREJECTED']._serialized_start=1495
-  _globals['_BIDREJECTED']._serialized_end=1712
-  _globals['_CREATEAUCTIONREQUEST']._serialized_start=1715
-  _globals['_CREATEAUCTIONREQUEST']._serialized_end=2039
-  _globals['_CREATEAUCTIONRESPONSE']._serialized_start=2041
-  _globals['_CREATEAUCTIONRESPONSE']._serialized_end=2129
-  _globals['_GETAUCTIONREQUEST']._serialized_start=2131
-  _globals['_GETAUCTIONREQUEST']._serialized_end=2170
-  _globals['_GETAUCTIONRESPONSE']._serialized_start=2172
-  _globals['_GETAUCTIONRESPONSE']._serialized_end=2237
-  _globals['_LISTAUCTIONSREQUEST']._serialized_start=2240
-  _globals['_LISTAUCTIONSREQUEST']._serialized_end=2369
-  _globals['_LISTAUCTIONSRESPONSE']._serialized_start=2371
-  _globals['_LISTAUCTIONSRESPONSE']._serialized_end=2464
-  _globals['_PLACEBIDREQUEST']._serialized_start=2466
-  _globals['_PLACEBIDREQUEST']._serialized_end=2563
-  _globals['_PLACEBIDRESPONSE']._serialized_start=2565
-  _globals['_PLACEBIDRESPONSE']._serialized_end=2665
-  _globals['_LISTBIDSREQUEST']._serialized_start=2667
-  _globals['_LISTBIDSREQUEST']._serialized_end=2743
-  _globals['_LISTBIDSRESPONSE']._serialized_start=2745
-  _globals['_LISTBIDSRESPONSE']._serialized_end=2826
-  _globals['_WATCHAUCTIONREQUEST']._serialized_start=2828
-  _globals['_WATCHAUCTIONREQUEST']._serialized_end=2890
-  _globals['_WATCHAUCTIONRESPONSE']._serialized_start=2893
-  _globals['_WATCHAUCTIONRESPONSE']._serialized_end=3089
-  _globals['_BIDSTREAMREQUEST']._serialized_start=3091
-  _globals['_BIDSTREAMREQUEST']._serialized_end=3210
-  _globals['_BIDSTREAMRESPONSE']._serialized_start=3213
-  _globals['_BIDSTREAMRESPONSE']._serialized_end=3458
-  _globals['_AUCTIONSERVICE']._serialized_start=3562
-  _globals['_AUCTIONSERVICE']._serialized_end=4551
+  _globals['_AUCTIONSERVICE'].methods_by_name['BidStream']._serialized_options = b'\202\323\344\223\002%\022#/v1/auctions/{product_id}/bidstream'
+  _globals['_AUCTIONSERVICE'].methods_by_name['SeedCreateProduct']._loaded_options = None
+  _globals['_AUCTIONSERVICE'].methods_by_name['SeedCreateProduct']._serialized_options = b'\310\363\030\002\322\363\030<\020\311\001\030\001:\017\n\001\003\020\246\003\030\002\"\005error:$\n\001\020\020\221\003\030\001\"\007message*\021must be logged in\202\323\344\223\002\026\"\021/api/v1/products/:\001*'
+  _globals['_AUCTIONSERVICE'].methods_by_name['SeedSubscribe']._loaded_options = None
+  _globals['_AUCTIONSERVICE'].methods_by_name['SeedSubscribe']._serialized_options = b'\310\363\030\002\322\363\030\377\001\030\001(\0010\001:$\n\001\020\020\221\003\030\001\"\007message*\021must be logged in:<\n\001\003\020\220\003\030\001\"\007message*)invalid product id - must be a valid uuid:+\n\001\005\020\224\003\030\001\"\007message*\030no product with given id:(\n\001\t\020\220\003\030\001\"\007message*\025the auction has ended@\001J:{\"message\":\"this message should be a valid JSON\",\"kind\":3}\202\323\344\223\002,\022*/api/v1/products/ws/subscribe/{product_id}'
+  _globals['_SEEDMESSAGEKIND']._serialized_start=4122
+  _globals['_SEEDMESSAGEKIND']._serialized_end=4349
+  _globals['_AUCTIONSTATUS']._serialized_start=4351
+  _globals['_AUCTIONSTATUS']._serialized_end=4450
+  _globals['_SEEDCREATEPRODUCTREQUEST']._serialized_start=208
+  _globals['_SEEDCREATEPRODUCTREQUEST']._serialized_end=396
+  _globals['_SEEDCREATEPRODUCTRESPONSE']._serialized_start=398
+  _globals['_SEEDCREATEPRODUCTRESPONSE']._serialized_end=441
+  _globals['_SEEDSUBSCRIBEREQUEST']._serialized_start=444
+  _globals['_SEEDSUBSCRIBEREQUEST']._serialized_end=630
+  _globals['_SEEDSUBSCRIBERESPONSE']._serialized_start=633
+  _globals['_SEEDSUBSCRIBERESPONSE']._serialized_end=838
+  _globals['_BID']._serialized_start=841
+  _globals['_BID']._serialized_end=1023
+  _globals['_AUCTIONRESULT']._serialized_start=1026
+  _globals['_AUCTIONRESULT']._serialized_end=1220
+  _globals['_AUCTION']._serialized_start=1223
+  _globals['_AUCTION']._serialized_end=1940
+  _globals['_BIDACCEPTED']._serialized_start=1943
+  _globals['_BIDACCEPTED']._serialized_end=2153
+  _globals['_BIDREJECTED']._serialized_start=2156
+  _globals['_BIDREJECTED']._serialized_end=2373
+  _globals['_CREATEAUCTIONREQUEST']._serialized_start=2376
+  _globals['_CREATEAUCTIONREQUEST']._serialized_end=2700
+  _globals['_CREATEAUCTIONRESPONSE']._serialized_start=2702
+  _globals['_CREATEAUCTIONRESPONSE']._serialized_end=2790
+  _globals['_GETAUCTIONREQUEST']._serialized_start=2792
+  _globals['_GETAUCTIONREQUEST']._serialized_end=2831
+  _globals['_GETAUCTIONRESPONSE']._serialized_start=2833
+  _globals['_GETAUCTIONRESPONSE']._serialized_end=2898
+  _globals['_LISTAUCTIONSREQUEST']._serialized_start=2901
+  _globals['_LISTAUCTIONSREQUEST']._serialized_end=3030
+  _globals['_LISTAUCTIONSRESPONSE']._serialized_start=3032
+  _globals['_LISTAUCTIONSRESPONSE']._serialized_end=3125
+  _globals['_PLACEBIDREQUEST']._serialized_start=3127
+  _globals['_PLACEBIDREQUEST']._serialized_end=3224
+  _globals['_PLACEBIDRESPONSE']._serialized_start=3226
+  _globals['_PLACEBIDRESPONSE']._serialized_end=3326
+  _globals['_LISTBIDSREQUEST']._serialized_start=3328
+  _globals['_LISTBIDSREQUEST']._serialized_end=3404
+  _globals['_LISTBIDSRESPONSE']._serialized_start=3406
+  _globals['_LISTBIDSRESPONSE']._serialized_end=3487
+  _globals['_WATCHAUCTIONREQUEST']._serialized_start=3489
+  _globals['_WATCHAUCTIONREQUEST']._serialized_end=3551
+  _globals['_WATCHAUCTIONRESPONSE']._serialized_start=3554
+  _globals['_WATCHAUCTIONRESPONSE']._serialized_end=3750
+  _globals['_BIDSTREAMREQUEST']._serialized_start=3752
+  _globals['_BIDSTREAMREQUEST']._serialized_end=3871
+  _globals['_BIDSTREAMRESPONSE']._serialized_start=3874
+  _globals['_BIDSTREAMRESPONSE']._serialized_end=4119
+  _globals['_AUCTIONSERVICE']._serialized_start=4453
+  _globals['_AUCTIONSERVICE']._serialized_end=6004
 # @@protoc_insertion_point(module_scope)

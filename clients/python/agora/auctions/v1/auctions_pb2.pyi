@@ -27,6 +27,42 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _SeedMessageKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SeedMessageKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SeedMessageKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SEED_MESSAGE_KIND_UNSPECIFIED: _SeedMessageKind.ValueType  # 0
+    """0, Placebid: the client places a bid (the kind of a frame that names none)."""
+    SEED_MESSAGE_KIND_BID_PLACED: _SeedMessageKind.ValueType  # 1
+    """1, SucessfullyPlaceBid: to the bidder, "Your bid was sucessfully placed"."""
+    SEED_MESSAGE_KIND_BID_FAILED: _SeedMessageKind.ValueType  # 2
+    """2, FailedToPlaceBid: to the bidder, when the bid is refused (too low, or not allowed)."""
+    SEED_MESSAGE_KIND_INVALID_JSON: _SeedMessageKind.ValueType  # 3
+    """3, InvalidJson: answers a frame that does not parse."""
+    SEED_MESSAGE_KIND_NEW_BID: _SeedMessageKind.ValueType  # 4
+    """4, NewBidPlaced: to every other subscriber, "A new bid was placed", with amount and user_id."""
+    SEED_MESSAGE_KIND_AUCTION_FINISHED: _SeedMessageKind.ValueType  # 5
+    """5, AuctionFinished: to all when the auction ends; the socket then closes."""
+
+class SeedMessageKind(_SeedMessageKind, metaclass=_SeedMessageKindEnumTypeWrapper):
+    """SeedMessageKind is the `kind` of a GoBid auction frame, written as its number."""
+
+SEED_MESSAGE_KIND_UNSPECIFIED: SeedMessageKind.ValueType  # 0
+"""0, Placebid: the client places a bid (the kind of a frame that names none)."""
+SEED_MESSAGE_KIND_BID_PLACED: SeedMessageKind.ValueType  # 1
+"""1, SucessfullyPlaceBid: to the bidder, "Your bid was sucessfully placed"."""
+SEED_MESSAGE_KIND_BID_FAILED: SeedMessageKind.ValueType  # 2
+"""2, FailedToPlaceBid: to the bidder, when the bid is refused (too low, or not allowed)."""
+SEED_MESSAGE_KIND_INVALID_JSON: SeedMessageKind.ValueType  # 3
+"""3, InvalidJson: answers a frame that does not parse."""
+SEED_MESSAGE_KIND_NEW_BID: SeedMessageKind.ValueType  # 4
+"""4, NewBidPlaced: to every other subscriber, "A new bid was placed", with amount and user_id."""
+SEED_MESSAGE_KIND_AUCTION_FINISHED: SeedMessageKind.ValueType  # 5
+"""5, AuctionFinished: to all when the auction ends; the socket then closes."""
+Global___SeedMessageKind: _TypeAlias = SeedMessageKind  # noqa: Y015
+
 class _AuctionStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -50,6 +86,149 @@ AUCTION_STATUS_OPEN: AuctionStatus.ValueType  # 1
 AUCTION_STATUS_CLOSED: AuctionStatus.ValueType  # 2
 """Ended; result is set."""
 Global___AuctionStatus: _TypeAlias = AuctionStatus  # noqa: Y015
+
+@_typing.final
+class SeedCreateProductRequest(_message.Message):
+    """SeedCreateProductRequest is GoBid's product body, keys as the seed spells them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    BASEPRICE_FIELD_NUMBER: _builtins.int
+    AUCTION_END_FIELD_NUMBER: _builtins.int
+    product_name: _builtins.str
+    """Not blank."""
+    description: _builtins.str
+    """10..255 characters."""
+    baseprice: _builtins.float
+    """The base price in US dollars, more than 0, at most 2 decimals (kept as exact minor units)."""
+    @_builtins.property
+    def auction_end(self) -> _timestamp_pb2.Timestamp:
+        """When the auction ends (RFC 3339), at least 2 hours ahead."""
+
+    def __init__(
+        self,
+        *,
+        product_name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        baseprice: _builtins.float = ...,
+        auction_end: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auction_end", b"auction_end"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auction_end", b"auction_end", "baseprice", b"baseprice", "description", b"description", "product_name", b"product_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedCreateProductRequest: _TypeAlias = SeedCreateProductRequest  # noqa: Y015
+
+@_typing.final
+class SeedCreateProductResponse(_message.Message):
+    """SeedCreateProductResponse is the new product's (auction's) id."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The auction's UUID: the product_id of the seed's WebSocket route."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedCreateProductResponse: _TypeAlias = SeedCreateProductResponse  # noqa: Y015
+
+@_typing.final
+class SeedSubscribeRequest(_message.Message):
+    """SeedSubscribeRequest is one frame from a GoBid client; the bridge fills product_id from the path."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    product_id: _builtins.str
+    """The auction (the path's {product_id})."""
+    kind: Global___SeedMessageKind.ValueType
+    """The frame's kind; only 0 (a bid) is acted on."""
+    amount: _builtins.float
+    """The bid in US dollars, at most 2 decimals."""
+    message: _builtins.str
+    """Ignored (the seed's clients may echo it)."""
+    user_id: _builtins.str
+    """Ignored: the bidder is the session's user."""
+    def __init__(
+        self,
+        *,
+        product_id: _builtins.str = ...,
+        kind: Global___SeedMessageKind.ValueType = ...,
+        amount: _builtins.float = ...,
+        message: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "kind", b"kind", "message", b"message", "product_id", b"product_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedSubscribeRequest: _TypeAlias = SeedSubscribeRequest  # noqa: Y015
+
+@_typing.final
+class SeedSubscribeResponse(_message.Message):
+    """SeedSubscribeResponse is one frame to a GoBid client; unset fields are left out, as the seed's
+    `omitempty` does.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    message: _builtins.str
+    """What happened, in the seed's words."""
+    amount: _builtins.float
+    """The bid's amount in US dollars (kind 4)."""
+    kind: Global___SeedMessageKind.ValueType
+    """What this frame is."""
+    user_id: _builtins.str
+    """The bidder (kinds 1, 2 and 4)."""
+    def __init__(
+        self,
+        *,
+        message: _builtins.str | None = ...,
+        amount: _builtins.float | None = ...,
+        kind: Global___SeedMessageKind.ValueType = ...,
+        user_id: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_amount", b"_amount", "_message", b"_message", "_user_id", b"_user_id", "amount", b"amount", "message", b"message", "user_id", b"user_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount", b"_amount", "_message", b"_message", "_user_id", b"_user_id", "amount", b"amount", "kind", b"kind", "message", b"message", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__amount: _TypeAlias = _typing.Literal["amount"]  # noqa: Y015
+    _WhichOneofArgType__amount: _TypeAlias = _typing.Literal["_amount", b"_amount"]  # noqa: Y015
+    _WhichOneofReturnType__message: _TypeAlias = _typing.Literal["message"]  # noqa: Y015
+    _WhichOneofArgType__message: _TypeAlias = _typing.Literal["_message", b"_message"]  # noqa: Y015
+    _WhichOneofReturnType__user_id: _TypeAlias = _typing.Literal["user_id"]  # noqa: Y015
+    _WhichOneofArgType__user_id: _TypeAlias = _typing.Literal["_user_id", b"_user_id"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__amount) -> _WhichOneofReturnType__amount | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__message) -> _WhichOneofReturnType__message | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__user_id) -> _WhichOneofReturnType__user_id | None: ...
+
+Global___SeedSubscribeResponse: _TypeAlias = SeedSubscribeResponse  # noqa: Y015
 
 @_typing.final
 class Bid(_message.Message):

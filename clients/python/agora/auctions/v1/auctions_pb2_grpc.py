@@ -70,6 +70,16 @@ class AuctionServiceStub:
                 request_serializer=agora_dot_auctions_dot_v1_dot_auctions__pb2.BidStreamRequest.SerializeToString,
                 response_deserializer=agora_dot_auctions_dot_v1_dot_auctions__pb2.BidStreamResponse.FromString,
                 _registered_method=True)
+        self.SeedCreateProduct = channel.unary_unary(
+                '/agora.auctions.v1.AuctionService/SeedCreateProduct',
+                request_serializer=agora_dot_auctions_dot_v1_dot_auctions__pb2.SeedCreateProductRequest.SerializeToString,
+                response_deserializer=agora_dot_auctions_dot_v1_dot_auctions__pb2.SeedCreateProductResponse.FromString,
+                _registered_method=True)
+        self.SeedSubscribe = channel.stream_stream(
+                '/agora.auctions.v1.AuctionService/SeedSubscribe',
+                request_serializer=agora_dot_auctions_dot_v1_dot_auctions__pb2.SeedSubscribeRequest.SerializeToString,
+                response_deserializer=agora_dot_auctions_dot_v1_dot_auctions__pb2.SeedSubscribeResponse.FromString,
+                _registered_method=True)
 
 
 class AuctionServiceServicer:
@@ -182,6 +192,35 @@ class AuctionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SeedCreateProduct(self, request, context):
+        """--- The GoBid seed's own routes, in its wire format (keys, kinds, statuses, error bodies). ---
+
+        SeedCreateProduct is GoBid's `POST /api/v1/products/`: an auction of a product, as the
+        signed-in seller, with the seed's rules (product_name not blank; description 10..255
+        characters; baseprice > 0, at most 2 decimals; auction_end at least 2 hours ahead).
+        Answers 201 {"id"}; a broken rule is a 422 mapping each field to its message; no session is a
+        401 {"message": "must be logged in"}.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SeedSubscribe(self, request_iterator, context):
+        """SeedSubscribe is GoBid's auction WebSocket. The upgrade is answered only once the server has
+        checked the request: no session is a 401 {"message": "must be logged in"}, a product id that is
+        not a UUID a 400, an unknown one a 404 {"message": "no product with given id"}, an ended
+        auction a 400 {"message": "the auction has ended"}.
+
+        Then frames go both ways as {"message", "amount", "kind", "user_id"} (see SeedMessageKind):
+        the client sends {"kind": 0, "amount": 150.0} to bid; the bidder gets kind 1 or 2; every other
+        subscriber gets kind 4 with the amount and the bidder's id; a malformed frame is answered with
+        kind 3 and the socket stays open; when the auction ends everyone gets kind 5 and the socket
+        closes. Bids placed here are the auction's bids: WatchAuction and BidStream show them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuctionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -219,6 +258,16 @@ def add_AuctionServiceServicer_to_server(servicer, server):
                     servicer.BidStream,
                     request_deserializer=agora_dot_auctions_dot_v1_dot_auctions__pb2.BidStreamRequest.FromString,
                     response_serializer=agora_dot_auctions_dot_v1_dot_auctions__pb2.BidStreamResponse.SerializeToString,
+            ),
+            'SeedCreateProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.SeedCreateProduct,
+                    request_deserializer=agora_dot_auctions_dot_v1_dot_auctions__pb2.SeedCreateProductRequest.FromString,
+                    response_serializer=agora_dot_auctions_dot_v1_dot_auctions__pb2.SeedCreateProductResponse.SerializeToString,
+            ),
+            'SeedSubscribe': grpc.stream_stream_rpc_method_handler(
+                    servicer.SeedSubscribe,
+                    request_deserializer=agora_dot_auctions_dot_v1_dot_auctions__pb2.SeedSubscribeRequest.FromString,
+                    response_serializer=agora_dot_auctions_dot_v1_dot_auctions__pb2.SeedSubscribeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -411,6 +460,60 @@ class AuctionService:
             '/agora.auctions.v1.AuctionService/BidStream',
             agora_dot_auctions_dot_v1_dot_auctions__pb2.BidStreamRequest.SerializeToString,
             agora_dot_auctions_dot_v1_dot_auctions__pb2.BidStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeedCreateProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.auctions.v1.AuctionService/SeedCreateProduct',
+            agora_dot_auctions_dot_v1_dot_auctions__pb2.SeedCreateProductRequest.SerializeToString,
+            agora_dot_auctions_dot_v1_dot_auctions__pb2.SeedCreateProductResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeedSubscribe(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/agora.auctions.v1.AuctionService/SeedSubscribe',
+            agora_dot_auctions_dot_v1_dot_auctions__pb2.SeedSubscribeRequest.SerializeToString,
+            agora_dot_auctions_dot_v1_dot_auctions__pb2.SeedSubscribeResponse.FromString,
             options,
             channel_credentials,
             insecure,

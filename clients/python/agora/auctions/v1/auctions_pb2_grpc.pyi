@@ -116,6 +116,27 @@ class AuctionServiceStub:
       UNAVAILABLE         the server is shutting down.
     Watching needs no session; bids without one are rejected with code UNAUTHENTICATED.
     """
+    SeedCreateProduct: _grpc.UnaryUnaryMultiCallable[_auctions_pb2.SeedCreateProductRequest, _auctions_pb2.SeedCreateProductResponse]
+    """--- The GoBid seed's own routes, in its wire format (keys, kinds, statuses, error bodies). ---
+
+    SeedCreateProduct is GoBid's `POST /api/v1/products/`: an auction of a product, as the
+    signed-in seller, with the seed's rules (product_name not blank; description 10..255
+    characters; baseprice > 0, at most 2 decimals; auction_end at least 2 hours ahead).
+    Answers 201 {"id"}; a broken rule is a 422 mapping each field to its message; no session is a
+    401 {"message": "must be logged in"}.
+    """
+    SeedSubscribe: _grpc.StreamStreamMultiCallable[_auctions_pb2.SeedSubscribeRequest, _auctions_pb2.SeedSubscribeResponse]
+    """SeedSubscribe is GoBid's auction WebSocket. The upgrade is answered only once the server has
+    checked the request: no session is a 401 {"message": "must be logged in"}, a product id that is
+    not a UUID a 400, an unknown one a 404 {"message": "no product with given id"}, an ended
+    auction a 400 {"message": "the auction has ended"}.
+
+    Then frames go both ways as {"message", "amount", "kind", "user_id"} (see SeedMessageKind):
+    the client sends {"kind": 0, "amount": 150.0} to bid; the bidder gets kind 1 or 2; every other
+    subscriber gets kind 4 with the amount and the bidder's id; a malformed frame is answered with
+    kind 3 and the socket stays open; when the auction ends everyone gets kind 5 and the socket
+    closes. Bids placed here are the auction's bids: WatchAuction and BidStream show them.
+    """
 
 @_typing.type_check_only
 class AuctionServiceAsyncStub(AuctionServiceStub):
@@ -199,6 +220,27 @@ class AuctionServiceAsyncStub(AuctionServiceStub):
       RESOURCE_EXHAUSTED  the subscriber fell too far behind; reconnect with resume_from.
       UNAVAILABLE         the server is shutting down.
     Watching needs no session; bids without one are rejected with code UNAUTHENTICATED.
+    """
+    SeedCreateProduct: _aio.UnaryUnaryMultiCallable[_auctions_pb2.SeedCreateProductRequest, _auctions_pb2.SeedCreateProductResponse]  # type: ignore[assignment]
+    """--- The GoBid seed's own routes, in its wire format (keys, kinds, statuses, error bodies). ---
+
+    SeedCreateProduct is GoBid's `POST /api/v1/products/`: an auction of a product, as the
+    signed-in seller, with the seed's rules (product_name not blank; description 10..255
+    characters; baseprice > 0, at most 2 decimals; auction_end at least 2 hours ahead).
+    Answers 201 {"id"}; a broken rule is a 422 mapping each field to its message; no session is a
+    401 {"message": "must be logged in"}.
+    """
+    SeedSubscribe: _aio.StreamStreamMultiCallable[_auctions_pb2.SeedSubscribeRequest, _auctions_pb2.SeedSubscribeResponse]  # type: ignore[assignment]
+    """SeedSubscribe is GoBid's auction WebSocket. The upgrade is answered only once the server has
+    checked the request: no session is a 401 {"message": "must be logged in"}, a product id that is
+    not a UUID a 400, an unknown one a 404 {"message": "no product with given id"}, an ended
+    auction a 400 {"message": "the auction has ended"}.
+
+    Then frames go both ways as {"message", "amount", "kind", "user_id"} (see SeedMessageKind):
+    the client sends {"kind": 0, "amount": 150.0} to bid; the bidder gets kind 1 or 2; every other
+    subscriber gets kind 4 with the amount and the bidder's id; a malformed frame is answered with
+    kind 3 and the socket stays open; when the auction ends everyone gets kind 5 and the socket
+    closes. Bids placed here are the auction's bids: WatchAuction and BidStream show them.
     """
 
 class AuctionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -322,6 +364,39 @@ class AuctionServiceServicer(metaclass=_abc_1.ABCMeta):
           RESOURCE_EXHAUSTED  the subscriber fell too far behind; reconnect with resume_from.
           UNAVAILABLE         the server is shutting down.
         Watching needs no session; bids without one are rejected with code UNAUTHENTICATED.
+        """
+
+    @_abc_1.abstractmethod
+    def SeedCreateProduct(
+        self,
+        request: _auctions_pb2.SeedCreateProductRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auctions_pb2.SeedCreateProductResponse, _abc.Awaitable[_auctions_pb2.SeedCreateProductResponse]]:
+        """--- The GoBid seed's own routes, in its wire format (keys, kinds, statuses, error bodies). ---
+
+        SeedCreateProduct is GoBid's `POST /api/v1/products/`: an auction of a product, as the
+        signed-in seller, with the seed's rules (product_name not blank; description 10..255
+        characters; baseprice > 0, at most 2 decimals; auction_end at least 2 hours ahead).
+        Answers 201 {"id"}; a broken rule is a 422 mapping each field to its message; no session is a
+        401 {"message": "must be logged in"}.
+        """
+
+    @_abc_1.abstractmethod
+    def SeedSubscribe(
+        self,
+        request_iterator: _MaybeAsyncIterator[_auctions_pb2.SeedSubscribeRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_auctions_pb2.SeedSubscribeResponse], _abc.AsyncIterator[_auctions_pb2.SeedSubscribeResponse]]:
+        """SeedSubscribe is GoBid's auction WebSocket. The upgrade is answered only once the server has
+        checked the request: no session is a 401 {"message": "must be logged in"}, a product id that is
+        not a UUID a 400, an unknown one a 404 {"message": "no product with given id"}, an ended
+        auction a 400 {"message": "the auction has ended"}.
+
+        Then frames go both ways as {"message", "amount", "kind", "user_id"} (see SeedMessageKind):
+        the client sends {"kind": 0, "amount": 150.0} to bid; the bidder gets kind 1 or 2; every other
+        subscriber gets kind 4 with the amount and the bidder's id; a malformed frame is answered with
+        kind 3 and the socket stays open; when the auction ends everyone gets kind 5 and the socket
+        closes. Bids placed here are the auction's bids: WatchAuction and BidStream show them.
         """
 
 def add_AuctionServiceServicer_to_server(servicer: AuctionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -60,6 +60,167 @@ MESSAGE_KIND_LEAVE: MessageKind.ValueType  # 3
 Global___MessageKind: _TypeAlias = MessageKind  # noqa: Y015
 
 @_typing.final
+class SeedMessage(_message.Message):
+    """SeedMessage is one entry as the chat seed shows it (its models.Message); unset fields are left
+    out, as a count frame carries only type and onlineCount.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    ONLINE_COUNT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The entry's id."""
+    username: _builtins.str
+    """Who said it; "Sistema" for joins and leaves."""
+    content: _builtins.str
+    """The text."""
+    type: _builtins.str
+    """"message", "join", "leave" or "count"."""
+    online_count: _builtins.int
+    """Members online now (on live frames)."""
+    @_builtins.property
+    def timestamp(self) -> _timestamp_pb2.Timestamp:
+        """When (RFC 3339)."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str | None = ...,
+        username: _builtins.str | None = ...,
+        content: _builtins.str | None = ...,
+        timestamp: _timestamp_pb2.Timestamp | None = ...,
+        type: _builtins.str | None = ...,
+        online_count: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "_id", b"_id", "_online_count", b"_online_count", "_type", b"_type", "_username", b"_username", "content", b"content", "id", b"id", "online_count", b"online_count", "timestamp", b"timestamp", "type", b"type", "username", b"username"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "_id", b"_id", "_online_count", b"_online_count", "_type", b"_type", "_username", b"_username", "content", b"content", "id", b"id", "online_count", b"online_count", "timestamp", b"timestamp", "type", b"type", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__content: _TypeAlias = _typing.Literal["content"]  # noqa: Y015
+    _WhichOneofArgType__content: _TypeAlias = _typing.Literal["_content", b"_content"]  # noqa: Y015
+    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
+    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
+    _WhichOneofReturnType__online_count: _TypeAlias = _typing.Literal["online_count"]  # noqa: Y015
+    _WhichOneofArgType__online_count: _TypeAlias = _typing.Literal["_online_count", b"_online_count"]  # noqa: Y015
+    _WhichOneofReturnType__type: _TypeAlias = _typing.Literal["type"]  # noqa: Y015
+    _WhichOneofArgType__type: _TypeAlias = _typing.Literal["_type", b"_type"]  # noqa: Y015
+    _WhichOneofReturnType__username: _TypeAlias = _typing.Literal["username"]  # noqa: Y015
+    _WhichOneofArgType__username: _TypeAlias = _typing.Literal["_username", b"_username"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__content) -> _WhichOneofReturnType__content | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__online_count) -> _WhichOneofReturnType__online_count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__type) -> _WhichOneofReturnType__type | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__username) -> _WhichOneofReturnType__username | None: ...
+
+Global___SeedMessage: _TypeAlias = SeedMessage  # noqa: Y015
+
+@_typing.final
+class SeedChatRequest(_message.Message):
+    """SeedChatRequest is one frame from a seed client; the bridge fills username from the URL."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    """The member's name (the URL's ?username=); empty: "Anonymous"."""
+    content: _builtins.str
+    """A message to post; empty: nothing is posted."""
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+        content: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedChatRequest: _TypeAlias = SeedChatRequest  # noqa: Y015
+
+@_typing.final
+class SeedChatResponse(_message.Message):
+    """SeedChatResponse carries one frame (the bridge writes `frame` alone, as the seed's JSON)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def frame(self) -> Global___SeedMessage:
+        """The frame."""
+
+    def __init__(
+        self,
+        *,
+        frame: Global___SeedMessage | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedChatResponse: _TypeAlias = SeedChatResponse  # noqa: Y015
+
+@_typing.final
+class SeedHistoryRequest(_message.Message):
+    """SeedHistoryRequest is the seed's query."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    limit: _builtins.str
+    """How many entries; a number, as text (anything else, or 0 or less: 50, as the seed does)."""
+    def __init__(
+        self,
+        *,
+        limit: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedHistoryRequest: _TypeAlias = SeedHistoryRequest  # noqa: Y015
+
+@_typing.final
+class SeedHistoryResponse(_message.Message):
+    """SeedHistoryResponse is the entries, oldest first (the bridge writes the bare array)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___SeedMessage]:
+        """The entries."""
+
+    def __init__(
+        self,
+        *,
+        messages: _abc.Iterable[Global___SeedMessage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedHistoryResponse: _TypeAlias = SeedHistoryResponse  # noqa: Y015
+
+@_typing.final
 class Room(_message.Message):
     """Room is a chat room."""
 

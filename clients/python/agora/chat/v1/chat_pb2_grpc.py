@@ -75,6 +75,16 @@ class ChatServiceStub:
                 request_serializer=agora_dot_chat_dot_v1_dot_chat__pb2.WatchRoomRequest.SerializeToString,
                 response_deserializer=agora_dot_chat_dot_v1_dot_chat__pb2.WatchRoomResponse.FromString,
                 _registered_method=True)
+        self.SeedChat = channel.stream_stream(
+                '/agora.chat.v1.ChatService/SeedChat',
+                request_serializer=agora_dot_chat_dot_v1_dot_chat__pb2.SeedChatRequest.SerializeToString,
+                response_deserializer=agora_dot_chat_dot_v1_dot_chat__pb2.SeedChatResponse.FromString,
+                _registered_method=True)
+        self.SeedHistory = channel.unary_unary(
+                '/agora.chat.v1.ChatService/SeedHistory',
+                request_serializer=agora_dot_chat_dot_v1_dot_chat__pb2.SeedHistoryRequest.SerializeToString,
+                response_deserializer=agora_dot_chat_dot_v1_dot_chat__pb2.SeedHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -192,6 +202,28 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SeedChat(self, request_iterator, context):
+        """--- The chat seed's own routes, in its wire format, on the default room "general". ---
+
+        SeedChat is the seed's `/ws?username=NAME` (no name: "Anonymous"). The client sends
+        {"content"}; every member gets {"id", "username", "content", "timestamp", "type": "message",
+        "onlineCount"}. A join or leave is a message from "Sistema" ("NAME entrou no chat" / "NAME saiu
+        do chat", type "join" / "leave"), followed by {"type": "count", "onlineCount"} to everyone. It is
+        the room's own log: what the CLI or `/v1` posts to "general" shows here, and what is said here
+        shows there.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SeedHistory(self, request, context):
+        """SeedHistory is the seed's `GET /api/messages?limit=50`: a bare JSON array of the newest `limit`
+        entries of "general" (default 50, at most 500), oldest first, in the frames' shape.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -234,6 +266,16 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.WatchRoom,
                     request_deserializer=agora_dot_chat_dot_v1_dot_chat__pb2.WatchRoomRequest.FromString,
                     response_serializer=agora_dot_chat_dot_v1_dot_chat__pb2.WatchRoomResponse.SerializeToString,
+            ),
+            'SeedChat': grpc.stream_stream_rpc_method_handler(
+                    servicer.SeedChat,
+                    request_deserializer=agora_dot_chat_dot_v1_dot_chat__pb2.SeedChatRequest.FromString,
+                    response_serializer=agora_dot_chat_dot_v1_dot_chat__pb2.SeedChatResponse.SerializeToString,
+            ),
+            'SeedHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.SeedHistory,
+                    request_deserializer=agora_dot_chat_dot_v1_dot_chat__pb2.SeedHistoryRequest.FromString,
+                    response_serializer=agora_dot_chat_dot_v1_dot_chat__pb2.SeedHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -453,6 +495,60 @@ class ChatService:
             '/agora.chat.v1.ChatService/WatchRoom',
             agora_dot_chat_dot_v1_dot_chat__pb2.WatchRoomRequest.SerializeToString,
             agora_dot_chat_dot_v1_dot_chat__pb2.WatchRoomResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeedChat(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/agora.chat.v1.ChatService/SeedChat',
+            agora_dot_chat_dot_v1_dot_chat__pb2.SeedChatRequest.SerializeToString,
+            agora_dot_chat_dot_v1_dot_chat__pb2.SeedChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeedHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.chat.v1.ChatService/SeedHistory',
+            agora_dot_chat_dot_v1_dot_chat__pb2.SeedHistoryRequest.SerializeToString,
+            agora_dot_chat_dot_v1_dot_chat__pb2.SeedHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

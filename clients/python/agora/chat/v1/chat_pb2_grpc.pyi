@@ -123,6 +123,20 @@ class ChatServiceStub:
       RESOURCE_EXHAUSTED  the subscriber fell too far behind; resume with the last sequence received.
       UNAVAILABLE         the server is shutting down; resume.
     """
+    SeedChat: _grpc.StreamStreamMultiCallable[_chat_pb2.SeedChatRequest, _chat_pb2.SeedChatResponse]
+    """--- The chat seed's own routes, in its wire format, on the default room "general". ---
+
+    SeedChat is the seed's `/ws?username=NAME` (no name: "Anonymous"). The client sends
+    {"content"}; every member gets {"id", "username", "content", "timestamp", "type": "message",
+    "onlineCount"}. A join or leave is a message from "Sistema" ("NAME entrou no chat" / "NAME saiu
+    do chat", type "join" / "leave"), followed by {"type": "count", "onlineCount"} to everyone. It is
+    the room's own log: what the CLI or `/v1` posts to "general" shows here, and what is said here
+    shows there.
+    """
+    SeedHistory: _grpc.UnaryUnaryMultiCallable[_chat_pb2.SeedHistoryRequest, _chat_pb2.SeedHistoryResponse]
+    """SeedHistory is the seed's `GET /api/messages?limit=50`: a bare JSON array of the newest `limit`
+    entries of "general" (default 50, at most 500), oldest first, in the frames' shape.
+    """
 
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
@@ -207,6 +221,20 @@ class ChatServiceAsyncStub(ChatServiceStub):
       OUT_OF_RANGE        resume_from beyond the room's latest sequence.
       RESOURCE_EXHAUSTED  the subscriber fell too far behind; resume with the last sequence received.
       UNAVAILABLE         the server is shutting down; resume.
+    """
+    SeedChat: _aio.StreamStreamMultiCallable[_chat_pb2.SeedChatRequest, _chat_pb2.SeedChatResponse]  # type: ignore[assignment]
+    """--- The chat seed's own routes, in its wire format, on the default room "general". ---
+
+    SeedChat is the seed's `/ws?username=NAME` (no name: "Anonymous"). The client sends
+    {"content"}; every member gets {"id", "username", "content", "timestamp", "type": "message",
+    "onlineCount"}. A join or leave is a message from "Sistema" ("NAME entrou no chat" / "NAME saiu
+    do chat", type "join" / "leave"), followed by {"type": "count", "onlineCount"} to everyone. It is
+    the room's own log: what the CLI or `/v1` posts to "general" shows here, and what is said here
+    shows there.
+    """
+    SeedHistory: _aio.UnaryUnaryMultiCallable[_chat_pb2.SeedHistoryRequest, _chat_pb2.SeedHistoryResponse]  # type: ignore[assignment]
+    """SeedHistory is the seed's `GET /api/messages?limit=50`: a bare JSON array of the newest `limit`
+    entries of "general" (default 50, at most 500), oldest first, in the frames' shape.
     """
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -337,6 +365,32 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
           OUT_OF_RANGE        resume_from beyond the room's latest sequence.
           RESOURCE_EXHAUSTED  the subscriber fell too far behind; resume with the last sequence received.
           UNAVAILABLE         the server is shutting down; resume.
+        """
+
+    @_abc_1.abstractmethod
+    def SeedChat(
+        self,
+        request_iterator: _MaybeAsyncIterator[_chat_pb2.SeedChatRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_chat_pb2.SeedChatResponse], _abc.AsyncIterator[_chat_pb2.SeedChatResponse]]:
+        """--- The chat seed's own routes, in its wire format, on the default room "general". ---
+
+        SeedChat is the seed's `/ws?username=NAME` (no name: "Anonymous"). The client sends
+        {"content"}; every member gets {"id", "username", "content", "timestamp", "type": "message",
+        "onlineCount"}. A join or leave is a message from "Sistema" ("NAME entrou no chat" / "NAME saiu
+        do chat", type "join" / "leave"), followed by {"type": "count", "onlineCount"} to everyone. It is
+        the room's own log: what the CLI or `/v1` posts to "general" shows here, and what is said here
+        shows there.
+        """
+
+    @_abc_1.abstractmethod
+    def SeedHistory(
+        self,
+        request: _chat_pb2.SeedHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.SeedHistoryResponse, _abc.Awaitable[_chat_pb2.SeedHistoryResponse]]:
+        """SeedHistory is the seed's `GET /api/messages?limit=50`: a bare JSON array of the newest `limit`
+        entries of "general" (default 50, at most 500), oldest first, in the frames' shape.
         """
 
 def add_ChatServiceServicer_to_server(servicer: ChatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from agora.api.v1 import options_pb2 as agora_dot_api_dot_v1_dot_options__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"agora/customers/v1/customers.proto\x12\x12\x61gora.customers.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"p\n\x07\x41\x64\x64ress\x12\r\n\x05line1\x18\x01 \x01(\t\x12\r\n\x05line2\x18\x02 \x01(\t\x12\x0c\n\x04\x63ity\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x13\n\x0bpostal_code\x18\x05 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x06 \x01(\t\"\xdf\x01\n\x06\x43lient\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\r\n\x05phone\x18\x04 \x01(\t\x12,\n\x07\x61\x64\x64ress\x18\x05 \x01(\x0b\x32\x1b.agora.customers.v1.Address\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf4\x01\n\x06Seller\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\r\n\x05phone\x18\x04 \x01(\t\x12,\n\x07\x61\x64\x64ress\x18\x05 \x01(\x0b\x32\x1b.agora.customers.v1.Address\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x13\x43reateClientRequest\x12*\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Client\"B\n\x14\x43reateClientResponse\x12*\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Client\"%\n\x10GetClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"?\n\x11GetClientResponse\x12*\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Client\"\x85\x01\n\x13UpdateClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12*\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x1a.agora.customers.v1.Client\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"B\n\x14UpdateClientResponse\x12*\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Client\"J\n\x12ListClientsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\"[\n\x13ListClientsResponse\x12+\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x1a.agora.customers.v1.Client\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x13\x43reateSellerRequest\x12*\n\x06seller\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\"B\n\x14\x43reateSellerResponse\x12*\n\x06seller\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\"%\n\x10GetSellerRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\"?\n\x11GetSellerResponse\x12*\n\x06seller\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\"\x85\x01\n\x13UpdateSellerRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12*\n\x06seller\x18\x02 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"B\n\x14UpdateSellerResponse\x12*\n\x06seller\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\"J\n\x12ListSellersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\"[\n\x13ListSellersResponse\x12+\n\x07sellers\x18\x01 \x03(\x0b\x32\x1a.agora.customers.v1.Seller\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xcb\t\n\x0f\x43ustomerService\x12\x9e\x01\n\x0c\x43reateClient\x12\'.agora.customers.v1.CreateClientRequest\x1a(.agora.customers.v1.CreateClientResponse\";\x82\xd3\xe4\x93\x02\x35\"\x0b/v1/clients:\x06\x63lientZ\x1e\"\x0c/api/clients:\x06\x63lientb\x06\x63lient\x12\x9d\x01\n\tGetClient\x12$.agora.customers.v1.GetClientRequest\x1a%.agora.customers.v1.GetClientResponse\"C\x82\xd3\xe4\x93\x02=\x12\x17/v1/clients/{client_id}Z\"\x12\x18/api/clients/{client_id}b\x06\x63lient\x12\x8a\x01\n\x0cUpdateClient\x12\'.agora.customers.v1.UpdateClientRequest\x1a(.agora.customers.v1.UpdateClientResponse\"\'\x82\xd3\xe4\x93\x02!2\x17/v1/clients/{client_id}:\x06\x63lient\x12\x8c\x01\n\x0bListClients\x12&.agora.customers.v1.ListClientsRequest\x1a\'.agora.customers.v1.ListClientsResponse\",\x82\xd3\xe4\x93\x02&\x12\x0b/v1/clientsZ\x17\x12\x0c/api/clientsb\x07\x63lients\x12\x9e\x01\n\x0c\x43reateSeller\x12\'.agora.customers.v1.CreateSellerRequest\x1a(.agora.customers.v1.CreateSellerResponse\";\x82\xd3\xe4\x93\x02\x35\"\x0b/v1/sellers:\x06sellerZ\x1e\"\x0c/api/sellers:\x06sellerb\x06seller\x12\x9d\x01\n\tGetSeller\x12$.agora.customers.v1.GetSellerRequest\x1a%.agora.customers.v1.GetSellerResponse\"C\x82\xd3\xe4\x93\x02=\x12\x17/v1/sellers/{seller_id}Z\"\x12\x18/api/sellers/{seller_id}b\x06seller\x12\x8a\x01\n\x0cUpdateSeller\x12\'.agora.customers.v1.UpdateSellerRequest\x1a(.agora.customers.v1.UpdateSellerResponse\"\'\x82\xd3\xe4\x93\x02!2\x17/v1/sellers/{seller_id}:\x06seller\x12\x8c\x01\n\x0bListSellers\x12&.agora.customers.v1.ListSellersRequest\x1a\'.agora.customers.v1.ListSellersResponse\",\x82\xd3\xe4\x93\x02&\x12\x0b/v1/sellersZ\x17\x12\x0c/api/sellersb\x07sellersb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"agora/customers/v1/customers.proto\x12\x12\x61gora.customers.v1\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"p\n\x07\x41\x64\x64ress\x12\r\n\x05line1\x18\x01 \x01(\t\x12\r\n\x05line2\x18\x02 \x01(\t\x12\x0c\n\x04\x63ity\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x13\n\x0bpostal_code\x18\x05 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x06 \x01(\t\"\xdf\x01\n\x06\x43lient\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\r\n\x05phone\x18\x04 \x01(\t\x12,\n\x07\x61\x64\x64ress\x18\x05 \x01(\x0b\x32\x1b.agora.customers.v1.Address\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf4\x01\n\x06Seller\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\r\n\x05phone\x18\x04 \x01(\t\x12,\n\x07\x61\x64\x64ress\x18\x05 \x01(\x0b\x32\x1b.agora.customers.v1.Address\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x13\x43reateClientRequest\x12*\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Client\"B\n\x14\x43reateClientResponse\x12*\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Client\"%\n\x10GetClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"?\n\x11GetClientResponse\x12*\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Client\"\x85\x01\n\x13UpdateClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12*\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x1a.agora.customers.v1.Client\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"B\n\x14UpdateClientResponse\x12*\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Client\"J\n\x12ListClientsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\"[\n\x13ListClientsResponse\x12+\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x1a.agora.customers.v1.Client\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x13\x43reateSellerRequest\x12*\n\x06seller\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\"B\n\x14\x43reateSellerResponse\x12*\n\x06seller\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\"%\n\x10GetSellerRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\"?\n\x11GetSellerResponse\x12*\n\x06seller\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\"\x85\x01\n\x13UpdateSellerRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12*\n\x06seller\x18\x02 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"B\n\x14UpdateSellerResponse\x12*\n\x06seller\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\"J\n\x12ListSellersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\"[\n\x13ListSellersResponse\x12+\n\x07sellers\x18\x01 \x03(\x0b\x32\x1a.agora.customers.v1.Seller\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xf5\n\n\x0f\x43ustomerService\x12\xb7\x01\n\x0c\x43reateClient\x12\'.agora.customers.v1.CreateClientRequest\x1a(.agora.customers.v1.CreateClientResponse\"T\xd2\xf3\x18\x15\n\x11POST /api/clients\x18\x01\x82\xd3\xe4\x93\x02\x35\"\x0b/v1/clients:\x06\x63lientZ\x1e\"\x0c/api/clients:\x06\x63lientb\x06\x63lient\x12\xc1\x01\n\tGetClient\x12$.agora.customers.v1.GetClientRequest\x1a%.agora.customers.v1.GetClientResponse\"g\xd2\xf3\x18 \n\x1cGET /api/clients/{client_id}\x18\x01\x82\xd3\xe4\x93\x02=\x12\x17/v1/clients/{client_id}Z\"\x12\x18/api/clients/{client_id}b\x06\x63lient\x12\x8a\x01\n\x0cUpdateClient\x12\'.agora.customers.v1.UpdateClientRequest\x1a(.agora.customers.v1.UpdateClientResponse\"\'\x82\xd3\xe4\x93\x02!2\x17/v1/clients/{client_id}:\x06\x63lient\x12\xa4\x01\n\x0bListClients\x12&.agora.customers.v1.ListClientsRequest\x1a\'.agora.customers.v1.ListClientsResponse\"D\xd2\xf3\x18\x14\n\x10GET /api/clients\x18\x01\x82\xd3\xe4\x93\x02&\x12\x0b/v1/clientsZ\x17\x12\x0c/api/clientsb\x07\x63lients\x12\xb7\x01\n\x0c\x43reateSeller\x12\'.agora.customers.v1.CreateSellerRequest\x1a(.agora.customers.v1.CreateSellerResponse\"T\xd2\xf3\x18\x15\n\x11POST /api/sellers\x18\x01\x82\xd3\xe4\x93\x02\x35\"\x0b/v1/sellers:\x06sellerZ\x1e\"\x0c/api/sellers:\x06sellerb\x06seller\x12\xc1\x01\n\tGetSeller\x12$.agora.customers.v1.GetSellerRequest\x1a%.agora.customers.v1.GetSellerResponse\"g\xd2\xf3\x18 \n\x1cGET /api/sellers/{seller_id}\x18\x01\x82\xd3\xe4\x93\x02=\x12\x17/v1/sellers/{seller_id}Z\"\x12\x18/api/sellers/{seller_id}b\x06seller\x12\x8a\x01\n\x0cUpdateSeller\x12\'.agora.customers.v1.UpdateSellerRequest\x1a(.agora.customers.v1.UpdateSellerResponse\"\'\x82\xd3\xe4\x93\x02!2\x17/v1/sellers/{seller_id}:\x06seller\x12\xa4\x01\n\x0bListSellers\x12&.agora.customers.v1.ListSellersRequest\x1a\'.agora.customers.v1.ListSellersResponse\"D\xd2\xf3\x18\x14\n\x10GET /api/sellers\x18\x01\x82\xd3\xe4\x93\x02&\x12\x0b/v1/sellersZ\x17\x12\x0c/api/sellersb\x07sellersb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,59 +36,59 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agora.customers.v1.customer
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CUSTOMERSERVICE'].methods_by_name['CreateClient']._loaded_options = None
-  _globals['_CUSTOMERSERVICE'].methods_by_name['CreateClient']._serialized_options = b'\202\323\344\223\0025\"\013/v1/clients:\006clientZ\036\"\014/api/clients:\006clientb\006client'
+  _globals['_CUSTOMERSERVICE'].methods_by_name['CreateClient']._serialized_options = b'\322\363\030\025\n\021POST /api/clients\030\001\202\323\344\223\0025\"\013/v1/clients:\006clientZ\036\"\014/api/clients:\006clientb\006client'
   _globals['_CUSTOMERSERVICE'].methods_by_name['GetClient']._loaded_options = None
-  _globals['_CUSTOMERSERVICE'].methods_by_name['GetClient']._serialized_options = b'\202\323\344\223\002=\022\027/v1/clients/{client_id}Z\"\022\030/api/clients/{client_id}b\006client'
+  _globals['_CUSTOMERSERVICE'].methods_by_name['GetClient']._serialized_options = b'\322\363\030 \n\034GET /api/clients/{client_id}\030\001\202\323\344\223\002=\022\027/v1/clients/{client_id}Z\"\022\030/api/clients/{client_id}b\006client'
   _globals['_CUSTOMERSERVICE'].methods_by_name['UpdateClient']._loaded_options = None
   _globals['_CUSTOMERSERVICE'].methods_by_name['UpdateClient']._serialized_options = b'\202\323\344\223\002!2\027/v1/clients/{client_id}:\006client'
   _globals['_CUSTOMERSERVICE'].methods_by_name['ListClients']._loaded_options = None
-  _globals['_CUSTOMERSERVICE'].methods_by_name['ListClients']._serialized_options = b'\202\323\344\223\002&\022\013/v1/clientsZ\027\022\014/api/clientsb\007clients'
+  _globals['_CUSTOMERSERVICE'].methods_by_name['ListClients']._serialized_options = b'\322\363\030\024\n\020GET /api/clients\030\001\202\323\344\223\002&\022\013/v1/clientsZ\027\022\014/api/clientsb\007clients'
   _globals['_CUSTOMERSERVICE'].methods_by_name['CreateSeller']._loaded_options = None
-  _globals['_CUSTOMERSERVICE'].methods_by_name['CreateSeller']._serialized_options = b'\202\323\344\223\0025\"\013/v1/sellers:\006sellerZ\036\"\014/api/sellers:\006sellerb\006seller'
+  _globals['_CUSTOMERSERVICE'].methods_by_name['CreateSeller']._serialized_options = b'\322\363\030\025\n\021POST /api/sellers\030\001\202\323\344\223\0025\"\013/v1/sellers:\006sellerZ\036\"\014/api/sellers:\006sellerb\006seller'
   _globals['_CUSTOMERSERVICE'].methods_by_name['GetSeller']._loaded_options = None
-  _globals['_CUSTOMERSERVICE'].methods_by_name['GetSeller']._serialized_options = b'\202\323\344\223\002=\022\027/v1/sellers/{seller_id}Z\"\022\030/api/sellers/{seller_id}b\006seller'
+  _globals['_CUSTOMERSERVICE'].methods_by_name['GetSeller']._serialized_options = b'\322\363\030 \n\034GET /api/sellers/{seller_id}\030\001\202\323\344\223\002=\022\027/v1/sellers/{seller_id}Z\"\022\030/api/sellers/{seller_id}b\006seller'
   _globals['_CUSTOMERSERVICE'].methods_by_name['UpdateSeller']._loaded_options = None
   _globals['_CUSTOMERSERVICE'].methods_by_name['UpdateSeller']._serialized_options = b'\202\323\344\223\002!2\027/v1/sellers/{seller_id}:\006seller'
   _globals['_CUSTOMERSERVICE'].methods_by_name['ListSellers']._loaded_options = None
-  _globals['_CUSTOMERSERVICE'].methods_by_name['ListSellers']._serialized_options = b'\202\323\344\223\002&\022\013/v1/sellersZ\027\022\014/api/sellersb\007sellers'
-  _globals['_ADDRESS']._serialized_start=155
-  _globals['_ADDRESS']._serialized_end=267
-  _globals['_CLIENT']._serialized_start=270
-  _globals['_CLIENT']._serialized_end=493
-  _globals['_SELLER']._serialized_start=496
-  _globals['_SELLER']._serialized_end=740
-  _globals['_CREATECLIENTREQUEST']._serialized_start=742
-  _globals['_CREATECLIENTREQUEST']._serialized_end=807
-  _globals['_CREATECLIENTRESPONSE']._serialized_start=809
-  _globals['_CREATECLIENTRESPONSE']._serialized_end=875
-  _globals['_GETCLIENTREQUEST']._serialized_start=877
-  _globals['_GETCLIENTREQUEST']._serialized_end=914
-  _globals['_GETCLIENTRESPONSE']._serialized_start=916
-  _globals['_GETCLIENTRESPONSE']._serialized_end=979
-  _globals['_UPDATECLIENTREQUEST']._serialized_start=982
-  _globals['_UPDATECLIENTREQUEST']._serialized_end=1115
-  _globals['_UPDATECLIENTRESPONSE']._serialized_start=1117
-  _globals['_UPDATECLIENTRESPONSE']._serialized_end=1183
-  _globals['_LISTCLIENTSREQUEST']._serialized_start=1185
-  _globals['_LISTCLIENTSREQUEST']._serialized_end=1259
-  _globals['_LISTCLIENTSRESPONSE']._serialized_start=1261
-  _globals['_LISTCLIENTSRESPONSE']._serialized_end=1352
-  _globals['_CREATESELLERREQUEST']._serialized_start=1354
-  _globals['_CREATESELLERREQUEST']._serialized_end=1419
-  _globals['_CREATESELLERRESPONSE']._serialized_start=1421
-  _globals['_CREATESELLERRESPONSE']._serialized_end=1487
-  _globals['_GETSELLERREQUEST']._serialized_start=1489
-  _globals['_GETSELLERREQUEST']._serialized_end=1526
-  _globals['_GETSELLERRESPONSE']._serialized_start=1528
-  _globals['_GETSELLERRESPONSE']._serialized_end=1591
-  _globals['_UPDATESELLERREQUEST']._serialized_start=1594
-  _globals['_UPDATESELLERREQUEST']._serialized_end=1727
-  _globals['_UPDATESELLERRESPONSE']._serialized_start=1729
-  _globals['_UPDATESELLERRESPONSE']._serialized_end=1795
-  _globals['_LISTSELLERSREQUEST']._serialized_start=1797
-  _globals['_LISTSELLERSREQUEST']._serialized_end=1871
-  _globals['_LISTSELLERSRESPONSE']._serialized_start=1873
-  _globals['_LISTSELLERSRESPONSE']._serialized_end=1964
-  _globals['_CUSTOMERSERVICE']._serialized_start=1967
-  _globals['_CUSTOMERSERVICE']._serialized_end=3194
+  _globals['_CUSTOMERSERVICE'].methods_by_name['ListSellers']._serialized_options = b'\322\363\030\024\n\020GET /api/sellers\030\001\202\323\344\223\002&\022\013/v1/sellersZ\027\022\014/api/sellersb\007sellers'
+  _globals['_ADDRESS']._serialized_start=183
+  _globals['_ADDRESS']._serialized_end=295
+  _globals['_CLIENT']._serialized_start=298
+  _globals['_CLIENT']._serialized_end=521
+  _globals['_SELLER']._serialized_start=524
+  _globals['_SELLER']._serialized_end=768
+  _globals['_CREATECLIENTREQUEST']._serialized_start=770
+  _globals['_CREATECLIENTREQUEST']._serialized_end=835
+  _globals['_CREATECLIENTRESPONSE']._serialized_start=837
+  _globals['_CREATECLIENTRESPONSE']._serialized_end=903
+  _globals['_GETCLIENTREQUEST']._serialized_start=905
+  _globals['_GETCLIENTREQUEST']._serialized_end=942
+  _globals['_GETCLIENTRESPONSE']._serialized_start=944
+  _globals['_GETCLIENTRESPONSE']._serialized_end=1007
+  _globals['_UPDATECLIENTREQUEST']._serialized_start=1010
+  _globals['_UPDATECLIENTREQUEST']._serialized_end=1143
+  _globals['_UPDATECLIENTRESPONSE']._serialized_start=1145
+  _globals['_UPDATECLIENTRESPONSE']._serialized_end=1211
+  _globals['_LISTCLIENTSREQUEST']._serialized_start=1213
+  _globals['_LISTCLIENTSREQUEST']._serialized_end=1287
+  _globals['_LISTCLIENTSRESPONSE']._serialized_start=1289
+  _globals['_LISTCLIENTSRESPONSE']._serialized_end=1380
+  _globals['_CREATESELLERREQUEST']._serialized_start=1382
+  _globals['_CREATESELLERREQUEST']._serialized_end=1447
+  _globals['_CREATESELLERRESPONSE']._serialized_start=1449
+  _globals['_CREATESELLERRESPONSE']._serialized_end=1515
+  _globals['_GETSELLERREQUEST']._serialized_start=1517
+  _globals['_GETSELLERREQUEST']._serialized_end=1554
+  _globals['_GETSELLERRESPONSE']._serialized_start=1556
+  _globals['_GETSELLERRESPONSE']._serialized_end=1619
+  _globals['_UPDATESELLERREQUEST']._serialized_start=1622
+  _globals['_UPDATESELLERREQUEST']._serialized_end=1755
+  _globals['_UPDATESELLERRESPONSE']._serialized_start=1757
+  _globals['_UPDATESELLERRESPONSE']._serialized_end=1823
+  _globals['_LISTSELLERSREQUEST']._serialized_start=1825
+  _globals['_LISTSELLERSREQUEST']._serialized_end=1899
+  _globals['_LISTSELLERSRESPONSE']._serialized_start=1901
+  _globals['_LISTSELLERSRESPONSE']._serialized_end=1992
+  _globals['_CUSTOMERSERVICE']._serialized_start=1995
+  _globals['_CUSTOMERSERVICE']._serialized_end=3392
 # @@protoc_insertion_point(module_scope)

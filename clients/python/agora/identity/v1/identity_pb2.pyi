@@ -431,3 +431,185 @@ class GetCsrfTokenResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetCsrfTokenResponse: _TypeAlias = GetCsrfTokenResponse  # noqa: Y015
+
+@_typing.final
+class SeedSignUpRequest(_message.Message):
+    """SeedSignUpRequest is GoBid's sign-up body, keys as the seed spells them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_NAME_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    BIO_FIELD_NUMBER: _builtins.int
+    user_name: _builtins.str
+    """Not blank."""
+    email: _builtins.str
+    """A valid email address."""
+    password: _builtins.str
+    """At least 8 characters."""
+    bio: _builtins.str
+    """10..255 characters."""
+    def __init__(
+        self,
+        *,
+        user_name: _builtins.str = ...,
+        email: _builtins.str = ...,
+        password: _builtins.str = ...,
+        bio: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bio", b"bio", "email", b"email", "password", b"password", "user_name", b"user_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedSignUpRequest: _TypeAlias = SeedSignUpRequest  # noqa: Y015
+
+@_typing.final
+class SeedSignUpResponse(_message.Message):
+    """SeedSignUpResponse is the new user's id."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The account's UUID."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedSignUpResponse: _TypeAlias = SeedSignUpResponse  # noqa: Y015
+
+@_typing.final
+class SeedLoginRequest(_message.Message):
+    """SeedLoginRequest is GoBid's login body."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    """The account's email."""
+    password: _builtins.str
+    """Its password."""
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        password: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "password", b"password"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedLoginRequest: _TypeAlias = SeedLoginRequest  # noqa: Y015
+
+@_typing.final
+class SeedLoginResponse(_message.Message):
+    """SeedLoginResponse is GoBid's confirmation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    message: _builtins.str
+    """"logged in sucessfully"."""
+    def __init__(
+        self,
+        *,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedLoginResponse: _TypeAlias = SeedLoginResponse  # noqa: Y015
+
+@_typing.final
+class SeedLogoutRequest(_message.Message):
+    """SeedLogoutRequest is empty."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedLogoutRequest: _TypeAlias = SeedLogoutRequest  # noqa: Y015
+
+@_typing.final
+class SeedLogoutResponse(_message.Message):
+    """SeedLogoutResponse is GoBid's confirmation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    message: _builtins.str
+    """"logged out sucessfully"."""
+    def __init__(
+        self,
+        *,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedLogoutResponse: _TypeAlias = SeedLogoutResponse  # noqa: Y015
+
+@_typing.final
+class GetSeedCsrfTokenRequest(_message.Message):
+    """GetSeedCsrfTokenRequest is empty."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSeedCsrfTokenRequest: _TypeAlias = GetSeedCsrfTokenRequest  # noqa: Y015
+
+@_typing.final
+class GetSeedCsrfTokenResponse(_message.Message):
+    """GetSeedCsrfTokenResponse carries the token under the seed's key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CSRF_TOKEN_FIELD_NUMBER: _builtins.int
+    csrf_token: _builtins.str
+    """The token to send as `X-CSRF-Token` on cookie-authenticated writes."""
+    def __init__(
+        self,
+        *,
+        csrf_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["csrf_token", b"csrf_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSeedCsrfTokenResponse: _TypeAlias = GetSeedCsrfTokenResponse  # noqa: Y015

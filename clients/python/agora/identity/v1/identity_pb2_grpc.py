@@ -70,6 +70,26 @@ class IdentityServiceStub:
                 request_serializer=agora_dot_identity_dot_v1_dot_identity__pb2.GetCsrfTokenRequest.SerializeToString,
                 response_deserializer=agora_dot_identity_dot_v1_dot_identity__pb2.GetCsrfTokenResponse.FromString,
                 _registered_method=True)
+        self.SeedSignUp = channel.unary_unary(
+                '/agora.identity.v1.IdentityService/SeedSignUp',
+                request_serializer=agora_dot_identity_dot_v1_dot_identity__pb2.SeedSignUpRequest.SerializeToString,
+                response_deserializer=agora_dot_identity_dot_v1_dot_identity__pb2.SeedSignUpResponse.FromString,
+                _registered_method=True)
+        self.SeedLogin = channel.unary_unary(
+                '/agora.identity.v1.IdentityService/SeedLogin',
+                request_serializer=agora_dot_identity_dot_v1_dot_identity__pb2.SeedLoginRequest.SerializeToString,
+                response_deserializer=agora_dot_identity_dot_v1_dot_identity__pb2.SeedLoginResponse.FromString,
+                _registered_method=True)
+        self.SeedLogout = channel.unary_unary(
+                '/agora.identity.v1.IdentityService/SeedLogout',
+                request_serializer=agora_dot_identity_dot_v1_dot_identity__pb2.SeedLogoutRequest.SerializeToString,
+                response_deserializer=agora_dot_identity_dot_v1_dot_identity__pb2.SeedLogoutResponse.FromString,
+                _registered_method=True)
+        self.GetSeedCsrfToken = channel.unary_unary(
+                '/agora.identity.v1.IdentityService/GetSeedCsrfToken',
+                request_serializer=agora_dot_identity_dot_v1_dot_identity__pb2.GetSeedCsrfTokenRequest.SerializeToString,
+                response_deserializer=agora_dot_identity_dot_v1_dot_identity__pb2.GetSeedCsrfTokenResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -147,9 +167,46 @@ class IdentityServiceServicer:
 
     def GetCsrfToken(self, request, context):
         """GetCsrfToken returns a token that cookie-authenticated writes must carry in the
-        `X-CSRF-Token` header (bearer-token clients need none). Callable without a session.
+        `X-CSRF-Token` header (bearer-token clients need none). Callable without a session. The bridge
+        signs the CSRF cookie and hands this method a fresh token for it; the token stays valid as long
+        as that cookie does, across sign-up, login and logout.
 
         Codes: none beyond transport errors.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SeedSignUp(self, request, context):
+        """--- The GoBid seed's own routes, in its wire format (keys, statuses, error bodies). ---
+
+        SeedSignUp is GoBid's sign-up: 201 {"user_id"}; a field that breaks the seed's rules is a 422
+        mapping each field to its message; a taken email or user name is a 422 {"error"}. The seed's
+        router serves `/signup` while its README says `/signupuser`: both are served.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SeedLogin(self, request, context):
+        """SeedLogin is GoBid's login: 200 {"message": "logged in sucessfully"} (the seed's spelling) and
+        a new session cookie; wrong credentials are a 400 {"error": "invalid email or password"}.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SeedLogout(self, request, context):
+        """SeedLogout is GoBid's logout: 200 {"message": "logged out sucessfully"}; without a session
+        401 {"message": "must be logged in"}.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSeedCsrfToken(self, request, context):
+        """GetSeedCsrfToken is GoBid's `GET /api/v1/csrftoken`: 200 {"csrf_token"}. Like gorilla/csrf's,
+        the token is tied to its own signed cookie, not to the session.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -192,6 +249,26 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.GetCsrfToken,
                     request_deserializer=agora_dot_identity_dot_v1_dot_identity__pb2.GetCsrfTokenRequest.FromString,
                     response_serializer=agora_dot_identity_dot_v1_dot_identity__pb2.GetCsrfTokenResponse.SerializeToString,
+            ),
+            'SeedSignUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.SeedSignUp,
+                    request_deserializer=agora_dot_identity_dot_v1_dot_identity__pb2.SeedSignUpRequest.FromString,
+                    response_serializer=agora_dot_identity_dot_v1_dot_identity__pb2.SeedSignUpResponse.SerializeToString,
+            ),
+            'SeedLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.SeedLogin,
+                    request_deserializer=agora_dot_identity_dot_v1_dot_identity__pb2.SeedLoginRequest.FromString,
+                    response_serializer=agora_dot_identity_dot_v1_dot_identity__pb2.SeedLoginResponse.SerializeToString,
+            ),
+            'SeedLogout': grpc.unary_unary_rpc_method_handler(
+                    servicer.SeedLogout,
+                    request_deserializer=agora_dot_identity_dot_v1_dot_identity__pb2.SeedLogoutRequest.FromString,
+                    response_serializer=agora_dot_identity_dot_v1_dot_identity__pb2.SeedLogoutResponse.SerializeToString,
+            ),
+            'GetSeedCsrfToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSeedCsrfToken,
+                    request_deserializer=agora_dot_identity_dot_v1_dot_identity__pb2.GetSeedCsrfTokenRequest.FromString,
+                    response_serializer=agora_dot_identity_dot_v1_dot_identity__pb2.GetSeedCsrfTokenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -384,6 +461,114 @@ class IdentityService:
             '/agora.identity.v1.IdentityService/GetCsrfToken',
             agora_dot_identity_dot_v1_dot_identity__pb2.GetCsrfTokenRequest.SerializeToString,
             agora_dot_identity_dot_v1_dot_identity__pb2.GetCsrfTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeedSignUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.identity.v1.IdentityService/SeedSignUp',
+            agora_dot_identity_dot_v1_dot_identity__pb2.SeedSignUpRequest.SerializeToString,
+            agora_dot_identity_dot_v1_dot_identity__pb2.SeedSignUpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeedLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.identity.v1.IdentityService/SeedLogin',
+            agora_dot_identity_dot_v1_dot_identity__pb2.SeedLoginRequest.SerializeToString,
+            agora_dot_identity_dot_v1_dot_identity__pb2.SeedLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeedLogout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.identity.v1.IdentityService/SeedLogout',
+            agora_dot_identity_dot_v1_dot_identity__pb2.SeedLogoutRequest.SerializeToString,
+            agora_dot_identity_dot_v1_dot_identity__pb2.SeedLogoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSeedCsrfToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.identity.v1.IdentityService/GetSeedCsrfToken',
+            agora_dot_identity_dot_v1_dot_identity__pb2.GetSeedCsrfTokenRequest.SerializeToString,
+            agora_dot_identity_dot_v1_dot_identity__pb2.GetSeedCsrfTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -85,9 +85,30 @@ class IdentityServiceStub:
     """
     GetCsrfToken: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetCsrfTokenRequest, _identity_pb2.GetCsrfTokenResponse]
     """GetCsrfToken returns a token that cookie-authenticated writes must carry in the
-    `X-CSRF-Token` header (bearer-token clients need none). Callable without a session.
+    `X-CSRF-Token` header (bearer-token clients need none). Callable without a session. The bridge
+    signs the CSRF cookie and hands this method a fresh token for it; the token stays valid as long
+    as that cookie does, across sign-up, login and logout.
 
     Codes: none beyond transport errors.
+    """
+    SeedSignUp: _grpc.UnaryUnaryMultiCallable[_identity_pb2.SeedSignUpRequest, _identity_pb2.SeedSignUpResponse]
+    """--- The GoBid seed's own routes, in its wire format (keys, statuses, error bodies). ---
+
+    SeedSignUp is GoBid's sign-up: 201 {"user_id"}; a field that breaks the seed's rules is a 422
+    mapping each field to its message; a taken email or user name is a 422 {"error"}. The seed's
+    router serves `/signup` while its README says `/signupuser`: both are served.
+    """
+    SeedLogin: _grpc.UnaryUnaryMultiCallable[_identity_pb2.SeedLoginRequest, _identity_pb2.SeedLoginResponse]
+    """SeedLogin is GoBid's login: 200 {"message": "logged in sucessfully"} (the seed's spelling) and
+    a new session cookie; wrong credentials are a 400 {"error": "invalid email or password"}.
+    """
+    SeedLogout: _grpc.UnaryUnaryMultiCallable[_identity_pb2.SeedLogoutRequest, _identity_pb2.SeedLogoutResponse]
+    """SeedLogout is GoBid's logout: 200 {"message": "logged out sucessfully"}; without a session
+    401 {"message": "must be logged in"}.
+    """
+    GetSeedCsrfToken: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetSeedCsrfTokenRequest, _identity_pb2.GetSeedCsrfTokenResponse]
+    """GetSeedCsrfToken is GoBid's `GET /api/v1/csrftoken`: 200 {"csrf_token"}. Like gorilla/csrf's,
+    the token is tied to its own signed cookie, not to the session.
     """
 
 @_typing.type_check_only
@@ -142,9 +163,30 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """
     GetCsrfToken: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetCsrfTokenRequest, _identity_pb2.GetCsrfTokenResponse]  # type: ignore[assignment]
     """GetCsrfToken returns a token that cookie-authenticated writes must carry in the
-    `X-CSRF-Token` header (bearer-token clients need none). Callable without a session.
+    `X-CSRF-Token` header (bearer-token clients need none). Callable without a session. The bridge
+    signs the CSRF cookie and hands this method a fresh token for it; the token stays valid as long
+    as that cookie does, across sign-up, login and logout.
 
     Codes: none beyond transport errors.
+    """
+    SeedSignUp: _aio.UnaryUnaryMultiCallable[_identity_pb2.SeedSignUpRequest, _identity_pb2.SeedSignUpResponse]  # type: ignore[assignment]
+    """--- The GoBid seed's own routes, in its wire format (keys, statuses, error bodies). ---
+
+    SeedSignUp is GoBid's sign-up: 201 {"user_id"}; a field that breaks the seed's rules is a 422
+    mapping each field to its message; a taken email or user name is a 422 {"error"}. The seed's
+    router serves `/signup` while its README says `/signupuser`: both are served.
+    """
+    SeedLogin: _aio.UnaryUnaryMultiCallable[_identity_pb2.SeedLoginRequest, _identity_pb2.SeedLoginResponse]  # type: ignore[assignment]
+    """SeedLogin is GoBid's login: 200 {"message": "logged in sucessfully"} (the seed's spelling) and
+    a new session cookie; wrong credentials are a 400 {"error": "invalid email or password"}.
+    """
+    SeedLogout: _aio.UnaryUnaryMultiCallable[_identity_pb2.SeedLogoutRequest, _identity_pb2.SeedLogoutResponse]  # type: ignore[assignment]
+    """SeedLogout is GoBid's logout: 200 {"message": "logged out sucessfully"}; without a session
+    401 {"message": "must be logged in"}.
+    """
+    GetSeedCsrfToken: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetSeedCsrfTokenRequest, _identity_pb2.GetSeedCsrfTokenResponse]  # type: ignore[assignment]
+    """GetSeedCsrfToken is GoBid's `GET /api/v1/csrftoken`: 200 {"csrf_token"}. Like gorilla/csrf's,
+    the token is tied to its own signed cookie, not to the session.
     """
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -238,9 +280,54 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.GetCsrfTokenResponse, _abc.Awaitable[_identity_pb2.GetCsrfTokenResponse]]:
         """GetCsrfToken returns a token that cookie-authenticated writes must carry in the
-        `X-CSRF-Token` header (bearer-token clients need none). Callable without a session.
+        `X-CSRF-Token` header (bearer-token clients need none). Callable without a session. The bridge
+        signs the CSRF cookie and hands this method a fresh token for it; the token stays valid as long
+        as that cookie does, across sign-up, login and logout.
 
         Codes: none beyond transport errors.
+        """
+
+    @_abc_1.abstractmethod
+    def SeedSignUp(
+        self,
+        request: _identity_pb2.SeedSignUpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.SeedSignUpResponse, _abc.Awaitable[_identity_pb2.SeedSignUpResponse]]:
+        """--- The GoBid seed's own routes, in its wire format (keys, statuses, error bodies). ---
+
+        SeedSignUp is GoBid's sign-up: 201 {"user_id"}; a field that breaks the seed's rules is a 422
+        mapping each field to its message; a taken email or user name is a 422 {"error"}. The seed's
+        router serves `/signup` while its README says `/signupuser`: both are served.
+        """
+
+    @_abc_1.abstractmethod
+    def SeedLogin(
+        self,
+        request: _identity_pb2.SeedLoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.SeedLoginResponse, _abc.Awaitable[_identity_pb2.SeedLoginResponse]]:
+        """SeedLogin is GoBid's login: 200 {"message": "logged in sucessfully"} (the seed's spelling) and
+        a new session cookie; wrong credentials are a 400 {"error": "invalid email or password"}.
+        """
+
+    @_abc_1.abstractmethod
+    def SeedLogout(
+        self,
+        request: _identity_pb2.SeedLogoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.SeedLogoutResponse, _abc.Awaitable[_identity_pb2.SeedLogoutResponse]]:
+        """SeedLogout is GoBid's logout: 200 {"message": "logged out sucessfully"}; without a session
+        401 {"message": "must be logged in"}.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSeedCsrfToken(
+        self,
+        request: _identity_pb2.GetSeedCsrfTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.GetSeedCsrfTokenResponse, _abc.Awaitable[_identity_pb2.GetSeedCsrfTokenResponse]]:
+        """GetSeedCsrfToken is GoBid's `GET /api/v1/csrftoken`: 200 {"csrf_token"}. Like gorilla/csrf's,
+        the token is tied to its own signed cookie, not to the session.
         """
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -11,6 +11,7 @@ When a poll closes, its consolidated results are final.
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -76,6 +77,186 @@ POLL_STATUS_OPEN: PollStatus.ValueType  # 1
 POLL_STATUS_CLOSED: PollStatus.ValueType  # 2
 """Closed by its creator or at closes_at; results are final."""
 Global___PollStatus: _TypeAlias = PollStatus  # noqa: Y015
+
+@_typing.final
+class SeedOption(_message.Message):
+    """SeedOption is the seed's model.Option."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    POLL_ID_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    VOTES_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """What `POST /vote/{id}/{option}` takes (the option's zero-based position)."""
+    poll_id: _builtins.str
+    """The poll's id."""
+    description: _builtins.str
+    """The option's text."""
+    votes: _builtins.int
+    """Votes counted now."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        poll_id: _builtins.str = ...,
+        description: _builtins.str = ...,
+        votes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "id", b"id", "poll_id", b"poll_id", "votes", b"votes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedOption: _TypeAlias = SeedOption  # noqa: Y015
+
+@_typing.final
+class SeedPoll(_message.Message):
+    """SeedPoll is the seed's model.Poll."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    QUESTION_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The poll's id (a UUID)."""
+    question: _builtins.str
+    """The question."""
+    active: _builtins.bool
+    """False once the poll is closed."""
+    @_builtins.property
+    def options(self) -> _containers.RepeatedCompositeFieldContainer[Global___SeedOption]:
+        """The options, in order."""
+
+    @_builtins.property
+    def end_date(self) -> _timestamp_pb2.Timestamp:
+        """When the poll closes by itself; Go's zero time (0001-01-01T00:00:00Z) when it has no end."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        question: _builtins.str = ...,
+        options: _abc.Iterable[Global___SeedOption] | None = ...,
+        active: _builtins.bool = ...,
+        end_date: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "end_date", b"end_date", "id", b"id", "options", b"options", "question", b"question"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedPoll: _TypeAlias = SeedPoll  # noqa: Y015
+
+@_typing.final
+class SeedCreatePollRequest(_message.Message):
+    """SeedCreatePollRequest is the seed's body."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUESTION_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    question: _builtins.str
+    """The question, 1..500 characters."""
+    @_builtins.property
+    def options(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Value]:
+        """2..100 options, each a string or an object {"Description": "..."} (any key case)."""
+
+    @_builtins.property
+    def end_date(self) -> _timestamp_pb2.Timestamp:
+        """Optional closing time (RFC 3339), in the future."""
+
+    def __init__(
+        self,
+        *,
+        question: _builtins.str = ...,
+        options: _abc.Iterable[_struct_pb2.Value] | None = ...,
+        end_date: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "options", b"options", "question", b"question"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedCreatePollRequest: _TypeAlias = SeedCreatePollRequest  # noqa: Y015
+
+@_typing.final
+class SeedCreatePollResponse(_message.Message):
+    """SeedCreatePollResponse is the new poll (the bridge writes `poll` alone)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def poll(self) -> Global___SeedPoll:
+        """The poll in the seed's model."""
+
+    def __init__(
+        self,
+        *,
+        poll: Global___SeedPoll | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["poll", b"poll"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["poll", b"poll"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedCreatePollResponse: _TypeAlias = SeedCreatePollResponse  # noqa: Y015
+
+@_typing.final
+class SeedGetPollRequest(_message.Message):
+    """SeedGetPollRequest names a poll."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLL_ID_FIELD_NUMBER: _builtins.int
+    poll_id: _builtins.str
+    """The poll's id."""
+    def __init__(
+        self,
+        *,
+        poll_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["poll_id", b"poll_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedGetPollRequest: _TypeAlias = SeedGetPollRequest  # noqa: Y015
+
+@_typing.final
+class SeedGetPollResponse(_message.Message):
+    """SeedGetPollResponse is the poll (the bridge writes `poll` alone)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def poll(self) -> Global___SeedPoll:
+        """The poll in the seed's model."""
+
+    def __init__(
+        self,
+        *,
+        poll: Global___SeedPoll | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["poll", b"poll"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["poll", b"poll"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedGetPollResponse: _TypeAlias = SeedGetPollResponse  # noqa: Y015
 
 @_typing.final
 class PollOption(_message.Message):

@@ -65,6 +65,16 @@ class PollServiceStub:
                 request_serializer=agora_dot_polls_dot_v1_dot_polls__pb2.WatchResultsRequest.SerializeToString,
                 response_deserializer=agora_dot_polls_dot_v1_dot_polls__pb2.WatchResultsResponse.FromString,
                 _registered_method=True)
+        self.SeedCreatePoll = channel.unary_unary(
+                '/agora.polls.v1.PollService/SeedCreatePoll',
+                request_serializer=agora_dot_polls_dot_v1_dot_polls__pb2.SeedCreatePollRequest.SerializeToString,
+                response_deserializer=agora_dot_polls_dot_v1_dot_polls__pb2.SeedCreatePollResponse.FromString,
+                _registered_method=True)
+        self.SeedGetPoll = channel.unary_unary(
+                '/agora.polls.v1.PollService/SeedGetPoll',
+                request_serializer=agora_dot_polls_dot_v1_dot_polls__pb2.SeedGetPollRequest.SerializeToString,
+                response_deserializer=agora_dot_polls_dot_v1_dot_polls__pb2.SeedGetPollResponse.FromString,
+                _registered_method=True)
 
 
 class PollServiceServicer:
@@ -153,6 +163,26 @@ class PollServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SeedCreatePoll(self, request, context):
+        """--- The voting seed's own routes, in its models' shape (Go field names as keys). ---
+
+        SeedCreatePoll is the seed's `POST /poll`: {"Question", "Options": [{"Description"}],
+        "EndDate"} with keys in any case (Go's decoding), or {"question", "options": ["..."]}. Answers
+        201 with the poll in the seed's model (as SeedGetPoll). Codes as CreatePoll's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SeedGetPoll(self, request, context):
+        """SeedGetPoll is the seed's `GET /poll/{id}`: the poll flat, in the model's shape, with every
+        option's live `Votes`; `Active` is false once the poll is closed. An option's `Id` is what
+        `POST /vote/{id}/{option}` takes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PollServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +215,16 @@ def add_PollServiceServicer_to_server(servicer, server):
                     servicer.WatchResults,
                     request_deserializer=agora_dot_polls_dot_v1_dot_polls__pb2.WatchResultsRequest.FromString,
                     response_serializer=agora_dot_polls_dot_v1_dot_polls__pb2.WatchResultsResponse.SerializeToString,
+            ),
+            'SeedCreatePoll': grpc.unary_unary_rpc_method_handler(
+                    servicer.SeedCreatePoll,
+                    request_deserializer=agora_dot_polls_dot_v1_dot_polls__pb2.SeedCreatePollRequest.FromString,
+                    response_serializer=agora_dot_polls_dot_v1_dot_polls__pb2.SeedCreatePollResponse.SerializeToString,
+            ),
+            'SeedGetPoll': grpc.unary_unary_rpc_method_handler(
+                    servicer.SeedGetPoll,
+                    request_deserializer=agora_dot_polls_dot_v1_dot_polls__pb2.SeedGetPollRequest.FromString,
+                    response_serializer=agora_dot_polls_dot_v1_dot_polls__pb2.SeedGetPollResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -350,6 +390,60 @@ class PollService:
             '/agora.polls.v1.PollService/WatchResults',
             agora_dot_polls_dot_v1_dot_polls__pb2.WatchResultsRequest.SerializeToString,
             agora_dot_polls_dot_v1_dot_polls__pb2.WatchResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeedCreatePoll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.polls.v1.PollService/SeedCreatePoll',
+            agora_dot_polls_dot_v1_dot_polls__pb2.SeedCreatePollRequest.SerializeToString,
+            agora_dot_polls_dot_v1_dot_polls__pb2.SeedCreatePollResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeedGetPoll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.polls.v1.PollService/SeedGetPoll',
+            agora_dot_polls_dot_v1_dot_polls__pb2.SeedGetPollRequest.SerializeToString,
+            agora_dot_polls_dot_v1_dot_polls__pb2.SeedGetPollResponse.FromString,
             options,
             channel_credentials,
             insecure,

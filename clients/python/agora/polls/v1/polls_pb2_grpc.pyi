@@ -96,6 +96,18 @@ class PollServiceStub:
       NOT_FOUND         no such poll.
       UNAVAILABLE       the server is shutting down; reconnect.
     """
+    SeedCreatePoll: _grpc.UnaryUnaryMultiCallable[_polls_pb2.SeedCreatePollRequest, _polls_pb2.SeedCreatePollResponse]
+    """--- The voting seed's own routes, in its models' shape (Go field names as keys). ---
+
+    SeedCreatePoll is the seed's `POST /poll`: {"Question", "Options": [{"Description"}],
+    "EndDate"} with keys in any case (Go's decoding), or {"question", "options": ["..."]}. Answers
+    201 with the poll in the seed's model (as SeedGetPoll). Codes as CreatePoll's.
+    """
+    SeedGetPoll: _grpc.UnaryUnaryMultiCallable[_polls_pb2.SeedGetPollRequest, _polls_pb2.SeedGetPollResponse]
+    """SeedGetPoll is the seed's `GET /poll/{id}`: the poll flat, in the model's shape, with every
+    option's live `Votes`; `Active` is false once the poll is closed. An option's `Id` is what
+    `POST /vote/{id}/{option}` takes.
+    """
 
 @_typing.type_check_only
 class PollServiceAsyncStub(PollServiceStub):
@@ -159,6 +171,18 @@ class PollServiceAsyncStub(PollServiceStub):
       INVALID_ARGUMENT  poll_id empty.
       NOT_FOUND         no such poll.
       UNAVAILABLE       the server is shutting down; reconnect.
+    """
+    SeedCreatePoll: _aio.UnaryUnaryMultiCallable[_polls_pb2.SeedCreatePollRequest, _polls_pb2.SeedCreatePollResponse]  # type: ignore[assignment]
+    """--- The voting seed's own routes, in its models' shape (Go field names as keys). ---
+
+    SeedCreatePoll is the seed's `POST /poll`: {"Question", "Options": [{"Description"}],
+    "EndDate"} with keys in any case (Go's decoding), or {"question", "options": ["..."]}. Answers
+    201 with the poll in the seed's model (as SeedGetPoll). Codes as CreatePoll's.
+    """
+    SeedGetPoll: _aio.UnaryUnaryMultiCallable[_polls_pb2.SeedGetPollRequest, _polls_pb2.SeedGetPollResponse]  # type: ignore[assignment]
+    """SeedGetPoll is the seed's `GET /poll/{id}`: the poll flat, in the model's shape, with every
+    option's live `Votes`; `Active` is false once the poll is closed. An option's `Id` is what
+    `POST /vote/{id}/{option}` takes.
     """
 
 class PollServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -256,6 +280,30 @@ class PollServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT  poll_id empty.
           NOT_FOUND         no such poll.
           UNAVAILABLE       the server is shutting down; reconnect.
+        """
+
+    @_abc_1.abstractmethod
+    def SeedCreatePoll(
+        self,
+        request: _polls_pb2.SeedCreatePollRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_polls_pb2.SeedCreatePollResponse, _abc.Awaitable[_polls_pb2.SeedCreatePollResponse]]:
+        """--- The voting seed's own routes, in its models' shape (Go field names as keys). ---
+
+        SeedCreatePoll is the seed's `POST /poll`: {"Question", "Options": [{"Description"}],
+        "EndDate"} with keys in any case (Go's decoding), or {"question", "options": ["..."]}. Answers
+        201 with the poll in the seed's model (as SeedGetPoll). Codes as CreatePoll's.
+        """
+
+    @_abc_1.abstractmethod
+    def SeedGetPoll(
+        self,
+        request: _polls_pb2.SeedGetPollRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_polls_pb2.SeedGetPollResponse, _abc.Awaitable[_polls_pb2.SeedGetPollResponse]]:
+        """SeedGetPoll is the seed's `GET /poll/{id}`: the poll flat, in the model's shape, with every
+        option's live `Votes`; `Active` is false once the poll is closed. An option's `Id` is what
+        `POST /vote/{id}/{option}` takes.
         """
 
 def add_PollServiceServicer_to_server(servicer: PollServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

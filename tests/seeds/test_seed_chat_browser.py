@@ -1,0 +1,97 @@
+"""Seed 003 in a browser: a plain page that knows only the seed's protocol (`/ws?username=`,
+{"content"} out, models.Message frames in, `GET /api/messages?limit=50`) lets two people chat.
+
+The page is written here, in the seed's manner (no Agora code, no Agora field), and served from the
+bridge's origin through playwright's routing, as the seed served its `web/index.html` next to `/ws`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.realservers import require_chromium
+
+# A page playwright fulfils has no server address, so Chromium takes it for a public site and its
+# Local Network Access checks would block its WebSocket to 127.0.0.1; the seed's page came from the
+# server itself, so the checks are off here.
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+        "--disable-features=LocalNetworkAccessChecks",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 10_000
+
+SEED_PAGE = """<!doctype html>
+<meta charset="utf-8"><title>seed chat</title>
+<input id="username"><button id="join">Entrar</button>
+<span id="online-count">0</span>
+<ul id="messages"></ul>
+<input id="message"><button id="send">Enviar</button>
+<script>
+let ws;
+function addMessage(msg) {
+  if (msg.onlineCount !== undefined) document.getElementById('online-count').innerText = msg.onlineCount;
+  if (msg.type === 'count') return;
+  const li = document.createElement('li');
+  li.className = msg.type;
+  li.textContent = msg.username + ': ' + msg.content;
+  document.getElementById('messages').appendChild(li);
+}
+document.getElementById('join').onclick = () => {
+  const username = document.getElementById('username').value.trim();
+  ws = new WebSocket(`ws://${location.host}/ws?username=${encodeURIComponent(username)}`);
+  ws.onmessage = (event) => addMessage(JSON.parse(event.data));
+  ws.onopen = () => fetch('/api/messages?limit=50').then(r => r.json()).then(history => {
+    window.historyLength = history.length;
+    history.forEach(addMessage);
+  });
+};
+document.getElementById('send').onclick = () => {
+  const input = document.getElementById('message');
+  ws.send(JSON.stringify({ content: input.value }));
+  input.value = '';
+};
+</script>
+"""
+
+
+@pytest.fixture(autouse=True)
+def chromium() -> str:
+    return require_chromium()
+
+
+async def open_seed_page(browser, mesh, name: str):
+    page = await (await browser.new_context()).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.route("**/seed-chat.html", lambda route: route.fulfill(body=SEED_PAGE, content_type="text/html"))
+    await page.goto(f"{mesh.base_url}/seed-chat.html")
+    await page.fill("#username", name)
+    await page.click("#join")
+    await page.wait_for_function("window.historyLength !== undefined", timeout=TIMEOUT_MS)
+    return page, errors
+
+
+async def test_two_people_chat_with_only_the_seed_protocol(mesh):
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=require_chromium(), args=ARGS)
+        try:
+            ana, ana_errors = await open_seed_page(browser, mesh, "ana-browser")
+            await ana.wait_for_selector("#messages li.join >> text=ana-browser entrou no chat", timeout=TIMEOUT_MS)
+            bia, bia_errors = await open_seed_page(browser, mesh, "bia-browser")
+            await ana.wait_for_selector("#messages li.join >> text=bia-browser entrou no chat", timeout=TIMEOUT_MS)
+            await ana.wait_for_function("Number(document.getElementById('online-count').innerText) >= 2",
+                                        timeout=TIMEOUT_MS)
+            await ana.fill("#message", "oi bia")
+            await ana.click("#send")
+            await bia.wait_for_selector("#messages li.message >> text=ana-browser: oi bia", timeout=TIMEOUT_MS)
+            await bia.fill("#message", "oi ana")
+            await bia.click("#send")
+            await ana.wait_for_selector("#messages li.message >> text=bia-browser: oi ana", timeout=TIMEOUT_MS)
+            assert await bia.evaluate("window.historyLength") >= 1  # the history loaded as an array
+            assert "undefined" not in await ana.inner_text("#messages")
+            await bia.close()
+            await ana.wait_for_selector("#messages li.leave >> text=bia-browser saiu do chat", timeout=TIMEOUT_MS)
+            assert ana_errors == [] and bia_errors == []
+        finally:
+            await browser.close()
