@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agora.api.v1 import options_pb2
+from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from gateway import query
@@ -93,14 +95,39 @@ class OpenAPIBuilder:
                 "Bidirectional stream: open a WebSocket on this path and exchange JSON text frames; "
                 "path and query parameters fill the fields a frame leaves unset."
             )
+        partial = "update_mask" in method.input_type.fields_by_name  # a patch names what it changes
         if b.body == "*":
-            op["requestBody"] = self._body(self._message_ref(method.input_type))
+            ref = self._message_ref(method.input_type)
+            path_bound = {f.json_name for f in method.input_type.fields if f.name in b.path_fields}
+            op["requestBody"] = self._body(self._body_schema(ref, path_bound, False) if path_bound else ref)
         elif b.body_field is not None:
-            op["requestBody"] = self._body(self._field_schema(b.body_field))
+            schema = self._field_schema(b.body_field)
+            op["requestBody"] = self._body(self._body_schema(schema, set(), True) if partial else schema)
         return op
 
     def _body(self, schema: dict[str, Any]) -> dict[str, Any]:
-        return {"required": False, "content": {"application/json": {"schema": schema}}}
+        # A body whose message has required fields must be sent: an absent body is an empty message.
+        required = bool(self._resolved(schema).get("required"))
+        return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+    def _resolved(self, schema: dict[str, Any]) -> dict[str, Any]:
+        ref = schema.get("$ref") or next((s.get("$ref") for s in schema.get("allOf", ()) if "$ref" in s), None)
+        if ref:
+            return self.schemas.get(ref.rsplit("/", 1)[-1], {})
+        return schema
+
+    def _body_schema(self, schema: dict[str, Any], drop: set[str], partial: bool) -> dict[str, Any]:
+        """The message's schema as a body: without the fields the path binds, and without `required`
+        for an update (the server takes a patch of the resource, its mask says what changes)."""
+        target = self._resolved(schema)
+        if not target:
+            return schema
+        inline = {k: v for k, v in target.items() if k not in ("properties", "required")}
+        inline["properties"] = {k: v for k, v in target.get("properties", {}).items() if k not in drop}
+        required = [] if partial else [k for k in target.get("required", ()) if k not in drop]
+        if required:
+            inline["required"] = required
+        return inline
 
     def _responses(self, b: Binding) -> dict[str, Any]:
         if b.response_body is not None:
@@ -176,9 +203,8 @@ class OpenAPIBuilder:
                 schema: dict[str, Any] = {"type": "string", "description": "JSON text"}
             else:
                 schema = self._param_schema(f)
-            if f.is_repeated:
-                schema = {"type": "array", "items": schema}
-            param = {"name": name, "in": "query", "required": False, "schema": schema}
+            schema = _bounded(schema, f, repeated=f.is_repeated)
+            param = {"name": name, "in": "query", "required": depth == 0 and _required(f), "schema": schema}
             if f.is_repeated:
                 param.update(style="form", explode=True)
             if desc := self.ds.comments.get(f.full_name):
@@ -203,13 +229,15 @@ class OpenAPIBuilder:
                 "type": "object",
                 "additionalProperties": self._field_schema(mt.fields_by_name["value"]),
             }
-        elif f.is_repeated:
-            schema = {"type": "array", "items": self._single_schema(f)}
         else:
-            schema = self._single_schema(f)
+            schema = _bounded(self._single_schema(f), f, repeated=f.is_repeated)
+        extra: dict[str, Any] = {}
         if desc := self.ds.comments.get(f.full_name):
-            schema = {**schema, "description": desc} if "$ref" not in schema else {"allOf": [schema],
-                                                                                    "description": desc}
+            extra["description"] = desc
+        if field_behavior_pb2.OUTPUT_ONLY in _behaviors(f):
+            extra["readOnly"] = True  # set by the server; ignored in requests (AIP-203)
+        if extra:
+            schema = {**schema, **extra} if "$ref" not in schema else {"allOf": [schema], **extra}
         return schema
 
     def _single_schema(self, f: FieldDescriptor) -> dict[str, Any]:
@@ -244,9 +272,10 @@ class OpenAPIBuilder:
         if e.full_name == "google.protobuf.NullValue":
             return {"type": "null"}
         if e.full_name not in self.schemas:
-            # Proto3 enums are open: a number this version does not know passes through as an integer.
+            # The name or the number of a declared value: the services refuse a number they do not know.
             schema: dict[str, Any] = {
-                "anyOf": [{"type": "string", "enum": [v.name for v in e.values]}, {"type": "integer"}]
+                "anyOf": [{"type": "string", "enum": [v.name for v in e.values]},
+                          {"type": "integer", "enum": sorted({v.number for v in e.values})}]
             }
             lines = [self.ds.comments.get(e.full_name, "")]
             for v in e.values:
@@ -268,10 +297,75 @@ class OpenAPIBuilder:
             self.schemas[name] = {}  # placeholder first: recursive messages refer to themselves
             props = {f.json_name: self._field_schema(f) for f in m.fields}
             schema: dict[str, Any] = {"type": "object", "properties": props}
+            if required := [f.json_name for f in m.fields if _required(f)]:
+                schema["required"] = required
             if desc := self.ds.comments.get(name):
                 schema["description"] = desc
             self.schemas[name] = schema
         return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _behaviors(f: FieldDescriptor) -> set[int]:
+    """google.api.field_behavior of a field (AIP-203)."""
+    return set(f.GetOptions().Extensions[field_behavior_pb2.field_behavior])
+
+
+def _required(f: FieldDescriptor) -> bool:
+    return field_behavior_pb2.REQUIRED in _behaviors(f)
+
+
+def _rules(f: FieldDescriptor) -> options_pb2.FieldRules | None:
+    opts = f.GetOptions()
+    return opts.Extensions[options_pb2.field] if opts.HasExtension(options_pb2.field) else None
+
+
+def _bounded(schema: dict[str, Any], f: FieldDescriptor, *, repeated: bool) -> dict[str, Any]:
+    """The field's schema with what the kit enforces (services/kit/validation.py): REQUIRED and the
+    (agora.api.v1.field) bounds. A string bound holds for a non-empty value unless the field is
+    required; number bounds hold for every value (proto3 cannot tell zero from unset)."""
+    r, required = _rules(f), _required(f)
+    if repeated:
+        array: dict[str, Any] = {"type": "array", "items": _bounded_value(schema, f, r, required=True, item=True)}
+        if r is not None and r.HasField("min_items"):
+            array["minItems"] = r.min_items
+        elif required:
+            array["minItems"] = 1
+        if r is not None and r.HasField("max_items"):
+            array["maxItems"] = r.max_items
+        return array
+    return _bounded_value(schema, f, r, required=required)
+
+
+def _bounded_value(schema: dict[str, Any], f: FieldDescriptor, r: options_pb2.FieldRules | None, *,
+                   required: bool, item: bool = False) -> dict[str, Any]:
+    """`item`: one item of a repeated field, which every bound applies to but REQUIRED does not."""
+    if "$ref" in schema or f.type == _F.TYPE_ENUM or f.message_type is not None:
+        return schema
+    out = dict(schema)
+    if f.type in (_F.TYPE_STRING, _F.TYPE_BYTES):
+        if r is not None and r.HasField("max_len"):
+            out["maxLength"] = r.max_len
+        if r is not None and r.HasField("min_len") and required:
+            out["minLength"] = r.min_len
+        elif required and not item:
+            out["minLength"] = 1
+        if r is not None and r.HasField("max_bytes") and f.type == _F.TYPE_BYTES:
+            out["maxLength"] = 4 * ((r.max_bytes + 2) // 3)  # base64 text of that many bytes
+        if r is not None and r.pattern:
+            out["pattern"] = r.pattern if required else f"^$|{r.pattern}"
+            if r.pattern_description:
+                out["description"] = f"Must be {r.pattern_description}."
+        return out
+    if r is not None and out.get("type") == "integer":
+        if r.HasField("gte"):
+            out["minimum"] = max(int(r.gte), out.get("minimum", int(r.gte)))
+        if r.HasField("lte"):
+            out["maximum"] = min(int(r.lte), out.get("maximum", int(r.lte)))
+    elif r is not None and out.get("format") == "int64" and r.HasField("gte") and r.gte >= 0:
+        out["pattern"] = r"^[0-9]{1,18}$"
+    if required and not item and out.get("type") == "integer":
+        out["not"] = {"const": 0}
+    return out
 
 
 def build_openapi(ds: DescriptorSet, bindings: list[Binding], *, title: str = "Agora API",

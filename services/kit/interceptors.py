@@ -168,7 +168,7 @@ def _checked(method: str, request_or_iterator):
         async for item in request_or_iterator:
             if isinstance(item, Malformed):
                 raise refuse(item)
-            yield validation.check(item)
+            yield item  # a client stream's frames are the domain's to refuse in-band (a `rejected` reply)
 
     return requests()
 

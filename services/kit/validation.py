@@ -10,9 +10,13 @@ Semantics (protos/README.md documents them for proto authors):
 - REQUIRED: a string or list not empty, a message present, an enum not its zero value, a number
   not zero (proto3 cannot tell an unset number from zero). Under an update request (one with an
   `update_mask`), the resource's REQUIRED fields are not demanded: a patch names what it changes.
-- Bounds apply to a value that is set; on a repeated field, the string and number bounds apply to
-  each item (an empty item included) and min_items / max_items to the list.
+- String and bytes bounds apply to a value that is set (not empty); number bounds to every value,
+  zero included (proto3 cannot tell zero from unset). On a repeated field the string and number
+  bounds apply to each item (an empty item included) and min_items / max_items to the list.
+- Enums are closed: a number the enum does not declare is refused (proto3 itself would pass it on).
 - OUTPUT_ONLY fields in a request are ignored (AIP-203), not refused.
+- The frames of a client stream are not checked here: ending the call for one bad frame would be
+  wrong where the domain answers it in-band (chat's `rejected`) and the stream goes on.
 
 protovalidate would be the library for this; it cannot be built offline here (no PyPI package
 ships buf/validate/validate.proto, and protovalidate 2.x validates another protobuf runtime's
@@ -90,7 +94,8 @@ def _compile(descriptor: Descriptor) -> _MessageCheck:
         mt = f.message_type
         if mt is not None and not mt.GetOptions().map_entry and not mt.full_name.startswith("google.protobuf."):
             nested = _compile(mt)
-        if required or bounds is not None or (nested is not None and not nested.empty):
+        closed_enum = f.type == _F.TYPE_ENUM and f.enum_type.full_name != "google.protobuf.NullValue"
+        if required or bounds is not None or closed_enum or (nested is not None and not nested.empty):
             pattern = re.compile(bounds.pattern) if bounds is not None and bounds.pattern else None
             check.checks.append(_FieldCheck(f, required, bounds, pattern, nested))
     return check
@@ -127,6 +132,8 @@ def _walk(message: Message, spec: _MessageCheck, prefix: str, partial: bool, out
             if f.message_type is None:
                 for i, item in enumerate(value):
                     _value(c, item, f"{path}[{i}]", out)
+                    if f.type == _F.TYPE_ENUM:
+                        _declared(f, item, f"{path}[{i}]", out)
             elif c.nested is not None and not f.message_type.GetOptions().map_entry:
                 for i, item in enumerate(value):
                     _walk(item, c.nested, f"{path}[{i}].", partial or spec.partial, out)
@@ -139,11 +146,22 @@ def _walk(message: Message, spec: _MessageCheck, prefix: str, partial: bool, out
             if c.nested is not None:
                 _walk(value, c.nested, f"{path}.", partial or spec.partial, out)
             continue
+        if f.type == _F.TYPE_ENUM:
+            _declared(f, value, path, out)
         if not _is_set(f, value):
             if c.required and not partial:
                 out[path] = _missing(f)
-            continue
+                continue
+            if f.type not in _NUMBERS:
+                continue  # an empty string keeps no string bound; a zero number keeps its range
         _value(c, value, path, out)
+
+
+def _declared(f: FieldDescriptor, number: int, path: str, out: dict[str, str]) -> None:
+    """Enums are closed: proto3 lets a client send any number, the contract has the declared ones."""
+    if number not in f.enum_type.values_by_number:
+        names = ", ".join(v.name for v in f.enum_type.values)
+        out[path] = f"{number} is not one of {names}"
 
 
 def _is_set(f: FieldDescriptor, value: Any) -> bool:
@@ -185,7 +203,11 @@ def _value(c: _FieldCheck, value: Any, path: str, out: dict[str, str]) -> None:
         elif r.HasField("max_bytes") and len(value.encode()) > r.max_bytes:
             out[path] = f"must be at most {r.max_bytes} bytes of UTF-8"
         elif c.pattern is not None and not c.pattern.search(value):
-            out[path] = _pattern_text(r.pattern)
+            out[path] = f"must be {r.pattern_description}" if r.pattern_description else _pattern_text(r.pattern)
+        return
+    if isinstance(value, bytes):
+        if r.HasField("max_bytes") and len(value) > r.max_bytes:
+            out[path] = f"must be at most {r.max_bytes} bytes (got {len(value)})"
         return
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         low = r.gte if r.HasField("gte") else None
@@ -194,8 +216,5 @@ def _value(c: _FieldCheck, value: Any, path: str, out: dict[str, str]) -> None:
             out[path] = f"must be {_span(low, high)} (got {value:g})"
 
 
-_PATTERN_WORDS = {r"\S": "must not be blank"}
-
-
 def _pattern_text(pattern: str) -> str:
-    return _PATTERN_WORDS.get(pattern, f"must match {pattern}")
+    return "must not be blank" if pattern == r"\S" else f"must match the pattern {pattern}"

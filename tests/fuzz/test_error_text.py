@@ -6,7 +6,6 @@ word in an answer is the server's own."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,11 @@ from gateway import descriptors
 from gateway.codec import Codec
 from gateway.errors import BridgeError
 from gateway.routes import build_bindings
+from tests.fuzz.python_words import PYTHON_WORDS
 
 DESCRIPTORS = Path(__file__).resolve().parents[2] / "clients/python/agora/descriptors.binpb"
 BUDGET = settings(max_examples=1500, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
-
-# Python's words: builtin type names as a library quotes them, exception class names, repr forms.
-PYTHON_WORDS = re.compile(
-    r"'(int|float|str|bytes|bool|dict|list|tuple|NoneType|object)'|\b(NoneType|bytes-like|"
-    r"[A-Z][a-zA-Z]*(Error|Exception))\b|Traceback|File \"|object is not|object has no|<class |"
-    r"\b(int|float|str|dict|list|tuple)\(|\bnot iterable\b"
-)
 
 _text = st.text(alphabet="xyz019 -", max_size=8)
 _scalar = st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | _text

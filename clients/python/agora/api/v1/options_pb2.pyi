@@ -220,9 +220,10 @@ Global___HttpProfile: _TypeAlias = HttpProfile  # noqa: Y015
 class FieldRules(_message.Message):
     """FieldRules are the bounds a request field must keep, in the spirit of protovalidate's
     buf.validate rules (which cannot be built offline here: no PyPI package ships
-    buf/validate/validate.proto). A bound applies to a value that is set: an empty string, a zero
-    number or an empty list is checked only by `(google.api.field_behavior) = REQUIRED`. On a repeated
-    field the string and number bounds apply to each item, the item counts to the list.
+    buf/validate/validate.proto). A string or bytes bound applies to a value that is set: an empty one
+    is checked only by `(google.api.field_behavior) = REQUIRED`. A number bound applies to every value,
+    zero included (proto3 cannot tell zero from unset). On a repeated field the string and number
+    bounds apply to each item, the item counts to the list.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -235,6 +236,7 @@ class FieldRules(_message.Message):
     MIN_ITEMS_FIELD_NUMBER: _builtins.int
     MAX_ITEMS_FIELD_NUMBER: _builtins.int
     MAX_BYTES_FIELD_NUMBER: _builtins.int
+    PATTERN_DESCRIPTION_FIELD_NUMBER: _builtins.int
     min_len: _builtins.int
     """Strings: the fewest characters (Unicode code points)."""
     max_len: _builtins.int
@@ -252,7 +254,13 @@ class FieldRules(_message.Message):
     max_items: _builtins.int
     """Repeated fields: the most items."""
     max_bytes: _builtins.int
-    """Strings: the most bytes of UTF-8 (beside max_len, for stores that count bytes)."""
+    """Strings: the most bytes of UTF-8 (beside max_len, for stores that count bytes); bytes fields:
+    the most bytes.
+    """
+    pattern_description: _builtins.str
+    """What `pattern` asks for, in words a client can act on ("an ISO 4217 code such as USD"); the
+    refusal says "must be <pattern_description>".
+    """
     def __init__(
         self,
         *,
@@ -264,10 +272,11 @@ class FieldRules(_message.Message):
         min_items: _builtins.int | None = ...,
         max_items: _builtins.int | None = ...,
         max_bytes: _builtins.int | None = ...,
+        pattern_description: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_gte", b"_gte", "_lte", b"_lte", "_max_bytes", b"_max_bytes", "_max_items", b"_max_items", "_max_len", b"_max_len", "_min_items", b"_min_items", "_min_len", b"_min_len", "gte", b"gte", "lte", b"lte", "max_bytes", b"max_bytes", "max_items", b"max_items", "max_len", b"max_len", "min_items", b"min_items", "min_len", b"min_len"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gte", b"_gte", "_lte", b"_lte", "_max_bytes", b"_max_bytes", "_max_items", b"_max_items", "_max_len", b"_max_len", "_min_items", b"_min_items", "_min_len", b"_min_len", "gte", b"gte", "lte", b"lte", "max_bytes", b"max_bytes", "max_items", b"max_items", "max_len", b"max_len", "min_items", b"min_items", "min_len", b"min_len", "pattern", b"pattern"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gte", b"_gte", "_lte", b"_lte", "_max_bytes", b"_max_bytes", "_max_items", b"_max_items", "_max_len", b"_max_len", "_min_items", b"_min_items", "_min_len", b"_min_len", "gte", b"gte", "lte", b"lte", "max_bytes", b"max_bytes", "max_items", b"max_items", "max_len", b"max_len", "min_items", b"min_items", "min_len", b"min_len", "pattern", b"pattern", "pattern_description", b"pattern_description"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__gte: _TypeAlias = _typing.Literal["gte"]  # noqa: Y015
     _WhichOneofArgType__gte: _TypeAlias = _typing.Literal["_gte", b"_gte"]  # noqa: Y015
