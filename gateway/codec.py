@@ -31,8 +31,12 @@ class Codec:
             return json.loads(raw)
         except RecursionError:
             raise bad_request("request body is nested too deeply") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise bad_request(f"malformed JSON body: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise bad_request(f"malformed JSON body: not UTF-8 text (byte {exc.object[exc.start]:#04x} at {exc.start})") from None
+        except json.JSONDecodeError as exc:
+            raise bad_request(f"malformed JSON body at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        except ValueError:
+            raise bad_request("malformed JSON body") from None
 
     def merge(self, value: Any, message: Message, what: str = "body", *, profile: Profile | None = None) -> None:
         """Merge a decoded JSON value into `message`; both lowerCamelCase and proto names are accepted.

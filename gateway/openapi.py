@@ -40,7 +40,7 @@ _ERROR_SCHEMAS: dict[str, Any] = {
 
 # Proto3 JSON forms of the well-known types.
 _WKT: dict[str, dict[str, Any]] = {
-    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    "google.protobuf.Timestamp": {"type": "string", "format": "date-time", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T"},
     "google.protobuf.Duration": {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$", "example": "1.5s"},
     "google.protobuf.FieldMask": {"type": "string", "description": "Comma-separated lowerCamelCase field paths."},
     "google.protobuf.Struct": {"type": "object", "additionalProperties": True},
@@ -96,13 +96,18 @@ class OpenAPIBuilder:
                 "path and query parameters fill the fields a frame leaves unset."
             )
         partial = "update_mask" in method.input_type.fields_by_name  # a patch names what it changes
+        lenient = b.profile is not None and b.profile.ignore_unknown_fields
         if b.body == "*":
             ref = self._message_ref(method.input_type)
             path_bound = {f.json_name for f in method.input_type.fields if f.name in b.path_fields}
-            op["requestBody"] = self._body(self._body_schema(ref, path_bound, False) if path_bound else ref)
+            reshaped = path_bound or lenient
+            op["requestBody"] = self._body(self._body_schema(ref, path_bound, False, lenient) if reshaped else ref)
         elif b.body_field is not None:
-            schema = self._field_schema(b.body_field)
-            op["requestBody"] = self._body(self._body_schema(schema, set(), True) if partial else schema)
+            bf = b.body_field
+            single = bf.message_type is not None and not bf.is_repeated
+            schema = self._message_ref(bf.message_type) if single else self._field_schema(bf)
+            reshaped = partial or lenient
+            op["requestBody"] = self._body(self._body_schema(schema, set(), partial, lenient) if reshaped else schema)
         return op
 
     def _body(self, schema: dict[str, Any]) -> dict[str, Any]:
@@ -111,18 +116,24 @@ class OpenAPIBuilder:
         return {"required": required, "content": {"application/json": {"schema": schema}}}
 
     def _resolved(self, schema: dict[str, Any]) -> dict[str, Any]:
-        ref = schema.get("$ref") or next((s.get("$ref") for s in schema.get("allOf", ()) if "$ref" in s), None)
-        if ref:
-            return self.schemas.get(ref.rsplit("/", 1)[-1], {})
+        """The component a (possibly wrapped) reference names, or the schema itself."""
+        if "$ref" in schema:
+            return self.schemas.get(schema["$ref"].rsplit("/", 1)[-1], {})
+        for part in (*schema.get("allOf", ()), *schema.get("anyOf", ())):
+            if "$ref" in part or "allOf" in part:
+                return self._resolved(part)
         return schema
 
-    def _body_schema(self, schema: dict[str, Any], drop: set[str], partial: bool) -> dict[str, Any]:
-        """The message's schema as a body: without the fields the path binds, and without `required`
-        for an update (the server takes a patch of the resource, its mask says what changes)."""
+    def _body_schema(self, schema: dict[str, Any], drop: set[str], partial: bool, lenient: bool = False
+                     ) -> dict[str, Any]:
+        """The message's schema as a body: without the fields the path binds, without `required`
+        for an update (the server takes a patch of the resource, its mask says what changes), and
+        open to unknown keys where the binding's profile ignores them."""
         target = self._resolved(schema)
         if not target:
             return schema
-        inline = {k: v for k, v in target.items() if k not in ("properties", "required")}
+        dropped = ("properties", "required", "additionalProperties") if lenient else ("properties", "required")
+        inline = {k: v for k, v in target.items() if k not in dropped}
         inline["properties"] = {k: v for k, v in target.get("properties", {}).items() if k not in drop}
         required = [] if partial else [k for k in target.get("required", ()) if k not in drop]
         if required:
@@ -165,7 +176,7 @@ class OpenAPIBuilder:
         out = []
         for var in b.template.variables:
             fields = query.resolve(b.method.input_type, var.field_path) or []
-            schema = self._param_schema(fields[-1]) if fields else {"type": "string"}
+            schema = _bounded(self._param_schema(fields[-1]), fields[-1], repeated=False) if fields else {"type": "string"}
             notes = [f"Binds field `{var.field_path}`."]
             if var.multi_segment:
                 # OpenAPI path parameters cannot span segments; say the shape rather than a pattern no
@@ -225,12 +236,16 @@ class OpenAPIBuilder:
     def _field_schema(self, f: FieldDescriptor) -> dict[str, Any]:
         mt = f.message_type
         if mt is not None and mt.GetOptions().map_entry:
+            value = mt.fields_by_name["value"]
             schema: dict[str, Any] = {
-                "type": "object",
-                "additionalProperties": self._field_schema(mt.fields_by_name["value"]),
+                "type": "object",  # a map's values are never null
+                "additionalProperties": _bounded(self._single_schema(value), value, repeated=False),
             }
+            schema = _nullable(schema)  # null clears the map
         else:
             schema = _bounded(self._single_schema(f), f, repeated=f.is_repeated)
+            if not _required(f) and _zero_allowed(f):
+                schema = _nullable(schema)  # proto3 JSON reads null as the field's default
         extra: dict[str, Any] = {}
         if desc := self.ds.comments.get(f.full_name):
             extra["description"] = desc
@@ -296,13 +311,34 @@ class OpenAPIBuilder:
         if name not in self.schemas:
             self.schemas[name] = {}  # placeholder first: recursive messages refer to themselves
             props = {f.json_name: self._field_schema(f) for f in m.fields}
-            schema: dict[str, Any] = {"type": "object", "properties": props}
-            if required := [f.json_name for f in m.fields if _required(f)]:
+            # Unknown keys are refused (json_format); the proto field names are accepted too, as aliases.
+            schema: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
+            # Required: declared so, or a number whose zero (what absence means) breaks its bounds.
+            if required := [f.json_name for f in m.fields if _required(f) or not _zero_allowed(f)]:
                 schema["required"] = required
             if desc := self.ds.comments.get(name):
                 schema["description"] = desc
             self.schemas[name] = schema
         return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _zero_allowed(f: FieldDescriptor) -> bool:
+    """Whether the field's default (what null means) keeps its number bounds."""
+    r = _rules(f)
+    if f.is_repeated and f.message_type is not None and f.message_type.full_name == "google.protobuf.Value":
+        return False  # json_format refuses null for a list of Values
+    if r is None or f.type in (_F.TYPE_STRING, _F.TYPE_BYTES) or f.message_type is not None or f.is_repeated:
+        return True
+    return not (r.HasField("gte") and r.gte > 0) and not (r.HasField("lte") and r.lte < 0)
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    kind = schema.get("type")
+    if kind == "null" or schema == {}:
+        return schema
+    if isinstance(kind, str) and "$ref" not in schema:
+        return {**schema, "type": [kind, "null"]}
+    return {"anyOf": [schema, {"type": "null"}]}
 
 
 def _behaviors(f: FieldDescriptor) -> set[int]:
@@ -361,8 +397,12 @@ def _bounded_value(schema: dict[str, Any], f: FieldDescriptor, r: options_pb2.Fi
             out["minimum"] = max(int(r.gte), out.get("minimum", int(r.gte)))
         if r.HasField("lte"):
             out["maximum"] = min(int(r.lte), out.get("maximum", int(r.lte)))
+    elif r is not None and out.get("format") == "int64" and r.HasField("gte") and r.gte >= 1:
+        out["pattern"] = r"^[1-9][0-9]{0,17}$"
     elif r is not None and out.get("format") == "int64" and r.HasField("gte") and r.gte >= 0:
         out["pattern"] = r"^[0-9]{1,18}$"
+    elif required and not item and out.get("format") == "int64":
+        out["pattern"] = r"^-?[1-9][0-9]{0,17}$"  # not zero
     if required and not item and out.get("type") == "integer":
         out["not"] = {"const": 0}
     return out

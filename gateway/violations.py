@@ -131,6 +131,8 @@ def _field(value: Any, field: FieldDescriptor, path: str, out: list[Violation], 
         return
     if field.is_repeated:
         if value is None:
+            if field.message_type is not None and field.message_type.full_name == "google.protobuf.Value":
+                out.append((path, _expected("an array", value)))  # json_format cannot clear this one with null
             return
         if not isinstance(value, list):
             out.append((path, _expected("an array", value)))

@@ -263,7 +263,8 @@ async def test_docs_health_static(client):
     assert "/v1/{name}" in doc["paths"] and "/v1/samples:echo" in doc["paths"]
     sample = doc["components"]["schemas"]["agora.testing.v1.Sample"]
     assert sample["description"] == "Every kind of field a request can carry."
-    assert sample["properties"]["at"] == {"type": "string", "format": "date-time"}
+    assert sample["properties"]["at"] == {"type": ["string", "null"], "format": "date-time", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T"}
+    assert sample["additionalProperties"] is False
     count = doc["paths"]["/v1/count"]["get"]["responses"]["200"]["content"]
     assert set(count) == {"text/event-stream", "application/x-ndjson"}
     r = await client.get("/docs", follow_redirects=True)
