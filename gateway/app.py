@@ -285,6 +285,7 @@ class Bridge:
 
     async def websocket(self, ws: WebSocket) -> None:
         path = ws.scope.get("raw_path", b"").decode("latin-1").partition("?")[0] or ws.scope["path"]
+        binding = None
         try:
             binding, path_values = self.table.resolve("GET", path)
             ws.scope[telemetry.BINDING_KEY] = binding
@@ -304,7 +305,7 @@ class Bridge:
             base = binding.base_request(self.codec, path_values, items, None)
             call_fn = self.upstreams.callable(binding)
         except BridgeError as exc:
-            profile = binding.profile if "binding" in locals() else None
+            profile = binding.profile if binding is not None else None
             if profile is not None and profile.upgrade_after_headers:
                 await streaming.deny_upgrade(ws, exc.http, exc.body(), profile)
                 return

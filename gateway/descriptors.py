@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -26,7 +27,7 @@ class DescriptorSet:
     comments: dict[str, str] = field(default_factory=dict)
     http_rules: dict[str, http_pb2.HttpRule] = field(default_factory=dict)
     # (agora.api.v1.http_profile) per method full name; absent for most methods.
-    profiles: dict[str, list] = field(default_factory=dict)
+    profiles: dict[str, Any] = field(default_factory=dict)
     _classes: dict[str, type[Message]] = field(default_factory=dict)
 
     def message_class(self, descriptor: Descriptor) -> type[Message]:
@@ -49,7 +50,7 @@ def load(descriptor_set: bytes) -> DescriptorSet:
     services: list[ServiceDescriptor] = []
     comments: dict[str, str] = {}
     rules: dict[str, http_pb2.HttpRule] = {}
-    declared: dict[str, list] = {}
+    declared: dict[str, Any] = {}
     for file_proto in fds.file:
         comments.update(_comments(file_proto))
         prefix = f"{file_proto.package}." if file_proto.package else ""
@@ -62,8 +63,8 @@ def load(descriptor_set: bytes) -> DescriptorSet:
                     rule = http_pb2.HttpRule()
                     rule.CopyFrom(method_proto.options.Extensions[annotations_pb2.http])
                     rules[f"{prefix}{service_proto.name}.{method_proto.name}"] = rule
-                found = profiles.method_profiles(method_proto.options)
-                if found:
+                found = profiles.method_profile(method_proto.options)
+                if found is not None:
                     declared[f"{prefix}{service_proto.name}.{method_proto.name}"] = found
     return DescriptorSet(pool=pool, services=services, comments=comments, http_rules=rules, profiles=declared)
 

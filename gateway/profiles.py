@@ -70,35 +70,32 @@ def field_violations(body: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def method_profiles(options: descriptor_pb2.MethodOptions) -> list[options_pb2.HttpProfile]:
-    """The method's profile option, if any (a list so a later version may declare several)."""
-    if options.HasExtension(options_pb2.http_profile):
-        profile = options_pb2.HttpProfile()
-        profile.CopyFrom(options.Extensions[options_pb2.http_profile])
-        return [profile]
-    return []
+def method_profile(options: descriptor_pb2.MethodOptions) -> options_pb2.HttpProfile | None:
+    """The method's profile option, if it declares one."""
+    if not options.HasExtension(options_pb2.http_profile):
+        return None
+    profile = options_pb2.HttpProfile()
+    profile.CopyFrom(options.Extensions[options_pb2.http_profile])
+    return profile
 
 
-def for_binding(declared: list[options_pb2.HttpProfile], http_method: str, path: str) -> Profile | None:
+def for_binding(p: options_pb2.HttpProfile | None, http_method: str, path: str) -> Profile | None:
     """The profile covering "<METHOD> <path>", or None (the bridge's own behaviour)."""
-    name = f"{http_method} {path}"
-    for p in declared:
-        if p.bindings and name not in p.bindings:
-            continue
-        return Profile(
-            success_status=p.success_status or 200,
-            ignore_unknown_fields=p.ignore_unknown_fields,
-            case_insensitive_keys=p.case_insensitive_keys,
-            omit_empty=p.omit_empty,
-            integer_enums=p.integer_enums,
-            errors=tuple(
-                ErrorRule(frozenset(r.codes), r.status, r.body, r.key, r.text) for r in p.errors
-            ),
-            upgrade_after_headers=p.websocket_upgrade_after_headers,
-            bad_frame_reply=p.websocket_bad_frame_reply,
-            issue_csrf_token=p.issue_csrf_token,
-        )
-    return None
+    if p is None or (p.bindings and f"{http_method} {path}" not in p.bindings):
+        return None
+    return Profile(
+        success_status=p.success_status or 200,
+        ignore_unknown_fields=p.ignore_unknown_fields,
+        case_insensitive_keys=p.case_insensitive_keys,
+        omit_empty=p.omit_empty,
+        integer_enums=p.integer_enums,
+        errors=tuple(
+            ErrorRule(frozenset(r.codes), r.status, r.body, r.key, r.text) for r in p.errors
+        ),
+        upgrade_after_headers=p.websocket_upgrade_after_headers,
+        bad_frame_reply=p.websocket_bad_frame_reply,
+        issue_csrf_token=p.issue_csrf_token,
+    )
 
 
 def fold_keys(value: Any, descriptor: Descriptor) -> Any:

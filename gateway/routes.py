@@ -201,5 +201,5 @@ def _binding(ds: DescriptorSet, method: MethodDescriptor, rule: http_pb2.HttpRul
             for v in template.variables
             if (f := request_type.fields_by_name.get(v.field_path)) is not None and f.type == f.TYPE_STRING
         ),
-        profile=profiles.for_binding(ds.profiles.get(method.full_name, []), http_method, path),
+        profile=profiles.for_binding(ds.profiles.get(method.full_name), http_method, path),
     )

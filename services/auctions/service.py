@@ -393,12 +393,12 @@ class AuctionServicer(auctions_pb2_grpc.AuctionServiceServicer):
         return pb.SeedCreateProductResponse(id=created.product_id)
 
     async def SeedSubscribe(self, request_iterator, context) -> AsyncIterator[pb.SeedSubscribeResponse]:
-        me = signed_in()
         frames_in = request_iterator.__aiter__()
         try:
             first = await asyncio.wait_for(frames_in.__anext__(), FIRST_FRAME_TIMEOUT)
         except (StopAsyncIteration, asyncio.TimeoutError):
             raise InvalidArgument.field("product_id", "the first frame must name the product") from None
+        me = signed_in()  # after the first frame: a frame that does not even parse is refused as such
         try:
             product_id = str(uuid.UUID(first.product_id))
         except ValueError:

@@ -72,7 +72,7 @@ class Settings:
     cassandra_contact_points: str = _setting("AGORA_CASSANDRA_CONTACT_POINTS", "127.0.0.1", "comma-separated hosts")
     cassandra_port: int = _setting("AGORA_CASSANDRA_PORT", 9042, "CQL native port")
     cassandra_protocol_version: int = _setting(
-        "AGORA_CASSANDRA_PROTOCOL_VERSION", 3, "CQL native protocol (3 for Cassandra 2.1; 4+ for 4.x/5.x)"
+        "AGORA_CASSANDRA_PROTOCOL_VERSION", 5, "CQL native protocol (5 or 4 for Cassandra 4.x/5.x; 3 for the legacy 2.1)"
     )
     cassandra_keyspace: str = _setting("AGORA_CASSANDRA_KEYSPACE", "agora", "keyspace the mesh creates and uses")
     service_api_key: str = _setting(

@@ -6,27 +6,12 @@ import json
 import os
 import random
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.ports import free_mesh_ports
-
-ROOT = Path(__file__).resolve().parents[2]
-AGORA = [sys.executable, "-m", "agora.cli"]
-
-
-
-def wait_for_line(proc: subprocess.Popen, log: Path, text: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the mesh did not print {text!r}:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
+from tests.meshproc import AGORA, ROOT, start_up, wait_for_line  # noqa: F401  (re-exported to the CLI tests)
 
 
 @dataclass
@@ -58,21 +43,9 @@ class Mesh:
 
 @pytest.fixture(scope="session")
 def mesh(tmp_path_factory) -> Mesh:
-    offset, http_port = free_mesh_ports()
-    data = tmp_path_factory.mktemp("cli-mesh")
-    env = {**os.environ, "AGORA_PORT_OFFSET": str(offset), "AGORA_HTTP_PORT": str(http_port),
-           "AGORA_LOG_FORMAT": "text", "AGORA_LOG_LEVEL": "WARNING", "AGORA_BACKENDS": "embedded"}
-    log_path = data / "up.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([*AGORA, "up", "--data-dir", str(data)], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-    wait_for_line(proc, log_path, "ready")
-    yield Mesh(offset, http_port, data, proc)
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    up = start_up(tmp_path_factory.mktemp("cli-mesh"), AGORA_LOG_LEVEL="WARNING")
+    yield Mesh(up.offset, up.http_port, up.data, up.proc)
+    up.stop()
 
 
 @pytest.fixture(scope="session")

@@ -66,7 +66,7 @@ def test_cassandra_write_read(cassandra_settings) -> None:
     cluster = Cluster(
         s.cassandra_contact_points.split(","),
         port=s.cassandra_port,
-        protocol_version=s.cassandra_protocol_version,  # 3 for the local Cassandra 2.1
+        protocol_version=s.cassandra_protocol_version,  # 5 for the local Cassandra 5.0 (3 for the legacy 2.1)
         connect_timeout=10,
     )
     try:

@@ -53,7 +53,7 @@ class FaultMesh:
             "AGORA_BACKENDS": "real", "AGORA_PORT_OFFSET": str(self.offset), "AGORA_HTTP_PORT": str(self.http_port),
             "AGORA_DATA_DIR": str(workdir / "data"), "AGORA_POSTGRES_URL": self.postgres_url,
             "AGORA_MONGO_URL": base.mongo_url, "AGORA_MONGO_DB": self.name, "AGORA_CASSANDRA_KEYSPACE": self.name,
-            "AGORA_CASSANDRA_CONTACT_POINTS": base.cassandra_contact_points,
+            "AGORA_CASSANDRA_CONTACT_POINTS": base.cassandra_contact_points, "AGORA_CASSANDRA_PORT": str(base.cassandra_port),
             "AGORA_CASSANDRA_PROTOCOL_VERSION": str(base.cassandra_protocol_version),
             "AGORA_AMQP_URL": _with_path(base.amqp_url, f"/{self.vhost}"),
             "AGORA_LOGIN_RATE": "0", "AGORA_WRITE_RATE": "0", "AGORA_LOG_FORMAT": "json", "AGORA_METRICS_PORT": "-1",
@@ -194,11 +194,19 @@ async def rabbitmq_down(seconds: float):
 
 
 async def postgres_down(seconds: float):
-    _run("pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "stop", "-m", "fast")
+    """Stop the postmaster on 5432 and start it again with its own data dir and options, whoever
+    started it (services.sh's pg_ctl, or a Debian cluster)."""
+    pid = _pid_of(b"postgres", b"-D")
+    argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
+    data = argv[argv.index("-D") + 1]
+    options = " ".join(argv[argv.index("-D") + 2:])
+    ctl = str(Path(argv[0]).with_name("pg_ctl"))
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    _run(*as_postgres, ctl, "-D", data, "-m", "fast", "-w", "stop")
     try:
         await asyncio.sleep(seconds)
     finally:
-        _run("pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "start")
+        _run(*as_postgres, ctl, "-D", data, "-w", "-t", "60", "-l", f"{data}/../postgres.log", "-o", options, "start")
         await _until(lambda: answers("postgres"), "PostgreSQL")
 
 
@@ -233,6 +241,24 @@ def _pid_of(program: bytes, marker: bytes) -> int:
     raise AssertionError(f"no running {program.decode()} found")
 
 
+def _pid_listening(port: int) -> int:
+    """The process with a TCP socket listening on `port` (/proc/net/tcp*, then whose fd holds it), so
+    the fault hits the server the settings name even when another one runs on the same machine."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                return int(proc.name)
+    raise AssertionError(f"no process listens on port {port}")
+
+
 def _mongo_primary() -> bool:
     import pymongo
 
@@ -245,8 +271,9 @@ def _mongo_primary() -> bool:
 
 async def cassandra_frozen(seconds: float):
     """SIGSTOP / SIGCONT: Cassandra stops answering without losing its state (a long GC pause, a hung
-    node). A full restart of this Cassandra 2.1 takes about a minute, too slow for CI; the soak does it."""
-    pid = _pid_of(b"java", b"CassandraDaemon")
+    node). The JVM is the one listening on the configured CQL port (the pid services.sh records in
+    its cassandra5/cassandra.pid). A full restart is slower; the soak does it."""
+    pid = _pid_listening(Settings.from_env().cassandra_port)
     os.kill(pid, signal.SIGSTOP)
     try:
         await asyncio.sleep(seconds)

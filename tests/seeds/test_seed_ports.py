@@ -7,16 +7,17 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.seeds.conftest import start_up, stop_up
+from tests.meshproc import start_up
+from tests.seeds.conftest import Mesh
 
 SEED_PORTS = (3080, 8081, 8082, 8083)
 
 
 @pytest.fixture(scope="module")
 def seed_mesh(tmp_path_factory):
-    proc, mesh = start_up(tmp_path_factory.mktemp("seed-ports"), AGORA_SEED_PORTS="true")
-    yield mesh
-    stop_up(proc)
+    up = start_up(tmp_path_factory.mktemp("seed-ports"), AGORA_SEED_PORTS="true")
+    yield Mesh(up)
+    up.stop()
 
 
 async def test_every_seed_port_answers_its_seeds_routes(seed_mesh):

@@ -1,5 +1,5 @@
 // The live poll board: create a poll, vote, watch the bars move. Plain JS over the bridge's
-// REST routes (POST /poll, GET /poll/{id}, POST /vote/{id}/{option}, /v1/polls...) and the
+// REST routes (/v1/polls...) and the
 // WatchResults stream as Server-Sent Events (/v1/polls/{id}:watch).
 "use strict";
 
@@ -111,7 +111,7 @@ function watch() {
 async function refresh() {
   if (!current) return;
   try {
-    const data = await api("GET", `/poll/${encodeURIComponent(current.poll.id)}`);
+    const data = await api("GET", `/v1/polls/${encodeURIComponent(current.poll.id)}`);
     render(data.results || {}, (data.results || {}).final);
   } catch (err) {
     $("vote-error").textContent = err.message;
@@ -125,7 +125,7 @@ async function vote(index) {
     if (poll.votePolicy === "VOTE_POLICY_ONE_PER_VOTER_KEY") {
       await api("POST", `/v1/polls/${encodeURIComponent(poll.id)}/votes`, { option: index, voterKey });
     } else {
-      await api("POST", `/vote/${encodeURIComponent(poll.id)}/${index}`);
+      await api("POST", `/v1/polls/${encodeURIComponent(poll.id)}/votes`, { option: index });
     }
   } catch (err) {
     $("vote-error").textContent = err.message;
@@ -138,7 +138,7 @@ async function open(id) {
   if (!id) { $("board").hidden = true; return; }
   let data;
   try {
-    data = await api("GET", `/poll/${encodeURIComponent(id)}`);
+    data = await api("GET", `/v1/polls/${encodeURIComponent(id)}`);
   } catch (err) {
     $("board").hidden = false;
     $("question").textContent = "";

@@ -1,4 +1,8 @@
-"""Cassandra through cassandra-driver: protocol version from config (3 for 2.1, 4+ for 4.x/5.x).
+"""Cassandra through cassandra-driver: protocol version from config (5 or 4 for 4.x/5.x, 3 for 2.1).
+
+Policies go in the driver's default execution profile (not the legacy Cluster parameters, which the
+driver deprecates); consistency is LOCAL_QUORUM, which is ONE on the one-node local server and a
+majority of the local data centre's replicas in production.
 
 The driver has its own I/O threads; we wait on its futures without blocking the event loop.
 Every request on the session (through `execute`, or an adapter's own calls in a worker thread)
@@ -11,7 +15,8 @@ import asyncio
 import logging
 from typing import Any
 
-from cassandra.cluster import Cluster, Session
+from cassandra import ConsistencyLevel
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import RoundRobinPolicy
 
 from services.kit.config import Settings
@@ -33,7 +38,8 @@ class CassandraDatabase:
             self.settings.cassandra_contact_points.split(","),
             port=self.settings.cassandra_port,
             protocol_version=self.settings.cassandra_protocol_version,
-            load_balancing_policy=RoundRobinPolicy(),
+            execution_profiles={EXEC_PROFILE_DEFAULT: ExecutionProfile(
+                load_balancing_policy=RoundRobinPolicy(), consistency_level=ConsistencyLevel.LOCAL_QUORUM)},
             connect_timeout=3,
         )
         try:

@@ -117,19 +117,25 @@ async def run(tmp: Path, *, voters: int, polls: int = 10, concurrency: int = 48,
                         report.refused[exc.code().name] += 1
                         break
 
-        async def faults() -> None:
+        async def broker_restart() -> None:
             while report.accepted < total * 0.2:
                 await asyncio.sleep(0.02)
             report.broker_restarted_at = report.accepted
             await asyncio.to_thread(rabbitmqctl, "stop_app")
             await asyncio.sleep(1.0)
             await asyncio.to_thread(rabbitmqctl, "start_app")
+
+        async def consumer_kill() -> None:
+            # On its own clock, not after the restart: rabbitmqctl may take longer than the voting.
             while report.accepted < total * 0.5:
                 await asyncio.sleep(0.02)
             report.consumer_killed_at = report.accepted
             consumer.kill()
             await asyncio.sleep(0.5)
             await consumer.start()
+
+        async def faults() -> None:
+            await asyncio.gather(broker_restart(), consumer_kill())
 
         fault_task = asyncio.create_task(faults())
         try:
