@@ -173,16 +173,42 @@ def _checked(method: str, request_or_iterator):
     return requests()
 
 
+def declared_access(method: str) -> int:
+    """The method's (agora.api.v1.access) declaration (0, ACCESS_UNSPECIFIED, when none or unknown)."""
+    from agora.api.v1 import options_pb2
+    from google.protobuf import descriptor_pool
+
+    try:
+        found = descriptor_pool.Default().FindMethodByName(method.lstrip("/").replace("/", "."))
+    except KeyError:
+        return options_pb2.ACCESS_UNSPECIFIED
+    opts = found.GetOptions()
+    return opts.Extensions[options_pb2.access] if opts.HasExtension(options_pb2.access) else 0
+
+
+def _admit(access: int, context: grpc.aio.ServicerContext) -> None:
+    """Whether the caller may call the method at all, from its declared access; runs after
+    authenticate and before the request is checked. Only ACCESS_USER is enforced here (a signed-in
+    user); the other classes are still the domain's to check in the handler."""
+    from agora.api.v1 import options_pb2
+
+    if access == options_pb2.ACCESS_USER:
+        auth.require_caller()
+
+
 def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]], sessions: auth.SessionResolver | None,
-                service_key: str = ""):
+                service_key: str = "", access: int = 0):
     async def handler(request_or_iterator, context):
         call = _Call(method, context)
         code = grpc.StatusCode.OK
         signed_in = None
         keyed = auth.use_service_key(service_key)
         try:
-            request_or_iterator = _checked(method, request_or_iterator)
+            # Order: who is calling, whether they may call, then what they sent: an anonymous
+            # write is 401 whatever its body, never a 400 that tells it how to shape the request.
             signed_in = await auth.authenticate(context.invocation_metadata(), sessions)
+            _admit(access, context)
+            request_or_iterator = _checked(method, request_or_iterator)
             result = await behaviour(request_or_iterator, context)
             code = _code_of(context)
             return result
@@ -204,7 +230,7 @@ def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]], sessions:
 
 
 def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.Event,
-                 sessions: auth.SessionResolver | None, service_key: str = ""):
+                 sessions: auth.SessionResolver | None, service_key: str = "", access: int = 0):
     async def handler(request_or_iterator, context):
         call = _Call(method, context)
         code = grpc.StatusCode.OK
@@ -226,8 +252,11 @@ def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.E
         active = metrics.rpc_streams(*metrics.split_method(method))
         active.inc()
         try:
-            request_or_iterator = _checked(method, request_or_iterator)
+            # Order: who is calling, whether they may call, then what they sent: an anonymous
+            # write is 401 whatever its body, never a 400 that tells it how to shape the request.
             signed_in = await auth.authenticate(context.invocation_metadata(), sessions)
+            _admit(access, context)
+            request_or_iterator = _checked(method, request_or_iterator)
             async for response in behaviour(request_or_iterator, context):
                 yield response
             code = _code_of(context)
@@ -280,20 +309,21 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        access = declared_access(method)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary, self.sessions, self.service_key), _tolerant(handler.request_deserializer), handler.response_serializer
+                _wrap_unary(method, handler.unary_unary, self.sessions, self.service_key, access), _tolerant(handler.request_deserializer), handler.response_serializer
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(method, handler.stream_unary, self.sessions, self.service_key), _tolerant(handler.request_deserializer), handler.response_serializer
+                _wrap_unary(method, handler.stream_unary, self.sessions, self.service_key, access), _tolerant(handler.request_deserializer), handler.response_serializer
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream, self.stopping, self.sessions, self.service_key), _tolerant(handler.request_deserializer), handler.response_serializer
+                _wrap_stream(method, handler.unary_stream, self.stopping, self.sessions, self.service_key, access), _tolerant(handler.request_deserializer), handler.response_serializer
             )
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(method, handler.stream_stream, self.stopping, self.sessions, self.service_key), _tolerant(handler.request_deserializer), handler.response_serializer
+            _wrap_stream(method, handler.stream_stream, self.stopping, self.sessions, self.service_key, access), _tolerant(handler.request_deserializer), handler.response_serializer
         )
 
 

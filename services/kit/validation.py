@@ -18,9 +18,15 @@ Semantics (protos/README.md documents them for proto authors):
 - The frames of a client stream are not checked here: ending the call for one bad frame would be
   wrong where the domain answers it in-band (chat's `rejected`) and the stream goes on.
 
-protovalidate would be the library for this; it cannot be built offline here (no PyPI package
-ships buf/validate/validate.proto, and protovalidate 2.x validates another protobuf runtime's
-messages), so this is the small subset the contract needs, in one module.
+protovalidate is the library for this, and it could be had from the reachable registries, though
+not from PyPI alone (checked): protovalidate 2.x on PyPI runs on another protobuf runtime
+(protobuf-py) and ships no .proto; protovalidate 1.x works on google.protobuf (with cel-python 0.2
+and google-re2, both on PyPI) but ships neither buf/validate/validate.proto nor its generated stubs,
+which it expects from Buf's registry, and buf cannot fetch buf.build/bufbuild/protovalidate here.
+Maven Central's build.buf:protovalidate jar does carry buf/validate/validate.proto, so adopting it
+means extracting that file at build time (as googleapis' protos come from a package), generating
+its stubs, and moving the declarations to buf.validate rules. Until then this module is the small
+subset the contract needs.
 """
 
 from __future__ import annotations

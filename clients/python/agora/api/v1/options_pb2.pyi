@@ -219,8 +219,8 @@ Global___HttpProfile: _TypeAlias = HttpProfile  # noqa: Y015
 @_typing.final
 class FieldRules(_message.Message):
     """FieldRules are the bounds a request field must keep, in the spirit of protovalidate's
-    buf.validate rules (which cannot be built offline here: no PyPI package ships
-    buf/validate/validate.proto). A string or bytes bound applies to a value that is set: an empty one
+    buf.validate rules (not used yet: PyPI ships no buf/validate/validate.proto; see
+    services/kit/validation.py for where it could come from). A string or bytes bound applies to a value that is set: an empty one
     is checked only by `(google.api.field_behavior) = REQUIRED`. A number bound applies to every value,
     zero included (proto3 cannot tell zero from unset). On a repeated field the string and number
     bounds apply to each item, the item counts to the list.
