@@ -107,7 +107,9 @@ class OpenAPIBuilder:
             single = bf.message_type is not None and not bf.is_repeated
             schema = self._message_ref(bf.message_type) if single else self._field_schema(bf)
             reshaped = partial or lenient
-            op["requestBody"] = self._body(self._body_schema(schema, set(), partial, lenient) if reshaped else schema)
+            patch_of = bf.message_type if partial and single else None
+            op["requestBody"] = self._body(self._body_schema(schema, set(), partial, lenient, patch_of)
+                                           if reshaped else schema)
         return op
 
     def _body(self, schema: dict[str, Any]) -> dict[str, Any]:
@@ -124,8 +126,8 @@ class OpenAPIBuilder:
                 return self._resolved(part)
         return schema
 
-    def _body_schema(self, schema: dict[str, Any], drop: set[str], partial: bool, lenient: bool = False
-                     ) -> dict[str, Any]:
+    def _body_schema(self, schema: dict[str, Any], drop: set[str], partial: bool, lenient: bool = False,
+                     patch_of: Descriptor | None = None) -> dict[str, Any]:
         """The message's schema as a body: without the fields the path binds, without `required`
         for an update (the server takes a patch of the resource, its mask says what changes), and
         open to unknown keys where the binding's profile ignores them."""
@@ -135,6 +137,12 @@ class OpenAPIBuilder:
         dropped = ("properties", "required", "additionalProperties") if lenient else ("properties", "required")
         inline = {k: v for k, v in target.items() if k not in dropped}
         inline["properties"] = {k: v for k, v in target.get("properties", {}).items() if k not in drop}
+        if patch_of is not None:
+            # In a patch an empty REQUIRED field is "not changed" (the kit does not demand it), so
+            # its presence bounds (minLength 1, not zero) go; its other bounds stay.
+            for f in patch_of.fields:
+                if f.json_name in inline["properties"] and _required(f):
+                    inline["properties"][f.json_name] = self._field_schema(f, patch=True)
         required = [] if partial else [k for k in target.get("required", ()) if k not in drop]
         if required:
             inline["required"] = required
@@ -194,6 +202,12 @@ class OpenAPIBuilder:
             return []
         out: list[dict[str, Any]] = []
         self._collect_query(b.method.input_type, "", b.query_skip, out, depth=0, proto_prefix="")
+        if b.profile is not None and b.profile.ignore_unknown_fields:
+            # Lenient decoding (the seeds' routes) ignores an enum value it does not know.
+            for param in out:
+                if "$ref" in param["schema"] and param["schema"]["$ref"].rsplit("/", 1)[-1] in self.schemas \
+                        and "enum" in str(self.schemas[param["schema"]["$ref"].rsplit("/", 1)[-1]]):
+                    param["schema"] = {"type": "string"}
         return out
 
     def _collect_query(self, msg: Descriptor, prefix: str, skip, out, *, depth: int, proto_prefix: str) -> None:
@@ -233,7 +247,7 @@ class OpenAPIBuilder:
 
     # -- schemas
 
-    def _field_schema(self, f: FieldDescriptor) -> dict[str, Any]:
+    def _field_schema(self, f: FieldDescriptor, *, patch: bool = False) -> dict[str, Any]:
         mt = f.message_type
         if mt is not None and mt.GetOptions().map_entry:
             value = mt.fields_by_name["value"]
@@ -243,8 +257,9 @@ class OpenAPIBuilder:
             }
             schema = _nullable(schema)  # null clears the map
         else:
-            schema = _bounded(self._single_schema(f), f, repeated=f.is_repeated)
-            if not _required(f) and _zero_allowed(f):
+            required = _required(f) and not patch
+            schema = _bounded(self._single_schema(f), f, repeated=f.is_repeated, required=required)
+            if not required and _zero_allowed(f):
                 schema = _nullable(schema)  # proto3 JSON reads null as the field's default
         extra: dict[str, Any] = {}
         if desc := self.ds.comments.get(f.full_name):
@@ -355,11 +370,13 @@ def _rules(f: FieldDescriptor) -> options_pb2.FieldRules | None:
     return opts.Extensions[options_pb2.field] if opts.HasExtension(options_pb2.field) else None
 
 
-def _bounded(schema: dict[str, Any], f: FieldDescriptor, *, repeated: bool) -> dict[str, Any]:
+def _bounded(schema: dict[str, Any], f: FieldDescriptor, *, repeated: bool, required: bool | None = None
+             ) -> dict[str, Any]:
     """The field's schema with what the kit enforces (services/kit/validation.py): REQUIRED and the
     (agora.api.v1.field) bounds. A string bound holds for a non-empty value unless the field is
     required; number bounds hold for every value (proto3 cannot tell zero from unset)."""
-    r, required = _rules(f), _required(f)
+    r = _rules(f)
+    required = _required(f) if required is None else required
     if repeated:
         array: dict[str, Any] = {"type": "array", "items": _bounded_value(schema, f, r, required=True, item=True)}
         if r is not None and r.HasField("min_items"):
