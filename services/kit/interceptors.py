@@ -188,12 +188,18 @@ def declared_access(method: str) -> int:
 
 def _admit(access: int, context: grpc.aio.ServicerContext) -> None:
     """Whether the caller may call the method at all, from its declared access; runs after
-    authenticate and before the request is checked. Only ACCESS_USER is enforced here (a signed-in
-    user); the other classes are still the domain's to check in the handler."""
+    authenticate and before the request is checked. Declared classes only: ACCESS_USER needs a
+    signed-in user; ACCESS_OWNER a signed-in user or an internal caller (the domain then checks the
+    ownership); ACCESS_INTERNAL the service API key once one is configured (kit.auth's rules). An
+    undeclared method is still the handler's to check."""
     from agora.api.v1 import options_pb2
 
     if access == options_pb2.ACCESS_USER:
         auth.require_caller()
+    elif access == options_pb2.ACCESS_OWNER:
+        auth.owner_or_internal(context)
+    elif access == options_pb2.ACCESS_INTERNAL:
+        auth.internal_only(context)
 
 
 def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]], sessions: auth.SessionResolver | None,
