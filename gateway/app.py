@@ -218,6 +218,12 @@ class Bridge:
         if binding.body:
             raw = await self.read_body(receive, content_length)
             body = self.codec.load_json(raw)
+            lenient = binding.profile is not None and binding.profile.ignore_unknown_fields
+            whole = binding.body_field is None or binding.body_field.message_type is not None
+            if body is None and raw.strip() and whole and not lenient:
+                # The document's body is an object; JSON null is not one (no body at all is fine;
+                # the seeds' routes decode as Go does, where null is a no-op).
+                raise errors.bad_request("the body is JSON null: send an object, or no body")
         query_string = scope.get("query_string", b"")
         items = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True) if query_string else ()
         request = binding.base_request(self.codec, path_values, items, body)

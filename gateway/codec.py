@@ -10,6 +10,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import Message
 
+from gateway import violations
 from gateway.errors import bad_request
 from gateway.profiles import Profile, fold_keys
 
@@ -30,8 +31,12 @@ class Codec:
             return json.loads(raw)
         except RecursionError:
             raise bad_request("request body is nested too deeply") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise bad_request(f"malformed JSON body: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise bad_request(f"malformed JSON body: not UTF-8 text (byte {exc.object[exc.start]:#04x} at {exc.start})") from None
+        except json.JSONDecodeError as exc:
+            raise bad_request(f"malformed JSON body at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        except ValueError:
+            raise bad_request("malformed JSON body") from None
 
     def merge(self, value: Any, message: Message, what: str = "body", *, profile: Profile | None = None) -> None:
         """Merge a decoded JSON value into `message`; both lowerCamelCase and proto names are accepted.
@@ -50,15 +55,12 @@ class Codec:
         try:
             json_format.ParseDict(value, message, ignore_unknown_fields=lenient, descriptor_pool=self.pool,
                                   max_recursion_depth=_MAX_DEPTH)
-        except json_format.ParseError as exc:
-            # json_format's messages already name the field ("Failed to parse foo field: ...").
-            raise bad_request(f"invalid {what}: {exc}") from None
         except RecursionError:
             raise bad_request(f"invalid {what}: nested too deeply") from None
-        # json_format raises TypeError, ValueError, AttributeError... on odd input; all of it is the
-        # client's mistake, so all of it is a 400 rather than a crash.
-        except Exception as exc:  # noqa: BLE001
-            raise bad_request(f"invalid {what}: {type(exc).__name__}: {exc}") from None
+        # json_format raises ParseError, TypeError, AttributeError... in its own words; all of it is the
+        # client's mistake, so a 400 whose violations name the field and what it takes.
+        except Exception:  # noqa: BLE001
+            raise violations.refusal(value, message.DESCRIPTOR, what, lenient=lenient) from None
 
     def merge_field(self, value: Any, message: Message, field: FieldDescriptor, *,
                     profile: Profile | None = None) -> None:

@@ -11,7 +11,7 @@ import grpc
 from google.protobuf import any_pb2, json_format
 from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import DecodeError
-from google.rpc import code_pb2, error_details_pb2, status_pb2  # noqa: F401  (registers google.rpc details)
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 # grpc-gateway runtime/errors.go HTTPStatusFromCode, code by code.
 HTTP_STATUS: dict[int, int] = {
@@ -45,19 +45,33 @@ def http_status(code: int) -> int:
 class BridgeError(Exception):
     """An error the bridge itself raises (bad input, no route, too large); rendered like an upstream one."""
 
-    def __init__(self, code: int, message: str, *, http: int | None = None, headers: dict[str, str] | None = None):
+    def __init__(self, code: int, message: str, *, http: int | None = None, headers: dict[str, str] | None = None,
+                 details: list[dict[str, Any]] | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.http = http if http is not None else http_status(code)
         self.headers = headers or {}
+        self.details = details or []
 
     def body(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "details": []}
+        return {"code": self.code, "message": self.message, "details": list(self.details)}
 
 
-def bad_request(message: str) -> BridgeError:
-    return BridgeError(code_pb2.INVALID_ARGUMENT, message)
+def bad_request(message: str, violations: list[tuple[str, str]] | None = None) -> BridgeError:
+    """INVALID_ARGUMENT; `violations` ((field, problem) pairs) become one google.rpc.BadRequest detail."""
+    details = [bad_request_detail(violations)] if violations else None
+    return BridgeError(code_pb2.INVALID_ARGUMENT, message, details=details)
+
+
+def bad_request_detail(violations: list[tuple[str, str]]) -> dict[str, Any]:
+    """A google.rpc.BadRequest as the proto3 JSON Any an upstream's detail renders to."""
+    detail = error_details_pb2.BadRequest(
+        field_violations=[error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in violations]
+    )
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    return json_format.MessageToDict(packed)
 
 
 def status_body(

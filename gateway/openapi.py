@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agora.api.v1 import options_pb2
+from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from gateway import query
@@ -38,7 +40,7 @@ _ERROR_SCHEMAS: dict[str, Any] = {
 
 # Proto3 JSON forms of the well-known types.
 _WKT: dict[str, dict[str, Any]] = {
-    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    "google.protobuf.Timestamp": {"type": "string", "format": "date-time", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T"},
     "google.protobuf.Duration": {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$", "example": "1.5s"},
     "google.protobuf.FieldMask": {"type": "string", "description": "Comma-separated lowerCamelCase field paths."},
     "google.protobuf.Struct": {"type": "object", "additionalProperties": True},
@@ -93,14 +95,58 @@ class OpenAPIBuilder:
                 "Bidirectional stream: open a WebSocket on this path and exchange JSON text frames; "
                 "path and query parameters fill the fields a frame leaves unset."
             )
+        partial = "update_mask" in method.input_type.fields_by_name  # a patch names what it changes
+        lenient = b.profile is not None and b.profile.ignore_unknown_fields
         if b.body == "*":
-            op["requestBody"] = self._body(self._message_ref(method.input_type))
+            ref = self._message_ref(method.input_type)
+            path_bound = {f.json_name for f in method.input_type.fields if f.name in b.path_fields}
+            reshaped = path_bound or lenient
+            op["requestBody"] = self._body(self._body_schema(ref, path_bound, False, lenient) if reshaped else ref)
         elif b.body_field is not None:
-            op["requestBody"] = self._body(self._field_schema(b.body_field))
+            bf = b.body_field
+            single = bf.message_type is not None and not bf.is_repeated
+            schema = self._message_ref(bf.message_type) if single else self._field_schema(bf)
+            reshaped = partial or lenient
+            patch_of = bf.message_type if partial and single else None
+            op["requestBody"] = self._body(self._body_schema(schema, set(), partial, lenient, patch_of)
+                                           if reshaped else schema)
         return op
 
     def _body(self, schema: dict[str, Any]) -> dict[str, Any]:
-        return {"required": False, "content": {"application/json": {"schema": schema}}}
+        # A body whose message has required fields must be sent: an absent body is an empty message.
+        required = bool(self._resolved(schema).get("required"))
+        return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+    def _resolved(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """The component a (possibly wrapped) reference names, or the schema itself."""
+        if "$ref" in schema:
+            return self.schemas.get(schema["$ref"].rsplit("/", 1)[-1], {})
+        for part in (*schema.get("allOf", ()), *schema.get("anyOf", ())):
+            if "$ref" in part or "allOf" in part:
+                return self._resolved(part)
+        return schema
+
+    def _body_schema(self, schema: dict[str, Any], drop: set[str], partial: bool, lenient: bool = False,
+                     patch_of: Descriptor | None = None) -> dict[str, Any]:
+        """The message's schema as a body: without the fields the path binds, without `required`
+        for an update (the server takes a patch of the resource, its mask says what changes), and
+        open to unknown keys where the binding's profile ignores them."""
+        target = self._resolved(schema)
+        if not target:
+            return schema
+        dropped = ("properties", "required", "additionalProperties") if lenient else ("properties", "required")
+        inline = {k: v for k, v in target.items() if k not in dropped}
+        inline["properties"] = {k: v for k, v in target.get("properties", {}).items() if k not in drop}
+        if patch_of is not None:
+            # In a patch an empty REQUIRED field is "not changed" (the kit does not demand it), so
+            # its presence bounds (minLength 1, not zero) go; its other bounds stay.
+            for f in patch_of.fields:
+                if f.json_name in inline["properties"] and _required(f):
+                    inline["properties"][f.json_name] = self._field_schema(f, patch=True)
+        required = [] if partial else [k for k in target.get("required", ()) if k not in drop]
+        if required:
+            inline["required"] = required
+        return inline
 
     def _responses(self, b: Binding) -> dict[str, Any]:
         if b.response_body is not None:
@@ -138,7 +184,7 @@ class OpenAPIBuilder:
         out = []
         for var in b.template.variables:
             fields = query.resolve(b.method.input_type, var.field_path) or []
-            schema = self._param_schema(fields[-1]) if fields else {"type": "string"}
+            schema = _bounded(self._param_schema(fields[-1]), fields[-1], repeated=False) if fields else {"type": "string"}
             notes = [f"Binds field `{var.field_path}`."]
             if var.multi_segment:
                 # OpenAPI path parameters cannot span segments; say the shape rather than a pattern no
@@ -156,6 +202,12 @@ class OpenAPIBuilder:
             return []
         out: list[dict[str, Any]] = []
         self._collect_query(b.method.input_type, "", b.query_skip, out, depth=0, proto_prefix="")
+        if b.profile is not None and b.profile.ignore_unknown_fields:
+            # Lenient decoding (the seeds' routes) ignores an enum value it does not know.
+            for param in out:
+                if "$ref" in param["schema"] and param["schema"]["$ref"].rsplit("/", 1)[-1] in self.schemas \
+                        and "enum" in str(self.schemas[param["schema"]["$ref"].rsplit("/", 1)[-1]]):
+                    param["schema"] = {"type": "string"}
         return out
 
     def _collect_query(self, msg: Descriptor, prefix: str, skip, out, *, depth: int, proto_prefix: str) -> None:
@@ -176,9 +228,8 @@ class OpenAPIBuilder:
                 schema: dict[str, Any] = {"type": "string", "description": "JSON text"}
             else:
                 schema = self._param_schema(f)
-            if f.is_repeated:
-                schema = {"type": "array", "items": schema}
-            param = {"name": name, "in": "query", "required": False, "schema": schema}
+            schema = _bounded(schema, f, repeated=f.is_repeated)
+            param = {"name": name, "in": "query", "required": depth == 0 and _required(f), "schema": schema}
             if f.is_repeated:
                 param.update(style="form", explode=True)
             if desc := self.ds.comments.get(f.full_name):
@@ -196,20 +247,27 @@ class OpenAPIBuilder:
 
     # -- schemas
 
-    def _field_schema(self, f: FieldDescriptor) -> dict[str, Any]:
+    def _field_schema(self, f: FieldDescriptor, *, patch: bool = False) -> dict[str, Any]:
         mt = f.message_type
         if mt is not None and mt.GetOptions().map_entry:
+            value = mt.fields_by_name["value"]
             schema: dict[str, Any] = {
-                "type": "object",
-                "additionalProperties": self._field_schema(mt.fields_by_name["value"]),
+                "type": "object",  # a map's values are never null
+                "additionalProperties": _bounded(self._single_schema(value), value, repeated=False),
             }
-        elif f.is_repeated:
-            schema = {"type": "array", "items": self._single_schema(f)}
+            schema = _nullable(schema)  # null clears the map
         else:
-            schema = self._single_schema(f)
+            required = _required(f) and not patch
+            schema = _bounded(self._single_schema(f), f, repeated=f.is_repeated, required=required)
+            if not required and _zero_allowed(f):
+                schema = _nullable(schema)  # proto3 JSON reads null as the field's default
+        extra: dict[str, Any] = {}
         if desc := self.ds.comments.get(f.full_name):
-            schema = {**schema, "description": desc} if "$ref" not in schema else {"allOf": [schema],
-                                                                                    "description": desc}
+            extra["description"] = desc
+        if field_behavior_pb2.OUTPUT_ONLY in _behaviors(f):
+            extra["readOnly"] = True  # set by the server; ignored in requests (AIP-203)
+        if extra:
+            schema = {**schema, **extra} if "$ref" not in schema else {"allOf": [schema], **extra}
         return schema
 
     def _single_schema(self, f: FieldDescriptor) -> dict[str, Any]:
@@ -244,9 +302,10 @@ class OpenAPIBuilder:
         if e.full_name == "google.protobuf.NullValue":
             return {"type": "null"}
         if e.full_name not in self.schemas:
-            # Proto3 enums are open: a number this version does not know passes through as an integer.
+            # The name or the number of a declared value: the services refuse a number they do not know.
             schema: dict[str, Any] = {
-                "anyOf": [{"type": "string", "enum": [v.name for v in e.values]}, {"type": "integer"}]
+                "anyOf": [{"type": "string", "enum": [v.name for v in e.values]},
+                          {"type": "integer", "enum": sorted({v.number for v in e.values})}]
             }
             lines = [self.ds.comments.get(e.full_name, "")]
             for v in e.values:
@@ -267,11 +326,103 @@ class OpenAPIBuilder:
         if name not in self.schemas:
             self.schemas[name] = {}  # placeholder first: recursive messages refer to themselves
             props = {f.json_name: self._field_schema(f) for f in m.fields}
-            schema: dict[str, Any] = {"type": "object", "properties": props}
+            # Unknown keys are refused (json_format); the proto field names are accepted too, as aliases.
+            schema: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
+            # Required: declared so, or a number whose zero (what absence means) breaks its bounds.
+            if required := [f.json_name for f in m.fields if _required(f) or not _zero_allowed(f)]:
+                schema["required"] = required
             if desc := self.ds.comments.get(name):
                 schema["description"] = desc
             self.schemas[name] = schema
         return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _zero_allowed(f: FieldDescriptor) -> bool:
+    """Whether the field's default (what null means) keeps its number bounds."""
+    r = _rules(f)
+    if f.is_repeated and f.message_type is not None and f.message_type.full_name == "google.protobuf.Value":
+        return False  # json_format refuses null for a list of Values
+    if r is None or f.type in (_F.TYPE_STRING, _F.TYPE_BYTES) or f.message_type is not None or f.is_repeated:
+        return True
+    return not (r.HasField("gte") and r.gte > 0) and not (r.HasField("lte") and r.lte < 0)
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    kind = schema.get("type")
+    if kind == "null" or schema == {}:
+        return schema
+    if isinstance(kind, str) and "$ref" not in schema:
+        return {**schema, "type": [kind, "null"]}
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _behaviors(f: FieldDescriptor) -> set[int]:
+    """google.api.field_behavior of a field (AIP-203)."""
+    return set(f.GetOptions().Extensions[field_behavior_pb2.field_behavior])
+
+
+def _required(f: FieldDescriptor) -> bool:
+    return field_behavior_pb2.REQUIRED in _behaviors(f)
+
+
+def _rules(f: FieldDescriptor) -> options_pb2.FieldRules | None:
+    opts = f.GetOptions()
+    return opts.Extensions[options_pb2.field] if opts.HasExtension(options_pb2.field) else None
+
+
+def _bounded(schema: dict[str, Any], f: FieldDescriptor, *, repeated: bool, required: bool | None = None
+             ) -> dict[str, Any]:
+    """The field's schema with what the kit enforces (services/kit/validation.py): REQUIRED and the
+    (agora.api.v1.field) bounds. A string bound holds for a non-empty value unless the field is
+    required; number bounds hold for every value (proto3 cannot tell zero from unset)."""
+    r = _rules(f)
+    required = _required(f) if required is None else required
+    if repeated:
+        array: dict[str, Any] = {"type": "array", "items": _bounded_value(schema, f, r, required=True, item=True)}
+        if r is not None and r.HasField("min_items"):
+            array["minItems"] = r.min_items
+        elif required:
+            array["minItems"] = 1
+        if r is not None and r.HasField("max_items"):
+            array["maxItems"] = r.max_items
+        return array
+    return _bounded_value(schema, f, r, required=required)
+
+
+def _bounded_value(schema: dict[str, Any], f: FieldDescriptor, r: options_pb2.FieldRules | None, *,
+                   required: bool, item: bool = False) -> dict[str, Any]:
+    """`item`: one item of a repeated field, which every bound applies to but REQUIRED does not."""
+    if "$ref" in schema or f.type == _F.TYPE_ENUM or f.message_type is not None:
+        return schema
+    out = dict(schema)
+    if f.type in (_F.TYPE_STRING, _F.TYPE_BYTES):
+        if r is not None and r.HasField("max_len"):
+            out["maxLength"] = r.max_len
+        if r is not None and r.HasField("min_len") and required:
+            out["minLength"] = r.min_len
+        elif required and not item:
+            out["minLength"] = 1
+        if r is not None and r.HasField("max_bytes") and f.type == _F.TYPE_BYTES:
+            out["maxLength"] = 4 * ((r.max_bytes + 2) // 3)  # base64 text of that many bytes
+        if r is not None and r.pattern:
+            out["pattern"] = r.pattern if required else f"^$|{r.pattern}"
+            if r.pattern_description:
+                out["description"] = f"Must be {r.pattern_description}."
+        return out
+    if r is not None and out.get("type") == "integer":
+        if r.HasField("gte"):
+            out["minimum"] = max(int(r.gte), out.get("minimum", int(r.gte)))
+        if r.HasField("lte"):
+            out["maximum"] = min(int(r.lte), out.get("maximum", int(r.lte)))
+    elif r is not None and out.get("format") == "int64" and r.HasField("gte") and r.gte >= 1:
+        out["pattern"] = r"^[1-9][0-9]{0,17}$"
+    elif r is not None and out.get("format") == "int64" and r.HasField("gte") and r.gte >= 0:
+        out["pattern"] = r"^[0-9]{1,18}$"
+    elif required and not item and out.get("format") == "int64":
+        out["pattern"] = r"^-?[1-9][0-9]{0,17}$"  # not zero
+    if required and not item and out.get("type") == "integer":
+        out["not"] = {"const": 0}
+    return out
 
 
 def build_openapi(ds: DescriptorSet, bindings: list[Binding], *, title: str = "Agora API",

@@ -73,8 +73,8 @@ def scalar_json(field: FieldDescriptor, text: str, param: str) -> Any:
             except (ValueError, RecursionError):
                 if name == "google.protobuf.Value":
                     return text  # a bare word is a string Value
-                raise bad_request(f"parameter {param!r}: expected JSON for {name}") from None
-        raise bad_request(f"parameter {param!r} names message field {field.name!r}; set its subfields")
+                raise _bad(param, f"expected JSON for {name}") from None
+        raise _bad(param, f"names message field {field.name!r}; set its subfields")
     kind = field.type
     if kind == _F.TYPE_BOOL:
         lowered = text.lower()
@@ -82,19 +82,19 @@ def scalar_json(field: FieldDescriptor, text: str, param: str) -> Any:
             return True
         if lowered in ("false", "0", ""):
             return False
-        raise bad_request(f"parameter {param!r}: {text!r} is not a boolean")
+        raise _bad(param, f"{text!r} is not a boolean")
     if kind in _INTS:
         try:
             return int(text)
         except ValueError:
-            raise bad_request(f"parameter {param!r}: {text!r} is not an integer") from None
+            raise _bad(param, f"{text!r} is not an integer") from None
     if kind in _FLOATS:
         if text in _FLOAT_WORDS:
             return text
         try:
             value = float(text)
         except ValueError:
-            raise bad_request(f"parameter {param!r}: {text!r} is not a number") from None
+            raise _bad(param, f"{text!r} is not a number") from None
         if math.isnan(value) or math.isinf(value):
             return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
         return value
@@ -106,8 +106,11 @@ def params_to_json(
     params: Iterable[tuple[str, str]],
     *,
     skip: frozenset[str] = frozenset(),
+    lenient: bool = False,
 ) -> dict[str, Any]:
-    """Query pairs -> a proto3 JSON dict. Unknown names are ignored, as grpc-gateway does."""
+    """Query pairs -> a proto3 JSON dict. A name that is no field of the request is refused with a
+    400 naming it, as Envoy's reject_unknown_query_parameters does, unless `lenient` (a binding
+    whose HTTP profile ignores unknown fields), when it is ignored as grpc-gateway does."""
     out: dict[str, Any] = {}
     for key, text in params:
         map_key = None
@@ -115,7 +118,9 @@ def params_to_json(
             key, _, map_key = key[:-1].partition("[")
         fields = resolve(descriptor, key)
         if not fields:
-            continue
+            if lenient:
+                continue
+            raise unknown_parameter(descriptor, key)
         proto_path = ".".join(f.name for f in fields)
         if _skipped(proto_path, skip):
             continue
@@ -123,13 +128,13 @@ def params_to_json(
         node = out
         for f in fields[:-1]:
             if f.is_repeated:
-                raise bad_request(f"parameter {key!r}: cannot address inside repeated field {f.name!r}")
+                raise _bad(key, f"cannot address inside repeated field {f.name!r}")
             node = node.setdefault(f.json_name, {})
             if not isinstance(node, dict):
-                raise bad_request(f"parameter {key!r} conflicts with another parameter")
+                raise _bad(key, "conflicts with another parameter")
         if _is_map(leaf):
             if map_key is None:
-                raise bad_request(f"parameter {key!r} is a map; use {key}[key]=value")
+                raise _bad(key, f"a map; use {key}[key]=value")
             value_field = leaf.message_type.fields_by_name["value"]
             node.setdefault(leaf.json_name, {})[map_key] = scalar_json(value_field, text, key)
         elif leaf.is_repeated:
@@ -137,6 +142,25 @@ def params_to_json(
         else:
             node[leaf.json_name] = scalar_json(leaf, text, key)
     return out
+
+
+def _bad(param: str, problem: str):
+    return bad_request(f"parameter {param!r}: {problem}", [(param, problem)])
+
+
+def refuse_any(descriptor: Descriptor, params: Iterable[tuple[str, str]], *, lenient: bool = False) -> None:
+    """For a binding whose body carries every field: any query parameter is unknown."""
+    if lenient:
+        return
+    for key, _ in params:
+        raise unknown_parameter(descriptor, key, "the request body carries every field")
+
+
+def unknown_parameter(descriptor: Descriptor, name: str, why: str = ""):
+    """The 400 for a query parameter that names no field, listing the names that do exist."""
+    known = ", ".join(f.json_name for f in descriptor.fields) or "none"
+    problem = f"unknown query parameter; {why or f'{descriptor.full_name} has: {known}'}"
+    return bad_request(f"query parameter {name!r}: {problem}", [(name, problem)])
 
 
 def path_params_to_json(descriptor: Descriptor, values: dict[str, str]) -> dict[str, Any]:

@@ -61,6 +61,7 @@ class Binding:
         """Body first, then path variables, then query parameters for what neither bound."""
         message = self.request_class()
         profile = self.profile
+        lenient = profile is not None and profile.ignore_unknown_fields  # unknown query parameters too
         if self.body == "*":
             codec.merge(body, message, profile=profile)
         elif self.body_field is not None:
@@ -78,9 +79,11 @@ class Binding:
             if rest:
                 codec.merge(query.path_params_to_json(self.method.input_type, rest), message, "path")
         if self.body != "*":
-            params = query.params_to_json(self.method.input_type, query_items, skip=self.query_skip)
+            params = query.params_to_json(self.method.input_type, query_items, skip=self.query_skip, lenient=lenient)
             if params:
                 codec.merge(params, message, "query parameters", profile=profile)
+        else:
+            query.refuse_any(self.method.input_type, query_items, lenient=lenient)  # the body carries every field
         return message
 
 
@@ -91,6 +94,7 @@ class RouteTable:
         self.bindings = bindings
         self._exact: dict[tuple[str, str], Binding] = {}
         self._by_method: dict[str, list[Binding]] = {}
+        self._ordered = sorted(bindings, key=lambda b: b.template.specificity())
         for b in sorted(bindings, key=lambda b: b.template.specificity()):
             literal = b.template.literal_path
             if literal is not None:
@@ -108,6 +112,17 @@ class RouteTable:
                 return b, values
         return None
 
+    def _allowed(self, path: str) -> list[str]:
+        """For a 405: the methods the OpenAPI document has for the resource `path` names — the
+        best-matching template's, and those of templates of the same shape (only the variable names
+        differ, so the document lists them under a sibling path) — not every method some looser
+        template would take the same path with (`{id}` takes `7:close` as an id)."""
+        best = next((b for b in self._ordered if b.template.match(path) is not None), None)
+        if best is None:
+            return []
+        shape = (best.template.segments, best.template.verb)
+        return sorted({b.http_method for b in self._ordered if (b.template.segments, b.template.verb) == shape})
+
     def resolve(self, method: str, path: str) -> tuple[Binding, dict[str, str]]:
         lookup = "GET" if method == "HEAD" else method
         found = self._match(lookup, path)
@@ -116,9 +131,7 @@ class RouteTable:
             found = self._match(lookup, path.replace("%2F", "/").replace("%2f", "/"))
         if found is not None:
             return found
-        allowed = sorted(
-            {m for m in {b.http_method for b in self.bindings} if m != lookup and self._match(m, path)}
-        )
+        allowed = self._allowed(path) or self._allowed(path.replace("%2F", "/").replace("%2f", "/"))
         if allowed:
             raise BridgeError(
                 code_pb2.UNIMPLEMENTED, "Method Not Allowed", http=405, headers={"allow": ", ".join(allowed)}

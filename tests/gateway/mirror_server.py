@@ -14,6 +14,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from grpc_tools import protoc
 
+from services.kit import errors, validation
+
 PROTO_ROOT = Path(__file__).parent / "protos"
 PROTO_FILE = "agora/testing/v1/mirror.proto"
 SERVICE = "agora.testing.v1.Mirror"
@@ -60,6 +62,14 @@ class Messages:
         return message_factory.GetMessageClass(self.pool.FindMessageTypeByName(f"google.protobuf.{name}"))
 
 
+async def _checked(request, context):
+    """The declared rules, as every Agora service's kit enforces them (closed enums among them)."""
+    try:
+        return validation.check(request)
+    except errors.InvalidArgument as exc:
+        await context.abort_with_status(rpc_status.to_status(exc.to_status()))
+
+
 class MirrorService:
     def __init__(self, messages: Messages):
         self.m = messages
@@ -67,13 +77,13 @@ class MirrorService:
         self.tail_started: dict[str, asyncio.Event] = {}
 
     async def echo(self, request, context):
-        return request
+        return await _checked(request, context)
 
     async def get_inner(self, request, context):
-        return request
+        return await _checked(request, context)
 
     async def update_sample(self, request, context):
-        return request
+        return await _checked(request, context)
 
     async def fail(self, request, context):
         if request.code == 0:

@@ -84,7 +84,7 @@ async def test_query_parameters(client):
         ("limit", "3"), ("enabled", "true"), ("weight", "1.5"), ("big", "77"), ("small", "8"), ("huge", "9"),
         ("fraction", "0.5"), ("raw", base64.b64encode(b"q").decode()), ("attrs", '{"x":1}'), ("dynamic", "word"),
         ("items", "[1,2]"), ("labels[a]", "b"), ("blob", base64.b64encode(b"zz").decode()),
-        ("unknown_param", "ignored"), ("text", "chosen"),
+        ("text", "chosen"),
     ]
     r = await client.get("/v1/samples/q", params=params)
     assert r.status_code == 200, r.text
@@ -111,6 +111,29 @@ async def test_bad_query_is_400(client, param, value):
     r = await client.get("/v1/samples/q", params={param: value})
     assert r.status_code == 400, r.text
     assert r.json()["code"] == 3
+
+
+async def test_unknown_query_parameter_is_400_naming_it(client):
+    r = await client.get("/v1/samples/q", params={"int32Value": "1", "int32_valu": "2"})
+    assert r.status_code == 400, r.text
+    (detail,) = r.json()["details"]
+    assert detail["@type"] == "type.googleapis.com/google.rpc.BadRequest"
+    assert [v["field"] for v in detail["fieldViolations"]] == ["int32_valu"]
+    assert "int32_valu" in r.json()["message"] and "int32Value" in detail["fieldViolations"][0]["description"]
+
+
+async def test_query_parameter_on_a_whole_body_binding_is_400(client):
+    r = await client.post("/v1/samples", json={"name": "n"}, params={"name": "q"})
+    assert r.status_code == 400, r.text
+    assert r.json()["details"][0]["fieldViolations"][0]["field"] == "name"
+
+
+def test_lenient_bindings_ignore_unknown_query_parameters(mesh):
+    from gateway import query
+
+    descriptor = mesh.messages.Sample.DESCRIPTOR
+    assert query.params_to_json(descriptor, [("nick", "n"), ("nope", "x")], lenient=True) == {"nick": "n"}
+    query.refuse_any(descriptor, [("nope", "x")], lenient=True)
 
 
 async def test_body_field_and_query_rest(client):
@@ -240,7 +263,8 @@ async def test_docs_health_static(client):
     assert "/v1/{name}" in doc["paths"] and "/v1/samples:echo" in doc["paths"]
     sample = doc["components"]["schemas"]["agora.testing.v1.Sample"]
     assert sample["description"] == "Every kind of field a request can carry."
-    assert sample["properties"]["at"] == {"type": "string", "format": "date-time"}
+    assert sample["properties"]["at"] == {"type": ["string", "null"], "format": "date-time", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T"}
+    assert sample["additionalProperties"] is False
     count = doc["paths"]["/v1/count"]["get"]["responses"]["200"]["content"]
     assert set(count) == {"text/event-stream", "application/x-ndjson"}
     r = await client.get("/docs", follow_redirects=True)

@@ -25,19 +25,21 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61gora/api/v1/options.proto\x12\x0c\x61gora.api.v1\x1a google/protobuf/descriptor.proto\"t\n\rHttpErrorRule\x12\r\n\x05\x63odes\x18\x01 \x03(\x05\x12\x0e\n\x06status\x18\x02 \x01(\x05\x12)\n\x04\x62ody\x18\x03 \x01(\x0e\x32\x1b.agora.api.v1.HttpErrorBody\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\"\xb3\x02\n\x0bHttpProfile\x12\x10\n\x08\x62indings\x18\x01 \x03(\t\x12\x16\n\x0esuccess_status\x18\x02 \x01(\x05\x12\x1d\n\x15ignore_unknown_fields\x18\x03 \x01(\x08\x12\x1d\n\x15\x63\x61se_insensitive_keys\x18\x04 \x01(\x08\x12\x12\n\nomit_empty\x18\x05 \x01(\x08\x12\x15\n\rinteger_enums\x18\x06 \x01(\x08\x12+\n\x06\x65rrors\x18\x07 \x03(\x0b\x32\x1b.agora.api.v1.HttpErrorRule\x12\'\n\x1fwebsocket_upgrade_after_headers\x18\x08 \x01(\x08\x12!\n\x19websocket_bad_frame_reply\x18\t \x01(\t\x12\x18\n\x10issue_csrf_token\x18\n \x01(\x08*k\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\x11\n\rACCESS_PUBLIC\x10\x01\x12\x0f\n\x0b\x41\x43\x43\x45SS_USER\x10\x02\x12\x10\n\x0c\x41\x43\x43\x45SS_OWNER\x10\x03\x12\x13\n\x0f\x41\x43\x43\x45SS_INTERNAL\x10\x04*l\n\rHttpErrorBody\x12\x1f\n\x1bHTTP_ERROR_BODY_UNSPECIFIED\x10\x00\x12\x1b\n\x17HTTP_ERROR_BODY_MESSAGE\x10\x01\x12\x1d\n\x19HTTP_ERROR_BODY_FIELD_MAP\x10\x02:F\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0e\x32\x14.agora.api.v1.Access:Q\n\x0chttp_profile\x12\x1e.google.protobuf.MethodOptions\x18\xba\x8e\x03 \x01(\x0b\x32\x19.agora.api.v1.HttpProfileb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61gora/api/v1/options.proto\x12\x0c\x61gora.api.v1\x1a google/protobuf/descriptor.proto\"t\n\rHttpErrorRule\x12\r\n\x05\x63odes\x18\x01 \x03(\x05\x12\x0e\n\x06status\x18\x02 \x01(\x05\x12)\n\x04\x62ody\x18\x03 \x01(\x0e\x32\x1b.agora.api.v1.HttpErrorBody\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\"\xb3\x02\n\x0bHttpProfile\x12\x10\n\x08\x62indings\x18\x01 \x03(\t\x12\x16\n\x0esuccess_status\x18\x02 \x01(\x05\x12\x1d\n\x15ignore_unknown_fields\x18\x03 \x01(\x08\x12\x1d\n\x15\x63\x61se_insensitive_keys\x18\x04 \x01(\x08\x12\x12\n\nomit_empty\x18\x05 \x01(\x08\x12\x15\n\rinteger_enums\x18\x06 \x01(\x08\x12+\n\x06\x65rrors\x18\x07 \x03(\x0b\x32\x1b.agora.api.v1.HttpErrorRule\x12\'\n\x1fwebsocket_upgrade_after_headers\x18\x08 \x01(\x08\x12!\n\x19websocket_bad_frame_reply\x18\t \x01(\t\x12\x18\n\x10issue_csrf_token\x18\n \x01(\x08\"\xa4\x02\n\nFieldRules\x12\x14\n\x07min_len\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x14\n\x07max_len\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x0f\n\x07pattern\x18\x03 \x01(\t\x12\x10\n\x03gte\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12\x10\n\x03lte\x18\x05 \x01(\x01H\x03\x88\x01\x01\x12\x16\n\tmin_items\x18\x06 \x01(\rH\x04\x88\x01\x01\x12\x16\n\tmax_items\x18\x07 \x01(\rH\x05\x88\x01\x01\x12\x16\n\tmax_bytes\x18\x08 \x01(\rH\x06\x88\x01\x01\x12\x1b\n\x13pattern_description\x18\t \x01(\tB\n\n\x08_min_lenB\n\n\x08_max_lenB\x06\n\x04_gteB\x06\n\x04_lteB\x0c\n\n_min_itemsB\x0c\n\n_max_itemsB\x0c\n\n_max_bytes*k\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\x11\n\rACCESS_PUBLIC\x10\x01\x12\x0f\n\x0b\x41\x43\x43\x45SS_USER\x10\x02\x12\x10\n\x0c\x41\x43\x43\x45SS_OWNER\x10\x03\x12\x13\n\x0f\x41\x43\x43\x45SS_INTERNAL\x10\x04*l\n\rHttpErrorBody\x12\x1f\n\x1bHTTP_ERROR_BODY_UNSPECIFIED\x10\x00\x12\x1b\n\x17HTTP_ERROR_BODY_MESSAGE\x10\x01\x12\x1d\n\x19HTTP_ERROR_BODY_FIELD_MAP\x10\x02:F\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0e\x32\x14.agora.api.v1.Access:Q\n\x0chttp_profile\x12\x1e.google.protobuf.MethodOptions\x18\xba\x8e\x03 \x01(\x0b\x32\x19.agora.api.v1.HttpProfile:H\n\x05\x66ield\x12\x1d.google.protobuf.FieldOptions\x18\x9d\x8f\x03 \x01(\x0b\x32\x18.agora.api.v1.FieldRulesb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agora.api.v1.options_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCESS']._serialized_start=506
-  _globals['_ACCESS']._serialized_end=613
-  _globals['_HTTPERRORBODY']._serialized_start=615
-  _globals['_HTTPERRORBODY']._serialized_end=723
+  _globals['_ACCESS']._serialized_start=801
+  _globals['_ACCESS']._serialized_end=908
+  _globals['_HTTPERRORBODY']._serialized_start=910
+  _globals['_HTTPERRORBODY']._serialized_end=1018
   _globals['_HTTPERRORRULE']._serialized_start=78
   _globals['_HTTPERRORRULE']._serialized_end=194
   _globals['_HTTPPROFILE']._serialized_start=197
   _globals['_HTTPPROFILE']._serialized_end=504
+  _globals['_FIELDRULES']._serialized_start=507
+  _globals['_FIELDRULES']._serialized_end=799
 # @@protoc_insertion_point(module_scope)

@@ -9,6 +9,9 @@ google.api.http annotation instead of being hard-coded per domain.
   (agora.api.v1.http_profile)  how the bridge speaks JSON on some or all of the method's bindings:
                                the seed systems' own wire contracts (exact keys, success status,
                                error bodies, lenient decoding) are expressed with it.
+  (agora.api.v1.field)         a field's bounds (lengths, ranges, item counts, a pattern); the kit
+                               refuses a request that breaks them and the OpenAPI document states
+                               them. Presence and output-only come from google.api.field_behavior.
 
 protos/README.md documents each option with an example.
 """
@@ -213,9 +216,105 @@ class HttpProfile(_message.Message):
 
 Global___HttpProfile: _TypeAlias = HttpProfile  # noqa: Y015
 
+@_typing.final
+class FieldRules(_message.Message):
+    """FieldRules are the bounds a request field must keep, in the spirit of protovalidate's
+    buf.validate rules (not used yet: PyPI ships no buf/validate/validate.proto; see
+    services/kit/validation.py for where it could come from). A string or bytes bound applies to a value that is set: an empty one
+    is checked only by `(google.api.field_behavior) = REQUIRED`. A number bound applies to every value,
+    zero included (proto3 cannot tell zero from unset). On a repeated field the string and number
+    bounds apply to each item, the item counts to the list.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIN_LEN_FIELD_NUMBER: _builtins.int
+    MAX_LEN_FIELD_NUMBER: _builtins.int
+    PATTERN_FIELD_NUMBER: _builtins.int
+    GTE_FIELD_NUMBER: _builtins.int
+    LTE_FIELD_NUMBER: _builtins.int
+    MIN_ITEMS_FIELD_NUMBER: _builtins.int
+    MAX_ITEMS_FIELD_NUMBER: _builtins.int
+    MAX_BYTES_FIELD_NUMBER: _builtins.int
+    PATTERN_DESCRIPTION_FIELD_NUMBER: _builtins.int
+    min_len: _builtins.int
+    """Strings: the fewest characters (Unicode code points)."""
+    max_len: _builtins.int
+    """Strings: the most characters (Unicode code points)."""
+    pattern: _builtins.str
+    """Strings: a regular expression the value must contain a match for (anchor it with ^ and $ to
+    match the whole value); the common subset of RE2, Python and ECMA-262 syntax.
+    """
+    gte: _builtins.float
+    """Numbers: the least value allowed (inclusive)."""
+    lte: _builtins.float
+    """Numbers: the greatest value allowed (inclusive)."""
+    min_items: _builtins.int
+    """Repeated fields: the fewest items."""
+    max_items: _builtins.int
+    """Repeated fields: the most items."""
+    max_bytes: _builtins.int
+    """Strings: the most bytes of UTF-8 (beside max_len, for stores that count bytes); bytes fields:
+    the most bytes.
+    """
+    pattern_description: _builtins.str
+    """What `pattern` asks for, in words a client can act on ("an ISO 4217 code such as USD"); the
+    refusal says "must be <pattern_description>".
+    """
+    def __init__(
+        self,
+        *,
+        min_len: _builtins.int | None = ...,
+        max_len: _builtins.int | None = ...,
+        pattern: _builtins.str = ...,
+        gte: _builtins.float | None = ...,
+        lte: _builtins.float | None = ...,
+        min_items: _builtins.int | None = ...,
+        max_items: _builtins.int | None = ...,
+        max_bytes: _builtins.int | None = ...,
+        pattern_description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_gte", b"_gte", "_lte", b"_lte", "_max_bytes", b"_max_bytes", "_max_items", b"_max_items", "_max_len", b"_max_len", "_min_items", b"_min_items", "_min_len", b"_min_len", "gte", b"gte", "lte", b"lte", "max_bytes", b"max_bytes", "max_items", b"max_items", "max_len", b"max_len", "min_items", b"min_items", "min_len", b"min_len"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gte", b"_gte", "_lte", b"_lte", "_max_bytes", b"_max_bytes", "_max_items", b"_max_items", "_max_len", b"_max_len", "_min_items", b"_min_items", "_min_len", b"_min_len", "gte", b"gte", "lte", b"lte", "max_bytes", b"max_bytes", "max_items", b"max_items", "max_len", b"max_len", "min_items", b"min_items", "min_len", b"min_len", "pattern", b"pattern", "pattern_description", b"pattern_description"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__gte: _TypeAlias = _typing.Literal["gte"]  # noqa: Y015
+    _WhichOneofArgType__gte: _TypeAlias = _typing.Literal["_gte", b"_gte"]  # noqa: Y015
+    _WhichOneofReturnType__lte: _TypeAlias = _typing.Literal["lte"]  # noqa: Y015
+    _WhichOneofArgType__lte: _TypeAlias = _typing.Literal["_lte", b"_lte"]  # noqa: Y015
+    _WhichOneofReturnType__max_bytes: _TypeAlias = _typing.Literal["max_bytes"]  # noqa: Y015
+    _WhichOneofArgType__max_bytes: _TypeAlias = _typing.Literal["_max_bytes", b"_max_bytes"]  # noqa: Y015
+    _WhichOneofReturnType__max_items: _TypeAlias = _typing.Literal["max_items"]  # noqa: Y015
+    _WhichOneofArgType__max_items: _TypeAlias = _typing.Literal["_max_items", b"_max_items"]  # noqa: Y015
+    _WhichOneofReturnType__max_len: _TypeAlias = _typing.Literal["max_len"]  # noqa: Y015
+    _WhichOneofArgType__max_len: _TypeAlias = _typing.Literal["_max_len", b"_max_len"]  # noqa: Y015
+    _WhichOneofReturnType__min_items: _TypeAlias = _typing.Literal["min_items"]  # noqa: Y015
+    _WhichOneofArgType__min_items: _TypeAlias = _typing.Literal["_min_items", b"_min_items"]  # noqa: Y015
+    _WhichOneofReturnType__min_len: _TypeAlias = _typing.Literal["min_len"]  # noqa: Y015
+    _WhichOneofArgType__min_len: _TypeAlias = _typing.Literal["_min_len", b"_min_len"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__gte) -> _WhichOneofReturnType__gte | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lte) -> _WhichOneofReturnType__lte | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_bytes) -> _WhichOneofReturnType__max_bytes | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_items) -> _WhichOneofReturnType__max_items | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_len) -> _WhichOneofReturnType__max_len | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_items) -> _WhichOneofReturnType__min_items | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_len) -> _WhichOneofReturnType__min_len | None: ...
+
+Global___FieldRules: _TypeAlias = FieldRules  # noqa: Y015
+
 ACCESS_FIELD_NUMBER: _builtins.int
 HTTP_PROFILE_FIELD_NUMBER: _builtins.int
+FIELD_FIELD_NUMBER: _builtins.int
 access: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___Access.ValueType]
 """Who may call the method."""
 http_profile: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___HttpProfile]
 """How the bridge speaks JSON on the method's bindings."""
+field: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, Global___FieldRules]
+"""The field's bounds."""

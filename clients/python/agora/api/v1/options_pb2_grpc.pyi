@@ -9,6 +9,9 @@ google.api.http annotation instead of being hard-coded per domain.
   (agora.api.v1.http_profile)  how the bridge speaks JSON on some or all of the method's bindings:
                                the seed systems' own wire contracts (exact keys, success status,
                                error bodies, lenient decoding) are expressed with it.
+  (agora.api.v1.field)         a field's bounds (lengths, ranges, item counts, a pattern); the kit
+                               refuses a request that breaks them and the OpenAPI document states
+                               them. Presence and output-only come from google.api.field_behavior.
 
 protos/README.md documents each option with an example.
 """

@@ -24,11 +24,12 @@ _sym_db = _symbol_database.Default()
 
 from agora.api.v1 import options_pb2 as agora_dot_api_dot_v1_dot_options__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61gora/audit/v1/audit.proto\x12\x0e\x61gora.audit.v1\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x02\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brecorded_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07payload\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0cpayload_type\x18\x08 \x01(\t\x12\x38\n\x07headers\x18\t \x03(\x0b\x32\'.agora.audit.v1.AuditEvent.HeadersEntry\x12\x10\n\x08sequence\x18\n \x01(\x04\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x98\x02\n\x0fLogEventRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07payload\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12=\n\x07headers\x18\x06 \x03(\x0b\x32,.agora.audit.v1.LogEventRequest.HeadersEntry\x12\x10\n\x08\x65vent_id\x18\x07 \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x10LogEventResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.agora.audit.v1.AuditEvent\"#\n\x0fGetEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"=\n\x10GetEventResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.agora.audit.v1.AuditEvent\"\xcc\x01\n\x12QueryEventsRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0ctype_pattern\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"Z\n\x13QueryEventsResponse\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.agora.audit.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"L\n\x12WatchEventsRequest\x12\x14\n\x0ctype_pattern\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x13\n\x0bresume_from\x18\x03 \x01(\x04\"R\n\x13WatchEventsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12)\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1a.agora.audit.v1.AuditEvent2\x9b\x04\n\x0c\x41uditService\x12\x9e\x01\n\x08LogEvent\x12\x1f.agora.audit.v1.LogEventRequest\x1a .agora.audit.v1.LogEventResponse\"O\xc8\xf3\x18\x01\xd2\xf3\x18\x17\n\x13POST /api/log/event\x18\x01\x82\xd3\xe4\x93\x02*\"\x10/v1/audit/events:\x01*Z\x13\"\x0e/api/log/event:\x01*\x12v\n\x08GetEvent\x12\x1f.agora.audit.v1.GetEventRequest\x1a .agora.audit.v1.GetEventResponse\"\'\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/audit/events/{event_id}\x12t\n\x0bQueryEvents\x12\".agora.audit.v1.QueryEventsRequest\x1a#.agora.audit.v1.QueryEventsResponse\"\x1c\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/audit/events\x12|\n\x0bWatchEvents\x12\".agora.audit.v1.WatchEventsRequest\x1a#.agora.audit.v1.WatchEventsResponse\"\"\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/audit/events:watch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61gora/audit/v1/audit.proto\x12\x0e\x61gora.audit.v1\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x02\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brecorded_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07payload\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0cpayload_type\x18\x08 \x01(\t\x12\x38\n\x07headers\x18\t \x03(\x0b\x32\'.agora.audit.v1.AuditEvent.HeadersEntry\x12\x10\n\x08sequence\x18\n \x01(\x04\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x94\x04\n\x0fLogEventRequest\x12w\n\x04type\x18\x01 \x01(\tBi\xe2\x41\x01\x02\xea\xf9\x18\x61\x1a!^\\s*[a-z0-9_]+(\\.[a-z0-9_]+)+\\s*$J<dot-separated lower_snake words such as web.checkout.started\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07payload\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12=\n\x07headers\x18\x06 \x03(\x0b\x32,.agora.audit.v1.LogEventRequest.HeadersEntry\x12\xa0\x01\n\x08\x65vent_id\x18\x07 \x01(\tB\x8d\x01\xea\xf9\x18\x88\x01\x1aQ^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$J3a UUID such as 123e4567-e89b-12d3-a456-426614174000\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x10LogEventResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.agora.audit.v1.AuditEvent\"#\n\x0fGetEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"=\n\x10GetEventResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.agora.audit.v1.AuditEvent\"\xaa\x02\n\x12QueryEventsRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x63\n\x0ctype_pattern\x18\x03 \x01(\tBM\xea\xf9\x18I\x1a\x15^\\s*[a-z0-9_.*#]*\\s*$J0a-z, 0-9, \'_\', \'.\', and the wildcards \'*\' or \'#\'\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12 \n\tpage_size\x18\x06 \x01(\x05\x42\r\xea\xf9\x18\t!\x00\x00\x00\x00\x00\x00\x00\x00\x12\x12\n\npage_token\x18\x07 \x01(\t\"Z\n\x13QueryEventsResponse\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.agora.audit.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x9b\x01\n\x12WatchEventsRequest\x12\x63\n\x0ctype_pattern\x18\x01 \x01(\tBM\xea\xf9\x18I\x1a\x15^\\s*[a-z0-9_.*#]*\\s*$J0a-z, 0-9, \'_\', \'.\', and the wildcards \'*\' or \'#\'\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x13\n\x0bresume_from\x18\x03 \x01(\x04\"R\n\x13WatchEventsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12)\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1a.agora.audit.v1.AuditEvent2\x9b\x04\n\x0c\x41uditService\x12\x9e\x01\n\x08LogEvent\x12\x1f.agora.audit.v1.LogEventRequest\x1a .agora.audit.v1.LogEventResponse\"O\xc8\xf3\x18\x01\xd2\xf3\x18\x17\n\x13POST /api/log/event\x18\x01\x82\xd3\xe4\x93\x02*\"\x10/v1/audit/events:\x01*Z\x13\"\x0e/api/log/event:\x01*\x12v\n\x08GetEvent\x12\x1f.agora.audit.v1.GetEventRequest\x1a .agora.audit.v1.GetEventResponse\"\'\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/audit/events/{event_id}\x12t\n\x0bQueryEvents\x12\".agora.audit.v1.QueryEventsRequest\x1a#.agora.audit.v1.QueryEventsResponse\"\x1c\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/audit/events\x12|\n\x0bWatchEvents\x12\".agora.audit.v1.WatchEventsRequest\x1a#.agora.audit.v1.WatchEventsResponse\"\"\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/audit/events:watch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,6 +40,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUDITEVENT_HEADERSENTRY']._serialized_options = b'8\001'
   _globals['_LOGEVENTREQUEST_HEADERSENTRY']._loaded_options = None
   _globals['_LOGEVENTREQUEST_HEADERSENTRY']._serialized_options = b'8\001'
+  _globals['_LOGEVENTREQUEST'].fields_by_name['type']._loaded_options = None
+  _globals['_LOGEVENTREQUEST'].fields_by_name['type']._serialized_options = b'\342A\001\002\352\371\030a\032!^\\s*[a-z0-9_]+(\\.[a-z0-9_]+)+\\s*$J<dot-separated lower_snake words such as web.checkout.started'
+  _globals['_LOGEVENTREQUEST'].fields_by_name['event_id']._loaded_options = None
+  _globals['_LOGEVENTREQUEST'].fields_by_name['event_id']._serialized_options = b'\352\371\030\210\001\032Q^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$J3a UUID such as 123e4567-e89b-12d3-a456-426614174000'
+  _globals['_QUERYEVENTSREQUEST'].fields_by_name['type_pattern']._loaded_options = None
+  _globals['_QUERYEVENTSREQUEST'].fields_by_name['type_pattern']._serialized_options = b'\352\371\030I\032\025^\\s*[a-z0-9_.*#]*\\s*$J0a-z, 0-9, \'_\', \'.\', and the wildcards \'*\' or \'#\''
+  _globals['_QUERYEVENTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_QUERYEVENTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\352\371\030\t!\000\000\000\000\000\000\000\000'
+  _globals['_WATCHEVENTSREQUEST'].fields_by_name['type_pattern']._loaded_options = None
+  _globals['_WATCHEVENTSREQUEST'].fields_by_name['type_pattern']._serialized_options = b'\352\371\030I\032\025^\\s*[a-z0-9_.*#]*\\s*$J0a-z, 0-9, \'_\', \'.\', and the wildcards \'*\' or \'#\''
   _globals['_AUDITSERVICE'].methods_by_name['LogEvent']._loaded_options = None
   _globals['_AUDITSERVICE'].methods_by_name['LogEvent']._serialized_options = b'\310\363\030\001\322\363\030\027\n\023POST /api/log/event\030\001\202\323\344\223\002*\"\020/v1/audit/events:\001*Z\023\"\016/api/log/event:\001*'
   _globals['_AUDITSERVICE'].methods_by_name['GetEvent']._loaded_options = None
@@ -47,28 +58,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUDITSERVICE'].methods_by_name['QueryEvents']._serialized_options = b'\310\363\030\003\202\323\344\223\002\022\022\020/v1/audit/events'
   _globals['_AUDITSERVICE'].methods_by_name['WatchEvents']._loaded_options = None
   _globals['_AUDITSERVICE'].methods_by_name['WatchEvents']._serialized_options = b'\310\363\030\003\202\323\344\223\002\030\022\026/v1/audit/events:watch'
-  _globals['_AUDITEVENT']._serialized_start=168
-  _globals['_AUDITEVENT']._serialized_end=521
-  _globals['_AUDITEVENT_HEADERSENTRY']._serialized_start=475
-  _globals['_AUDITEVENT_HEADERSENTRY']._serialized_end=521
-  _globals['_LOGEVENTREQUEST']._serialized_start=524
-  _globals['_LOGEVENTREQUEST']._serialized_end=804
-  _globals['_LOGEVENTREQUEST_HEADERSENTRY']._serialized_start=475
-  _globals['_LOGEVENTREQUEST_HEADERSENTRY']._serialized_end=521
-  _globals['_LOGEVENTRESPONSE']._serialized_start=806
-  _globals['_LOGEVENTRESPONSE']._serialized_end=867
-  _globals['_GETEVENTREQUEST']._serialized_start=869
-  _globals['_GETEVENTREQUEST']._serialized_end=904
-  _globals['_GETEVENTRESPONSE']._serialized_start=906
-  _globals['_GETEVENTRESPONSE']._serialized_end=967
-  _globals['_QUERYEVENTSREQUEST']._serialized_start=970
-  _globals['_QUERYEVENTSREQUEST']._serialized_end=1174
-  _globals['_QUERYEVENTSRESPONSE']._serialized_start=1176
-  _globals['_QUERYEVENTSRESPONSE']._serialized_end=1266
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=1268
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=1344
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1346
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1428
-  _globals['_AUDITSERVICE']._serialized_start=1431
-  _globals['_AUDITSERVICE']._serialized_end=1970
+  _globals['_AUDITEVENT']._serialized_start=201
+  _globals['_AUDITEVENT']._serialized_end=554
+  _globals['_AUDITEVENT_HEADERSENTRY']._serialized_start=508
+  _globals['_AUDITEVENT_HEADERSENTRY']._serialized_end=554
+  _globals['_LOGEVENTREQUEST']._serialized_start=557
+  _globals['_LOGEVENTREQUEST']._serialized_end=1089
+  _globals['_LOGEVENTREQUEST_HEADERSENTRY']._serialized_start=508
+  _globals['_LOGEVENTREQUEST_HEADERSENTRY']._serialized_end=554
+  _globals['_LOGEVENTRESPONSE']._serialized_start=1091
+  _globals['_LOGEVENTRESPONSE']._serialized_end=1152
+  _globals['_GETEVENTREQUEST']._serialized_start=1154
+  _globals['_GETEVENTREQUEST']._serialized_end=1189
+  _globals['_GETEVENTRESPONSE']._serialized_start=1191
+  _globals['_GETEVENTRESPONSE']._serialized_end=1252
+  _globals['_QUERYEVENTSREQUEST']._serialized_start=1255
+  _globals['_QUERYEVENTSREQUEST']._serialized_end=1553
+  _globals['_QUERYEVENTSRESPONSE']._serialized_start=1555
+  _globals['_QUERYEVENTSRESPONSE']._serialized_end=1645
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=1648
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=1803
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1805
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1887
+  _globals['_AUDITSERVICE']._serialized_start=1890
+  _globals['_AUDITSERVICE']._serialized_end=2429
 # @@protoc_insertion_point(module_scope)

@@ -22,15 +22,21 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from agora.api.v1 import options_pb2 as agora_dot_api_dot_v1_dot_options__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61gora/common/v1/money.proto\x12\x0f\x61gora.common.v1\"4\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61gora/common/v1/money.proto\x12\x0f\x61gora.common.v1\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1fgoogle/api/field_behavior.proto\"\x84\x01\n\x05Money\x12V\n\rcurrency_code\x18\x01 \x01(\tB?\xe2\x41\x01\x02\xea\xf9\x18\x37\x1a\n^[A-Z]{3}$J)an ISO 4217 code, upper case, such as USD\x12#\n\x0c\x61mount_minor\x18\x02 \x01(\x03\x42\r\xea\xf9\x18\t!\x00\x00\x00\x00\x00\x00\x00\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agora.common.v1.money_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MONEY']._serialized_start=48
-  _globals['_MONEY']._serialized_end=100
+  _globals['_MONEY'].fields_by_name['currency_code']._loaded_options = None
+  _globals['_MONEY'].fields_by_name['currency_code']._serialized_options = b'\342A\001\002\352\371\0307\032\n^[A-Z]{3}$J)an ISO 4217 code, upper case, such as USD'
+  _globals['_MONEY'].fields_by_name['amount_minor']._loaded_options = None
+  _globals['_MONEY'].fields_by_name['amount_minor']._serialized_options = b'\352\371\030\t!\000\000\000\000\000\000\000\000'
+  _globals['_MONEY']._serialized_start=110
+  _globals['_MONEY']._serialized_end=242
 # @@protoc_insertion_point(module_scope)

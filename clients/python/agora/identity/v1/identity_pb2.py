@@ -24,17 +24,32 @@ _sym_db = _symbol_database.Default()
 
 from agora.api.v1 import options_pb2 as agora_dot_api_dot_v1_dot_options__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n agora/identity/v1/identity.proto\x12\x11\x61gora.identity.v1\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"q\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tuser_name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x0b\n\x03\x62io\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"P\n\rSignUpRequest\x12\x11\n\tuser_name\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x0b\n\x03\x62io\x18\x04 \x01(\t\"H\n\x0eSignUpResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12%\n\x04user\x18\x02 \x01(\x0b\x32\x17.agora.identity.v1.User\"B\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x11\n\tuser_name\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\"}\n\rLoginResponse\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04user\x18\x03 \x01(\x0b\x32\x17.agora.identity.v1.User\"%\n\rLogoutRequest\x12\x14\n\x0c\x61ll_sessions\x18\x01 \x01(\x08\"\x10\n\x0eLogoutResponse\"\x0f\n\rWhoAmIRequest\"o\n\x0eWhoAmIResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.agora.identity.v1.User\x12\x36\n\x12session_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"8\n\x0fGetUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.agora.identity.v1.User\",\n\x13\x43heckSessionRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\"\xa7\x01\n\x14\x43heckSessionResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x11\n\tuser_name\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\tcache_ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x15\n\x13GetCsrfTokenRequest\"Z\n\x14GetCsrfTokenResponse\x12\x12\n\ncsrf_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"u\n\x11SeedSignUpRequest\x12\x1c\n\tuser_name\x18\x01 \x01(\tR\tuser_name\x12\x14\n\x05\x65mail\x18\x02 \x01(\tR\x05\x65mail\x12\x1a\n\x08password\x18\x03 \x01(\tR\x08password\x12\x10\n\x03\x62io\x18\x04 \x01(\tR\x03\x62io\".\n\x12SeedSignUpResponse\x12\x18\n\x07user_id\x18\x01 \x01(\tR\x07user_id\"D\n\x10SeedLoginRequest\x12\x14\n\x05\x65mail\x18\x01 \x01(\tR\x05\x65mail\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\"-\n\x11SeedLoginResponse\x12\x18\n\x07message\x18\x01 \x01(\tR\x07message\"\x13\n\x11SeedLogoutRequest\".\n\x12SeedLogoutResponse\x12\x18\n\x07message\x18\x01 \x01(\tR\x07message\"\x19\n\x17GetSeedCsrfTokenRequest\":\n\x18GetSeedCsrfTokenResponse\x12\x1e\n\ncsrf_token\x18\x01 \x01(\tR\ncsrf_token2\xad\x0c\n\x0fIdentityService\x12g\n\x06SignUp\x12 .agora.identity.v1.SignUpRequest\x1a!.agora.identity.v1.SignUpResponse\"\x18\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12i\n\x05Login\x12\x1f.agora.identity.v1.LoginRequest\x1a .agora.identity.v1.LoginResponse\"\x1d\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12m\n\x06Logout\x12 .agora.identity.v1.LogoutRequest\x1a!.agora.identity.v1.LogoutResponse\"\x1e\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/logout:\x01*\x12j\n\x06WhoAmI\x12 .agora.identity.v1.WhoAmIRequest\x1a!.agora.identity.v1.WhoAmIResponse\"\x1b\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/auth/whoami\x12q\n\x07GetUser\x12!.agora.identity.v1.GetUserRequest\x1a\".agora.identity.v1.GetUserResponse\"\x1f\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/users/{user_id}\x12~\n\x0c\x43heckSession\x12&.agora.identity.v1.CheckSessionRequest\x1a\'.agora.identity.v1.CheckSessionResponse\"\x1d\xc8\xf3\x18\x04\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/check:\x01*\x12\x85\x01\n\x0cGetCsrfToken\x12&.agora.identity.v1.GetCsrfTokenRequest\x1a\'.agora.identity.v1.GetCsrfTokenResponse\"$\xc8\xf3\x18\x01\xd2\xf3\x18\x02P\x01\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/auth/csrftoken\x12\xeb\x01\n\nSeedSignUp\x12$.agora.identity.v1.SeedSignUpRequest\x1a%.agora.identity.v1.SeedSignUpResponse\"\x8f\x01\xc8\xf3\x18\x01\xd2\xf3\x18I\x10\xc9\x01\x18\x01:\x0f\n\x01\x03\x10\xa6\x03\x18\x02\"\x05\x65rror:1\n\x01\x06\x10\xa6\x03\x18\x01\"\x05\x65rror* email or username already exists\x82\xd3\xe4\x93\x02\x38\"\x18/api/v1/users/signupuser:\x01*Z\x19\"\x14/api/v1/users/signup:\x01*\x12\xc1\x01\n\tSeedLogin\x12#.agora.identity.v1.SeedLoginRequest\x1a$.agora.identity.v1.SeedLoginResponse\"i\xc8\xf3\x18\x01\xd2\xf3\x18?\x18\x01:\x0f\n\x01\x03\x10\xa6\x03\x18\x02\"\x05\x65rror:*\n\x01\x10\x10\x90\x03\x18\x01\"\x05\x65rror*\x19invalid email or password\x82\xd3\xe4\x93\x02\x1c\"\x17/api/v1/users/loginuser:\x01*\x12\xaa\x01\n\nSeedLogout\x12$.agora.identity.v1.SeedLogoutRequest\x1a%.agora.identity.v1.SeedLogoutResponse\"O\xc8\xf3\x18\x02\xd2\xf3\x18(\x18\x01:$\n\x01\x10\x10\x91\x03\x18\x01\"\x07message*\x11must be logged in\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/users/logout:\x01*\x12\x90\x01\n\x10GetSeedCsrfToken\x12*.agora.identity.v1.GetSeedCsrfTokenRequest\x1a+.agora.identity.v1.GetSeedCsrfTokenResponse\"#\xc8\xf3\x18\x01\xd2\xf3\x18\x02P\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/api/v1/csrftokenb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n agora/identity/v1/identity.proto\x12\x11\x61gora.identity.v1\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"q\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tuser_name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x0b\n\x03\x62io\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8f\x02\n\rSignUpRequest\x12o\n\tuser_name\x18\x01 \x01(\tB\\\xe2\x41\x01\x02\xea\xf9\x18T\x1a\x17^[A-Za-z0-9_.\\-]{3,32}$J93 to 32 characters from letters, digits, \'_\', \'.\' and \'-\'\x12V\n\x05\x65mail\x18\x02 \x01(\tBG\xe2\x41\x01\x02\xea\xf9\x18?\x10\xfe\x01\x1a\x1a^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$J\x1e\x61n email address (name@domain)\x12\x1f\n\x08password\x18\x03 \x01(\tB\r\xe2\x41\x01\x02\xea\xf9\x18\x05\x08\x08\x10\x80\x01\x12\x14\n\x03\x62io\x18\x04 \x01(\tB\x07\xea\xf9\x18\x03\x10\xff\x01\"H\n\x0eSignUpResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12%\n\x04user\x18\x02 \x01(\x0b\x32\x17.agora.identity.v1.User\"O\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x11\n\tuser_name\x18\x02 \x01(\t\x12\x1d\n\x08password\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x02\xea\xf9\x18\x03\x10\x80\x01\"}\n\rLoginResponse\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04user\x18\x03 \x01(\x0b\x32\x17.agora.identity.v1.User\"%\n\rLogoutRequest\x12\x14\n\x0c\x61ll_sessions\x18\x01 \x01(\x08\"\x10\n\x0eLogoutResponse\"\x0f\n\rWhoAmIRequest\"o\n\x0eWhoAmIResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.agora.identity.v1.User\x12\x36\n\x12session_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8e\x01\n\x0eGetUserRequest\x12|\n\x07user_id\x18\x01 \x01(\tBk\xea\xf9\x18g\x1aQ^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$J\x12\x61 user id (a UUID)\"8\n\x0fGetUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.agora.identity.v1.User\"2\n\x13\x43heckSessionRequest\x12\x1b\n\rsession_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xa7\x01\n\x14\x43heckSessionResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x11\n\tuser_name\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\tcache_ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x15\n\x13GetCsrfTokenRequest\"Z\n\x14GetCsrfTokenResponse\x12\x12\n\ncsrf_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"u\n\x11SeedSignUpRequest\x12\x1c\n\tuser_name\x18\x01 \x01(\tR\tuser_name\x12\x14\n\x05\x65mail\x18\x02 \x01(\tR\x05\x65mail\x12\x1a\n\x08password\x18\x03 \x01(\tR\x08password\x12\x10\n\x03\x62io\x18\x04 \x01(\tR\x03\x62io\".\n\x12SeedSignUpResponse\x12\x18\n\x07user_id\x18\x01 \x01(\tR\x07user_id\"D\n\x10SeedLoginRequest\x12\x14\n\x05\x65mail\x18\x01 \x01(\tR\x05\x65mail\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\"-\n\x11SeedLoginResponse\x12\x18\n\x07message\x18\x01 \x01(\tR\x07message\"\x13\n\x11SeedLogoutRequest\".\n\x12SeedLogoutResponse\x12\x18\n\x07message\x18\x01 \x01(\tR\x07message\"\x19\n\x17GetSeedCsrfTokenRequest\":\n\x18GetSeedCsrfTokenResponse\x12\x1e\n\ncsrf_token\x18\x01 \x01(\tR\ncsrf_token2\xad\x0c\n\x0fIdentityService\x12g\n\x06SignUp\x12 .agora.identity.v1.SignUpRequest\x1a!.agora.identity.v1.SignUpResponse\"\x18\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12i\n\x05Login\x12\x1f.agora.identity.v1.LoginRequest\x1a .agora.identity.v1.LoginResponse\"\x1d\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12m\n\x06Logout\x12 .agora.identity.v1.LogoutRequest\x1a!.agora.identity.v1.LogoutResponse\"\x1e\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/logout:\x01*\x12j\n\x06WhoAmI\x12 .agora.identity.v1.WhoAmIRequest\x1a!.agora.identity.v1.WhoAmIResponse\"\x1b\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/auth/whoami\x12q\n\x07GetUser\x12!.agora.identity.v1.GetUserRequest\x1a\".agora.identity.v1.GetUserResponse\"\x1f\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/users/{user_id}\x12~\n\x0c\x43heckSession\x12&.agora.identity.v1.CheckSessionRequest\x1a\'.agora.identity.v1.CheckSessionResponse\"\x1d\xc8\xf3\x18\x04\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/check:\x01*\x12\x85\x01\n\x0cGetCsrfToken\x12&.agora.identity.v1.GetCsrfTokenRequest\x1a\'.agora.identity.v1.GetCsrfTokenResponse\"$\xc8\xf3\x18\x01\xd2\xf3\x18\x02P\x01\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/auth/csrftoken\x12\xeb\x01\n\nSeedSignUp\x12$.agora.identity.v1.SeedSignUpRequest\x1a%.agora.identity.v1.SeedSignUpResponse\"\x8f\x01\xc8\xf3\x18\x01\xd2\xf3\x18I\x10\xc9\x01\x18\x01:\x0f\n\x01\x03\x10\xa6\x03\x18\x02\"\x05\x65rror:1\n\x01\x06\x10\xa6\x03\x18\x01\"\x05\x65rror* email or username already exists\x82\xd3\xe4\x93\x02\x38\"\x18/api/v1/users/signupuser:\x01*Z\x19\"\x14/api/v1/users/signup:\x01*\x12\xc1\x01\n\tSeedLogin\x12#.agora.identity.v1.SeedLoginRequest\x1a$.agora.identity.v1.SeedLoginResponse\"i\xc8\xf3\x18\x01\xd2\xf3\x18?\x18\x01:\x0f\n\x01\x03\x10\xa6\x03\x18\x02\"\x05\x65rror:*\n\x01\x10\x10\x90\x03\x18\x01\"\x05\x65rror*\x19invalid email or password\x82\xd3\xe4\x93\x02\x1c\"\x17/api/v1/users/loginuser:\x01*\x12\xaa\x01\n\nSeedLogout\x12$.agora.identity.v1.SeedLogoutRequest\x1a%.agora.identity.v1.SeedLogoutResponse\"O\xc8\xf3\x18\x02\xd2\xf3\x18(\x18\x01:$\n\x01\x10\x10\x91\x03\x18\x01\"\x07message*\x11must be logged in\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/users/logout:\x01*\x12\x90\x01\n\x10GetSeedCsrfToken\x12*.agora.identity.v1.GetSeedCsrfTokenRequest\x1a+.agora.identity.v1.GetSeedCsrfTokenResponse\"#\xc8\xf3\x18\x01\xd2\xf3\x18\x02P\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/api/v1/csrftokenb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agora.identity.v1.identity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SIGNUPREQUEST'].fields_by_name['user_name']._loaded_options = None
+  _globals['_SIGNUPREQUEST'].fields_by_name['user_name']._serialized_options = b'\342A\001\002\352\371\030T\032\027^[A-Za-z0-9_.\\-]{3,32}$J93 to 32 characters from letters, digits, \'_\', \'.\' and \'-\''
+  _globals['_SIGNUPREQUEST'].fields_by_name['email']._loaded_options = None
+  _globals['_SIGNUPREQUEST'].fields_by_name['email']._serialized_options = b'\342A\001\002\352\371\030?\020\376\001\032\032^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$J\036an email address (name@domain)'
+  _globals['_SIGNUPREQUEST'].fields_by_name['password']._loaded_options = None
+  _globals['_SIGNUPREQUEST'].fields_by_name['password']._serialized_options = b'\342A\001\002\352\371\030\005\010\010\020\200\001'
+  _globals['_SIGNUPREQUEST'].fields_by_name['bio']._loaded_options = None
+  _globals['_SIGNUPREQUEST'].fields_by_name['bio']._serialized_options = b'\352\371\030\003\020\377\001'
+  _globals['_LOGINREQUEST'].fields_by_name['password']._loaded_options = None
+  _globals['_LOGINREQUEST'].fields_by_name['password']._serialized_options = b'\342A\001\002\352\371\030\003\020\200\001'
+  _globals['_GETUSERREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_GETUSERREQUEST'].fields_by_name['user_id']._serialized_options = b'\352\371\030g\032Q^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$J\022a user id (a UUID)'
+  _globals['_CHECKSESSIONREQUEST'].fields_by_name['session_token']._loaded_options = None
+  _globals['_CHECKSESSIONREQUEST'].fields_by_name['session_token']._serialized_options = b'\342A\001\002'
   _globals['_IDENTITYSERVICE'].methods_by_name['SignUp']._loaded_options = None
   _globals['_IDENTITYSERVICE'].methods_by_name['SignUp']._serialized_options = b'\310\363\030\001\202\323\344\223\002\016\"\t/v1/users:\001*'
   _globals['_IDENTITYSERVICE'].methods_by_name['Login']._loaded_options = None
@@ -57,52 +72,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IDENTITYSERVICE'].methods_by_name['SeedLogout']._serialized_options = b'\310\363\030\002\322\363\030(\030\001:$\n\001\020\020\221\003\030\001\"\007message*\021must be logged in\202\323\344\223\002\031\"\024/api/v1/users/logout:\001*'
   _globals['_IDENTITYSERVICE'].methods_by_name['GetSeedCsrfToken']._loaded_options = None
   _globals['_IDENTITYSERVICE'].methods_by_name['GetSeedCsrfToken']._serialized_options = b'\310\363\030\001\322\363\030\002P\001\202\323\344\223\002\023\022\021/api/v1/csrftoken'
-  _globals['_USER']._serialized_start=178
-  _globals['_USER']._serialized_end=291
-  _globals['_SIGNUPREQUEST']._serialized_start=293
-  _globals['_SIGNUPREQUEST']._serialized_end=373
-  _globals['_SIGNUPRESPONSE']._serialized_start=375
-  _globals['_SIGNUPRESPONSE']._serialized_end=447
-  _globals['_LOGINREQUEST']._serialized_start=449
-  _globals['_LOGINREQUEST']._serialized_end=515
-  _globals['_LOGINRESPONSE']._serialized_start=517
-  _globals['_LOGINRESPONSE']._serialized_end=642
-  _globals['_LOGOUTREQUEST']._serialized_start=644
-  _globals['_LOGOUTREQUEST']._serialized_end=681
-  _globals['_LOGOUTRESPONSE']._serialized_start=683
-  _globals['_LOGOUTRESPONSE']._serialized_end=699
-  _globals['_WHOAMIREQUEST']._serialized_start=701
-  _globals['_WHOAMIREQUEST']._serialized_end=716
-  _globals['_WHOAMIRESPONSE']._serialized_start=718
-  _globals['_WHOAMIRESPONSE']._serialized_end=829
-  _globals['_GETUSERREQUEST']._serialized_start=831
-  _globals['_GETUSERREQUEST']._serialized_end=864
-  _globals['_GETUSERRESPONSE']._serialized_start=866
-  _globals['_GETUSERRESPONSE']._serialized_end=922
-  _globals['_CHECKSESSIONREQUEST']._serialized_start=924
-  _globals['_CHECKSESSIONREQUEST']._serialized_end=968
-  _globals['_CHECKSESSIONRESPONSE']._serialized_start=971
-  _globals['_CHECKSESSIONRESPONSE']._serialized_end=1138
-  _globals['_GETCSRFTOKENREQUEST']._serialized_start=1140
-  _globals['_GETCSRFTOKENREQUEST']._serialized_end=1161
-  _globals['_GETCSRFTOKENRESPONSE']._serialized_start=1163
-  _globals['_GETCSRFTOKENRESPONSE']._serialized_end=1253
-  _globals['_SEEDSIGNUPREQUEST']._serialized_start=1255
-  _globals['_SEEDSIGNUPREQUEST']._serialized_end=1372
-  _globals['_SEEDSIGNUPRESPONSE']._serialized_start=1374
-  _globals['_SEEDSIGNUPRESPONSE']._serialized_end=1420
-  _globals['_SEEDLOGINREQUEST']._serialized_start=1422
-  _globals['_SEEDLOGINREQUEST']._serialized_end=1490
-  _globals['_SEEDLOGINRESPONSE']._serialized_start=1492
-  _globals['_SEEDLOGINRESPONSE']._serialized_end=1537
-  _globals['_SEEDLOGOUTREQUEST']._serialized_start=1539
-  _globals['_SEEDLOGOUTREQUEST']._serialized_end=1558
-  _globals['_SEEDLOGOUTRESPONSE']._serialized_start=1560
-  _globals['_SEEDLOGOUTRESPONSE']._serialized_end=1606
-  _globals['_GETSEEDCSRFTOKENREQUEST']._serialized_start=1608
-  _globals['_GETSEEDCSRFTOKENREQUEST']._serialized_end=1633
-  _globals['_GETSEEDCSRFTOKENRESPONSE']._serialized_start=1635
-  _globals['_GETSEEDCSRFTOKENRESPONSE']._serialized_end=1693
-  _globals['_IDENTITYSERVICE']._serialized_start=1696
-  _globals['_IDENTITYSERVICE']._serialized_end=3277
+  _globals['_USER']._serialized_start=211
+  _globals['_USER']._serialized_end=324
+  _globals['_SIGNUPREQUEST']._serialized_start=327
+  _globals['_SIGNUPREQUEST']._serialized_end=598
+  _globals['_SIGNUPRESPONSE']._serialized_start=600
+  _globals['_SIGNUPRESPONSE']._serialized_end=672
+  _globals['_LOGINREQUEST']._serialized_start=674
+  _globals['_LOGINREQUEST']._serialized_end=753
+  _globals['_LOGINRESPONSE']._serialized_start=755
+  _globals['_LOGINRESPONSE']._serialized_end=880
+  _globals['_LOGOUTREQUEST']._serialized_start=882
+  _globals['_LOGOUTREQUEST']._serialized_end=919
+  _globals['_LOGOUTRESPONSE']._serialized_start=921
+  _globals['_LOGOUTRESPONSE']._serialized_end=937
+  _globals['_WHOAMIREQUEST']._serialized_start=939
+  _globals['_WHOAMIREQUEST']._serialized_end=954
+  _globals['_WHOAMIRESPONSE']._serialized_start=956
+  _globals['_WHOAMIRESPONSE']._serialized_end=1067
+  _globals['_GETUSERREQUEST']._serialized_start=1070
+  _globals['_GETUSERREQUEST']._serialized_end=1212
+  _globals['_GETUSERRESPONSE']._serialized_start=1214
+  _globals['_GETUSERRESPONSE']._serialized_end=1270
+  _globals['_CHECKSESSIONREQUEST']._serialized_start=1272
+  _globals['_CHECKSESSIONREQUEST']._serialized_end=1322
+  _globals['_CHECKSESSIONRESPONSE']._serialized_start=1325
+  _globals['_CHECKSESSIONRESPONSE']._serialized_end=1492
+  _globals['_GETCSRFTOKENREQUEST']._serialized_start=1494
+  _globals['_GETCSRFTOKENREQUEST']._serialized_end=1515
+  _globals['_GETCSRFTOKENRESPONSE']._serialized_start=1517
+  _globals['_GETCSRFTOKENRESPONSE']._serialized_end=1607
+  _globals['_SEEDSIGNUPREQUEST']._serialized_start=1609
+  _globals['_SEEDSIGNUPREQUEST']._serialized_end=1726
+  _globals['_SEEDSIGNUPRESPONSE']._serialized_start=1728
+  _globals['_SEEDSIGNUPRESPONSE']._serialized_end=1774
+  _globals['_SEEDLOGINREQUEST']._serialized_start=1776
+  _globals['_SEEDLOGINREQUEST']._serialized_end=1844
+  _globals['_SEEDLOGINRESPONSE']._serialized_start=1846
+  _globals['_SEEDLOGINRESPONSE']._serialized_end=1891
+  _globals['_SEEDLOGOUTREQUEST']._serialized_start=1893
+  _globals['_SEEDLOGOUTREQUEST']._serialized_end=1912
+  _globals['_SEEDLOGOUTRESPONSE']._serialized_start=1914
+  _globals['_SEEDLOGOUTRESPONSE']._serialized_end=1960
+  _globals['_GETSEEDCSRFTOKENREQUEST']._serialized_start=1962
+  _globals['_GETSEEDCSRFTOKENREQUEST']._serialized_end=1987
+  _globals['_GETSEEDCSRFTOKENRESPONSE']._serialized_start=1989
+  _globals['_GETSEEDCSRFTOKENRESPONSE']._serialized_end=2047
+  _globals['_IDENTITYSERVICE']._serialized_start=2050
+  _globals['_IDENTITYSERVICE']._serialized_end=3631
 # @@protoc_insertion_point(module_scope)

@@ -27,23 +27,25 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*agora/notifications/v1/notifications.proto\x12\x16\x61gora.notifications.v1\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x04\n\x0cNotification\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12<\n\x07\x63hannel\x18\x05 \x01(\x0e\x32+.agora.notifications.v1.NotificationChannel\x12\x10\n\x08template\x18\x06 \x01(\t\x12\x0f\n\x07subject\x18\x07 \x01(\t\x12\x0c\n\x04\x62ody\x18\x08 \x01(\t\x12:\n\x06status\x18\t \x01(\x0e\x32*.agora.notifications.v1.NotificationStatus\x12\x10\n\x08\x61ttempts\x18\n \x01(\x05\x12\x12\n\nlast_error\x18\x0b \x01(\t\x12\x10\n\x08order_id\x18\x0c \x01(\t\x12\x12\n\nauction_id\x18\r \x01(\t\x12\x0f\n\x07user_id\x18\x0e \x01(\t\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_attempt_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\x16GetNotificationRequest\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\"U\n\x17GetNotificationResponse\x12:\n\x0cnotification\x18\x01 \x01(\x0b\x32$.agora.notifications.v1.Notification\"\xe0\x01\n\x18ListNotificationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\x10\n\x08order_id\x18\x04 \x01(\t\x12<\n\x07\x63hannel\x18\x05 \x01(\x0e\x32+.agora.notifications.v1.NotificationChannel\x12:\n\x06status\x18\x06 \x01(\x0e\x32*.agora.notifications.v1.NotificationStatus\"q\n\x19ListNotificationsResponse\x12;\n\rnotifications\x18\x01 \x03(\x0b\x32$.agora.notifications.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"U\n\x19WatchNotificationsRequest\x12\x11\n\trecipient\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x13\n\x0bresume_from\x18\x03 \x01(\x04\"j\n\x1aWatchNotificationsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12:\n\x0cnotification\x18\x02 \x01(\x0b\x32$.agora.notifications.v1.Notification*y\n\x13NotificationChannel\x12$\n NOTIFICATION_CHANNEL_UNSPECIFIED\x10\x00\x12\x1e\n\x1aNOTIFICATION_CHANNEL_EMAIL\x10\x01\x12\x1c\n\x18NOTIFICATION_CHANNEL_SMS\x10\x02*\xb9\x01\n\x12NotificationStatus\x12#\n\x1fNOTIFICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aNOTIFICATION_STATUS_QUEUED\x10\x01\x12\x1c\n\x18NOTIFICATION_STATUS_SENT\x10\x02\x12\x1e\n\x1aNOTIFICATION_STATUS_FAILED\x10\x03\x12 \n\x1cNOTIFICATION_STATUS_RETRYING\x10\x04\x32\xfa\x03\n\x13NotificationService\x12\xa3\x01\n\x0fGetNotification\x12..agora.notifications.v1.GetNotificationRequest\x1a/.agora.notifications.v1.GetNotificationResponse\"/\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02%\x12#/v1/notifications/{notification_id}\x12\x97\x01\n\x11ListNotifications\x12\x30.agora.notifications.v1.ListNotificationsRequest\x1a\x31.agora.notifications.v1.ListNotificationsResponse\"\x1d\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/notifications\x12\xa2\x01\n\x12WatchNotifications\x12\x31.agora.notifications.v1.WatchNotificationsRequest\x1a\x32.agora.notifications.v1.WatchNotificationsResponse\"#\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/notifications:watch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*agora/notifications/v1/notifications.proto\x12\x16\x61gora.notifications.v1\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x04\n\x0cNotification\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12<\n\x07\x63hannel\x18\x05 \x01(\x0e\x32+.agora.notifications.v1.NotificationChannel\x12\x10\n\x08template\x18\x06 \x01(\t\x12\x0f\n\x07subject\x18\x07 \x01(\t\x12\x0c\n\x04\x62ody\x18\x08 \x01(\t\x12:\n\x06status\x18\t \x01(\x0e\x32*.agora.notifications.v1.NotificationStatus\x12\x10\n\x08\x61ttempts\x18\n \x01(\x05\x12\x12\n\nlast_error\x18\x0b \x01(\t\x12\x10\n\x08order_id\x18\x0c \x01(\t\x12\x12\n\nauction_id\x18\r \x01(\t\x12\x0f\n\x07user_id\x18\x0e \x01(\t\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_attempt_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\x16GetNotificationRequest\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\"U\n\x17GetNotificationResponse\x12:\n\x0cnotification\x18\x01 \x01(\x0b\x32$.agora.notifications.v1.Notification\"\xef\x01\n\x18ListNotificationsRequest\x12 \n\tpage_size\x18\x01 \x01(\x05\x42\r\xea\xf9\x18\t!\x00\x00\x00\x00\x00\x00\x00\x00\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\x10\n\x08order_id\x18\x04 \x01(\t\x12<\n\x07\x63hannel\x18\x05 \x01(\x0e\x32+.agora.notifications.v1.NotificationChannel\x12:\n\x06status\x18\x06 \x01(\x0e\x32*.agora.notifications.v1.NotificationStatus\"q\n\x19ListNotificationsResponse\x12;\n\rnotifications\x18\x01 \x03(\x0b\x32$.agora.notifications.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"U\n\x19WatchNotificationsRequest\x12\x11\n\trecipient\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x13\n\x0bresume_from\x18\x03 \x01(\x04\"j\n\x1aWatchNotificationsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12:\n\x0cnotification\x18\x02 \x01(\x0b\x32$.agora.notifications.v1.Notification*y\n\x13NotificationChannel\x12$\n NOTIFICATION_CHANNEL_UNSPECIFIED\x10\x00\x12\x1e\n\x1aNOTIFICATION_CHANNEL_EMAIL\x10\x01\x12\x1c\n\x18NOTIFICATION_CHANNEL_SMS\x10\x02*\xb9\x01\n\x12NotificationStatus\x12#\n\x1fNOTIFICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aNOTIFICATION_STATUS_QUEUED\x10\x01\x12\x1c\n\x18NOTIFICATION_STATUS_SENT\x10\x02\x12\x1e\n\x1aNOTIFICATION_STATUS_FAILED\x10\x03\x12 \n\x1cNOTIFICATION_STATUS_RETRYING\x10\x04\x32\xfa\x03\n\x13NotificationService\x12\xa3\x01\n\x0fGetNotification\x12..agora.notifications.v1.GetNotificationRequest\x1a/.agora.notifications.v1.GetNotificationResponse\"/\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02%\x12#/v1/notifications/{notification_id}\x12\x97\x01\n\x11ListNotifications\x12\x30.agora.notifications.v1.ListNotificationsRequest\x1a\x31.agora.notifications.v1.ListNotificationsResponse\"\x1d\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/notifications\x12\xa2\x01\n\x12WatchNotifications\x12\x31.agora.notifications.v1.WatchNotificationsRequest\x1a\x32.agora.notifications.v1.WatchNotificationsResponse\"#\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/notifications:watch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agora.notifications.v1.notifications_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\352\371\030\t!\000\000\000\000\000\000\000\000'
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['GetNotification']._loaded_options = None
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['GetNotification']._serialized_options = b'\310\363\030\003\202\323\344\223\002%\022#/v1/notifications/{notification_id}'
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._loaded_options = None
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._serialized_options = b'\310\363\030\003\202\323\344\223\002\023\022\021/v1/notifications'
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['WatchNotifications']._loaded_options = None
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['WatchNotifications']._serialized_options = b'\310\363\030\003\202\323\344\223\002\031\022\027/v1/notifications:watch'
-  _globals['_NOTIFICATIONCHANNEL']._serialized_start=1380
-  _globals['_NOTIFICATIONCHANNEL']._serialized_end=1501
-  _globals['_NOTIFICATIONSTATUS']._serialized_start=1504
-  _globals['_NOTIFICATIONSTATUS']._serialized_end=1689
+  _globals['_NOTIFICATIONCHANNEL']._serialized_start=1395
+  _globals['_NOTIFICATIONCHANNEL']._serialized_end=1516
+  _globals['_NOTIFICATIONSTATUS']._serialized_start=1519
+  _globals['_NOTIFICATIONSTATUS']._serialized_end=1704
   _globals['_NOTIFICATION']._serialized_start=162
   _globals['_NOTIFICATION']._serialized_end=703
   _globals['_GETNOTIFICATIONREQUEST']._serialized_start=705
@@ -51,13 +53,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETNOTIFICATIONRESPONSE']._serialized_start=756
   _globals['_GETNOTIFICATIONRESPONSE']._serialized_end=841
   _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=844
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=1068
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=1070
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=1183
-  _globals['_WATCHNOTIFICATIONSREQUEST']._serialized_start=1185
-  _globals['_WATCHNOTIFICATIONSREQUEST']._serialized_end=1270
-  _globals['_WATCHNOTIFICATIONSRESPONSE']._serialized_start=1272
-  _globals['_WATCHNOTIFICATIONSRESPONSE']._serialized_end=1378
-  _globals['_NOTIFICATIONSERVICE']._serialized_start=1692
-  _globals['_NOTIFICATIONSERVICE']._serialized_end=2198
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=1083
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=1085
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=1198
+  _globals['_WATCHNOTIFICATIONSREQUEST']._serialized_start=1200
+  _globals['_WATCHNOTIFICATIONSREQUEST']._serialized_end=1285
+  _globals['_WATCHNOTIFICATIONSRESPONSE']._serialized_start=1287
+  _globals['_WATCHNOTIFICATIONSRESPONSE']._serialized_end=1393
+  _globals['_NOTIFICATIONSERVICE']._serialized_start=1707
+  _globals['_NOTIFICATIONSERVICE']._serialized_end=2213
 # @@protoc_insertion_point(module_scope)

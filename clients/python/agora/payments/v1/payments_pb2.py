@@ -22,19 +22,21 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from agora.common.v1 import money_pb2 as agora_dot_common_dot_v1_dot_money__pb2
 from agora.api.v1 import options_pb2 as agora_dot_api_dot_v1_dot_options__pb2
+from agora.common.v1 import money_pb2 as agora_dot_common_dot_v1_dot_money__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n agora/payments/v1/payments.proto\x12\x11\x61gora.payments.v1\x1a\x1b\x61gora/common/v1/money.proto\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x04\n\x07Payment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12&\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\x30\n\x06status\x18\x06 \x01(\x0e\x32 .agora.payments.v1.PaymentStatus\x12\x10\n\x08provider\x18\x07 \x01(\t\x12\x1a\n\x12provider_reference\x18\x08 \x01(\t\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12\x16\n\x0e\x66\x61ilure_reason\x18\n \x01(\t\x12\x11\n\tcard_hint\x18\x0b \x01(\t\x12\x18\n\x10refund_reference\x18\x0c \x01(\t\x12\x33\n\x0fnext_attempt_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brefunded_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"A\n\x12GetPaymentResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.agora.payments.v1.Payment\",\n\x18GetPaymentByOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"H\n\x19GetPaymentByOrderResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.agora.payments.v1.Payment\"\x93\x01\n\x13ListPaymentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x11\n\tclient_id\x18\x04 \x01(\t\x12\x30\n\x06status\x18\x05 \x01(\x0e\x32 .agora.payments.v1.PaymentStatus\"]\n\x14ListPaymentsResponse\x12,\n\x08payments\x18\x01 \x03(\x0b\x32\x1a.agora.payments.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x14RefundPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"D\n\x15RefundPaymentResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.agora.payments.v1.Payment*\xc0\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1d\n\x19PAYMENT_STATUS_PROCESSING\x10\x02\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x03\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x04\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\x05\x32\xc0\x04\n\x0ePaymentService\x12\x80\x01\n\nGetPayment\x12$.agora.payments.v1.GetPaymentRequest\x1a%.agora.payments.v1.GetPaymentResponse\"%\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/payments/{payment_id}\x12\x99\x01\n\x11GetPaymentByOrder\x12+.agora.payments.v1.GetPaymentByOrderRequest\x1a,.agora.payments.v1.GetPaymentByOrderResponse\")\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/orders/{order_id}/payment\x12y\n\x0cListPayments\x12&.agora.payments.v1.ListPaymentsRequest\x1a\'.agora.payments.v1.ListPaymentsResponse\"\x18\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/payments\x12\x93\x01\n\rRefundPayment\x12\'.agora.payments.v1.RefundPaymentRequest\x1a(.agora.payments.v1.RefundPaymentResponse\"/\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02%\" /v1/payments/{payment_id}:refund:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n agora/payments/v1/payments.proto\x12\x11\x61gora.payments.v1\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1b\x61gora/common/v1/money.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x04\n\x07Payment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12&\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\x30\n\x06status\x18\x06 \x01(\x0e\x32 .agora.payments.v1.PaymentStatus\x12\x10\n\x08provider\x18\x07 \x01(\t\x12\x1a\n\x12provider_reference\x18\x08 \x01(\t\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12\x16\n\x0e\x66\x61ilure_reason\x18\n \x01(\t\x12\x11\n\tcard_hint\x18\x0b \x01(\t\x12\x18\n\x10refund_reference\x18\x0c \x01(\t\x12\x33\n\x0fnext_attempt_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brefunded_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"A\n\x12GetPaymentResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.agora.payments.v1.Payment\",\n\x18GetPaymentByOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"H\n\x19GetPaymentByOrderResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.agora.payments.v1.Payment\"\xa2\x01\n\x13ListPaymentsRequest\x12 \n\tpage_size\x18\x01 \x01(\x05\x42\r\xea\xf9\x18\t!\x00\x00\x00\x00\x00\x00\x00\x00\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x11\n\tclient_id\x18\x04 \x01(\t\x12\x30\n\x06status\x18\x05 \x01(\x0e\x32 .agora.payments.v1.PaymentStatus\"]\n\x14ListPaymentsResponse\x12,\n\x08payments\x18\x01 \x03(\x0b\x32\x1a.agora.payments.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x14RefundPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"D\n\x15RefundPaymentResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.agora.payments.v1.Payment*\xc0\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1d\n\x19PAYMENT_STATUS_PROCESSING\x10\x02\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x03\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x04\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\x05\x32\xc0\x04\n\x0ePaymentService\x12\x80\x01\n\nGetPayment\x12$.agora.payments.v1.GetPaymentRequest\x1a%.agora.payments.v1.GetPaymentResponse\"%\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/payments/{payment_id}\x12\x99\x01\n\x11GetPaymentByOrder\x12+.agora.payments.v1.GetPaymentByOrderRequest\x1a,.agora.payments.v1.GetPaymentByOrderResponse\")\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/orders/{order_id}/payment\x12y\n\x0cListPayments\x12&.agora.payments.v1.ListPaymentsRequest\x1a\'.agora.payments.v1.ListPaymentsResponse\"\x18\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/payments\x12\x93\x01\n\rRefundPayment\x12\'.agora.payments.v1.RefundPaymentRequest\x1a(.agora.payments.v1.RefundPaymentResponse\"/\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02%\" /v1/payments/{payment_id}:refund:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agora.payments.v1.payments_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTPAYMENTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTPAYMENTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\352\371\030\t!\000\000\000\000\000\000\000\000'
   _globals['_PAYMENTSERVICE'].methods_by_name['GetPayment']._loaded_options = None
   _globals['_PAYMENTSERVICE'].methods_by_name['GetPayment']._serialized_options = b'\310\363\030\003\202\323\344\223\002\033\022\031/v1/payments/{payment_id}'
   _globals['_PAYMENTSERVICE'].methods_by_name['GetPaymentByOrder']._loaded_options = None
@@ -43,8 +45,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PAYMENTSERVICE'].methods_by_name['ListPayments']._serialized_options = b'\310\363\030\003\202\323\344\223\002\016\022\014/v1/payments'
   _globals['_PAYMENTSERVICE'].methods_by_name['RefundPayment']._loaded_options = None
   _globals['_PAYMENTSERVICE'].methods_by_name['RefundPayment']._serialized_options = b'\310\363\030\003\202\323\344\223\002%\" /v1/payments/{payment_id}:refund:\001*'
-  _globals['_PAYMENTSTATUS']._serialized_start=1328
-  _globals['_PAYMENTSTATUS']._serialized_end=1520
+  _globals['_PAYMENTSTATUS']._serialized_start=1343
+  _globals['_PAYMENTSTATUS']._serialized_end=1535
   _globals['_PAYMENT']._serialized_start=176
   _globals['_PAYMENT']._serialized_end=722
   _globals['_GETPAYMENTREQUEST']._serialized_start=724
@@ -56,13 +58,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETPAYMENTBYORDERRESPONSE']._serialized_start=878
   _globals['_GETPAYMENTBYORDERRESPONSE']._serialized_end=950
   _globals['_LISTPAYMENTSREQUEST']._serialized_start=953
-  _globals['_LISTPAYMENTSREQUEST']._serialized_end=1100
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1102
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1195
-  _globals['_REFUNDPAYMENTREQUEST']._serialized_start=1197
-  _globals['_REFUNDPAYMENTREQUEST']._serialized_end=1255
-  _globals['_REFUNDPAYMENTRESPONSE']._serialized_start=1257
-  _globals['_REFUNDPAYMENTRESPONSE']._serialized_end=1325
-  _globals['_PAYMENTSERVICE']._serialized_start=1523
-  _globals['_PAYMENTSERVICE']._serialized_end=2099
+  _globals['_LISTPAYMENTSREQUEST']._serialized_end=1115
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1117
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1210
+  _globals['_REFUNDPAYMENTREQUEST']._serialized_start=1212
+  _globals['_REFUNDPAYMENTREQUEST']._serialized_end=1270
+  _globals['_REFUNDPAYMENTRESPONSE']._serialized_start=1272
+  _globals['_REFUNDPAYMENTRESPONSE']._serialized_end=1340
+  _globals['_PAYMENTSERVICE']._serialized_start=1538
+  _globals['_PAYMENTSERVICE']._serialized_end=2114
 # @@protoc_insertion_point(module_scope)
