@@ -30,6 +30,7 @@ from starlette.websockets import WebSocket
 
 from gateway import auth, descriptors, errors, streaming, telemetry
 from gateway.codec import Codec, dump_json, payload
+from gateway.edge import metadata_size
 from gateway.errors import BridgeError
 from gateway.limits import ClientLimits, FrameLimits, RateLimiter, SecurityHeadersMiddleware
 from gateway.openapi import build_openapi
@@ -127,8 +128,10 @@ class Bridge:
         frame_limits: FrameLimits | None = None,
         channel_credentials: grpc.ChannelCredentials | None = None,
         csrf_key: bytes | None = None,
+        max_metadata_bytes: int = 7 * 1024,
     ):
         self.ds = descriptors.load(descriptor_set)
+        self.max_metadata_bytes = max_metadata_bytes
         self.csrf = auth.CsrfGuard(csrf_key)
         self.upstreams = Upstreams(upstreams, channel_options, channel_credentials)
         self.limiter = RateLimiter(client_limits) if client_limits is not None else None
@@ -207,6 +210,7 @@ class Bridge:
         client = scope.get("client")
         if client:
             metadata.append(("x-forwarded-for", client[0]))
+        self.check_metadata(metadata)
         if binding.client_streaming:
             raise BridgeError(
                 code_pb2.FAILED_PRECONDITION,
@@ -252,6 +256,18 @@ class Bridge:
             out_headers.append((b"set-cookie", set_cookie.encode("latin-1")))
         await send({"type": "http.response.start", "status": status, "headers": out_headers})
         await send({"type": "http.response.body", "body": dump_json(body)})
+
+    def check_metadata(self, metadata: list) -> None:
+        """431 here rather than a RESOURCE_EXHAUSTED from the upstream's own limit (8 KiB in gRPC),
+        which reads as a rate limit (429) and comes after a round trip."""
+        size = metadata_size(metadata)
+        if self.max_metadata_bytes and size > self.max_metadata_bytes:
+            raise BridgeError(
+                code_pb2.RESOURCE_EXHAUSTED,
+                f"request headers forwarded as gRPC metadata (Authorization, Grpc-Metadata-*, cookies) "
+                f"take {size} bytes; the limit is {self.max_metadata_bytes}",
+                http=431,
+            )
 
     def issue_csrf(self, scope, headers, metadata: list) -> str | None:
         """Hand the method a fresh token for the caller's CSRF cookie; a new cookie when it has none."""
@@ -307,6 +323,7 @@ class Bridge:
             client = ws.scope.get("client")
             if client:
                 metadata.append(("x-forwarded-for", client[0]))
+            self.check_metadata(metadata)
             items = parse_qsl(ws.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
             base = binding.base_request(self.codec, path_values, items, None)
             call_fn = self.upstreams.callable(binding)
@@ -464,6 +481,7 @@ def create_app(
     frame_limits: FrameLimits | None = None,
     channel_credentials: grpc.ChannelCredentials | None = None,
     csrf_key: bytes | None = None,
+    max_metadata_bytes: int = 7 * 1024,
 ) -> Starlette:
     """The bridge for every service in `descriptor_set` that has an upstream ("*" names a default).
 
@@ -485,6 +503,7 @@ def create_app(
         frame_limits=frame_limits,
         channel_credentials=channel_credentials,
         csrf_key=csrf_key,
+        max_metadata_bytes=max_metadata_bytes,
     )
 
     async def openapi(_: Request) -> Response:

@@ -95,7 +95,15 @@ def from_rpc_error(err: grpc.aio.AioRpcError | grpc.RpcError, pool: DescriptorPo
     """(HTTP status, body) for a failed call."""
     code = err.code().value[0]
     body = status_body(code, err.details() or "", err.trailing_metadata(), pool)
+    if code == code_pb2.RESOURCE_EXHAUSTED and is_metadata_too_large(body["message"]):
+        return 431, body  # the request's headers were too big for the upstream: not a rate limit
     return http_status(code), body
+
+
+def is_metadata_too_large(message: str) -> bool:
+    """gRPC's refusal of oversized headers ("received metadata size exceeds soft/hard limit ...")."""
+    text = message.lower()
+    return "metadata size exceeds" in text or "header size exceeds" in text
 
 
 def render_any(detail: any_pb2.Any, pool: DescriptorPool | None) -> dict[str, Any]:

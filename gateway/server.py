@@ -11,6 +11,7 @@ from typing import Any
 import uvicorn
 
 from gateway.app import create_app
+from gateway.edge import EdgeLimits, TrustedProxies, edge_protocol
 
 
 def make_gateway_server(
@@ -24,13 +25,21 @@ def make_gateway_server(
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
     ws_max_size: int = 1 << 20,
+    edge_limits: EdgeLimits | None = None,
+    trusted_proxies: TrustedProxies | str = "",
+    idle_timeout: float = 5.0,
     **app_options: Any,
 ) -> uvicorn.Server:
     """A configured uvicorn.Server; `await server.serve()` runs it, `server.should_exit = True` stops it.
 
     With `ssl_certfile` and `ssl_keyfile` (PEM) it serves HTTPS/WSS only. `ws_max_size` is the largest
-    WebSocket message the protocol layer reads before closing with 1009.
+    WebSocket message the protocol layer reads before closing with 1009. `edge_limits` bound the
+    request head (431), the time to send it (408) and open connections (see gateway/edge.py);
+    `idle_timeout` closes idle keep-alive connections. `trusted_proxies` (addresses/CIDRs, comma-
+    separated) are the only peers whose X-Forwarded-For / X-Forwarded-Proto uvicorn believes; with
+    none, the client address every limit keys on is the TCP peer's.
     """
+    proxies = trusted_proxies if isinstance(trusted_proxies, TrustedProxies) else TrustedProxies.parse(trusted_proxies)
     app = create_app(descriptor_set, upstreams, **app_options)
     config = uvicorn.Config(
         app,
@@ -46,6 +55,12 @@ def make_gateway_server(
         ws_max_size=ws_max_size,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
+        http=edge_protocol(edge_limits or EdgeLimits(), proxies),
+        timeout_keep_alive=idle_timeout,  # type: ignore[arg-type]  # a float works: it goes to call_later
+        # uvicorn's default trusts 127.0.0.1 (or $FORWARDED_ALLOW_IPS): a local client could then
+        # name any address in X-Forwarded-For and walk past the per-address limits.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies.uvicorn_value(),
     )
     return uvicorn.Server(config)
 

@@ -28,6 +28,21 @@ _NOT_NEGATIVE = (lambda v: v >= 0, "0 or more")
 _PORT = (lambda v: 0 < v < 65536, "a port number (1-65535)")
 
 
+def _networks(text: str) -> bool:
+    import ipaddress
+
+    try:
+        for entry in filter(None, (e.strip() for e in text.split(","))):
+            if entry != "*":
+                ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+_NETWORKS = (_networks, "comma-separated IP addresses or CIDR networks (or *)")
+
+
 @dataclass(frozen=True)
 class Settings:
     backends: str = _setting(
@@ -89,6 +104,39 @@ class Settings:
     )
     write_rate: float = _setting(
         "AGORA_WRITE_RATE", 50.0, "writes per second per client address at the bridge, bursts of 4x (0 = off)"
+    )
+    trusted_proxies: str = _setting(
+        "AGORA_TRUSTED_PROXIES", "",
+        "comma-separated addresses/CIDRs of proxies whose X-Forwarded-For/-Proto the bridge believes; "
+        "empty = none: every limit keys on the TCP peer", _NETWORKS,
+    )
+    http_max_header_bytes: int = _setting(
+        "AGORA_HTTP_MAX_HEADER_BYTES", 32 * 1024,
+        "largest request head (request line + headers) the bridge reads; more is answered 431", _POSITIVE,
+    )
+    http_max_metadata_bytes: int = _setting(
+        "AGORA_HTTP_MAX_METADATA_BYTES", 7 * 1024,
+        "largest gRPC metadata (Authorization, Grpc-Metadata-*, ...) the bridge forwards, counted as HTTP/2 "
+        "does (name + value + 32 per entry); more is answered 431 (gRPC's own limit is 8 KiB)", _POSITIVE,
+    )
+    http_header_timeout: float = _setting(
+        "AGORA_HTTP_HEADER_TIMEOUT", 10.0,
+        "seconds a connection gets to send a complete request head (from connect, or from its first byte); "
+        "then 408 and closed", _POSITIVE,
+    )
+    http_idle_timeout: float = _setting(
+        "AGORA_HTTP_IDLE_TIMEOUT", 5.0, "seconds an idle keep-alive connection stays open between requests",
+        _POSITIVE,
+    )
+    http_max_connections: int = _setting(
+        "AGORA_HTTP_MAX_CONNECTIONS", 10_000,
+        "open HTTP/WebSocket connections the bridge serves in all; past it 503 + Retry-After (0 = no cap)",
+        _NOT_NEGATIVE,
+    )
+    http_max_connections_per_client: int = _setting(
+        "AGORA_HTTP_MAX_CONNECTIONS_PER_CLIENT", 1024,
+        "open connections per client address (trusted proxies exempt); past it 429 + Retry-After (0 = no cap)",
+        _NOT_NEGATIVE,
     )
     ws_frame_rate: float = _setting("AGORA_WS_FRAME_RATE", 100.0, "inbound WebSocket frames per second per connection")
     amqp_url: str = _setting("AGORA_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F", "RabbitMQ URL for real backends")

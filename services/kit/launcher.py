@@ -151,6 +151,7 @@ async def start_gateway(settings: Settings) -> RunningGateway:
     from gateway.server import serve_gateway
 
     descriptors = resources.files("agora").joinpath("descriptors.binpb").read_bytes()
+    from gateway.edge import EdgeLimits
     from gateway.limits import ClientLimits, FrameLimits, Rate
 
     upstreams = {d.service: settings.target(d.name) for d in DOMAINS.values()}
@@ -166,7 +167,13 @@ async def start_gateway(settings: Settings) -> RunningGateway:
                       graceful_shutdown=settings.shutdown_grace, client_limits=limits, frame_limits=frames,
                       channel_credentials=channel_credentials(settings),
                       ssl_certfile=settings.tls_cert or None, ssl_keyfile=settings.tls_key or None,
-                      ws_max_size=settings.max_message_bytes),
+                      ws_max_size=settings.max_message_bytes,
+                      edge_limits=EdgeLimits(max_header_bytes=settings.http_max_header_bytes,
+                                             header_timeout=settings.http_header_timeout,
+                                             max_connections=settings.http_max_connections,
+                                             max_connections_per_client=settings.http_max_connections_per_client),
+                      trusted_proxies=settings.trusted_proxies, idle_timeout=settings.http_idle_timeout,
+                      max_metadata_bytes=settings.http_max_metadata_bytes),
         name="gateway",
     )
     waiter = asyncio.create_task(ready.wait())
