@@ -21,6 +21,7 @@ from services.kit.auth import SessionResolver
 from services.kit.health import HealthReporter, Probe
 from services.kit.interceptors import ServiceInterceptor
 from services.kit.registry import Domain
+from services.kit.revocation import OpenStreams
 
 log = logging.getLogger("agora.server")
 
@@ -61,10 +62,12 @@ def settle_heap() -> None:
 
 
 class Lifecycle:
-    """Shared by a server's handlers: streams watch `stopping` and end with a status on shutdown."""
+    """Shared by a process's servers: streams watch `stopping` and end with a status on shutdown,
+    and are tracked in `streams` by session, so a sign-out can end them (services/kit/revocation.py)."""
 
     def __init__(self) -> None:
         self.stopping = asyncio.Event()
+        self.streams = OpenStreams()
 
 
 class DomainServer:
@@ -84,7 +87,8 @@ class DomainServer:
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
         ]
-        interceptor = ServiceInterceptor(self.lifecycle.stopping, spec.sessions, service_api_key)
+        interceptor = ServiceInterceptor(self.lifecycle.stopping, spec.sessions, service_api_key,
+                                         streams=self.lifecycle.streams)
         self.server = grpc.aio.server(interceptors=[interceptor], options=options)
         spec.register(self.server)
         self.health = HealthReporter([spec.domain.service], spec.probes, interval=health_interval)
