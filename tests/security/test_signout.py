@@ -13,7 +13,6 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import httpx
 import websockets
 
 from tests.security.conftest import bearer, sign_up
