@@ -15,7 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.identity import domain
 from services.identity.domain import IdentityRules, LoginThrottle, Passwords, User
 from services.identity.store import IdentityStore, open_store
-from services.kit import auth
+from services.kit import auth, revocation
 from services.kit.auth import Caller
 from services.kit.bus import new_envelope
 from services.kit.bus.outbox import OutboxRelay
@@ -141,10 +141,17 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def Logout(self, request: pb.LogoutRequest, context) -> pb.LogoutResponse:
         me = signed_in()
         now = _now()
+        # Every process ends this session's streams and forgets it from its cache on this event
+        # (services/kit/revocation.py); it is written with the revocation, so never lost.
+        revoked = events_pb2.SessionRevoked(user_id=me.user_id, session_digest="" if request.all_sessions else me.token_hash,
+                                            all_sessions=request.all_sessions, revoked_at=_ts(now))
+        events = [new_envelope(revocation.SESSION_REVOKED, "identity", me.user_id, revoked)]
         if request.all_sessions:
-            await self.store.revoke_all_sessions(me.user_id, now)
-        elif not await self.store.revoke_session(me.token_hash, now):
+            await self.store.revoke_all_sessions(me.user_id, now, events)
+        elif not await self.store.revoke_session(me.token_hash, now, events):
             raise Unauthenticated("the session is unknown, expired or already revoked")
+        if self.relay is not None:
+            self.relay.wake()
         await context.send_initial_metadata((_cookie(SESSION_COOKIE, "", 0, http_only=True),))
         return pb.LogoutResponse()
 

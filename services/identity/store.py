@@ -32,10 +32,12 @@ class IdentityStore(Protocol):
     async def find_session(self, token_hash: str, now: datetime) -> Session | None:
         """The live (not expired, not revoked) session with this token hash."""
 
-    async def revoke_session(self, token_hash: str, now: datetime) -> bool:
-        """Revoke one live session; False if it was not live."""
+    async def revoke_session(self, token_hash: str, now: datetime, events: Sequence[Envelope] = ()) -> bool:
+        """Revoke one live session and write `events` to the outbox in the same transaction;
+        False (and no events) if it was not live."""
 
-    async def revoke_all_sessions(self, user_id: str, now: datetime) -> int: ...
+    async def revoke_all_sessions(self, user_id: str, now: datetime, events: Sequence[Envelope] = ()) -> int:
+        """Revoke every live session of the user (with `events`, when there was one); how many."""
 
     def connect_relay(self) -> Any:
         """A fresh connection for the outbox relay (it keeps its own)."""

@@ -7,7 +7,6 @@ turns the token into a Caller. Handlers ask `caller()` (may be None) or `require
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from services.kit.errors import PermissionDenied, Unauthenticated
 class Caller:
     user_id: str
     username: str
-    token_hash: str = ""  # a stable, non-secret handle on the session (never the token itself)
+    token_hash: str = ""  # the session's non-secret handle: session_digest(token), never the token itself
 
 
 _caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("caller", default=None)
@@ -28,6 +27,13 @@ _caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("caller"
 _rejected: contextvars.ContextVar[bool] = contextvars.ContextVar("rejected_token", default=False)
 # The serving process's AGORA_SERVICE_API_KEY ('' = none), set per call by the kit's interceptor.
 _service_key: contextvars.ContextVar[str] = contextvars.ContextVar("service_api_key", default="")
+
+
+def session_digest(token: str) -> str:
+    """SHA-256 (hex) of a session token: what identity stores, and names a session in its events."""
+    import hashlib
+
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def caller() -> Caller | None:
@@ -127,21 +133,25 @@ class SessionResolver(Protocol):
 class CachedSessions:
     """Remembers answers for `ttl` seconds so a stream of calls costs one check, not one each.
 
-    Revocation is honoured within `ttl` (identity's own Logout also calls `forget`)."""
+    Revocation is honoured at once where the process handles identity's `identity.session.revoked`
+    event (`forget_session`, services/kit/revocation.py), and within `ttl` in any case."""
 
     def __init__(self, resolver: SessionResolver, *, ttl: float = 2.0, max_entries: int = 10_000) -> None:
         self.resolver = resolver
         self.ttl = ttl
         self.max_entries = max_entries
         self._cache: dict[str, tuple[float, Caller | None]] = {}
-        self._lock = asyncio.Lock()
+        self._revocations = 0  # bumped by forget_session: an answer fetched across one is not kept
 
     async def resolve(self, token: str) -> Caller | None:
         now = time.monotonic()
         hit = self._cache.get(token)
         if hit and hit[0] > now:
             return hit[1]
+        seen = self._revocations
         found = await self.resolver.resolve(token)
+        if seen != self._revocations:
+            return found  # a session was revoked while we asked: maybe this one; ask again next time
         if len(self._cache) >= self.max_entries:
             self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
             if len(self._cache) >= self.max_entries:
@@ -151,6 +161,16 @@ class CachedSessions:
 
     def forget(self, token: str) -> None:
         self._cache.pop(token, None)
+
+    def forget_session(self, *, session_digest: str = "", user_id: str = "") -> int:
+        """Drop the cached answers for one session (by token digest) or, without a digest, for every
+        session of `user_id`; how many were dropped."""
+        self._revocations += 1
+        gone = [token for token, (_, who) in self._cache.items() if who is not None and (
+            who.token_hash == session_digest if session_digest else who.user_id == user_id)]
+        for token in gone:
+            del self._cache[token]
+        return len(gone)
 
 
 async def authenticate(metadata, sessions: SessionResolver | None) -> contextvars.Token | None:
@@ -190,8 +210,6 @@ class IdentitySessions:
         self._stub = identity_pb2_grpc.IdentityServiceStub(channel)
 
     async def resolve(self, token: str) -> Caller | None:
-        import hashlib
-
         import grpc
 
         from services.kit.errors import Unavailable
@@ -202,4 +220,4 @@ class IdentitySessions:
             raise Unavailable(f"cannot check the session: identity answered {exc.code().name}") from None
         if not reply.valid:
             return None
-        return Caller(reply.user_id, reply.user_name, hashlib.sha256(token.encode()).hexdigest()[:16])
+        return Caller(reply.user_id, reply.user_name, session_digest(token))

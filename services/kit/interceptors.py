@@ -20,6 +20,8 @@ from grpc_status import rpc_status
 
 from services.kit import auth, errors
 from services.kit.logs import request_id
+from services.kit.revocation import ENDED as SESSION_ENDED
+from services.kit.revocation import OpenStreams
 from services.kit.telemetry import metrics, tracing
 
 log = logging.getLogger("agora.rpc")
@@ -258,31 +260,41 @@ def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]], sessions:
 
 
 def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.Event,
-                 sessions: auth.SessionResolver | None, service_key: str = "", access: int | None = INTERNAL):
+                 sessions: auth.SessionResolver | None, service_key: str = "", access: int | None = INTERNAL,
+                 streams: OpenStreams | None = None):
     async def handler(request_or_iterator, context):
         call = _Call(method, context)
         code = grpc.StatusCode.OK
         signed_in = None
         keyed = auth.use_service_key(service_key)
-        # On shutdown a live stream ends with UNAVAILABLE (retryable) instead of being cut:
-        # one watcher per call cancels the handler, and the cancellation becomes that status.
+        # On shutdown a live stream ends with UNAVAILABLE (retryable) instead of being cut, and on
+        # sign-out with UNAUTHENTICATED: the watcher (or the revocation listener, through
+        # `streams`) cancels the handler, and the cancellation becomes that status.
         me = asyncio.current_task()
-        shutting_down = False
+        ended_by = ""
+
+        def end(why: str) -> None:
+            nonlocal ended_by
+            if me is not None and not ended_by and not me.done():
+                ended_by = why
+                me.cancel()
 
         def on_stop(waiter: asyncio.Future) -> None:
-            nonlocal shutting_down
-            if not waiter.cancelled() and me is not None:
-                shutting_down = True
-                me.cancel()
+            if not waiter.cancelled():
+                end("shutdown")
 
         watcher = asyncio.ensure_future(stopping.wait())
         watcher.add_done_callback(on_stop)
+        untrack = None
         active = metrics.rpc_streams(*metrics.split_method(method))
         active.inc()
         try:
             signed_in = await auth.authenticate(context.invocation_metadata(), sessions)
             _authorize(access, context)
             request_or_iterator = _checked(method, request_or_iterator)
+            who = auth.caller()
+            if streams is not None and who is not None:
+                untrack = streams.track(who, lambda: end("signed out"))
             async for response in behaviour(request_or_iterator, context):
                 yield response
             code = _code_of(context)
@@ -290,15 +302,20 @@ def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.E
             code = _code_of(context)
             raise
         except asyncio.CancelledError:
-            if not shutting_down:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            code = grpc.StatusCode.UNAVAILABLE
-            await context.abort(code, "server is shutting down; reconnect (with resume_from, where offered)")
+            if ended_by == "shutdown":
+                code = grpc.StatusCode.UNAVAILABLE
+                await context.abort(code, "server is shutting down; reconnect (with resume_from, where offered)")
+            if ended_by == "signed out":
+                code = grpc.StatusCode.UNAUTHENTICATED
+                await context.abort(code, SESSION_ENDED)
+            code = grpc.StatusCode.CANCELLED
+            raise
         except Exception as exc:  # noqa: BLE001
             code = _code_for(exc)
             await call.fail(exc)
         finally:
+            if untrack is not None:
+                untrack()
             watcher.cancel()
             active.dec()
             auth.reset(signed_in)
@@ -315,10 +332,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     internal)."""
 
     def __init__(self, stopping: asyncio.Event, sessions: auth.SessionResolver | None = None,
-                 service_key: str = "", access: dict[str, int] | None = None) -> None:
+                 service_key: str = "", access: dict[str, int] | None = None, *,
+                 streams: OpenStreams | None = None) -> None:
         self.stopping = stopping
         # method -> access class; None: read each method's (agora.api.v1.access) from the pool
         self.access = access
+        self.streams = streams
         self.sessions = sessions
         self.service_key = service_key
         # method -> (the registered handler, its wrapped twin): wrapped once, not on every call
@@ -350,10 +369,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream, self.stopping, self.sessions, self.service_key, access), _tolerant(handler.request_deserializer), handler.response_serializer
+                _wrap_stream(method, handler.unary_stream, self.stopping, self.sessions, self.service_key, access, self.streams), _tolerant(handler.request_deserializer), handler.response_serializer
             )
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(method, handler.stream_stream, self.stopping, self.sessions, self.service_key, access), _tolerant(handler.request_deserializer), handler.response_serializer
+            _wrap_stream(method, handler.stream_stream, self.stopping, self.sessions, self.service_key, access, self.streams), _tolerant(handler.request_deserializer), handler.response_serializer
         )
 
 

@@ -67,7 +67,8 @@ class Runtime:
         return self._bus is not None and self._bus.healthy()
 
     def sessions(self):
-        """Token -> Caller through identity's CheckSession, cached for two seconds."""
+        """Token -> Caller through identity's CheckSession, cached for two seconds (dropped at once
+        when this process hears of a revocation: `listen_for_revocations`)."""
         from services.kit.auth import CachedSessions, IdentitySessions
 
         if self._sessions is None:
@@ -88,6 +89,16 @@ class Runtime:
                     self.settings.target(domain), interceptors=[DeadlinePropagation(self.settings.service_api_key)], options=options
                 )
         return self._channels[domain]
+
+    async def listen_for_revocations(self):
+        """This process's one consumer of `identity.session.revoked`: it ends the session's streams
+        in every server here and drops it from the session cache (services/kit/revocation.py)."""
+        from services.kit.revocation import RevocationListener
+
+        listener = RevocationListener(await self.bus(), self.lifecycle.streams,
+                                      lambda: [self._sessions] if self._sessions is not None else [])
+        await listener.start()
+        return listener
 
     async def close(self) -> None:
         for channel in self._channels.values():
@@ -210,6 +221,7 @@ async def run(settings: Settings, domains: list[tuple[Domain, Builder]], *, gate
     servers: list[DomainServer] = []
     bridge = None
     scrape = None
+    revocations = None
     try:
         if metrics_port is not None:
             from services.kit.telemetry.endpoint import MetricsEndpoint
@@ -230,6 +242,8 @@ async def run(settings: Settings, domains: list[tuple[Domain, Builder]], *, gate
             await server.start()
             servers.append(server)
             announce(f"{domain.name:<14} grpc  {server.address:<22} {domain.service}")
+        if servers:
+            revocations = await runtime.listen_for_revocations()
         if gateway:
             bridge = await start_gateway(settings)
             announce(f"{'gateway':<14} http  http://{settings.host}:{settings.http_port:<9} REST, SSE, WebSocket, /docs")
@@ -243,6 +257,8 @@ async def run(settings: Settings, domains: list[tuple[Domain, Builder]], *, gate
         if bridge is not None:
             await bridge.stop()
         await asyncio.gather(*(s.stop() for s in servers), return_exceptions=True)
+        if revocations is not None:
+            await revocations.stop()
         await runtime.close()
         if scrape is not None:
             scrape.close()

@@ -21,6 +21,7 @@ from services.kit.auth import SessionResolver
 from services.kit.health import HealthReporter, Probe
 from services.kit.interceptors import ServiceInterceptor, access_table
 from services.kit.registry import Domain
+from services.kit.revocation import OpenStreams
 
 log = logging.getLogger("agora.server")
 
@@ -61,11 +62,13 @@ def settle_heap() -> None:
 
 
 class Lifecycle:
-    """Shared by a server's handlers: streams watch `stopping` and end with a status on shutdown."""
+    """Shared by a process's servers: streams watch `stopping` and end with a status on shutdown,
+    and are tracked in `streams` by session, so a sign-out can end them (services/kit/revocation.py)."""
 
     def __init__(self) -> None:
         self.stopping = asyncio.Event()
         self.service_key = ""  # the process's service credential (Runtime sets it): what internal calls send
+        self.streams = OpenStreams()
 
 
 class DomainServer:
@@ -87,7 +90,8 @@ class DomainServer:
         ]
         interceptor = ServiceInterceptor(self.lifecycle.stopping, spec.sessions,
                                          service_api_key or self.lifecycle.service_key,
-                                         access=access_table(spec.domain.service))
+                                         access=access_table(spec.domain.service),
+                                         streams=self.lifecycle.streams)
         self.server = grpc.aio.server(interceptors=[interceptor], options=options)
         spec.register(self.server)
         self.health = HealthReporter([spec.domain.service], spec.probes, interval=health_interval)

@@ -14,7 +14,7 @@ import pytest
 
 from tests.faults import harness
 from tests.faults.conftest import RESULTS
-from tests.faults.workloads import Bids, ChatResume, Orders, Votes
+from tests.faults.workloads import Bids, ChatExact, ChatResume, Orders, Votes
 
 
 def _fault(kind: str, seconds: float):
@@ -48,6 +48,7 @@ CASES = [
     ("sigkill-orders", Orders, 1.0),
     pytest.param("sigkill-chat", ChatResume, 1.0),
     ("client-cut", ChatResume, 2.0),
+    ("sigkill-chat", ChatExact, 1.0),  # finding 11: accepted == delivered exactly across a resume
 ]
 
 
@@ -59,7 +60,7 @@ async def test_fault(fault_mesh, fault, workload, seconds):
         load = workload(http)
         await load.prepare()
         stop = asyncio.Event()
-        watcher = asyncio.create_task(load.watch()) if isinstance(load, ChatResume) else None
+        watcher = asyncio.create_task(load.watch()) if isinstance(load, ChatResume) else None  # ChatExact too
         if watcher is not None:
             await asyncio.sleep(0.5)  # subscribed before the first message
         writer = asyncio.create_task(load.run(stop))

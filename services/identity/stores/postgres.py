@@ -119,18 +119,29 @@ class PostgresIdentityStore:
         )
         return Session(_user(row), row[5]) if row else None
 
-    async def revoke_session(self, token_hash: str, now: datetime) -> bool:
-        count = await self._run(
-            "UPDATE sessions SET revoked_at = %s WHERE token_hash = %s AND revoked_at IS NULL AND expires_at > %s",
-            (now, token_hash, now),
-        )
-        return count == 1
+    async def revoke_session(self, token_hash: str, now: datetime, events: Sequence[Envelope] = ()) -> bool:
+        def revoke(conn) -> bool:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "UPDATE sessions SET revoked_at = %s WHERE token_hash = %s AND revoked_at IS NULL"
+                    " AND expires_at > %s", (now, token_hash, now))
+                if cur.rowcount == 1:
+                    self.outbox.add(cur, events)
+                return cur.rowcount == 1
 
-    async def revoke_all_sessions(self, user_id: str, now: datetime) -> int:
-        return await self._run(
-            "UPDATE sessions SET revoked_at = %s WHERE user_id = %s AND revoked_at IS NULL AND expires_at > %s",
-            (now, user_id, now),
-        )
+        return await self.db.transaction(revoke)
+
+    async def revoke_all_sessions(self, user_id: str, now: datetime, events: Sequence[Envelope] = ()) -> int:
+        def revoke(conn) -> int:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "UPDATE sessions SET revoked_at = %s WHERE user_id = %s AND revoked_at IS NULL"
+                    " AND expires_at > %s", (now, user_id, now))
+                if cur.rowcount:
+                    self.outbox.add(cur, events)
+                return cur.rowcount
+
+        return await self.db.transaction(revoke)
 
     def connect_relay(self):
         return psycopg2.connect(self.url, connect_timeout=3, options=f"-c search_path={self.schema},public")

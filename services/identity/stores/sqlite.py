@@ -100,19 +100,29 @@ class SqliteIdentityStore:
         ).fetchone())
         return Session(_user(row), _time(row["session_expires"])) if row else None
 
-    async def revoke_session(self, token_hash: str, now: datetime) -> bool:
-        cursor = await self.db.run(lambda c: c.execute(
-            "UPDATE sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL AND expires_at > ?",
-            (_us(now), token_hash, _us(now)),
-        ))
-        return cursor.rowcount == 1
+    async def revoke_session(self, token_hash: str, now: datetime, events: Sequence[Envelope] = ()) -> bool:
+        def revoke(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL AND expires_at > ?",
+                (_us(now), token_hash, _us(now)),
+            )
+            if cursor.rowcount == 1:
+                self.outbox.add(conn, events)
+            return cursor.rowcount == 1
 
-    async def revoke_all_sessions(self, user_id: str, now: datetime) -> int:
-        cursor = await self.db.run(lambda c: c.execute(
-            "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?",
-            (_us(now), user_id, _us(now)),
-        ))
-        return cursor.rowcount
+        return await self.db.transaction(revoke)
+
+    async def revoke_all_sessions(self, user_id: str, now: datetime, events: Sequence[Envelope] = ()) -> int:
+        def revoke(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?",
+                (_us(now), user_id, _us(now)),
+            )
+            if cursor.rowcount:
+                self.outbox.add(conn, events)
+            return cursor.rowcount
+
+        return await self.db.transaction(revoke)
 
     def connect_relay(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False)

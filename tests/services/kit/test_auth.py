@@ -113,3 +113,56 @@ async def test_without_a_service_key_nobody_is_internal(server, monkeypatch):
             await call(srv.address, "Mine", metadata)
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert await call(srv.address, "Mine", [("authorization", "Bearer good-token")]) == b"u1"
+
+
+class _Counting:
+    def __init__(self, found: dict[str, Caller]) -> None:
+        self.found, self.asked = found, 0
+
+    async def resolve(self, token: str) -> Caller | None:
+        self.asked += 1
+        return self.found.get(token)
+
+
+async def test_a_revocation_drops_the_cached_session_and_the_ttl_bounds_it_otherwise():
+    import asyncio
+
+    from services.kit.auth import session_digest
+
+    alice = {t: Caller("u1", "alice", session_digest(t)) for t in ("a1", "a2")}
+    resolver = _Counting({**alice, "b1": Caller("u2", "bob", session_digest("b1"))})
+    cache = CachedSessions(resolver, ttl=0.3)
+    for token in ("a1", "a2", "b1"):
+        await cache.resolve(token)
+    assert resolver.asked == 3
+    # one session: only that token is asked again
+    del resolver.found["a1"]
+    assert cache.forget_session(session_digest=session_digest("a1")) == 1
+    assert await cache.resolve("a1") is None and await cache.resolve("a2") is not None
+    assert resolver.asked == 4
+    # every session of the user
+    assert cache.forget_session(user_id="u1") == 1  # a2 (a1's negative answer holds no caller)
+    del resolver.found["a2"]
+    assert await cache.resolve("a2") is None
+    # without the event, the TTL is the bound
+    del resolver.found["b1"]
+    assert await cache.resolve("b1") is not None  # cached
+    await asyncio.sleep(0.35)
+    assert await cache.resolve("b1") is None
+
+
+def test_open_streams_end_by_session_or_by_user_and_forget_ended_ones():
+    from services.kit.revocation import OpenStreams
+
+    streams, ended = OpenStreams(), []
+    a1, a2, b = Caller("u1", "alice", "d1"), Caller("u1", "alice", "d2"), Caller("u2", "bob", "d3")
+    untrack = [streams.track(who, lambda n=n: ended.append(n)) for n, who in enumerate((a1, a1, a2, b))]
+    assert streams.track(Caller("", "", "d9"), lambda: ended.append("anon"))() is None  # not tracked
+    assert len(streams) == 4
+    assert streams.end(session_digest="d1") == 2 and sorted(ended) == [0, 1]
+    untrack[0](), untrack[1]()
+    assert streams.end(user_id="u1") == 1 and ended[-1] == 2
+    untrack[2]()
+    assert streams.end(user_id="u1") == 0 and len(streams) == 1
+    untrack[3](), untrack[3]()  # twice is harmless
+    assert len(streams) == 0

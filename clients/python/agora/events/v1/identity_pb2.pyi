@@ -56,3 +56,45 @@ class UserRegistered(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UserRegistered: _TypeAlias = UserRegistered  # noqa: Y015
+
+@_typing.final
+class SessionRevoked(_message.Message):
+    """SessionRevoked: a session ended before its expiry (logout), or every session of a user did
+    (logout with all_sessions). Every server process consumes it: it drops the session from its
+    session cache and ends the streams opened with it (UNAUTHENTICATED "session ended: signed out").
+    Routing key: `identity.session.revoked`; key: user_id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    SESSION_DIGEST_FIELD_NUMBER: _builtins.int
+    ALL_SESSIONS_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The user whose session (or sessions) ended."""
+    session_digest: _builtins.str
+    """SHA-256 (hex) of the revoked session token: the handle identity stores, never the token
+    itself. Empty when all_sessions is set.
+    """
+    all_sessions: _builtins.bool
+    """True when every session of user_id was revoked at once."""
+    @_builtins.property
+    def revoked_at(self) -> _timestamp_pb2.Timestamp:
+        """When the session was revoked."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        session_digest: _builtins.str = ...,
+        all_sessions: _builtins.bool = ...,
+        revoked_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["revoked_at", b"revoked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_sessions", b"all_sessions", "revoked_at", b"revoked_at", "session_digest", b"session_digest", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionRevoked: _TypeAlias = SessionRevoked  # noqa: Y015
