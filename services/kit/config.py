@@ -175,6 +175,11 @@ class Settings:
         "AGORA_NOTIFICATIONS_RETRY_DELAY", 2.0,
         "seconds before a notification's 2nd try; doubles per try (at most 600 s)", _NOT_NEGATIVE,
     )
+    mail_sink: str = _setting(
+        "AGORA_MAIL_SINK", "auto",
+        "where notification e-mail goes: smtp (AGORA_SMTP_HOST), maildir (AGORA_DATA_DIR/mail, read it with "
+        "`agora mail list|show`), or auto: maildir with embedded backends, smtp with real ones",
+    )
     smtp_host: str = _setting(
         "AGORA_SMTP_HOST", "127.0.0.1", "SMTP relay notifications hand e-mail to (plain SMTP, no login)"
     )
@@ -208,6 +213,8 @@ class Settings:
         settings = cls(**values)
         if settings.backends not in ("embedded", "real"):
             raise ValueError(f"AGORA_BACKENDS must be 'embedded' or 'real', not {settings.backends!r}")
+        if settings.mail_sink not in ("auto", "smtp", "maildir"):
+            raise ValueError(f"AGORA_MAIL_SINK must be 'auto', 'smtp' or 'maildir', not {settings.mail_sink!r}")
         return settings
 
     def target(self, domain: str) -> str:
@@ -233,6 +240,12 @@ class Settings:
     @property
     def real(self) -> bool:
         return self.backends == "real"
+
+    @property
+    def mail_dir(self) -> Path | None:
+        """The maildir notification e-mail is kept in, or None when it goes to the SMTP relay."""
+        sink = self.mail_sink if self.mail_sink != "auto" else ("smtp" if self.real else "maildir")
+        return self.data_dir / "mail" if sink == "maildir" else None
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

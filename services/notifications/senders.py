@@ -7,11 +7,16 @@ rejected the address with a 5xx); returning means the relay or provider accepted
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import email
 import logging
+import os
 import smtplib
 from dataclasses import dataclass, field
+from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -69,14 +74,59 @@ class EmailSender:
             raise DeliveryFailed(f"SMTP relay {s.host}:{s.port} unreachable: {exc}") from None
 
     async def send(self, notification_id: str, recipient: str, subject: str, body: str) -> None:
-        message = EmailMessage()
-        message["From"] = self.settings.sender
-        message["To"] = recipient
-        message["Subject"] = subject
-        message["Date"] = formatdate(localtime=False)
-        message["Message-ID"] = f"<{notification_id}@agora.local>"
-        message.set_content(body)
-        await asyncio.to_thread(self._send, message)
+        await asyncio.to_thread(self._send, compose(self.settings.sender, notification_id, recipient, subject, body))
+
+
+def compose(sender: str, notification_id: str, recipient: str, subject: str, body: str) -> EmailMessage:
+    """The e-mail of one notification; its id is the Message-ID."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = f"<{notification_id}@agora.local>"
+    message.set_content(body)
+    return message
+
+
+class MaildirSender:
+    """The embedded run's mail sink: each e-mail is one file of a maildir (tmp/ then renamed into
+    cur/, the layout every mail reader knows), so the flow completes without an SMTP relay and a
+    person can read what was sent with `agora mail list|show`. The file is named by the notification
+    id, so a resend of the same notification replaces its file instead of adding a copy."""
+
+    def __init__(self, directory: Path, sender: str = SmtpSettings.sender) -> None:
+        self.directory, self.sender = Path(directory), sender
+
+    def _send(self, message: EmailMessage, notification_id: str) -> None:
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in notification_id)
+        try:
+            for sub in ("tmp", "new", "cur"):
+                (self.directory / sub).mkdir(parents=True, exist_ok=True)
+            staged = self.directory / "tmp" / name
+            staged.write_bytes(message.as_bytes(policy=policy.SMTP))
+            os.replace(staged, self.directory / "cur" / f"{name}:2,")
+        except OSError as exc:
+            raise DeliveryFailed(f"mail sink {self.directory}: {exc.strerror or exc}") from None
+
+    async def send(self, notification_id: str, recipient: str, subject: str, body: str) -> None:
+        message = compose(self.sender, notification_id, recipient, subject, body)
+        await asyncio.to_thread(self._send, message, notification_id)
+
+
+def read_mail(directory: Path) -> list[tuple[str, EmailMessage]]:
+    """Every e-mail in the sink as (notification id, message), oldest first."""
+    files = [f for sub in ("new", "cur") if (Path(directory) / sub).is_dir()
+             for f in (Path(directory) / sub).iterdir() if f.is_file()]
+    found = []
+    for path in files:
+        with contextlib.suppress(FileNotFoundError):  # replaced by a resend while we read
+            stamp = path.stat().st_mtime_ns
+            message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+            found.append((stamp, path.name, str(message["Message-ID"] or "").strip("<>").removesuffix("@agora.local"),
+                          message))
+    found.sort(key=lambda item: item[:2])
+    return [(nid, message) for _, _, nid, message in found]
 
 
 class SmsProvider(Protocol):

@@ -18,7 +18,13 @@ from services.kit.server import ServiceSpec
 from services.notifications.delivery import FEED, Dispatcher, NotificationBook
 from services.notifications.domain import Channel, DeliveryRules, Notification, NotificationFilter, Status
 from services.notifications.handlers import GROUP, Directory, EventNotifier
-from services.notifications.senders import EmailSender, LoggingSmsProvider, SmsProvider, SmtpSettings
+from services.notifications.senders import (
+    EmailSender,
+    LoggingSmsProvider,
+    MaildirSender,
+    SmsProvider,
+    SmtpSettings,
+)
 from services.notifications.store import NotificationStore, open_store
 
 
@@ -111,7 +117,11 @@ async def build(runtime, *, store: NotificationStore | None = None, rules: Deliv
     await store.start()
     book = NotificationBook(store)
     await book.start()
-    dispatcher = Dispatcher(book, EmailSender(smtp or SmtpSettings.from_settings(settings)),
+    if smtp is None and settings.mail_dir is not None:
+        email = MaildirSender(settings.mail_dir, settings.smtp_from)  # the embedded run's own sink
+    else:
+        email = EmailSender(smtp or SmtpSettings.from_settings(settings))
+    dispatcher = Dispatcher(book, email,
                             sms or LoggingSmsProvider(), rules or DeliveryRules.from_settings(settings), poll=poll)
     notifier = EventNotifier(book, Directory(runtime.channel("customers"), store,
                                              _api_key_metadata(settings.service_api_key)),

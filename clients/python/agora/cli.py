@@ -111,13 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         register_dead_letters(sub)  # `events dead-letters ...` needs the server side
     events.register(sub.choices["events"], _leaf)
+    try:
+        from services.notifications.mail_cli import register as register_mail
+    except ImportError:
+        pass  # `mail` reads the embedded mail sink: only with the server side installed
+    else:
+        register_mail(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
-    if not hasattr(ns, "run"):  # server-side commands: up, serve, events dead-letters
+    if not hasattr(ns, "run"):  # server-side commands: up, serve, events dead-letters, mail
         try:
             return ns.func(ns)
         except KeyboardInterrupt:
