@@ -38,7 +38,8 @@ from tests.clients.conftest import AGORA, free_offset  # noqa: E402
 
 
 def serve(domains: list[str], data: Path, offset: int) -> list[subprocess.Popen]:
-    env = {**os.environ, "AGORA_PORT_OFFSET": str(offset), "AGORA_LOG_LEVEL": "WARNING", "AGORA_LOG_FORMAT": "text"}
+    env = {**os.environ, "AGORA_PORT_OFFSET": str(offset), "AGORA_LOG_LEVEL": "WARNING", "AGORA_LOG_FORMAT": "text",
+           "AGORA_SERVICE_API_KEY": os.environ.get("AGORA_SERVICE_API_KEY") or os.urandom(16).hex()}  # shared
     procs = []
     for domain in domains:
         log = data / f"{domain}.log"

@@ -58,6 +58,8 @@ class FaultMesh:
             "AGORA_AMQP_URL": _with_path(base.amqp_url, f"/{self.vhost}"),
             "AGORA_LOGIN_RATE": "0", "AGORA_WRITE_RATE": "0", "AGORA_LOG_FORMAT": "json", "AGORA_METRICS_PORT": "-1",
             "AGORA_SMTP_PORT": "1", "AGORA_PAYMENTS_RETRY_DELAY": "0.2", "AGORA_SHUTDOWN_GRACE": "1",
+            # one process per domain: they share the service credential, as a cluster's Secret gives it
+            "AGORA_SERVICE_API_KEY": f"faults-{uuid.uuid4().hex}", "AGORA_MAIL_SINK": "smtp",
         })
         self.procs: dict[str, subprocess.Popen] = {}
 

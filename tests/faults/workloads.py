@@ -159,6 +159,8 @@ class Orders(Workload):
     name, invariant = "orders", "every order final (paid), none twice"
 
     async def prepare(self) -> None:
+        # A shopper's session: the client, and so its orders, are theirs to place and to read back.
+        self.http.headers.update(await signed_in(self.http))
         c = await until(lambda: _ok(self.http.post("/v1/clients", json={"name": "F", "email": f"c{uid()}@example.com"})),
                         "client")
         s = await until(lambda: _ok(self.http.post("/v1/sellers", json={"name": "S", "email": f"s{uid()}@example.com"})),

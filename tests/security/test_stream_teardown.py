@@ -17,6 +17,7 @@ import httpx
 import pytest
 import websockets
 
+from tests.logcheck import error_lines
 from tests.security.conftest import bearer, sign_up
 from tests.security.mesh import Mesh
 
@@ -30,19 +31,6 @@ def teardown_mesh(tmp_path):
         yield mesh
     finally:
         mesh.stop()
-
-
-def error_lines(text: str) -> list[str]:
-    bad = []
-    for line in text.splitlines():
-        try:
-            level = json.loads(line).get("level", "")
-        except ValueError:
-            level = ""
-        if level in ("ERROR", "CRITICAL") or "Traceback" in line or "Task was destroyed" in line \
-                or "already running" in line:
-            bad.append(line)
-    return bad
 
 
 async def _sse_cut(http: httpx.AsyncClient, url: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.logcheck import error_lines
 from tests.realservers import require_chromium
 
 # A page playwright fulfils has no server address, so Chromium takes it for a public site and its
@@ -93,5 +94,7 @@ async def test_two_people_chat_with_only_the_seed_protocol(mesh):
             await bia.close()
             await ana.wait_for_selector("#messages li.leave >> text=bia-browser saiu do chat", timeout=TIMEOUT_MS)
             assert ana_errors == [] and bia_errors == []
+            bad = error_lines(mesh.up.log.read_text())  # the mesh's log: no ERROR line in normal use
+            assert not bad, "ERROR lines in the mesh's log:\n" + "\n".join(bad[:20])
         finally:
             await browser.close()

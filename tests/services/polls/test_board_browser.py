@@ -5,8 +5,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.logcheck import no_error_logged  # noqa: F401 - the fixture
 from tests.realservers import require_chromium
 from tests.services.polls.conftest import start_mesh
+
+pytestmark = pytest.mark.usefixtures("no_error_logged")
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
