@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from grpc_status import rpc_status
 
-from services.kit import auth, errors
+from services.kit import auth, errors, validation
 from services.kit.logs import request_id
 from services.kit.revocation import ENDED as SESSION_ENDED
 from services.kit.revocation import OpenStreams
@@ -164,13 +164,13 @@ def _checked(method: str, request_or_iterator):
     if isinstance(request_or_iterator, Malformed):
         raise refuse(request_or_iterator)
     if not hasattr(request_or_iterator, "__aiter__"):
-        return request_or_iterator
+        return validation.check(request_or_iterator)
 
     async def requests():
         async for item in request_or_iterator:
             if isinstance(item, Malformed):
                 raise refuse(item)
-            yield item
+            yield item  # a client stream's frames are the domain's to refuse in-band (a `rejected` reply)
 
     return requests()
 

@@ -22,21 +22,52 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from agora.common.v1 import money_pb2 as agora_dot_common_dot_v1_dot_money__pb2
 from agora.api.v1 import options_pb2 as agora_dot_api_dot_v1_dot_options__pb2
+from agora.common.v1 import money_pb2 as agora_dot_common_dot_v1_dot_money__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61gora/catalog/v1/catalog.proto\x12\x10\x61gora.catalog.v1\x1a\x1b\x61gora/common/v1/money.proto\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x02\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tseller_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12%\n\x05price\x18\x06 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\r\n\x05stock\x18\x07 \x01(\x03\x12+\n\nattributes\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07version\x18\t \x01(\x04\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x0fReservationItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"\xfe\x01\n\x0bReservation\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x30\n\x05items\x18\x02 \x03(\x0b\x32!.agora.catalog.v1.ReservationItem\x12\x31\n\x05state\x18\x03 \x01(\x0e\x32\".agora.catalog.v1.ReservationState\x12/\n\x0breserved_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breleased_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0erelease_reason\x18\x06 \x01(\t\"B\n\x14\x43reateProductRequest\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.agora.catalog.v1.Product\"C\n\x15\x43reateProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.agora.catalog.v1.Product\"\'\n\x11GetProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"@\n\x12GetProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.agora.catalog.v1.Product\"\xa1\x01\n\x14UpdateProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12*\n\x07product\x18\x02 \x01(\x0b\x32\x19.agora.catalog.v1.Product\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\x04\"C\n\x15UpdateProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.agora.catalog.v1.Product\"p\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tseller_id\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\r\n\x05query\x18\x05 \x01(\t\"\\\n\x14ListProductsResponse\x12+\n\x08products\x18\x01 \x03(\x0b\x32\x19.agora.catalog.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"[\n\x12\x41\x64justStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"A\n\x13\x41\x64justStockResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.agora.catalog.v1.Product\"Y\n\x13ReserveStockRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x30\n\x05items\x18\x02 \x03(\x0b\x32!.agora.catalog.v1.ReservationItem\"J\n\x14ReserveStockResponse\x12\x32\n\x0breservation\x18\x01 \x01(\x0b\x32\x1d.agora.catalog.v1.Reservation\"7\n\x13ReleaseStockRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"J\n\x14ReleaseStockResponse\x12\x32\n\x0breservation\x18\x01 \x01(\x0b\x32\x1d.agora.catalog.v1.Reservation\")\n\x13WatchProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"\xa2\x01\n\x14WatchProductResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12%\n\x05price\x18\x03 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\r\n\x05stock\x18\x04 \x01(\x03\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*u\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aRESERVATION_STATE_RESERVED\x10\x01\x12\x1e\n\x1aRESERVATION_STATE_RELEASED\x10\x02\x32\xb0\n\n\x0e\x43\x61talogService\x12\xc0\x01\n\rCreateProduct\x12&.agora.catalog.v1.CreateProductRequest\x1a\'.agora.catalog.v1.CreateProductResponse\"^\xc8\xf3\x18\x01\xd2\xf3\x18\x16\n\x12POST /api/products\x18\x01\x82\xd3\xe4\x93\x02:\"\x0c/v1/products:\x07productZ!\"\r/api/products:\x07productb\x07product\x12\xcb\x01\n\nGetProduct\x12#.agora.catalog.v1.GetProductRequest\x1a$.agora.catalog.v1.GetProductResponse\"r\xc8\xf3\x18\x01\xd2\xf3\x18\"\n\x1eGET /api/products/{product_id}\x18\x01\x82\xd3\xe4\x93\x02\x42\x12\x19/v1/products/{product_id}Z%\x12\x1a/api/products/{product_id}b\x07product\x12\x90\x01\n\rUpdateProduct\x12&.agora.catalog.v1.UpdateProductRequest\x1a\'.agora.catalog.v1.UpdateProductResponse\".\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02$2\x19/v1/products/{product_id}:\x07product\x12\xab\x01\n\x0cListProducts\x12%.agora.catalog.v1.ListProductsRequest\x1a&.agora.catalog.v1.ListProductsResponse\"L\xc8\xf3\x18\x01\xd2\xf3\x18\x15\n\x11GET /api/products\x18\x01\x82\xd3\xe4\x93\x02)\x12\x0c/v1/productsZ\x19\x12\r/api/productsb\x08products\x12\x90\x01\n\x0b\x41\x64justStock\x12$.agora.catalog.v1.AdjustStockRequest\x1a%.agora.catalog.v1.AdjustStockResponse\"4\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02*\"%/v1/products/{product_id}:adjustStock:\x01*\x12\x8f\x01\n\x0cReserveStock\x12%.agora.catalog.v1.ReserveStockRequest\x1a&.agora.catalog.v1.ReserveStockResponse\"0\xc8\xf3\x18\x04\x82\xd3\xe4\x93\x02&\"!/v1/stock-reservations/{order_id}:\x01*\x12\x97\x01\n\x0cReleaseStock\x12%.agora.catalog.v1.ReleaseStockRequest\x1a&.agora.catalog.v1.ReleaseStockResponse\"8\xc8\xf3\x18\x04\x82\xd3\xe4\x93\x02.\")/v1/stock-reservations/{order_id}:release:\x01*\x12\x8c\x01\n\x0cWatchProduct\x12%.agora.catalog.v1.WatchProductRequest\x1a&.agora.catalog.v1.WatchProductResponse\"+\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02!\x12\x1f/v1/products/{product_id}:watch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61gora/catalog/v1/catalog.proto\x12\x10\x61gora.catalog.v1\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1b\x61gora/common/v1/money.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x03\n\x07Product\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\tseller_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1d\n\x04name\x18\x03 \x01(\tB\x0f\xe2\x41\x01\x02\xea\xf9\x18\x07\x10\xc8\x01\x1a\x02\\S\x12\x1c\n\x0b\x64\x65scription\x18\x04 \x01(\tB\x07\xea\xf9\x18\x03\x10\x88\'\x12\x19\n\x08\x63\x61tegory\x18\x05 \x01(\tB\x07\xea\xf9\x18\x03\x10\xc8\x01\x12+\n\x05price\x18\x06 \x01(\x0b\x32\x16.agora.common.v1.MoneyB\x04\xe2\x41\x01\x02\x12\x1c\n\x05stock\x18\x07 \x01(\x03\x42\r\xea\xf9\x18\t!\x00\x00\x00\x00\x00\x00\x00\x00\x12+\n\nattributes\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\x07version\x18\t \x01(\x04\x42\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"T\n\x0fReservationItem\x12 \n\nproduct_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xea\xf9\x18\x04\x1a\x02\\S\x12\x1f\n\x08quantity\x18\x02 \x01(\x03\x42\r\xea\xf9\x18\t!\x00\x00\x00\x00\x00\x00\xf0?\"\xfe\x01\n\x0bReservation\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x30\n\x05items\x18\x02 \x03(\x0b\x32!.agora.catalog.v1.ReservationItem\x12\x31\n\x05state\x18\x03 \x01(\x0e\x32\".agora.catalog.v1.ReservationState\x12/\n\x0breserved_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breleased_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0erelease_reason\x18\x06 \x01(\t\"B\n\x14\x43reateProductRequest\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.agora.catalog.v1.Product\"C\n\x15\x43reateProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.agora.catalog.v1.Product\"\'\n\x11GetProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"@\n\x12GetProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.agora.catalog.v1.Product\"\xa1\x01\n\x14UpdateProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12*\n\x07product\x18\x02 \x01(\x0b\x32\x19.agora.catalog.v1.Product\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\x04\"C\n\x15UpdateProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.agora.catalog.v1.Product\"\x7f\n\x13ListProductsRequest\x12 \n\tpage_size\x18\x01 \x01(\x05\x42\r\xea\xf9\x18\t!\x00\x00\x00\x00\x00\x00\x00\x00\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tseller_id\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\r\n\x05query\x18\x05 \x01(\t\"\\\n\x14ListProductsResponse\x12+\n\x08products\x18\x01 \x03(\x0b\x32\x19.agora.catalog.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"a\n\x12\x41\x64justStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x13\n\x05\x64\x65lta\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"A\n\x13\x41\x64justStockResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.agora.catalog.v1.Product\"_\n\x13ReserveStockRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x36\n\x05items\x18\x02 \x03(\x0b\x32!.agora.catalog.v1.ReservationItemB\x04\xe2\x41\x01\x02\"J\n\x14ReserveStockResponse\x12\x32\n\x0breservation\x18\x01 \x01(\x0b\x32\x1d.agora.catalog.v1.Reservation\"7\n\x13ReleaseStockRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"J\n\x14ReleaseStockResponse\x12\x32\n\x0breservation\x18\x01 \x01(\x0b\x32\x1d.agora.catalog.v1.Reservation\")\n\x13WatchProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"\xa2\x01\n\x14WatchProductResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12%\n\x05price\x18\x03 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\r\n\x05stock\x18\x04 \x01(\x03\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*u\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aRESERVATION_STATE_RESERVED\x10\x01\x12\x1e\n\x1aRESERVATION_STATE_RELEASED\x10\x02\x32\xb0\n\n\x0e\x43\x61talogService\x12\xc0\x01\n\rCreateProduct\x12&.agora.catalog.v1.CreateProductRequest\x1a\'.agora.catalog.v1.CreateProductResponse\"^\xc8\xf3\x18\x01\xd2\xf3\x18\x16\n\x12POST /api/products\x18\x01\x82\xd3\xe4\x93\x02:\"\x0c/v1/products:\x07productZ!\"\r/api/products:\x07productb\x07product\x12\xcb\x01\n\nGetProduct\x12#.agora.catalog.v1.GetProductRequest\x1a$.agora.catalog.v1.GetProductResponse\"r\xc8\xf3\x18\x01\xd2\xf3\x18\"\n\x1eGET /api/products/{product_id}\x18\x01\x82\xd3\xe4\x93\x02\x42\x12\x19/v1/products/{product_id}Z%\x12\x1a/api/products/{product_id}b\x07product\x12\x90\x01\n\rUpdateProduct\x12&.agora.catalog.v1.UpdateProductRequest\x1a\'.agora.catalog.v1.UpdateProductResponse\".\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02$2\x19/v1/products/{product_id}:\x07product\x12\xab\x01\n\x0cListProducts\x12%.agora.catalog.v1.ListProductsRequest\x1a&.agora.catalog.v1.ListProductsResponse\"L\xc8\xf3\x18\x01\xd2\xf3\x18\x15\n\x11GET /api/products\x18\x01\x82\xd3\xe4\x93\x02)\x12\x0c/v1/productsZ\x19\x12\r/api/productsb\x08products\x12\x90\x01\n\x0b\x41\x64justStock\x12$.agora.catalog.v1.AdjustStockRequest\x1a%.agora.catalog.v1.AdjustStockResponse\"4\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02*\"%/v1/products/{product_id}:adjustStock:\x01*\x12\x8f\x01\n\x0cReserveStock\x12%.agora.catalog.v1.ReserveStockRequest\x1a&.agora.catalog.v1.ReserveStockResponse\"0\xc8\xf3\x18\x04\x82\xd3\xe4\x93\x02&\"!/v1/stock-reservations/{order_id}:\x01*\x12\x97\x01\n\x0cReleaseStock\x12%.agora.catalog.v1.ReleaseStockRequest\x1a&.agora.catalog.v1.ReleaseStockResponse\"8\xc8\xf3\x18\x04\x82\xd3\xe4\x93\x02.\")/v1/stock-reservations/{order_id}:release:\x01*\x12\x8c\x01\n\x0cWatchProduct\x12%.agora.catalog.v1.WatchProductRequest\x1a&.agora.catalog.v1.WatchProductResponse\"+\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02!\x12\x1f/v1/products/{product_id}:watch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agora.catalog.v1.catalog_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PRODUCT'].fields_by_name['id']._loaded_options = None
+  _globals['_PRODUCT'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_PRODUCT'].fields_by_name['seller_id']._loaded_options = None
+  _globals['_PRODUCT'].fields_by_name['seller_id']._serialized_options = b'\342A\001\002'
+  _globals['_PRODUCT'].fields_by_name['name']._loaded_options = None
+  _globals['_PRODUCT'].fields_by_name['name']._serialized_options = b'\342A\001\002\352\371\030\007\020\310\001\032\002\\S'
+  _globals['_PRODUCT'].fields_by_name['description']._loaded_options = None
+  _globals['_PRODUCT'].fields_by_name['description']._serialized_options = b'\352\371\030\003\020\210\''
+  _globals['_PRODUCT'].fields_by_name['category']._loaded_options = None
+  _globals['_PRODUCT'].fields_by_name['category']._serialized_options = b'\352\371\030\003\020\310\001'
+  _globals['_PRODUCT'].fields_by_name['price']._loaded_options = None
+  _globals['_PRODUCT'].fields_by_name['price']._serialized_options = b'\342A\001\002'
+  _globals['_PRODUCT'].fields_by_name['stock']._loaded_options = None
+  _globals['_PRODUCT'].fields_by_name['stock']._serialized_options = b'\352\371\030\t!\000\000\000\000\000\000\000\000'
+  _globals['_PRODUCT'].fields_by_name['version']._loaded_options = None
+  _globals['_PRODUCT'].fields_by_name['version']._serialized_options = b'\342A\001\003'
+  _globals['_PRODUCT'].fields_by_name['created_at']._loaded_options = None
+  _globals['_PRODUCT'].fields_by_name['created_at']._serialized_options = b'\342A\001\003'
+  _globals['_PRODUCT'].fields_by_name['updated_at']._loaded_options = None
+  _globals['_PRODUCT'].fields_by_name['updated_at']._serialized_options = b'\342A\001\003'
+  _globals['_RESERVATIONITEM'].fields_by_name['product_id']._loaded_options = None
+  _globals['_RESERVATIONITEM'].fields_by_name['product_id']._serialized_options = b'\342A\001\002\352\371\030\004\032\002\\S'
+  _globals['_RESERVATIONITEM'].fields_by_name['quantity']._loaded_options = None
+  _globals['_RESERVATIONITEM'].fields_by_name['quantity']._serialized_options = b'\352\371\030\t!\000\000\000\000\000\000\360?'
+  _globals['_LISTPRODUCTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTPRODUCTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\352\371\030\t!\000\000\000\000\000\000\000\000'
+  _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['delta']._loaded_options = None
+  _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['delta']._serialized_options = b'\342A\001\002'
+  _globals['_RESERVESTOCKREQUEST'].fields_by_name['items']._loaded_options = None
+  _globals['_RESERVESTOCKREQUEST'].fields_by_name['items']._serialized_options = b'\342A\001\002'
   _globals['_CATALOGSERVICE'].methods_by_name['CreateProduct']._loaded_options = None
   _globals['_CATALOGSERVICE'].methods_by_name['CreateProduct']._serialized_options = b'\310\363\030\001\322\363\030\026\n\022POST /api/products\030\001\202\323\344\223\002:\"\014/v1/products:\007productZ!\"\r/api/products:\007productb\007product'
   _globals['_CATALOGSERVICE'].methods_by_name['GetProduct']._loaded_options = None
@@ -53,46 +84,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CATALOGSERVICE'].methods_by_name['ReleaseStock']._serialized_options = b'\310\363\030\004\202\323\344\223\002.\")/v1/stock-reservations/{order_id}:release:\001*'
   _globals['_CATALOGSERVICE'].methods_by_name['WatchProduct']._loaded_options = None
   _globals['_CATALOGSERVICE'].methods_by_name['WatchProduct']._serialized_options = b'\310\363\030\001\202\323\344\223\002!\022\037/v1/products/{product_id}:watch'
-  _globals['_RESERVATIONSTATE']._serialized_start=2211
-  _globals['_RESERVATIONSTATE']._serialized_end=2328
-  _globals['_PRODUCT']._serialized_start=237
-  _globals['_PRODUCT']._serialized_end=542
-  _globals['_RESERVATIONITEM']._serialized_start=544
-  _globals['_RESERVATIONITEM']._serialized_end=599
-  _globals['_RESERVATION']._serialized_start=602
-  _globals['_RESERVATION']._serialized_end=856
-  _globals['_CREATEPRODUCTREQUEST']._serialized_start=858
-  _globals['_CREATEPRODUCTREQUEST']._serialized_end=924
-  _globals['_CREATEPRODUCTRESPONSE']._serialized_start=926
-  _globals['_CREATEPRODUCTRESPONSE']._serialized_end=993
-  _globals['_GETPRODUCTREQUEST']._serialized_start=995
-  _globals['_GETPRODUCTREQUEST']._serialized_end=1034
-  _globals['_GETPRODUCTRESPONSE']._serialized_start=1036
-  _globals['_GETPRODUCTRESPONSE']._serialized_end=1100
-  _globals['_UPDATEPRODUCTREQUEST']._serialized_start=1103
-  _globals['_UPDATEPRODUCTREQUEST']._serialized_end=1264
-  _globals['_UPDATEPRODUCTRESPONSE']._serialized_start=1266
-  _globals['_UPDATEPRODUCTRESPONSE']._serialized_end=1333
-  _globals['_LISTPRODUCTSREQUEST']._serialized_start=1335
-  _globals['_LISTPRODUCTSREQUEST']._serialized_end=1447
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=1449
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=1541
-  _globals['_ADJUSTSTOCKREQUEST']._serialized_start=1543
-  _globals['_ADJUSTSTOCKREQUEST']._serialized_end=1634
-  _globals['_ADJUSTSTOCKRESPONSE']._serialized_start=1636
-  _globals['_ADJUSTSTOCKRESPONSE']._serialized_end=1701
-  _globals['_RESERVESTOCKREQUEST']._serialized_start=1703
-  _globals['_RESERVESTOCKREQUEST']._serialized_end=1792
-  _globals['_RESERVESTOCKRESPONSE']._serialized_start=1794
-  _globals['_RESERVESTOCKRESPONSE']._serialized_end=1868
-  _globals['_RELEASESTOCKREQUEST']._serialized_start=1870
-  _globals['_RELEASESTOCKREQUEST']._serialized_end=1925
-  _globals['_RELEASESTOCKRESPONSE']._serialized_start=1927
-  _globals['_RELEASESTOCKRESPONSE']._serialized_end=2001
-  _globals['_WATCHPRODUCTREQUEST']._serialized_start=2003
-  _globals['_WATCHPRODUCTREQUEST']._serialized_end=2044
-  _globals['_WATCHPRODUCTRESPONSE']._serialized_start=2047
-  _globals['_WATCHPRODUCTRESPONSE']._serialized_end=2209
-  _globals['_CATALOGSERVICE']._serialized_start=2331
-  _globals['_CATALOGSERVICE']._serialized_end=3659
+  _globals['_RESERVATIONSTATE']._serialized_start=2386
+  _globals['_RESERVATIONSTATE']._serialized_end=2503
+  _globals['_PRODUCT']._serialized_start=270
+  _globals['_PRODUCT']._serialized_end=661
+  _globals['_RESERVATIONITEM']._serialized_start=663
+  _globals['_RESERVATIONITEM']._serialized_end=747
+  _globals['_RESERVATION']._serialized_start=750
+  _globals['_RESERVATION']._serialized_end=1004
+  _globals['_CREATEPRODUCTREQUEST']._serialized_start=1006
+  _globals['_CREATEPRODUCTREQUEST']._serialized_end=1072
+  _globals['_CREATEPRODUCTRESPONSE']._serialized_start=1074
+  _globals['_CREATEPRODUCTRESPONSE']._serialized_end=1141
+  _globals['_GETPRODUCTREQUEST']._serialized_start=1143
+  _globals['_GETPRODUCTREQUEST']._serialized_end=1182
+  _globals['_GETPRODUCTRESPONSE']._serialized_start=1184
+  _globals['_GETPRODUCTRESPONSE']._serialized_end=1248
+  _globals['_UPDATEPRODUCTREQUEST']._serialized_start=1251
+  _globals['_UPDATEPRODUCTREQUEST']._serialized_end=1412
+  _globals['_UPDATEPRODUCTRESPONSE']._serialized_start=1414
+  _globals['_UPDATEPRODUCTRESPONSE']._serialized_end=1481
+  _globals['_LISTPRODUCTSREQUEST']._serialized_start=1483
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=1610
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=1612
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=1704
+  _globals['_ADJUSTSTOCKREQUEST']._serialized_start=1706
+  _globals['_ADJUSTSTOCKREQUEST']._serialized_end=1803
+  _globals['_ADJUSTSTOCKRESPONSE']._serialized_start=1805
+  _globals['_ADJUSTSTOCKRESPONSE']._serialized_end=1870
+  _globals['_RESERVESTOCKREQUEST']._serialized_start=1872
+  _globals['_RESERVESTOCKREQUEST']._serialized_end=1967
+  _globals['_RESERVESTOCKRESPONSE']._serialized_start=1969
+  _globals['_RESERVESTOCKRESPONSE']._serialized_end=2043
+  _globals['_RELEASESTOCKREQUEST']._serialized_start=2045
+  _globals['_RELEASESTOCKREQUEST']._serialized_end=2100
+  _globals['_RELEASESTOCKRESPONSE']._serialized_start=2102
+  _globals['_RELEASESTOCKRESPONSE']._serialized_end=2176
+  _globals['_WATCHPRODUCTREQUEST']._serialized_start=2178
+  _globals['_WATCHPRODUCTREQUEST']._serialized_end=2219
+  _globals['_WATCHPRODUCTRESPONSE']._serialized_start=2222
+  _globals['_WATCHPRODUCTRESPONSE']._serialized_end=2384
+  _globals['_CATALOGSERVICE']._serialized_start=2506
+  _globals['_CATALOGSERVICE']._serialized_end=3834
 # @@protoc_insertion_point(module_scope)

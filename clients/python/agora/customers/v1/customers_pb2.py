@@ -24,17 +24,64 @@ _sym_db = _symbol_database.Default()
 
 from agora.api.v1 import options_pb2 as agora_dot_api_dot_v1_dot_options__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"agora/customers/v1/customers.proto\x12\x12\x61gora.customers.v1\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"p\n\x07\x41\x64\x64ress\x12\r\n\x05line1\x18\x01 \x01(\t\x12\r\n\x05line2\x18\x02 \x01(\t\x12\x0c\n\x04\x63ity\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x13\n\x0bpostal_code\x18\x05 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x06 \x01(\t\"\xdf\x01\n\x06\x43lient\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\r\n\x05phone\x18\x04 \x01(\t\x12,\n\x07\x61\x64\x64ress\x18\x05 \x01(\x0b\x32\x1b.agora.customers.v1.Address\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf4\x01\n\x06Seller\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\r\n\x05phone\x18\x04 \x01(\t\x12,\n\x07\x61\x64\x64ress\x18\x05 \x01(\x0b\x32\x1b.agora.customers.v1.Address\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x13\x43reateClientRequest\x12*\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Client\"B\n\x14\x43reateClientResponse\x12*\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Client\"%\n\x10GetClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"?\n\x11GetClientResponse\x12*\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Client\"\x85\x01\n\x13UpdateClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12*\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x1a.agora.customers.v1.Client\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"B\n\x14UpdateClientResponse\x12*\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Client\"J\n\x12ListClientsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\"[\n\x13ListClientsResponse\x12+\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x1a.agora.customers.v1.Client\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x13\x43reateSellerRequest\x12*\n\x06seller\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\"B\n\x14\x43reateSellerResponse\x12*\n\x06seller\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\"%\n\x10GetSellerRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\"?\n\x11GetSellerResponse\x12*\n\x06seller\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\"\x85\x01\n\x13UpdateSellerRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12*\n\x06seller\x18\x02 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"B\n\x14UpdateSellerResponse\x12*\n\x06seller\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\"J\n\x12ListSellersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\"[\n\x13ListSellersResponse\x12+\n\x07sellers\x18\x01 \x03(\x0b\x32\x1a.agora.customers.v1.Seller\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x95\x0b\n\x0f\x43ustomerService\x12\xbb\x01\n\x0c\x43reateClient\x12\'.agora.customers.v1.CreateClientRequest\x1a(.agora.customers.v1.CreateClientResponse\"X\xc8\xf3\x18\x01\xd2\xf3\x18\x15\n\x11POST /api/clients\x18\x01\x82\xd3\xe4\x93\x02\x35\"\x0b/v1/clients:\x06\x63lientZ\x1e\"\x0c/api/clients:\x06\x63lientb\x06\x63lient\x12\xc5\x01\n\tGetClient\x12$.agora.customers.v1.GetClientRequest\x1a%.agora.customers.v1.GetClientResponse\"k\xc8\xf3\x18\x01\xd2\xf3\x18 \n\x1cGET /api/clients/{client_id}\x18\x01\x82\xd3\xe4\x93\x02=\x12\x17/v1/clients/{client_id}Z\"\x12\x18/api/clients/{client_id}b\x06\x63lient\x12\x8e\x01\n\x0cUpdateClient\x12\'.agora.customers.v1.UpdateClientRequest\x1a(.agora.customers.v1.UpdateClientResponse\"+\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02!2\x17/v1/clients/{client_id}:\x06\x63lient\x12\xa8\x01\n\x0bListClients\x12&.agora.customers.v1.ListClientsRequest\x1a\'.agora.customers.v1.ListClientsResponse\"H\xc8\xf3\x18\x01\xd2\xf3\x18\x14\n\x10GET /api/clients\x18\x01\x82\xd3\xe4\x93\x02&\x12\x0b/v1/clientsZ\x17\x12\x0c/api/clientsb\x07\x63lients\x12\xbb\x01\n\x0c\x43reateSeller\x12\'.agora.customers.v1.CreateSellerRequest\x1a(.agora.customers.v1.CreateSellerResponse\"X\xc8\xf3\x18\x01\xd2\xf3\x18\x15\n\x11POST /api/sellers\x18\x01\x82\xd3\xe4\x93\x02\x35\"\x0b/v1/sellers:\x06sellerZ\x1e\"\x0c/api/sellers:\x06sellerb\x06seller\x12\xc5\x01\n\tGetSeller\x12$.agora.customers.v1.GetSellerRequest\x1a%.agora.customers.v1.GetSellerResponse\"k\xc8\xf3\x18\x01\xd2\xf3\x18 \n\x1cGET /api/sellers/{seller_id}\x18\x01\x82\xd3\xe4\x93\x02=\x12\x17/v1/sellers/{seller_id}Z\"\x12\x18/api/sellers/{seller_id}b\x06seller\x12\x8e\x01\n\x0cUpdateSeller\x12\'.agora.customers.v1.UpdateSellerRequest\x1a(.agora.customers.v1.UpdateSellerResponse\"+\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02!2\x17/v1/sellers/{seller_id}:\x06seller\x12\xa8\x01\n\x0bListSellers\x12&.agora.customers.v1.ListSellersRequest\x1a\'.agora.customers.v1.ListSellersResponse\"H\xc8\xf3\x18\x01\xd2\xf3\x18\x14\n\x10GET /api/sellers\x18\x01\x82\xd3\xe4\x93\x02&\x12\x0b/v1/sellersZ\x17\x12\x0c/api/sellersb\x07sellersb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"agora/customers/v1/customers.proto\x12\x12\x61gora.customers.v1\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x01\n\x07\x41\x64\x64ress\x12\x16\n\x05line1\x18\x01 \x01(\tB\x07\xea\xf9\x18\x03\x10\xc8\x01\x12\x16\n\x05line2\x18\x02 \x01(\tB\x07\xea\xf9\x18\x03\x10\xc8\x01\x12\x15\n\x04\x63ity\x18\x03 \x01(\tB\x07\xea\xf9\x18\x03\x10\xc8\x01\x12\x17\n\x06region\x18\x04 \x01(\tB\x07\xea\xf9\x18\x03\x10\xc8\x01\x12\x1c\n\x0bpostal_code\x18\x05 \x01(\tB\x07\xea\xf9\x18\x03\x10\xc8\x01\x12\x66\n\x0c\x63ountry_code\x18\x06 \x01(\tBP\xea\xf9\x18L\x1a\x10^\\s*[A-Z]{2}\\s*$J8an ISO 3166-1 alpha-2 code, upper case, such as BR or US\"\xa1\x03\n\x06\x43lient\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x04name\x18\x02 \x01(\tB\x0f\xe2\x41\x01\x02\xea\xf9\x18\x07\x10\xc8\x01\x1a\x02\\S\x12\\\n\x05\x65mail\x18\x03 \x01(\tBM\xe2\x41\x01\x02\xea\xf9\x18\x45\x10\xfe\x01\x1a ^\\s*[^@\\s]+@[^@\\s]+\\.[^@\\s]+\\s*$J\x1e\x61n email address (name@domain)\x12W\n\x05phone\x18\x04 \x01(\tBH\xea\xf9\x18\x44\x1a\x1a^\\s*\\+[1-9][0-9]{6,14}\\s*$J&an E.164 number such as +5511987654321\x12,\n\x07\x61\x64\x64ress\x18\x05 \x01(\x0b\x32\x1b.agora.customers.v1.Address\x12\x15\n\x07user_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xbf\x03\n\x06Seller\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x04name\x18\x02 \x01(\tB\x0f\xe2\x41\x01\x02\xea\xf9\x18\x07\x10\xc8\x01\x1a\x02\\S\x12\\\n\x05\x65mail\x18\x03 \x01(\tBM\xe2\x41\x01\x02\xea\xf9\x18\x45\x10\xfe\x01\x1a ^\\s*[^@\\s]+@[^@\\s]+\\.[^@\\s]+\\s*$J\x1e\x61n email address (name@domain)\x12W\n\x05phone\x18\x04 \x01(\tBH\xea\xf9\x18\x44\x1a\x1a^\\s*\\+[1-9][0-9]{6,14}\\s*$J&an E.164 number such as +5511987654321\x12,\n\x07\x61\x64\x64ress\x18\x05 \x01(\x0b\x32\x1b.agora.customers.v1.Address\x12\x1c\n\x0b\x64\x65scription\x18\x06 \x01(\tB\x07\xea\xf9\x18\x03\x10\xd0\x0f\x12\x15\n\x07user_id\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"A\n\x13\x43reateClientRequest\x12*\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Client\"B\n\x14\x43reateClientResponse\x12*\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Client\"%\n\x10GetClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"?\n\x11GetClientResponse\x12*\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Client\"\x85\x01\n\x13UpdateClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12*\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x1a.agora.customers.v1.Client\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"B\n\x14UpdateClientResponse\x12*\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Client\"Y\n\x12ListClientsRequest\x12 \n\tpage_size\x18\x01 \x01(\x05\x42\r\xea\xf9\x18\t!\x00\x00\x00\x00\x00\x00\x00\x00\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\"[\n\x13ListClientsResponse\x12+\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x1a.agora.customers.v1.Client\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x13\x43reateSellerRequest\x12*\n\x06seller\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\"B\n\x14\x43reateSellerResponse\x12*\n\x06seller\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\"%\n\x10GetSellerRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\"?\n\x11GetSellerResponse\x12*\n\x06seller\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\"\x85\x01\n\x13UpdateSellerRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12*\n\x06seller\x18\x02 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"B\n\x14UpdateSellerResponse\x12*\n\x06seller\x18\x01 \x01(\x0b\x32\x1a.agora.customers.v1.Seller\"Y\n\x12ListSellersRequest\x12 \n\tpage_size\x18\x01 \x01(\x05\x42\r\xea\xf9\x18\t!\x00\x00\x00\x00\x00\x00\x00\x00\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\"[\n\x13ListSellersResponse\x12+\n\x07sellers\x18\x01 \x03(\x0b\x32\x1a.agora.customers.v1.Seller\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x95\x0b\n\x0f\x43ustomerService\x12\xbb\x01\n\x0c\x43reateClient\x12\'.agora.customers.v1.CreateClientRequest\x1a(.agora.customers.v1.CreateClientResponse\"X\xc8\xf3\x18\x01\xd2\xf3\x18\x15\n\x11POST /api/clients\x18\x01\x82\xd3\xe4\x93\x02\x35\"\x0b/v1/clients:\x06\x63lientZ\x1e\"\x0c/api/clients:\x06\x63lientb\x06\x63lient\x12\xc5\x01\n\tGetClient\x12$.agora.customers.v1.GetClientRequest\x1a%.agora.customers.v1.GetClientResponse\"k\xc8\xf3\x18\x01\xd2\xf3\x18 \n\x1cGET /api/clients/{client_id}\x18\x01\x82\xd3\xe4\x93\x02=\x12\x17/v1/clients/{client_id}Z\"\x12\x18/api/clients/{client_id}b\x06\x63lient\x12\x8e\x01\n\x0cUpdateClient\x12\'.agora.customers.v1.UpdateClientRequest\x1a(.agora.customers.v1.UpdateClientResponse\"+\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02!2\x17/v1/clients/{client_id}:\x06\x63lient\x12\xa8\x01\n\x0bListClients\x12&.agora.customers.v1.ListClientsRequest\x1a\'.agora.customers.v1.ListClientsResponse\"H\xc8\xf3\x18\x01\xd2\xf3\x18\x14\n\x10GET /api/clients\x18\x01\x82\xd3\xe4\x93\x02&\x12\x0b/v1/clientsZ\x17\x12\x0c/api/clientsb\x07\x63lients\x12\xbb\x01\n\x0c\x43reateSeller\x12\'.agora.customers.v1.CreateSellerRequest\x1a(.agora.customers.v1.CreateSellerResponse\"X\xc8\xf3\x18\x01\xd2\xf3\x18\x15\n\x11POST /api/sellers\x18\x01\x82\xd3\xe4\x93\x02\x35\"\x0b/v1/sellers:\x06sellerZ\x1e\"\x0c/api/sellers:\x06sellerb\x06seller\x12\xc5\x01\n\tGetSeller\x12$.agora.customers.v1.GetSellerRequest\x1a%.agora.customers.v1.GetSellerResponse\"k\xc8\xf3\x18\x01\xd2\xf3\x18 \n\x1cGET /api/sellers/{seller_id}\x18\x01\x82\xd3\xe4\x93\x02=\x12\x17/v1/sellers/{seller_id}Z\"\x12\x18/api/sellers/{seller_id}b\x06seller\x12\x8e\x01\n\x0cUpdateSeller\x12\'.agora.customers.v1.UpdateSellerRequest\x1a(.agora.customers.v1.UpdateSellerResponse\"+\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02!2\x17/v1/sellers/{seller_id}:\x06seller\x12\xa8\x01\n\x0bListSellers\x12&.agora.customers.v1.ListSellersRequest\x1a\'.agora.customers.v1.ListSellersResponse\"H\xc8\xf3\x18\x01\xd2\xf3\x18\x14\n\x10GET /api/sellers\x18\x01\x82\xd3\xe4\x93\x02&\x12\x0b/v1/sellersZ\x17\x12\x0c/api/sellersb\x07sellersb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agora.customers.v1.customers_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ADDRESS'].fields_by_name['line1']._loaded_options = None
+  _globals['_ADDRESS'].fields_by_name['line1']._serialized_options = b'\352\371\030\003\020\310\001'
+  _globals['_ADDRESS'].fields_by_name['line2']._loaded_options = None
+  _globals['_ADDRESS'].fields_by_name['line2']._serialized_options = b'\352\371\030\003\020\310\001'
+  _globals['_ADDRESS'].fields_by_name['city']._loaded_options = None
+  _globals['_ADDRESS'].fields_by_name['city']._serialized_options = b'\352\371\030\003\020\310\001'
+  _globals['_ADDRESS'].fields_by_name['region']._loaded_options = None
+  _globals['_ADDRESS'].fields_by_name['region']._serialized_options = b'\352\371\030\003\020\310\001'
+  _globals['_ADDRESS'].fields_by_name['postal_code']._loaded_options = None
+  _globals['_ADDRESS'].fields_by_name['postal_code']._serialized_options = b'\352\371\030\003\020\310\001'
+  _globals['_ADDRESS'].fields_by_name['country_code']._loaded_options = None
+  _globals['_ADDRESS'].fields_by_name['country_code']._serialized_options = b'\352\371\030L\032\020^\\s*[A-Z]{2}\\s*$J8an ISO 3166-1 alpha-2 code, upper case, such as BR or US'
+  _globals['_CLIENT'].fields_by_name['id']._loaded_options = None
+  _globals['_CLIENT'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_CLIENT'].fields_by_name['name']._loaded_options = None
+  _globals['_CLIENT'].fields_by_name['name']._serialized_options = b'\342A\001\002\352\371\030\007\020\310\001\032\002\\S'
+  _globals['_CLIENT'].fields_by_name['email']._loaded_options = None
+  _globals['_CLIENT'].fields_by_name['email']._serialized_options = b'\342A\001\002\352\371\030E\020\376\001\032 ^\\s*[^@\\s]+@[^@\\s]+\\.[^@\\s]+\\s*$J\036an email address (name@domain)'
+  _globals['_CLIENT'].fields_by_name['phone']._loaded_options = None
+  _globals['_CLIENT'].fields_by_name['phone']._serialized_options = b'\352\371\030D\032\032^\\s*\\+[1-9][0-9]{6,14}\\s*$J&an E.164 number such as +5511987654321'
+  _globals['_CLIENT'].fields_by_name['user_id']._loaded_options = None
+  _globals['_CLIENT'].fields_by_name['user_id']._serialized_options = b'\342A\001\003'
+  _globals['_CLIENT'].fields_by_name['created_at']._loaded_options = None
+  _globals['_CLIENT'].fields_by_name['created_at']._serialized_options = b'\342A\001\003'
+  _globals['_CLIENT'].fields_by_name['updated_at']._loaded_options = None
+  _globals['_CLIENT'].fields_by_name['updated_at']._serialized_options = b'\342A\001\003'
+  _globals['_SELLER'].fields_by_name['id']._loaded_options = None
+  _globals['_SELLER'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_SELLER'].fields_by_name['name']._loaded_options = None
+  _globals['_SELLER'].fields_by_name['name']._serialized_options = b'\342A\001\002\352\371\030\007\020\310\001\032\002\\S'
+  _globals['_SELLER'].fields_by_name['email']._loaded_options = None
+  _globals['_SELLER'].fields_by_name['email']._serialized_options = b'\342A\001\002\352\371\030E\020\376\001\032 ^\\s*[^@\\s]+@[^@\\s]+\\.[^@\\s]+\\s*$J\036an email address (name@domain)'
+  _globals['_SELLER'].fields_by_name['phone']._loaded_options = None
+  _globals['_SELLER'].fields_by_name['phone']._serialized_options = b'\352\371\030D\032\032^\\s*\\+[1-9][0-9]{6,14}\\s*$J&an E.164 number such as +5511987654321'
+  _globals['_SELLER'].fields_by_name['description']._loaded_options = None
+  _globals['_SELLER'].fields_by_name['description']._serialized_options = b'\352\371\030\003\020\320\017'
+  _globals['_SELLER'].fields_by_name['user_id']._loaded_options = None
+  _globals['_SELLER'].fields_by_name['user_id']._serialized_options = b'\342A\001\003'
+  _globals['_SELLER'].fields_by_name['created_at']._loaded_options = None
+  _globals['_SELLER'].fields_by_name['created_at']._serialized_options = b'\342A\001\003'
+  _globals['_SELLER'].fields_by_name['updated_at']._loaded_options = None
+  _globals['_SELLER'].fields_by_name['updated_at']._serialized_options = b'\342A\001\003'
+  _globals['_LISTCLIENTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTCLIENTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\352\371\030\t!\000\000\000\000\000\000\000\000'
+  _globals['_LISTSELLERSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTSELLERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\352\371\030\t!\000\000\000\000\000\000\000\000'
   _globals['_CUSTOMERSERVICE'].methods_by_name['CreateClient']._loaded_options = None
   _globals['_CUSTOMERSERVICE'].methods_by_name['CreateClient']._serialized_options = b'\310\363\030\001\322\363\030\025\n\021POST /api/clients\030\001\202\323\344\223\0025\"\013/v1/clients:\006clientZ\036\"\014/api/clients:\006clientb\006client'
   _globals['_CUSTOMERSERVICE'].methods_by_name['GetClient']._loaded_options = None
@@ -51,44 +98,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CUSTOMERSERVICE'].methods_by_name['UpdateSeller']._serialized_options = b'\310\363\030\003\202\323\344\223\002!2\027/v1/sellers/{seller_id}:\006seller'
   _globals['_CUSTOMERSERVICE'].methods_by_name['ListSellers']._loaded_options = None
   _globals['_CUSTOMERSERVICE'].methods_by_name['ListSellers']._serialized_options = b'\310\363\030\001\322\363\030\024\n\020GET /api/sellers\030\001\202\323\344\223\002&\022\013/v1/sellersZ\027\022\014/api/sellersb\007sellers'
-  _globals['_ADDRESS']._serialized_start=183
-  _globals['_ADDRESS']._serialized_end=295
-  _globals['_CLIENT']._serialized_start=298
-  _globals['_CLIENT']._serialized_end=521
-  _globals['_SELLER']._serialized_start=524
-  _globals['_SELLER']._serialized_end=768
-  _globals['_CREATECLIENTREQUEST']._serialized_start=770
-  _globals['_CREATECLIENTREQUEST']._serialized_end=835
-  _globals['_CREATECLIENTRESPONSE']._serialized_start=837
-  _globals['_CREATECLIENTRESPONSE']._serialized_end=903
-  _globals['_GETCLIENTREQUEST']._serialized_start=905
-  _globals['_GETCLIENTREQUEST']._serialized_end=942
-  _globals['_GETCLIENTRESPONSE']._serialized_start=944
-  _globals['_GETCLIENTRESPONSE']._serialized_end=1007
-  _globals['_UPDATECLIENTREQUEST']._serialized_start=1010
-  _globals['_UPDATECLIENTREQUEST']._serialized_end=1143
-  _globals['_UPDATECLIENTRESPONSE']._serialized_start=1145
-  _globals['_UPDATECLIENTRESPONSE']._serialized_end=1211
-  _globals['_LISTCLIENTSREQUEST']._serialized_start=1213
-  _globals['_LISTCLIENTSREQUEST']._serialized_end=1287
-  _globals['_LISTCLIENTSRESPONSE']._serialized_start=1289
-  _globals['_LISTCLIENTSRESPONSE']._serialized_end=1380
-  _globals['_CREATESELLERREQUEST']._serialized_start=1382
-  _globals['_CREATESELLERREQUEST']._serialized_end=1447
-  _globals['_CREATESELLERRESPONSE']._serialized_start=1449
-  _globals['_CREATESELLERRESPONSE']._serialized_end=1515
-  _globals['_GETSELLERREQUEST']._serialized_start=1517
-  _globals['_GETSELLERREQUEST']._serialized_end=1554
-  _globals['_GETSELLERRESPONSE']._serialized_start=1556
-  _globals['_GETSELLERRESPONSE']._serialized_end=1619
-  _globals['_UPDATESELLERREQUEST']._serialized_start=1622
-  _globals['_UPDATESELLERREQUEST']._serialized_end=1755
-  _globals['_UPDATESELLERRESPONSE']._serialized_start=1757
-  _globals['_UPDATESELLERRESPONSE']._serialized_end=1823
-  _globals['_LISTSELLERSREQUEST']._serialized_start=1825
-  _globals['_LISTSELLERSREQUEST']._serialized_end=1899
-  _globals['_LISTSELLERSRESPONSE']._serialized_start=1901
-  _globals['_LISTSELLERSRESPONSE']._serialized_end=1992
-  _globals['_CUSTOMERSERVICE']._serialized_start=1995
-  _globals['_CUSTOMERSERVICE']._serialized_end=3424
+  _globals['_ADDRESS']._serialized_start=217
+  _globals['_ADDRESS']._serialized_end=456
+  _globals['_CLIENT']._serialized_start=459
+  _globals['_CLIENT']._serialized_end=876
+  _globals['_SELLER']._serialized_start=879
+  _globals['_SELLER']._serialized_end=1326
+  _globals['_CREATECLIENTREQUEST']._serialized_start=1328
+  _globals['_CREATECLIENTREQUEST']._serialized_end=1393
+  _globals['_CREATECLIENTRESPONSE']._serialized_start=1395
+  _globals['_CREATECLIENTRESPONSE']._serialized_end=1461
+  _globals['_GETCLIENTREQUEST']._serialized_start=1463
+  _globals['_GETCLIENTREQUEST']._serialized_end=1500
+  _globals['_GETCLIENTRESPONSE']._serialized_start=1502
+  _globals['_GETCLIENTRESPONSE']._serialized_end=1565
+  _globals['_UPDATECLIENTREQUEST']._serialized_start=1568
+  _globals['_UPDATECLIENTREQUEST']._serialized_end=1701
+  _globals['_UPDATECLIENTRESPONSE']._serialized_start=1703
+  _globals['_UPDATECLIENTRESPONSE']._serialized_end=1769
+  _globals['_LISTCLIENTSREQUEST']._serialized_start=1771
+  _globals['_LISTCLIENTSREQUEST']._serialized_end=1860
+  _globals['_LISTCLIENTSRESPONSE']._serialized_start=1862
+  _globals['_LISTCLIENTSRESPONSE']._serialized_end=1953
+  _globals['_CREATESELLERREQUEST']._serialized_start=1955
+  _globals['_CREATESELLERREQUEST']._serialized_end=2020
+  _globals['_CREATESELLERRESPONSE']._serialized_start=2022
+  _globals['_CREATESELLERRESPONSE']._serialized_end=2088
+  _globals['_GETSELLERREQUEST']._serialized_start=2090
+  _globals['_GETSELLERREQUEST']._serialized_end=2127
+  _globals['_GETSELLERRESPONSE']._serialized_start=2129
+  _globals['_GETSELLERRESPONSE']._serialized_end=2192
+  _globals['_UPDATESELLERREQUEST']._serialized_start=2195
+  _globals['_UPDATESELLERREQUEST']._serialized_end=2328
+  _globals['_UPDATESELLERRESPONSE']._serialized_start=2330
+  _globals['_UPDATESELLERRESPONSE']._serialized_end=2396
+  _globals['_LISTSELLERSREQUEST']._serialized_start=2398
+  _globals['_LISTSELLERSREQUEST']._serialized_end=2487
+  _globals['_LISTSELLERSRESPONSE']._serialized_start=2489
+  _globals['_LISTSELLERSRESPONSE']._serialized_end=2580
+  _globals['_CUSTOMERSERVICE']._serialized_start=2583
+  _globals['_CUSTOMERSERVICE']._serialized_end=4012
 # @@protoc_insertion_point(module_scope)

@@ -22,19 +22,32 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from agora.common.v1 import money_pb2 as agora_dot_common_dot_v1_dot_money__pb2
 from agora.api.v1 import options_pb2 as agora_dot_api_dot_v1_dot_options__pb2
+from agora.common.v1 import money_pb2 as agora_dot_common_dot_v1_dot_money__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61gora/orders/v1/orders.proto\x12\x0f\x61gora.orders.v1\x1a\x1b\x61gora/common/v1/money.proto\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x01\n\x08LineItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12*\n\nunit_price\x18\x03 \x01(\x0b\x32\x16.agora.common.v1.Money\x12*\n\nline_total\x18\x04 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\x14\n\x0cproduct_name\x18\x05 \x01(\t\x12\x11\n\tseller_id\x18\x06 \x01(\t\"\x98\x01\n\x0cStatusChange\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.agora.orders.v1.OrderStatus\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x05 \x01(\t\"\x8e\x03\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12(\n\x05items\x18\x03 \x03(\x0b\x32\x19.agora.orders.v1.LineItem\x12%\n\x05total\x18\x04 \x01(\x0b\x32\x16.agora.common.v1.Money\x12,\n\x06status\x18\x05 \x01(\x0e\x32\x1c.agora.orders.v1.OrderStatus\x12.\n\x07history\x18\x06 \x03(\x0b\x32\x1d.agora.orders.v1.StatusChange\x12\x0f\n\x07user_id\x18\x07 \x01(\t\x12\x12\n\npayment_id\x18\x08 \x01(\t\x12\x32\n\x0epayment_due_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\x0eOrderItemInput\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"\x7f\n\x12\x43reateOrderRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12.\n\x05items\x18\x02 \x03(\x0b\x32\x1f.agora.orders.v1.OrderItemInput\x12\x12\n\ncard_token\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"<\n\x13\x43reateOrderResponse\x12%\n\x05order\x18\x01 \x01(\x0b\x32\x16.agora.orders.v1.Order\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"9\n\x10GetOrderResponse\x12%\n\x05order\x18\x01 \x01(\x0b\x32\x16.agora.orders.v1.Order\"U\n\x19ListOrdersByClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"]\n\x1aListOrdersByClientResponse\x12&\n\x06orders\x18\x01 \x03(\x0b\x32\x16.agora.orders.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"h\n\x11ListOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12,\n\x06status\x18\x03 \x01(\x0e\x32\x1c.agora.orders.v1.OrderStatus\"U\n\x12ListOrdersResponse\x12&\n\x06orders\x18\x01 \x03(\x0b\x32\x16.agora.orders.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"<\n\x13\x43\x61ncelOrderResponse\x12%\n\x05order\x18\x01 \x01(\x0b\x32\x16.agora.orders.v1.Order\":\n\x11WatchOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0bresume_from\x18\x02 \x01(\x04\"|\n\x12WatchOrderResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12-\n\x06\x63hange\x18\x02 \x01(\x0b\x32\x1d.agora.orders.v1.StatusChange\x12%\n\x05order\x18\x03 \x01(\x0b\x32\x16.agora.orders.v1.Order*\xb4\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x15\n\x11ORDER_STATUS_PAID\x10\x02\x12\x1f\n\x1bORDER_STATUS_PAYMENT_FAILED\x10\x03\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x04\x12\x19\n\x15ORDER_STATUS_REFUNDED\x10\x05\x32\x86\x08\n\x0cOrderService\x12\xa4\x01\n\x0b\x43reateOrder\x12#.agora.orders.v1.CreateOrderRequest\x1a$.agora.orders.v1.CreateOrderResponse\"J\xc8\xf3\x18\x01\xd2\xf3\x18\x14\n\x10POST /api/orders\x18\x01\x82\xd3\xe4\x93\x02(\"\n/v1/orders:\x01*Z\x17\"\x0b/api/orders:\x01*b\x05order\x12\xb5\x01\n\x08GetOrder\x12 .agora.orders.v1.GetOrderRequest\x1a!.agora.orders.v1.GetOrderResponse\"d\xc8\xf3\x18\x03\xd2\xf3\x18\x1e\n\x1aGET /api/orders/{order_id}\x18\x01\x82\xd3\xe4\x93\x02\x38\x12\x15/v1/orders/{order_id}Z\x1f\x12\x16/api/orders/{order_id}b\x05order\x12\xed\x01\n\x12ListOrdersByClient\x12*.agora.orders.v1.ListOrdersByClientRequest\x1a+.agora.orders.v1.ListOrdersByClientResponse\"~\xc8\xf3\x18\x03\xd2\xf3\x18&\n\"GET /api/orders/client/{client_id}\x18\x01\x82\xd3\xe4\x93\x02J\x12\x1e/v1/clients/{client_id}/ordersZ(\x12\x1e/api/orders/client/{client_id}b\x06orders\x12\x9b\x01\n\nListOrders\x12\".agora.orders.v1.ListOrdersRequest\x1a#.agora.orders.v1.ListOrdersResponse\"D\xc8\xf3\x18\x01\xd2\xf3\x18\x13\n\x0fGET /api/orders\x18\x01\x82\xd3\xe4\x93\x02#\x12\n/v1/ordersZ\x15\x12\x0b/api/ordersb\x06orders\x12\x85\x01\n\x0b\x43\x61ncelOrder\x12#.agora.orders.v1.CancelOrderRequest\x1a$.agora.orders.v1.CancelOrderResponse\"+\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02!\"\x1c/v1/orders/{order_id}:cancel:\x01*\x12\x80\x01\n\nWatchOrder\x12\".agora.orders.v1.WatchOrderRequest\x1a#.agora.orders.v1.WatchOrderResponse\"\'\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/orders/{order_id}:watch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61gora/orders/v1/orders.proto\x12\x0f\x61gora.orders.v1\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1b\x61gora/common/v1/money.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x01\n\x08LineItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12*\n\nunit_price\x18\x03 \x01(\x0b\x32\x16.agora.common.v1.Money\x12*\n\nline_total\x18\x04 \x01(\x0b\x32\x16.agora.common.v1.Money\x12\x14\n\x0cproduct_name\x18\x05 \x01(\t\x12\x11\n\tseller_id\x18\x06 \x01(\t\"\x98\x01\n\x0cStatusChange\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.agora.orders.v1.OrderStatus\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x05 \x01(\t\"\x8e\x03\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12(\n\x05items\x18\x03 \x03(\x0b\x32\x19.agora.orders.v1.LineItem\x12%\n\x05total\x18\x04 \x01(\x0b\x32\x16.agora.common.v1.Money\x12,\n\x06status\x18\x05 \x01(\x0e\x32\x1c.agora.orders.v1.OrderStatus\x12.\n\x07history\x18\x06 \x03(\x0b\x32\x1d.agora.orders.v1.StatusChange\x12\x0f\n\x07user_id\x18\x07 \x01(\t\x12\x12\n\npayment_id\x18\x08 \x01(\t\x12\x32\n\x0epayment_due_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\x0eOrderItemInput\x12 \n\nproduct_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xea\xf9\x18\x04\x1a\x02\\S\x12\x1f\n\x08quantity\x18\x02 \x01(\x03\x42\r\xea\xf9\x18\t!\x00\x00\x00\x00\x00\x00\xf0?\"\x93\x01\n\x12\x43reateOrderRequest\x12\x1f\n\tclient_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xea\xf9\x18\x04\x1a\x02\\S\x12\x34\n\x05items\x18\x02 \x03(\x0b\x32\x1f.agora.orders.v1.OrderItemInputB\x04\xe2\x41\x01\x02\x12\x12\n\ncard_token\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"<\n\x13\x43reateOrderResponse\x12%\n\x05order\x18\x01 \x01(\x0b\x32\x16.agora.orders.v1.Order\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"9\n\x10GetOrderResponse\x12%\n\x05order\x18\x01 \x01(\x0b\x32\x16.agora.orders.v1.Order\"d\n\x19ListOrdersByClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12 \n\tpage_size\x18\x02 \x01(\x05\x42\r\xea\xf9\x18\t!\x00\x00\x00\x00\x00\x00\x00\x00\x12\x12\n\npage_token\x18\x03 \x01(\t\"]\n\x1aListOrdersByClientResponse\x12&\n\x06orders\x18\x01 \x03(\x0b\x32\x16.agora.orders.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x11ListOrdersRequest\x12 \n\tpage_size\x18\x01 \x01(\x05\x42\r\xea\xf9\x18\t!\x00\x00\x00\x00\x00\x00\x00\x00\x12\x12\n\npage_token\x18\x02 \x01(\t\x12,\n\x06status\x18\x03 \x01(\x0e\x32\x1c.agora.orders.v1.OrderStatus\"U\n\x12ListOrdersResponse\x12&\n\x06orders\x18\x01 \x03(\x0b\x32\x16.agora.orders.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"<\n\x13\x43\x61ncelOrderResponse\x12%\n\x05order\x18\x01 \x01(\x0b\x32\x16.agora.orders.v1.Order\":\n\x11WatchOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0bresume_from\x18\x02 \x01(\x04\"|\n\x12WatchOrderResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12-\n\x06\x63hange\x18\x02 \x01(\x0b\x32\x1d.agora.orders.v1.StatusChange\x12%\n\x05order\x18\x03 \x01(\x0b\x32\x16.agora.orders.v1.Order*\xb4\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x15\n\x11ORDER_STATUS_PAID\x10\x02\x12\x1f\n\x1bORDER_STATUS_PAYMENT_FAILED\x10\x03\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x04\x12\x19\n\x15ORDER_STATUS_REFUNDED\x10\x05\x32\x86\x08\n\x0cOrderService\x12\xa4\x01\n\x0b\x43reateOrder\x12#.agora.orders.v1.CreateOrderRequest\x1a$.agora.orders.v1.CreateOrderResponse\"J\xc8\xf3\x18\x01\xd2\xf3\x18\x14\n\x10POST /api/orders\x18\x01\x82\xd3\xe4\x93\x02(\"\n/v1/orders:\x01*Z\x17\"\x0b/api/orders:\x01*b\x05order\x12\xb5\x01\n\x08GetOrder\x12 .agora.orders.v1.GetOrderRequest\x1a!.agora.orders.v1.GetOrderResponse\"d\xc8\xf3\x18\x03\xd2\xf3\x18\x1e\n\x1aGET /api/orders/{order_id}\x18\x01\x82\xd3\xe4\x93\x02\x38\x12\x15/v1/orders/{order_id}Z\x1f\x12\x16/api/orders/{order_id}b\x05order\x12\xed\x01\n\x12ListOrdersByClient\x12*.agora.orders.v1.ListOrdersByClientRequest\x1a+.agora.orders.v1.ListOrdersByClientResponse\"~\xc8\xf3\x18\x03\xd2\xf3\x18&\n\"GET /api/orders/client/{client_id}\x18\x01\x82\xd3\xe4\x93\x02J\x12\x1e/v1/clients/{client_id}/ordersZ(\x12\x1e/api/orders/client/{client_id}b\x06orders\x12\x9b\x01\n\nListOrders\x12\".agora.orders.v1.ListOrdersRequest\x1a#.agora.orders.v1.ListOrdersResponse\"D\xc8\xf3\x18\x01\xd2\xf3\x18\x13\n\x0fGET /api/orders\x18\x01\x82\xd3\xe4\x93\x02#\x12\n/v1/ordersZ\x15\x12\x0b/api/ordersb\x06orders\x12\x85\x01\n\x0b\x43\x61ncelOrder\x12#.agora.orders.v1.CancelOrderRequest\x1a$.agora.orders.v1.CancelOrderResponse\"+\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02!\"\x1c/v1/orders/{order_id}:cancel:\x01*\x12\x80\x01\n\nWatchOrder\x12\".agora.orders.v1.WatchOrderRequest\x1a#.agora.orders.v1.WatchOrderResponse\"\'\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/orders/{order_id}:watch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agora.orders.v1.orders_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ORDERITEMINPUT'].fields_by_name['product_id']._loaded_options = None
+  _globals['_ORDERITEMINPUT'].fields_by_name['product_id']._serialized_options = b'\342A\001\002\352\371\030\004\032\002\\S'
+  _globals['_ORDERITEMINPUT'].fields_by_name['quantity']._loaded_options = None
+  _globals['_ORDERITEMINPUT'].fields_by_name['quantity']._serialized_options = b'\352\371\030\t!\000\000\000\000\000\000\360?'
+  _globals['_CREATEORDERREQUEST'].fields_by_name['client_id']._loaded_options = None
+  _globals['_CREATEORDERREQUEST'].fields_by_name['client_id']._serialized_options = b'\342A\001\002\352\371\030\004\032\002\\S'
+  _globals['_CREATEORDERREQUEST'].fields_by_name['items']._loaded_options = None
+  _globals['_CREATEORDERREQUEST'].fields_by_name['items']._serialized_options = b'\342A\001\002'
+  _globals['_LISTORDERSBYCLIENTREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTORDERSBYCLIENTREQUEST'].fields_by_name['page_size']._serialized_options = b'\352\371\030\t!\000\000\000\000\000\000\000\000'
+  _globals['_LISTORDERSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTORDERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\352\371\030\t!\000\000\000\000\000\000\000\000'
   _globals['_ORDERSERVICE'].methods_by_name['CreateOrder']._loaded_options = None
   _globals['_ORDERSERVICE'].methods_by_name['CreateOrder']._serialized_options = b'\310\363\030\001\322\363\030\024\n\020POST /api/orders\030\001\202\323\344\223\002(\"\n/v1/orders:\001*Z\027\"\013/api/orders:\001*b\005order'
   _globals['_ORDERSERVICE'].methods_by_name['GetOrder']._loaded_options = None
@@ -47,40 +60,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERSERVICE'].methods_by_name['CancelOrder']._serialized_options = b'\310\363\030\003\202\323\344\223\002!\"\034/v1/orders/{order_id}:cancel:\001*'
   _globals['_ORDERSERVICE'].methods_by_name['WatchOrder']._loaded_options = None
   _globals['_ORDERSERVICE'].methods_by_name['WatchOrder']._serialized_options = b'\310\363\030\003\202\323\344\223\002\035\022\033/v1/orders/{order_id}:watch'
-  _globals['_ORDERSTATUS']._serialized_start=1928
-  _globals['_ORDERSTATUS']._serialized_end=2108
-  _globals['_LINEITEM']._serialized_start=170
-  _globals['_LINEITEM']._serialized_end=347
-  _globals['_STATUSCHANGE']._serialized_start=350
-  _globals['_STATUSCHANGE']._serialized_end=502
-  _globals['_ORDER']._serialized_start=505
-  _globals['_ORDER']._serialized_end=903
-  _globals['_ORDERITEMINPUT']._serialized_start=905
-  _globals['_ORDERITEMINPUT']._serialized_end=959
-  _globals['_CREATEORDERREQUEST']._serialized_start=961
-  _globals['_CREATEORDERREQUEST']._serialized_end=1088
-  _globals['_CREATEORDERRESPONSE']._serialized_start=1090
-  _globals['_CREATEORDERRESPONSE']._serialized_end=1150
-  _globals['_GETORDERREQUEST']._serialized_start=1152
-  _globals['_GETORDERREQUEST']._serialized_end=1187
-  _globals['_GETORDERRESPONSE']._serialized_start=1189
-  _globals['_GETORDERRESPONSE']._serialized_end=1246
-  _globals['_LISTORDERSBYCLIENTREQUEST']._serialized_start=1248
-  _globals['_LISTORDERSBYCLIENTREQUEST']._serialized_end=1333
-  _globals['_LISTORDERSBYCLIENTRESPONSE']._serialized_start=1335
-  _globals['_LISTORDERSBYCLIENTRESPONSE']._serialized_end=1428
-  _globals['_LISTORDERSREQUEST']._serialized_start=1430
-  _globals['_LISTORDERSREQUEST']._serialized_end=1534
-  _globals['_LISTORDERSRESPONSE']._serialized_start=1536
-  _globals['_LISTORDERSRESPONSE']._serialized_end=1621
-  _globals['_CANCELORDERREQUEST']._serialized_start=1623
-  _globals['_CANCELORDERREQUEST']._serialized_end=1677
-  _globals['_CANCELORDERRESPONSE']._serialized_start=1679
-  _globals['_CANCELORDERRESPONSE']._serialized_end=1739
-  _globals['_WATCHORDERREQUEST']._serialized_start=1741
-  _globals['_WATCHORDERREQUEST']._serialized_end=1799
-  _globals['_WATCHORDERRESPONSE']._serialized_start=1801
-  _globals['_WATCHORDERRESPONSE']._serialized_end=1925
-  _globals['_ORDERSERVICE']._serialized_start=2111
-  _globals['_ORDERSERVICE']._serialized_end=3141
+  _globals['_ORDERSTATUS']._serialized_start=2041
+  _globals['_ORDERSTATUS']._serialized_end=2221
+  _globals['_LINEITEM']._serialized_start=203
+  _globals['_LINEITEM']._serialized_end=380
+  _globals['_STATUSCHANGE']._serialized_start=383
+  _globals['_STATUSCHANGE']._serialized_end=535
+  _globals['_ORDER']._serialized_start=538
+  _globals['_ORDER']._serialized_end=936
+  _globals['_ORDERITEMINPUT']._serialized_start=938
+  _globals['_ORDERITEMINPUT']._serialized_end=1021
+  _globals['_CREATEORDERREQUEST']._serialized_start=1024
+  _globals['_CREATEORDERREQUEST']._serialized_end=1171
+  _globals['_CREATEORDERRESPONSE']._serialized_start=1173
+  _globals['_CREATEORDERRESPONSE']._serialized_end=1233
+  _globals['_GETORDERREQUEST']._serialized_start=1235
+  _globals['_GETORDERREQUEST']._serialized_end=1270
+  _globals['_GETORDERRESPONSE']._serialized_start=1272
+  _globals['_GETORDERRESPONSE']._serialized_end=1329
+  _globals['_LISTORDERSBYCLIENTREQUEST']._serialized_start=1331
+  _globals['_LISTORDERSBYCLIENTREQUEST']._serialized_end=1431
+  _globals['_LISTORDERSBYCLIENTRESPONSE']._serialized_start=1433
+  _globals['_LISTORDERSBYCLIENTRESPONSE']._serialized_end=1526
+  _globals['_LISTORDERSREQUEST']._serialized_start=1528
+  _globals['_LISTORDERSREQUEST']._serialized_end=1647
+  _globals['_LISTORDERSRESPONSE']._serialized_start=1649
+  _globals['_LISTORDERSRESPONSE']._serialized_end=1734
+  _globals['_CANCELORDERREQUEST']._serialized_start=1736
+  _globals['_CANCELORDERREQUEST']._serialized_end=1790
+  _globals['_CANCELORDERRESPONSE']._serialized_start=1792
+  _globals['_CANCELORDERRESPONSE']._serialized_end=1852
+  _globals['_WATCHORDERREQUEST']._serialized_start=1854
+  _globals['_WATCHORDERREQUEST']._serialized_end=1912
+  _globals['_WATCHORDERRESPONSE']._serialized_start=1914
+  _globals['_WATCHORDERRESPONSE']._serialized_end=2038
+  _globals['_ORDERSERVICE']._serialized_start=2224
+  _globals['_ORDERSERVICE']._serialized_end=3254
 # @@protoc_insertion_point(module_scope)
