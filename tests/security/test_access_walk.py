@@ -166,12 +166,15 @@ async def test_walk_every_operation_as_anonymous_stranger_and_owner(http):
         stranger, text = await answer(http, method, url, bearer(bob))
         counts["stranger"] += 1
         names_owned = any(m.group(1) in world for m in _VAR.finditer(path))
-        if names_owned and stranger not in (403, 404):
-            failures.append(f"stranger {method} {path} ({rpc}): {stranger}, not 403/404")
         if not names_owned and 200 <= stranger < 300 and any(world[k] in text for k in ("user_id", "order_id")):
             failures.append(f"stranger {method} {path} ({rpc}) saw the owner's data")
         owner, text = await answer(http, method, url, bearer(alice))
         counts["owner"] += 1
+        # The walk's body is `{}`: where the declared rules refuse it (400) for the owner too, the
+        # request never reaches the ownership check; the stranger tests below send valid bodies.
+        invalid_for_all = stranger == 400 and owner == 400
+        if names_owned and stranger not in (403, 404) and not invalid_for_all:
+            failures.append(f"stranger {method} {path} ({rpc}): {stranger}, not 403/404")
         audit = rpc.startswith("agora.audit.")  # no user owns the audit log: operators (service key) only
         if owner == 401 or owner >= 500 or (owner == 403 and names_owned and not audit):
             failures.append(f"owner {method} {path} ({rpc}): {owner} {text[:200]}")
