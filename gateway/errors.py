@@ -91,10 +91,30 @@ def status_body(
     return {"code": code, "message": message, "details": details}
 
 
+# A mesh service always ends a failed call with a google.rpc.Status trailer (the kit's interceptor).
+# A failure of these codes without one was said by gRPC itself, below the service: a refused
+# connection, a reset stream, a deadline the transport enforced. Its words are the library's
+# ("failed to connect to all addresses; last error: ...", "Internal error from Core"), so the
+# client gets these instead.
+TRANSPORT_WORDS: dict[int, str] = {
+    code_pb2.UNAVAILABLE: "the service behind this route is not reachable right now; retry shortly",
+    code_pb2.DEADLINE_EXCEEDED: "the service behind this route did not answer in time; retry, or allow a longer deadline",
+    code_pb2.INTERNAL: "the connection to the service broke during the call; retry (a write may have been applied: "
+                       "read it back first)",
+    code_pb2.UNKNOWN: "the connection to the service broke during the call; retry (a write may have been applied: "
+                      "read it back first)",
+    code_pb2.CANCELLED: "the call was cancelled before it finished",
+}
+
+
 def from_rpc_error(err: grpc.aio.AioRpcError | grpc.RpcError, pool: DescriptorPool | None = None) -> tuple[int, dict]:
     """(HTTP status, body) for a failed call."""
     code = err.code().value[0]
-    body = status_body(code, err.details() or "", err.trailing_metadata(), pool)
+    trailers = err.trailing_metadata()
+    message = err.details() or ""
+    if code in TRANSPORT_WORDS and _details_bin(trailers) is None:
+        message = TRANSPORT_WORDS[code]
+    body = status_body(code, message, trailers, pool)
     if code == code_pb2.RESOURCE_EXHAUSTED and is_metadata_too_large(body["message"]):
         return 431, body  # the request's headers were too big for the upstream: not a rate limit
     return http_status(code), body

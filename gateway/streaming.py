@@ -212,7 +212,6 @@ async def websocket_stream(
     1009 / 1008 and a reason. A frame that is not valid JSON for the request closes it with 4003.
     """
     budget = FrameBudget(limits or FrameLimits())
-    profile = binding.profile
     if binding.client_streaming:
         queue: asyncio.Queue[Message | None] = asyncio.Queue(maxsize=1)  # bounded: one frame ahead
 
@@ -223,6 +222,14 @@ async def websocket_stream(
                     return
                 yield item
 
+        def end_requests() -> None:
+            # grpc's task that reads `requests()` is cancelled only if the call is still running; one
+            # the server already ended would leave it waiting on the queue for ever ("Task was
+            # destroyed but it is pending!"). The sentinel ends it either way.
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(None)
+
         call = start_call(requests())
         # The URL is the first frame: a seed client that connects to
         # /api/v1/products/ws/subscribe/{id} or /ws?username=NAME and only listens has joined.
@@ -231,10 +238,24 @@ async def websocket_stream(
         queue.put_nowait(first)
     else:
         call = start_call(base_request)
+
+        def end_requests() -> None:
+            return None
+
+    try:
+        await _serve_websocket(ws, binding, codec, base_request, call, budget,
+                               queue if binding.client_streaming else None)
+    finally:
+        end_requests()  # the reader, the queue's only other writer, has stopped by now
+        call.cancel()
+
+
+async def _serve_websocket(ws: WebSocket, binding: Binding, codec: Codec, base_request: Message, call: Any,
+                           budget: FrameBudget, queue: asyncio.Queue | None) -> None:
+    profile = binding.profile
     if profile is not None and profile.upgrade_after_headers:
         refused = await _refusal_before_headers(call, codec)
         if refused is not None:
-            call.cancel()
             await deny_upgrade(ws, *refused, profile)
             return
     await ws.accept()
@@ -262,6 +283,7 @@ async def websocket_stream(
                 await ws.send_text(profile.bad_frame_reply)  # the seed's answer; the socket stays open
                 continue
             fill_unset(message, base_request)
+            assert queue is not None
             await queue.put(message)
 
     async def outbound() -> None:
@@ -276,7 +298,7 @@ async def websocket_stream(
         finished = done.pop()
         exc = finished.exception()
         if isinstance(exc, WebSocketDisconnect):
-            return  # the client left: the finally below cancels the upstream call
+            return  # the client left: the caller cancels the upstream call
         if isinstance(exc, _FrameRefused):
             close_code, reason = exc.code, _truncate(exc.reason)
         elif exc is not None:
@@ -284,12 +306,12 @@ async def websocket_stream(
             close_code = errors.WEBSOCKET_CLOSE_BASE + int(status["code"])
             reason = _truncate(status["message"])
     finally:
-        call.cancel()
         for task in (reader, writer):
             task.cancel()
         for task in (reader, writer):
             with contextlib.suppress(BaseException):
                 await task
+        call.cancel()  # before the close frame: the upstream is gone by the time the client knows
     with contextlib.suppress(Exception):
         await ws.close(code=close_code, reason=reason)
 

@@ -16,12 +16,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.rpc import status_pb2
 from grpc_status import rpc_status
 
 from services.kit import auth, errors, validation
 from services.kit.logs import request_id
 from services.kit.revocation import ENDED as SESSION_ENDED
-from services.kit.revocation import OpenStreams
+from services.kit.revocation import Drain, OpenStreams
 from services.kit.telemetry import metrics, tracing
 
 log = logging.getLogger("agora.rpc")
@@ -270,14 +271,27 @@ def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.E
         # On shutdown a live stream ends with UNAVAILABLE (retryable) instead of being cut, and on
         # sign-out with UNAUTHENTICATED: the watcher (or the revocation listener, through
         # `streams`) cancels the handler, and the cancellation becomes that status.
+        # A client stream is drained on sign-out (revocation.Drain): the frame in hand finishes and
+        # its results are sent before the stream ends.
         me = asyncio.current_task()
         ended_by = ""
+        drain = Drain() if hasattr(request_or_iterator, "__aiter__") else None
+        draining: asyncio.Future | None = None
 
         def end(why: str) -> None:
             nonlocal ended_by
             if me is not None and not ended_by and not me.done():
                 ended_by = why
                 me.cancel()
+
+        def sign_out() -> None:
+            nonlocal draining
+            if drain is None:
+                end("signed out")
+            elif draining is None:
+                drain.shut()
+                draining = asyncio.ensure_future(drain.settled())
+                draining.add_done_callback(lambda done: done.cancelled() or end("signed out"))
 
         def on_stop(waiter: asyncio.Future) -> None:
             if not waiter.cancelled():
@@ -292,10 +306,14 @@ def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.E
             signed_in = await auth.authenticate(context.invocation_metadata(), sessions)
             _authorize(access, context)
             request_or_iterator = _checked(method, request_or_iterator)
+            if drain is not None:
+                request_or_iterator = drain.gate(request_or_iterator)
             who = auth.caller()
             if streams is not None and who is not None:
-                untrack = streams.track(who, lambda: end("signed out"))
+                untrack = streams.track(who, sign_out)
             async for response in behaviour(request_or_iterator, context):
+                if drain is not None:
+                    drain.sent()
                 yield response
             code = _code_of(context)
         except grpc.aio.AbortError:
@@ -304,10 +322,11 @@ def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.E
         except asyncio.CancelledError:
             if ended_by == "shutdown":
                 code = grpc.StatusCode.UNAVAILABLE
-                await context.abort(code, "server is shutting down; reconnect (with resume_from, where offered)")
+                await _abort_with(context, status_pb2.Status(
+                    code=code.value[0], message="server is shutting down; reconnect (with resume_from, where offered)"))
             if ended_by == "signed out":
                 code = grpc.StatusCode.UNAUTHENTICATED
-                await context.abort(code, SESSION_ENDED)
+                await _abort_with(context, status_pb2.Status(code=code.value[0], message=SESSION_ENDED))
             code = grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:  # noqa: BLE001
@@ -316,6 +335,8 @@ def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.E
         finally:
             if untrack is not None:
                 untrack()
+            if draining is not None:
+                draining.cancel()
             watcher.cancel()
             active.dec()
             auth.reset(signed_in)

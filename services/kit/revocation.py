@@ -9,8 +9,13 @@ revocation cancels those calls and the interceptor ends them with UNAUTHENTICATE
 "session ended: signed out" (the bridge closes their WebSockets with 4016 and that reason, and ends
 SSE with an `event: error`).
 
+A client stream (bid, chat) is drained, not cut (`Drain`): it takes no frame after the event, the
+frame it is working on finishes, and what that frame produced (the bid or message, through the feed)
+is sent before the stream ends, so a socket is never closed on a write the server stored but the
+client never saw accepted. The drain is bounded by `DRAIN_LIMIT`.
+
 The bounds (RELIABILITY.md, "Sign-out"):
-- streams: ended when the event is handled (the outbox relay is woken by Logout; milliseconds on a
+- streams: ended when the event is handled (plus the drain, at most `DRAIN_LIMIT`) (the outbox relay is woken by Logout; milliseconds on a
   healthy broker). Until then a stream keeps the caller it opened with.
 - unary calls: refused once the event is handled (the cache entry is dropped), and in any case once
   the session cache's TTL (`CachedSessions.ttl`, 2 s) has passed, even with the broker down.
@@ -18,9 +23,11 @@ The bounds (RELIABILITY.md, "Sign-out"):
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from agora.events.v1 import identity_pb2 as identity_events
 
@@ -79,6 +86,62 @@ class OpenStreams:
 
 def _nothing() -> None:
     return None
+
+
+DRAIN_LIMIT = 2.0  # seconds a client stream may take, after the event, to finish its frame and send the results
+DRAIN_QUIET = 0.2  # a stream that sent nothing for this long after its last frame has sent its results
+
+
+class Drain:
+    """A client stream's requests, which sign-out can shut after the frame being worked on.
+
+    `gate(requests)` is what the behaviour reads: once `shut()`, it reads no more (the behaviour sees
+    the client stop sending; a frame that arrives later is dropped, never acted on). `sent()` is called
+    for each response. `settled()` returns once the frame in hand is finished and the stream has been
+    quiet for `DRAIN_QUIET` (or `DRAIN_LIMIT` has passed): then the stream can end."""
+
+    def __init__(self) -> None:
+        self._shut = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._sent = asyncio.Event()
+
+    async def gate(self, requests: AsyncIterator) -> AsyncIterator:
+        inner = requests.__aiter__()
+        try:
+            while True:
+                self._idle.set()  # the behaviour asks for the next frame: the one before is finished
+                if self._shut:
+                    return
+                try:
+                    item = await inner.__anext__()
+                except StopAsyncIteration:
+                    return
+                if self._shut:
+                    return  # arrived after the session ended: not acted on
+                self._idle.clear()
+                yield item
+        finally:
+            self._idle.set()
+
+    def sent(self) -> None:
+        self._sent.set()
+
+    def shut(self) -> None:
+        self._shut = True
+
+    async def settled(self) -> None:
+        deadline = time.monotonic() + DRAIN_LIMIT
+        try:
+            await asyncio.wait_for(self._idle.wait(), DRAIN_LIMIT)
+        except asyncio.TimeoutError:
+            return
+        while (left := deadline - time.monotonic()) > 0:
+            self._sent.clear()
+            try:
+                await asyncio.wait_for(self._sent.wait(), min(DRAIN_QUIET, left))
+            except asyncio.TimeoutError:
+                return
 
 
 class RevocationListener:

@@ -292,4 +292,6 @@ async def test_health_reports_unreachable(descriptor_set):
         assert r.status_code == 200
         r = await c.get("/v1/samples/x")
         assert r.status_code == 503 and r.json()["code"] == 14
+        # gRPC's own words ("failed to connect to all addresses; last error: ...") stay in the bridge
+        assert r.json()["message"] == "the service behind this route is not reachable right now; retry shortly"
     await app.state.bridge.upstreams.close()

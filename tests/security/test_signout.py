@@ -64,7 +64,11 @@ class Sender:
         self.closed_at = time.monotonic()
 
     async def closed(self, timeout: float) -> None:
-        await asyncio.wait_for(asyncio.gather(*self._tasks), timeout)
+        try:
+            await asyncio.wait_for(asyncio.gather(*self._tasks), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"the socket was still open {timeout} s after the logout "
+                                 f"({self.sent} frames sent, last received {self.received[-2:]})") from None
 
 
 async def test_logout_closes_bid_and_chat_sockets_and_refuses_the_token(secure_mesh, http):
