@@ -1,9 +1,11 @@
 """A typed program against the Agora client: sign up, open a shop, order, follow the order live.
 
-    python examples/shop.py [--target HOST] [--seed-only]
+    python examples/shop.py [--target HOST] [--seed-only --token SESSION]
 
-`--seed-only` prints the ids of a client and a product as JSON and exits (the CLI tests use it
-to set up `agora orders place`). mypy checks this file in the test suite (tests/clients).
+It signs up a new shopper, whose client record the order is for (a client belongs to the user who
+registered it). `--seed-only` registers the client under the session `--token` names instead,
+prints the ids of that client and a product as JSON and exits (the CLI tests use it to set up
+`agora orders place`). mypy checks this file in the test suite (tests/clients).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from agora.orders.v1 import orders_pb2
 
 
 def open_shop(agora: Agora) -> tuple[str, str]:
-    """A seller with one product in stock and a client: (client_id, product_id)."""
+    """A seller with one product in stock and a client of the signed-in user: (client_id, product_id)."""
     suffix = uuid.uuid4().hex[:8]
     seller = agora.customers.CreateSeller(customers_pb2.CreateSellerRequest(
         seller=customers_pb2.Seller(name=f"Shop {suffix}", email=f"shop-{suffix}@example.com"))).seller
@@ -46,13 +48,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--target", help="host of the mesh (default: AGORA_TARGET or 127.0.0.1)")
     parser.add_argument("--seed-only", action="store_true")
+    parser.add_argument("--token", help="with --seed-only: the session the client is registered under")
     args = parser.parse_args()
-    with Agora(args.target) as agora:
-        client_id, product_id = open_shop(agora)
+    if args.seed_only and not args.token:
+        parser.error("--seed-only needs --token: a client belongs to the user who registers it")
+    with Agora(args.target, token=args.token) as agora:
         if args.seed_only:
+            client_id, product_id = open_shop(agora)
             print(json.dumps({"client_id": client_id, "product_id": product_id}))
             return 0
         print("signed in as", sign_in(agora))
+        client_id, product_id = open_shop(agora)
         try:
             order = agora.orders.CreateOrder(orders_pb2.CreateOrderRequest(
                 client_id=client_id, items=[orders_pb2.OrderItemInput(product_id=product_id, quantity=2)],

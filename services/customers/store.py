@@ -22,9 +22,11 @@ class CustomerStore(Protocol):
     async def update(self, party: Party) -> Party:
         """Replace the mutable fields; EmailTaken if the new email belongs to another party."""
 
-    async def list(self, kind: Kind, query: str, after: int, limit: int) -> list[tuple[int, Party]]:
+    async def list(self, kind: Kind, query: str, after: int, limit: int,
+                   owner: str | None = None) -> list[tuple[int, Party]]:
         """Up to `limit` parties positioned after `after`, oldest first, each with its position;
-        `query` is a case-insensitive substring of name or email ('' for all)."""
+        `query` is a case-insensitive substring of name or email ('' for all); `owner` keeps only the
+        parties of that user id ('' = those that belong to nobody; None = everyone's)."""
 
     def relay(self, bus):
         """An OutboxRelay moving this store's events onto `bus`."""

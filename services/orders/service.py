@@ -23,7 +23,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_status import rpc_status
 
 from services.kit import paging
-from services.kit.auth import is_internal, owner_or_internal, signed_in_caller
+from services.kit.auth import owner_or_internal, require_user
 from services.kit.bus import new_envelope
 from services.kit.errors import (
     Aborted,
@@ -145,14 +145,15 @@ class Mesh:
         self.customers = customers_pb2_grpc.CustomerServiceStub(customers_channel)
         self.catalog = catalog_pb2_grpc.CatalogServiceStub(catalog_channel)
 
-    async def client_exists(self, client_id: str) -> bool:
+    async def client_owner(self, client_id: str) -> str | None:
+        """The user id the client belongs to ('' for nobody, the seed shop's); None: no such client."""
         try:
-            await self.customers.GetClient(customers_pb2.GetClientRequest(client_id=client_id),
-                                           timeout=remaining(CALL_TIMEOUT))
-            return True
+            reply = await self.customers.GetClient(customers_pb2.GetClientRequest(client_id=client_id),
+                                                   timeout=remaining(CALL_TIMEOUT))
+            return reply.client.user_id
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-                return False
+                return None
             raise _unavailable("CustomerService", exc) from None
 
     async def product(self, product_id: str) -> ProductInfo | None:
@@ -248,8 +249,11 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
         return order
 
     async def CreateOrder(self, request, context):
-        # ACCESS_PUBLIC: the seed shop takes orders without a session; such an order belongs to
-        # nobody (only internal callers read it by id), one placed signed in to that user.
+        return pb.CreateOrderResponse(order=to_proto(await self._place(request, require_user().user_id)))
+
+    async def _place(self, request, owner: str) -> Order:
+        """CreateOrder's work. `owner`: the user the order will belong to, who must own the client;
+        '' = nobody: the seed shop's order, for one of its clients."""
         items = [(i.product_id.strip(), i.quantity) for i in request.items]
         client_id = request.client_id.strip()
         domain.check_request(client_id, items)
@@ -257,20 +261,26 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
         if request.request_id:
             earlier = await self.store.get(order_id)
             if earlier is not None:
-                return pb.CreateOrderResponse(order=to_proto(earlier))
+                if earlier.user_id != owner:
+                    raise PermissionDenied("this request_id names another user's order")
+                return earlier
         distinct = list(dict.fromkeys(p for p, _ in items))
-        client_ok, *found = await asyncio.gather(self.mesh.client_exists(client_id),
+        client_of, *found = await asyncio.gather(self.mesh.client_owner(client_id),
                                                  *(self.mesh.product(p) for p in distinct))
-        problems = {} if client_ok else {"client_id": f"no client {client_id!r} in CustomerService"}
+        if client_of is None or (owner == "" and client_of != ""):
+            # no such client, or (on the seed shop's routes) a client a user registered: not shown there
+            problems = {"client_id": f"no client {client_id!r} in CustomerService"}
+        else:
+            problems = {}
+            if owner and client_of != owner:
+                raise PermissionDenied("this client belongs to another user: order for a client you registered")
         products = dict(zip(distinct, found))
         for i, (pid, _) in enumerate(items):
             if products[pid] is None:
                 problems[f"items[{i}].product_id"] = f"no product {pid!r} in the catalog"
         if problems:
             raise InvalidArgument.fields(problems)
-        who = signed_in_caller()
-        order = domain.place(order_id, client_id, who.user_id if who else "", items, products, domain.now(),
-                             self.payment_timeout)
+        order = domain.place(order_id, client_id, owner, items, products, domain.now(), self.payment_timeout)
         await self.mesh.reserve(order.id, items)
         try:
             await self.store.create(order, created_event(order, request.card_token))
@@ -282,36 +292,62 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
                 log.warning("could not release the stock of unstored order %s: %s", order.id, exc.code().name)
             raise
         self._announce(order)
-        return pb.CreateOrderResponse(order=to_proto(order))
+        return order
 
     async def GetOrder(self, request, context):
         return pb.GetOrderResponse(order=to_proto(await self._order(request.order_id, context)))
 
     async def ListOrdersByClient(self, request, context):
+        orders, token = await self._list_by_client(request, "by-client")
+        for o in orders:
+            self._check_access(o, context)
+        return pb.ListOrdersByClientResponse(orders=[to_proto(o) for o in orders], next_page_token=token)
+
+    async def _list_by_client(self, request, scope: str) -> tuple[list[Order], str]:
         if not request.client_id.strip():
             raise InvalidArgument.field("client_id", "required")
         size = paging.page_size(request.page_size)
-        cursor = paging.decode_token(request.page_token, "by-client", request.client_id, kind=str) or ""
+        cursor = paging.decode_token(request.page_token, scope, request.client_id, kind=str) or ""
         orders, after = await self.store.list_by_client(request.client_id.strip(), cursor, size)
-        for o in orders:
-            self._check_access(o, context)
-        return pb.ListOrdersByClientResponse(orders=[to_proto(o) for o in orders],
-                                             next_page_token=paging.encode_token(after, "by-client", request.client_id) if after else "")
+        return orders, paging.encode_token(after, scope, request.client_id) if after else ""
 
     async def ListOrders(self, request, context):
+        who = owner_or_internal(context)  # a user lists their own orders, an internal caller every order
+        orders, token = await self._list_all(request, who.user_id if who else None, "all")
+        return pb.ListOrdersResponse(orders=[to_proto(o) for o in orders], next_page_token=token)
+
+    async def _list_all(self, request, owner: str | None, scope: str) -> tuple[list[Order], str]:
+        """A page of every order, keeping those of `owner` ('' = nobody's; None = all). The store
+        pages over every order, so a page may hold fewer than page_size (AIP-158 allows it)."""
         size = paging.page_size(request.page_size)
         status = enum_value(Status, request.status, "status") if request.status else None
-        cursor = paging.decode_token(request.page_token, "all", str(request.status), kind=str) or ""
+        cursor = paging.decode_token(request.page_token, scope, str(request.status), kind=str) or ""
         orders, after = await self.store.list_all(status, cursor, size)
-        # ACCESS_PUBLIC for the seed shop's open `GET /api/orders`: a signed-in caller sees their own
-        # orders, an internal caller every order, anyone else only orders no user owns.
-        who = signed_in_caller()
-        if who is not None:
-            orders = [o for o in orders if o.user_id == who.user_id]
-        elif not is_internal(context):
-            orders = [o for o in orders if not o.user_id]
-        return pb.ListOrdersResponse(orders=[to_proto(o) for o in orders],
-                                     next_page_token=paging.encode_token(after, "all", str(request.status)) if after else "")
+        if owner is not None:
+            orders = [o for o in orders if o.user_id == owner]
+        return orders, paging.encode_token(after, scope, str(request.status)) if after else ""
+
+    # -- the seed shop's open routes: its orders belong to nobody, and no one else's show there
+
+    async def SeedCreateOrder(self, request, context):
+        return pb.SeedCreateOrderResponse(order=to_proto(await self._place(request, "")))
+
+    async def SeedGetOrder(self, request, context):
+        if not request.order_id.strip():
+            raise InvalidArgument.field("order_id", "required")
+        order = await self.store.get(request.order_id.strip())
+        if order is None or order.user_id:
+            raise NotFound.of("order", request.order_id)
+        return pb.SeedGetOrderResponse(order=to_proto(order))
+
+    async def SeedListOrdersByClient(self, request, context):
+        orders, token = await self._list_by_client(request, "seed-by-client")
+        return pb.SeedListOrdersByClientResponse(orders=[to_proto(o) for o in orders if not o.user_id],
+                                                 next_page_token=token)
+
+    async def SeedListOrders(self, request, context):
+        orders, token = await self._list_all(request, "", "seed-all")
+        return pb.SeedListOrdersResponse(orders=[to_proto(o) for o in orders], next_page_token=token)
 
     async def CancelOrder(self, request, context):
         order = await self._order(request.order_id, context)

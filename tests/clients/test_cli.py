@@ -129,8 +129,11 @@ def test_chat_rooms_say_and_join(mesh: Mesh, alice: Path):
 def test_orders_place_show_list_and_watch_to_paid(mesh: Mesh, alice: Path):
     import subprocess
 
-    seeded = subprocess.run([sys.executable, str(ROOT / "examples" / "shop.py"), "--seed-only"], env=mesh.env(),
-                            capture_output=True, text=True, timeout=60)
+    import tomllib
+
+    token = tomllib.loads(alice.read_text())["token"]  # alice's client: hers to order for
+    seeded = subprocess.run([sys.executable, str(ROOT / "examples" / "shop.py"), "--seed-only", "--token", token],
+                            env=mesh.env(), capture_output=True, text=True, timeout=60)
     assert seeded.returncode == 0, seeded.stderr
     ids = json.loads(seeded.stdout)
     order = mesh.json("orders", "place", "--client", ids["client_id"], "--item", f"{ids['product_id']}:3",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 
 import httpx
 
@@ -86,15 +87,29 @@ async def test_another_users_things(http):
     r = await http.get("/v1/notifications", headers=bearer(bob))
     assert r.status_code == 200, r.text
     assert all(n.get("userId", bob["user_id"]) == bob["user_id"] for n in r.json().get("notifications", []))
-    # Anonymous per-user reads need the service key; the open order list (the seed shop's
-    # GET /api/orders, ACCESS_PUBLIC) shows an anonymous caller only orders no user owns.
-    assert (await http.get("/v1/payments")).status_code == 401
-    assert (await http.get("/v1/payments", headers={"x-api-key": API_KEY})).status_code == 200
-    assert (await http.get("/v1/payments", headers={"x-api-key": "wrong"})).status_code == 401
-    for key in (None, "wrong"):
-        r = await http.get("/v1/orders", headers={"x-api-key": key} if key else {})
-        assert r.status_code == 200 and all(not o.get("userId") for o in r.json().get("orders", [])), r.text
-    assert (await http.get("/v1/orders", headers={"x-api-key": API_KEY})).status_code == 200
+    # Anonymous per-user reads need the service key; the seed shop's open lists (GET /api/orders,
+    # /api/clients) show only what belongs to nobody, never a user's orders or clients.
+    for path in ("/v1/payments", "/v1/orders", "/v1/clients"):
+        assert (await http.get(path)).status_code == 401, path
+        assert (await http.get(path, headers={"x-api-key": "wrong"})).status_code == 401, path
+        assert (await http.get(path, headers={"x-api-key": API_KEY})).status_code == 200, path
+    r = await http.post("/v1/clients", json={"name": "Bob", "email": f"bob-{uuid.uuid4().hex[:8]}@example.com"},
+                        headers=bearer(bob))
+    assert r.status_code == 200, r.text
+    bobs = r.json()["client"]
+    assert bobs["userId"] == bob["user_id"]
+    assert (await http.get(f"/v1/clients/{bobs['id']}", headers=bearer(bob))).status_code == 200
+    assert (await http.get(f"/v1/clients/{bobs['id']}", headers=bearer(alice))).status_code == 403
+    assert (await http.get(f"/api/clients/{bobs['id']}")).status_code == 404
+    r = await http.get("/v1/clients", headers=bearer(alice))
+    assert r.status_code == 200 and bobs["id"] not in {c["id"] for c in r.json().get("clients", [])}
+    r = await http.get("/api/clients", params={"page_size": 500})
+    assert r.status_code == 200 and all(not c.get("userId") for c in r.json()), r.text
+    r = await http.get("/api/orders", params={"page_size": 500})
+    assert r.status_code == 200 and all(not o.get("userId") for o in r.json()), r.text
+    # an anonymous order for a user's client is refused on the open route: it cannot see that client
+    r = await http.post("/api/orders", json={"client_id": bobs["id"], "items": [{"product_id": "p", "quantity": 1}]})
+    assert r.status_code in (400, 422) and "client" in r.text, r.text
 
 
 async def test_csrf_guards_cookie_sessions(http, secure_mesh):
@@ -181,10 +196,11 @@ async def test_injection_strings_are_stored_verbatim(http):
         assert r.status_code == 200, r.text
         poll = (await http.get(f"/v1/polls/{r.json()['poll']['id']}")).json()["poll"]
         assert poll["question"] == text and [o["text"] for o in poll["options"]] == [text, text + "!"], poll
-        r = await http.post("/v1/clients", json={"name": text, "email": f"inj{n}-{room}@example.com"})
+        r = await http.post("/v1/clients", json={"name": text, "email": f"inj{n}-{room}@example.com"},
+                            headers=bearer(user))
         assert r.status_code == 200, r.text
         client_id = r.json()["client"]["id"]
-        r = await http.get(f"/v1/clients/{client_id}", headers={"x-api-key": API_KEY})
+        r = await http.get(f"/v1/clients/{client_id}", headers=bearer(user))
         assert r.json()["client"]["name"] == text, r.text
         r = await http.post(f"/v1/rooms/{room}/messages", json={"username": "inj", "text": text})
         assert r.status_code == 200, r.text

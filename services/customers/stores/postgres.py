@@ -102,13 +102,17 @@ class PostgresCustomerStore:
             raise EmailTaken(party.email) from None
         return party
 
-    async def list(self, kind: Kind, query: str, after: int, limit: int) -> list[tuple[int, Party]]:
+    async def list(self, kind: Kind, query: str, after: int, limit: int,
+                   owner: str | None = None) -> list[tuple[int, Party]]:
         def read(conn):
             with conn.cursor() as cur:
                 where, args = "seq > %s", [after]
                 if query:
                     where += " AND (lower(name) LIKE %s OR email_key LIKE %s)"
                     args += [like_pattern(query)] * 2
+                if owner is not None:
+                    where += " AND user_id = %s"
+                    args.append(owner)
                 cur.execute(f"SELECT {COLUMNS} FROM {TABLES[kind]} WHERE {where} ORDER BY seq LIMIT %s",
                             (*args, limit))
                 return cur.fetchall()

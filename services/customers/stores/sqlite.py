@@ -79,11 +79,15 @@ class SqliteCustomerStore:
             raise EmailTaken(party.email) from None
         return party
 
-    async def list(self, kind: Kind, query: str, after: int, limit: int) -> list[tuple[int, Party]]:
+    async def list(self, kind: Kind, query: str, after: int, limit: int,
+                   owner: str | None = None) -> list[tuple[int, Party]]:
         where, args = "seq > ?", [after]
         if query:
             where += " AND (lower(name) LIKE ? ESCAPE '\\' OR email_key LIKE ? ESCAPE '\\')"
             args += [like_pattern(query)] * 2
+        if owner is not None:
+            where += " AND user_id = ?"
+            args.append(owner)
         sql = f"SELECT {COLUMNS} FROM {TABLES[kind]} WHERE {where} ORDER BY seq LIMIT ?"
         rows = await self.db.run(lambda c: c.execute(sql, (*args, limit)).fetchall())
         return [to_party(kind, tuple(row)) for row in rows]

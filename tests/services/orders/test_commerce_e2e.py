@@ -251,6 +251,7 @@ async def test_lists_page_and_search(commerce, http):
         r = await http.post("/api/clients", json={"name": f"Pager {tag} {i}", "email": f"p{i}-{tag}@example.com"})
         assert r.status_code == 200
     r = await http.get("/v1/clients", params={"query": tag, "page_size": 2})
+    assert r.status_code == 200, r.text
     first = r.json()
     assert [c["name"] for c in first["clients"]] == [f"Pager {tag} 0", f"Pager {tag} 1"]
     r = await http.get("/v1/clients", params={"query": tag, "page_size": 2, "page_token": first["nextPageToken"]})

@@ -39,6 +39,9 @@ class CustomerServiceStub:
 
     The `/api/...` bindings are the seed system's own endpoints: they take the resource itself as the
     JSON body and answer with the resource (or the list) itself, so that seed's clients work unchanged.
+    Clients hold personal data: the `/v1` client routes need a signed-in user, who sees the clients
+    they registered; the seed shop's open `/api/clients` routes (the SeedClient RPCs) see only the
+    clients registered there, which belong to nobody. Sellers are storefronts and stay public.
     """
 
     def __init__(self, channel):
@@ -87,6 +90,21 @@ class CustomerServiceStub:
                 request_serializer=agora_dot_customers_dot_v1_dot_customers__pb2.ListSellersRequest.SerializeToString,
                 response_deserializer=agora_dot_customers_dot_v1_dot_customers__pb2.ListSellersResponse.FromString,
                 _registered_method=True)
+        self.SeedCreateClient = channel.unary_unary(
+                '/agora.customers.v1.CustomerService/SeedCreateClient',
+                request_serializer=agora_dot_customers_dot_v1_dot_customers__pb2.SeedCreateClientRequest.SerializeToString,
+                response_deserializer=agora_dot_customers_dot_v1_dot_customers__pb2.SeedCreateClientResponse.FromString,
+                _registered_method=True)
+        self.SeedGetClient = channel.unary_unary(
+                '/agora.customers.v1.CustomerService/SeedGetClient',
+                request_serializer=agora_dot_customers_dot_v1_dot_customers__pb2.SeedGetClientRequest.SerializeToString,
+                response_deserializer=agora_dot_customers_dot_v1_dot_customers__pb2.SeedGetClientResponse.FromString,
+                _registered_method=True)
+        self.SeedListClients = channel.unary_unary(
+                '/agora.customers.v1.CustomerService/SeedListClients',
+                request_serializer=agora_dot_customers_dot_v1_dot_customers__pb2.SeedListClientsRequest.SerializeToString,
+                response_deserializer=agora_dot_customers_dot_v1_dot_customers__pb2.SeedListClientsResponse.FromString,
+                _registered_method=True)
 
 
 class CustomerServiceServicer:
@@ -103,6 +121,9 @@ class CustomerServiceServicer:
 
     The `/api/...` bindings are the seed system's own endpoints: they take the resource itself as the
     JSON body and answer with the resource (or the list) itself, so that seed's clients work unchanged.
+    Clients hold personal data: the `/v1` client routes need a signed-in user, who sees the clients
+    they registered; the seed shop's open `/api/clients` routes (the SeedClient RPCs) see only the
+    clients registered there, which belong to nobody. Sellers are storefronts and stay public.
     """
 
     def CreateClient(self, request, context):
@@ -111,6 +132,8 @@ class CustomerServiceServicer:
 
         Errors: INVALID_ARGUMENT (missing or invalid name, email or phone; BadRequest names the field),
         ALREADY_EXISTS (another client already has this email; HTTP 409).
+
+        Needs a signed-in user. The seed shop's `POST /api/clients` is SeedCreateClient.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -120,6 +143,9 @@ class CustomerServiceServicer:
         """Returns one client.
 
         Errors: INVALID_ARGUMENT (empty client_id), NOT_FOUND (no such client).
+
+        A user reads the clients they registered (PERMISSION_DENIED for another's or a seed-shop
+        client); internal callers read any. The seed shop's `GET /api/clients/{id}` is SeedGetClient.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -141,6 +167,9 @@ class CustomerServiceServicer:
 
         Errors: INVALID_ARGUMENT (negative page_size, page_token not issued by this RPC with the same
         filter).
+
+        A user lists the clients they registered; internal callers list every client.
+        The seed shop's `GET /api/clients` is SeedListClients.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,6 +211,37 @@ class CustomerServiceServicer:
 
         Errors: INVALID_ARGUMENT (negative page_size, page_token not issued by this RPC with the same
         filter).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SeedCreateClient(self, request, context):
+        """The seed shop's `POST /api/clients`: no session, as in the seed. The client belongs to nobody
+        (`user_id` empty) and is seen only on the seed shop's routes and by internal callers, so a
+        client a user registered never shows on an open route.
+
+        Errors: as CreateClient.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SeedGetClient(self, request, context):
+        """The seed shop's `GET /api/clients/{id}`: a client of the seed shop (one that belongs to
+        nobody). A client a user registered is NOT_FOUND here.
+
+        Errors: INVALID_ARGUMENT (empty client_id), NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SeedListClients(self, request, context):
+        """The seed shop's `GET /api/clients`: the seed shop's clients (those that belong to nobody),
+        oldest first, as a bare array.
+
+        Errors: as ListClients.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -230,6 +290,21 @@ def add_CustomerServiceServicer_to_server(servicer, server):
                     request_deserializer=agora_dot_customers_dot_v1_dot_customers__pb2.ListSellersRequest.FromString,
                     response_serializer=agora_dot_customers_dot_v1_dot_customers__pb2.ListSellersResponse.SerializeToString,
             ),
+            'SeedCreateClient': grpc.unary_unary_rpc_method_handler(
+                    servicer.SeedCreateClient,
+                    request_deserializer=agora_dot_customers_dot_v1_dot_customers__pb2.SeedCreateClientRequest.FromString,
+                    response_serializer=agora_dot_customers_dot_v1_dot_customers__pb2.SeedCreateClientResponse.SerializeToString,
+            ),
+            'SeedGetClient': grpc.unary_unary_rpc_method_handler(
+                    servicer.SeedGetClient,
+                    request_deserializer=agora_dot_customers_dot_v1_dot_customers__pb2.SeedGetClientRequest.FromString,
+                    response_serializer=agora_dot_customers_dot_v1_dot_customers__pb2.SeedGetClientResponse.SerializeToString,
+            ),
+            'SeedListClients': grpc.unary_unary_rpc_method_handler(
+                    servicer.SeedListClients,
+                    request_deserializer=agora_dot_customers_dot_v1_dot_customers__pb2.SeedListClientsRequest.FromString,
+                    response_serializer=agora_dot_customers_dot_v1_dot_customers__pb2.SeedListClientsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'agora.customers.v1.CustomerService', rpc_method_handlers)
@@ -252,6 +327,9 @@ class CustomerService:
 
     The `/api/...` bindings are the seed system's own endpoints: they take the resource itself as the
     JSON body and answer with the resource (or the list) itself, so that seed's clients work unchanged.
+    Clients hold personal data: the `/v1` client routes need a signed-in user, who sees the clients
+    they registered; the seed shop's open `/api/clients` routes (the SeedClient RPCs) see only the
+    clients registered there, which belong to nobody. Sellers are storefronts and stay public.
     """
 
     @staticmethod
@@ -460,6 +538,87 @@ class CustomerService:
             '/agora.customers.v1.CustomerService/ListSellers',
             agora_dot_customers_dot_v1_dot_customers__pb2.ListSellersRequest.SerializeToString,
             agora_dot_customers_dot_v1_dot_customers__pb2.ListSellersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeedCreateClient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.customers.v1.CustomerService/SeedCreateClient',
+            agora_dot_customers_dot_v1_dot_customers__pb2.SeedCreateClientRequest.SerializeToString,
+            agora_dot_customers_dot_v1_dot_customers__pb2.SeedCreateClientResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeedGetClient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.customers.v1.CustomerService/SeedGetClient',
+            agora_dot_customers_dot_v1_dot_customers__pb2.SeedGetClientRequest.SerializeToString,
+            agora_dot_customers_dot_v1_dot_customers__pb2.SeedGetClientResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeedListClients(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.customers.v1.CustomerService/SeedListClients',
+            agora_dot_customers_dot_v1_dot_customers__pb2.SeedListClientsRequest.SerializeToString,
+            agora_dot_customers_dot_v1_dot_customers__pb2.SeedListClientsResponse.FromString,
             options,
             channel_credentials,
             insecure,

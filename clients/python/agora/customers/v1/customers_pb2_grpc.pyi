@@ -40,6 +40,9 @@ class CustomerServiceStub:
 
     The `/api/...` bindings are the seed system's own endpoints: they take the resource itself as the
     JSON body and answer with the resource (or the list) itself, so that seed's clients work unchanged.
+    Clients hold personal data: the `/v1` client routes need a signed-in user, who sees the clients
+    they registered; the seed shop's open `/api/clients` routes (the SeedClient RPCs) see only the
+    clients registered there, which belong to nobody. Sellers are storefronts and stay public.
     """
 
     @_typing.overload
@@ -52,11 +55,16 @@ class CustomerServiceStub:
 
     Errors: INVALID_ARGUMENT (missing or invalid name, email or phone; BadRequest names the field),
     ALREADY_EXISTS (another client already has this email; HTTP 409).
+
+    Needs a signed-in user. The seed shop's `POST /api/clients` is SeedCreateClient.
     """
     GetClient: _grpc.UnaryUnaryMultiCallable[_customers_pb2.GetClientRequest, _customers_pb2.GetClientResponse]
     """Returns one client.
 
     Errors: INVALID_ARGUMENT (empty client_id), NOT_FOUND (no such client).
+
+    A user reads the clients they registered (PERMISSION_DENIED for another's or a seed-shop
+    client); internal callers read any. The seed shop's `GET /api/clients/{id}` is SeedGetClient.
     """
     UpdateClient: _grpc.UnaryUnaryMultiCallable[_customers_pb2.UpdateClientRequest, _customers_pb2.UpdateClientResponse]
     """Updates the fields of a client named by `update_mask`; publishes nothing.
@@ -70,6 +78,9 @@ class CustomerServiceStub:
 
     Errors: INVALID_ARGUMENT (negative page_size, page_token not issued by this RPC with the same
     filter).
+
+    A user lists the clients they registered; internal callers list every client.
+    The seed shop's `GET /api/clients` is SeedListClients.
     """
     CreateSeller: _grpc.UnaryUnaryMultiCallable[_customers_pb2.CreateSellerRequest, _customers_pb2.CreateSellerResponse]
     """Creates a seller. The server assigns `id` and the timestamps; when the caller is a signed-in
@@ -96,6 +107,25 @@ class CustomerServiceStub:
     Errors: INVALID_ARGUMENT (negative page_size, page_token not issued by this RPC with the same
     filter).
     """
+    SeedCreateClient: _grpc.UnaryUnaryMultiCallable[_customers_pb2.SeedCreateClientRequest, _customers_pb2.SeedCreateClientResponse]
+    """The seed shop's `POST /api/clients`: no session, as in the seed. The client belongs to nobody
+    (`user_id` empty) and is seen only on the seed shop's routes and by internal callers, so a
+    client a user registered never shows on an open route.
+
+    Errors: as CreateClient.
+    """
+    SeedGetClient: _grpc.UnaryUnaryMultiCallable[_customers_pb2.SeedGetClientRequest, _customers_pb2.SeedGetClientResponse]
+    """The seed shop's `GET /api/clients/{id}`: a client of the seed shop (one that belongs to
+    nobody). A client a user registered is NOT_FOUND here.
+
+    Errors: INVALID_ARGUMENT (empty client_id), NOT_FOUND.
+    """
+    SeedListClients: _grpc.UnaryUnaryMultiCallable[_customers_pb2.SeedListClientsRequest, _customers_pb2.SeedListClientsResponse]
+    """The seed shop's `GET /api/clients`: the seed shop's clients (those that belong to nobody),
+    oldest first, as a bare array.
+
+    Errors: as ListClients.
+    """
 
 @_typing.type_check_only
 class CustomerServiceAsyncStub(CustomerServiceStub):
@@ -112,6 +142,9 @@ class CustomerServiceAsyncStub(CustomerServiceStub):
 
     The `/api/...` bindings are the seed system's own endpoints: they take the resource itself as the
     JSON body and answer with the resource (or the list) itself, so that seed's clients work unchanged.
+    Clients hold personal data: the `/v1` client routes need a signed-in user, who sees the clients
+    they registered; the seed shop's open `/api/clients` routes (the SeedClient RPCs) see only the
+    clients registered there, which belong to nobody. Sellers are storefronts and stay public.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -121,11 +154,16 @@ class CustomerServiceAsyncStub(CustomerServiceStub):
 
     Errors: INVALID_ARGUMENT (missing or invalid name, email or phone; BadRequest names the field),
     ALREADY_EXISTS (another client already has this email; HTTP 409).
+
+    Needs a signed-in user. The seed shop's `POST /api/clients` is SeedCreateClient.
     """
     GetClient: _aio.UnaryUnaryMultiCallable[_customers_pb2.GetClientRequest, _customers_pb2.GetClientResponse]  # type: ignore[assignment]
     """Returns one client.
 
     Errors: INVALID_ARGUMENT (empty client_id), NOT_FOUND (no such client).
+
+    A user reads the clients they registered (PERMISSION_DENIED for another's or a seed-shop
+    client); internal callers read any. The seed shop's `GET /api/clients/{id}` is SeedGetClient.
     """
     UpdateClient: _aio.UnaryUnaryMultiCallable[_customers_pb2.UpdateClientRequest, _customers_pb2.UpdateClientResponse]  # type: ignore[assignment]
     """Updates the fields of a client named by `update_mask`; publishes nothing.
@@ -139,6 +177,9 @@ class CustomerServiceAsyncStub(CustomerServiceStub):
 
     Errors: INVALID_ARGUMENT (negative page_size, page_token not issued by this RPC with the same
     filter).
+
+    A user lists the clients they registered; internal callers list every client.
+    The seed shop's `GET /api/clients` is SeedListClients.
     """
     CreateSeller: _aio.UnaryUnaryMultiCallable[_customers_pb2.CreateSellerRequest, _customers_pb2.CreateSellerResponse]  # type: ignore[assignment]
     """Creates a seller. The server assigns `id` and the timestamps; when the caller is a signed-in
@@ -165,6 +206,25 @@ class CustomerServiceAsyncStub(CustomerServiceStub):
     Errors: INVALID_ARGUMENT (negative page_size, page_token not issued by this RPC with the same
     filter).
     """
+    SeedCreateClient: _aio.UnaryUnaryMultiCallable[_customers_pb2.SeedCreateClientRequest, _customers_pb2.SeedCreateClientResponse]  # type: ignore[assignment]
+    """The seed shop's `POST /api/clients`: no session, as in the seed. The client belongs to nobody
+    (`user_id` empty) and is seen only on the seed shop's routes and by internal callers, so a
+    client a user registered never shows on an open route.
+
+    Errors: as CreateClient.
+    """
+    SeedGetClient: _aio.UnaryUnaryMultiCallable[_customers_pb2.SeedGetClientRequest, _customers_pb2.SeedGetClientResponse]  # type: ignore[assignment]
+    """The seed shop's `GET /api/clients/{id}`: a client of the seed shop (one that belongs to
+    nobody). A client a user registered is NOT_FOUND here.
+
+    Errors: INVALID_ARGUMENT (empty client_id), NOT_FOUND.
+    """
+    SeedListClients: _aio.UnaryUnaryMultiCallable[_customers_pb2.SeedListClientsRequest, _customers_pb2.SeedListClientsResponse]  # type: ignore[assignment]
+    """The seed shop's `GET /api/clients`: the seed shop's clients (those that belong to nobody),
+    oldest first, as a bare array.
+
+    Errors: as ListClients.
+    """
 
 class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
     """CustomerService keeps the people who buy (clients) and sell (sellers) on Agora.
@@ -180,6 +240,9 @@ class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
 
     The `/api/...` bindings are the seed system's own endpoints: they take the resource itself as the
     JSON body and answer with the resource (or the list) itself, so that seed's clients work unchanged.
+    Clients hold personal data: the `/v1` client routes need a signed-in user, who sees the clients
+    they registered; the seed shop's open `/api/clients` routes (the SeedClient RPCs) see only the
+    clients registered there, which belong to nobody. Sellers are storefronts and stay public.
     """
 
     @_abc_1.abstractmethod
@@ -193,6 +256,8 @@ class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: INVALID_ARGUMENT (missing or invalid name, email or phone; BadRequest names the field),
         ALREADY_EXISTS (another client already has this email; HTTP 409).
+
+        Needs a signed-in user. The seed shop's `POST /api/clients` is SeedCreateClient.
         """
 
     @_abc_1.abstractmethod
@@ -204,6 +269,9 @@ class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
         """Returns one client.
 
         Errors: INVALID_ARGUMENT (empty client_id), NOT_FOUND (no such client).
+
+        A user reads the clients they registered (PERMISSION_DENIED for another's or a seed-shop
+        client); internal callers read any. The seed shop's `GET /api/clients/{id}` is SeedGetClient.
         """
 
     @_abc_1.abstractmethod
@@ -229,6 +297,9 @@ class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: INVALID_ARGUMENT (negative page_size, page_token not issued by this RPC with the same
         filter).
+
+        A user lists the clients they registered; internal callers list every client.
+        The seed shop's `GET /api/clients` is SeedListClients.
         """
 
     @_abc_1.abstractmethod
@@ -278,6 +349,43 @@ class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: INVALID_ARGUMENT (negative page_size, page_token not issued by this RPC with the same
         filter).
+        """
+
+    @_abc_1.abstractmethod
+    def SeedCreateClient(
+        self,
+        request: _customers_pb2.SeedCreateClientRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customers_pb2.SeedCreateClientResponse, _abc.Awaitable[_customers_pb2.SeedCreateClientResponse]]:
+        """The seed shop's `POST /api/clients`: no session, as in the seed. The client belongs to nobody
+        (`user_id` empty) and is seen only on the seed shop's routes and by internal callers, so a
+        client a user registered never shows on an open route.
+
+        Errors: as CreateClient.
+        """
+
+    @_abc_1.abstractmethod
+    def SeedGetClient(
+        self,
+        request: _customers_pb2.SeedGetClientRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customers_pb2.SeedGetClientResponse, _abc.Awaitable[_customers_pb2.SeedGetClientResponse]]:
+        """The seed shop's `GET /api/clients/{id}`: a client of the seed shop (one that belongs to
+        nobody). A client a user registered is NOT_FOUND here.
+
+        Errors: INVALID_ARGUMENT (empty client_id), NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def SeedListClients(
+        self,
+        request: _customers_pb2.SeedListClientsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customers_pb2.SeedListClientsResponse, _abc.Awaitable[_customers_pb2.SeedListClientsResponse]]:
+        """The seed shop's `GET /api/clients`: the seed shop's clients (those that belong to nobody),
+        oldest first, as a bare array.
+
+        Errors: as ListClients.
         """
 
 def add_CustomerServiceServicer_to_server(servicer: CustomerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -42,10 +42,10 @@ class OrderServiceStub:
     A PENDING order with no payment outcome by `payment_due_at` is failed with reason
     "payment timed out" and its stock released: no order stays PENDING forever.
 
-    Access: a caller signed in as a user sees and changes only orders whose `user_id` is theirs
-    (PERMISSION_DENIED otherwise); internal callers (the service API key) see all. An order placed
-    without a session (the seed shop's `POST /api/orders`) belongs to nobody: ListOrders shows such
-    orders to anonymous callers, and only internal callers read or change them by id.
+    Access: the `/v1` routes need a signed-in user, who sees and changes only orders whose `user_id`
+    is theirs (PERMISSION_DENIED otherwise); internal callers (the service API key) see all. The seed
+    shop's `/api/orders...` routes are the Seed* RPCs, open as in the seed: an order placed there
+    belongs to nobody and is seen only there (and by internal callers); a user's order never is.
     Every RPC may also return UNAUTHENTICATED (bad or expired session), UNAVAILABLE (store or a
     dependency unreachable; safe to retry) and DEADLINE_EXCEEDED.
     """
@@ -86,6 +86,26 @@ class OrderServiceStub:
                 request_serializer=agora_dot_orders_dot_v1_dot_orders__pb2.WatchOrderRequest.SerializeToString,
                 response_deserializer=agora_dot_orders_dot_v1_dot_orders__pb2.WatchOrderResponse.FromString,
                 _registered_method=True)
+        self.SeedCreateOrder = channel.unary_unary(
+                '/agora.orders.v1.OrderService/SeedCreateOrder',
+                request_serializer=agora_dot_orders_dot_v1_dot_orders__pb2.SeedCreateOrderRequest.SerializeToString,
+                response_deserializer=agora_dot_orders_dot_v1_dot_orders__pb2.SeedCreateOrderResponse.FromString,
+                _registered_method=True)
+        self.SeedGetOrder = channel.unary_unary(
+                '/agora.orders.v1.OrderService/SeedGetOrder',
+                request_serializer=agora_dot_orders_dot_v1_dot_orders__pb2.SeedGetOrderRequest.SerializeToString,
+                response_deserializer=agora_dot_orders_dot_v1_dot_orders__pb2.SeedGetOrderResponse.FromString,
+                _registered_method=True)
+        self.SeedListOrdersByClient = channel.unary_unary(
+                '/agora.orders.v1.OrderService/SeedListOrdersByClient',
+                request_serializer=agora_dot_orders_dot_v1_dot_orders__pb2.SeedListOrdersByClientRequest.SerializeToString,
+                response_deserializer=agora_dot_orders_dot_v1_dot_orders__pb2.SeedListOrdersByClientResponse.FromString,
+                _registered_method=True)
+        self.SeedListOrders = channel.unary_unary(
+                '/agora.orders.v1.OrderService/SeedListOrders',
+                request_serializer=agora_dot_orders_dot_v1_dot_orders__pb2.SeedListOrdersRequest.SerializeToString,
+                response_deserializer=agora_dot_orders_dot_v1_dot_orders__pb2.SeedListOrdersResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -105,10 +125,10 @@ class OrderServiceServicer:
     A PENDING order with no payment outcome by `payment_due_at` is failed with reason
     "payment timed out" and its stock released: no order stays PENDING forever.
 
-    Access: a caller signed in as a user sees and changes only orders whose `user_id` is theirs
-    (PERMISSION_DENIED otherwise); internal callers (the service API key) see all. An order placed
-    without a session (the seed shop's `POST /api/orders`) belongs to nobody: ListOrders shows such
-    orders to anonymous callers, and only internal callers read or change them by id.
+    Access: the `/v1` routes need a signed-in user, who sees and changes only orders whose `user_id`
+    is theirs (PERMISSION_DENIED otherwise); internal callers (the service API key) see all. The seed
+    shop's `/api/orders...` routes are the Seed* RPCs, open as in the seed: an order placed there
+    belongs to nobody and is seen only there (and by internal callers); a user's order never is.
     Every RPC may also return UNAUTHENTICATED (bad or expired session), UNAVAILABLE (store or a
     dependency unreachable; safe to retry) and DEADLINE_EXCEEDED.
     """
@@ -127,6 +147,9 @@ class OrderServiceServicer:
         order is not created), PERMISSION_DENIED (the client is linked to another user),
         UNAVAILABLE / DEADLINE_EXCEEDED (customers or catalog did not answer in time; nothing was
         reserved or stored).
+
+        Needs a signed-in user; the order belongs to them. The seed shop's `POST /api/orders` is
+        SeedCreateOrder.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -137,6 +160,8 @@ class OrderServiceServicer:
 
         Errors: INVALID_ARGUMENT (empty order_id), NOT_FOUND (no such order),
         PERMISSION_DENIED (another user's order).
+
+        The seed shop's `GET /api/orders/{id}` is SeedGetOrder.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -148,6 +173,8 @@ class OrderServiceServicer:
 
         Errors: INVALID_ARGUMENT (empty client_id, negative page_size, foreign page_token),
         PERMISSION_DENIED (the client is linked to another user).
+
+        The seed shop's `GET /api/orders/client/{id}` is SeedListOrdersByClient.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,6 +185,8 @@ class OrderServiceServicer:
         internal callers get every order (order across pages is stable but unspecified).
 
         Errors: INVALID_ARGUMENT (negative page_size, foreign page_token).
+
+        The seed shop's `GET /api/orders` is SeedListOrders.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -187,6 +216,45 @@ class OrderServiceServicer:
         Errors: INVALID_ARGUMENT (empty order_id), NOT_FOUND (no such order), PERMISSION_DENIED
         (another user's order), OUT_OF_RANGE (resume_from is beyond the latest sequence),
         RESOURCE_EXHAUSTED (the reader fell too far behind; reconnect with resume_from).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SeedCreateOrder(self, request, context):
+        """The seed shop's `POST /api/orders`: no session, as in the seed. The client must be a seed-shop
+        client (one that belongs to nobody; a client a user registered is INVALID_ARGUMENT "no client"
+        here), and the order belongs to nobody: it is seen on the seed shop's routes and by internal
+        callers. Otherwise as CreateOrder.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SeedGetOrder(self, request, context):
+        """The seed shop's `GET /api/orders/{id}`: an order that belongs to nobody. A user's order is
+        NOT_FOUND here.
+
+        Errors: INVALID_ARGUMENT (empty order_id), NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SeedListOrdersByClient(self, request, context):
+        """The seed shop's `GET /api/orders/client/{id}`: a seed-shop client's orders, newest first, as a
+        bare array. A client a user registered has none here.
+
+        Errors: INVALID_ARGUMENT (empty client_id, negative page_size, foreign page_token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SeedListOrders(self, request, context):
+        """The seed shop's `GET /api/orders`: the orders that belong to nobody, as a bare array.
+
+        Errors: INVALID_ARGUMENT (negative page_size, foreign page_token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -225,6 +293,26 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     request_deserializer=agora_dot_orders_dot_v1_dot_orders__pb2.WatchOrderRequest.FromString,
                     response_serializer=agora_dot_orders_dot_v1_dot_orders__pb2.WatchOrderResponse.SerializeToString,
             ),
+            'SeedCreateOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.SeedCreateOrder,
+                    request_deserializer=agora_dot_orders_dot_v1_dot_orders__pb2.SeedCreateOrderRequest.FromString,
+                    response_serializer=agora_dot_orders_dot_v1_dot_orders__pb2.SeedCreateOrderResponse.SerializeToString,
+            ),
+            'SeedGetOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.SeedGetOrder,
+                    request_deserializer=agora_dot_orders_dot_v1_dot_orders__pb2.SeedGetOrderRequest.FromString,
+                    response_serializer=agora_dot_orders_dot_v1_dot_orders__pb2.SeedGetOrderResponse.SerializeToString,
+            ),
+            'SeedListOrdersByClient': grpc.unary_unary_rpc_method_handler(
+                    servicer.SeedListOrdersByClient,
+                    request_deserializer=agora_dot_orders_dot_v1_dot_orders__pb2.SeedListOrdersByClientRequest.FromString,
+                    response_serializer=agora_dot_orders_dot_v1_dot_orders__pb2.SeedListOrdersByClientResponse.SerializeToString,
+            ),
+            'SeedListOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.SeedListOrders,
+                    request_deserializer=agora_dot_orders_dot_v1_dot_orders__pb2.SeedListOrdersRequest.FromString,
+                    response_serializer=agora_dot_orders_dot_v1_dot_orders__pb2.SeedListOrdersResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'agora.orders.v1.OrderService', rpc_method_handlers)
@@ -250,10 +338,10 @@ class OrderService:
     A PENDING order with no payment outcome by `payment_due_at` is failed with reason
     "payment timed out" and its stock released: no order stays PENDING forever.
 
-    Access: a caller signed in as a user sees and changes only orders whose `user_id` is theirs
-    (PERMISSION_DENIED otherwise); internal callers (the service API key) see all. An order placed
-    without a session (the seed shop's `POST /api/orders`) belongs to nobody: ListOrders shows such
-    orders to anonymous callers, and only internal callers read or change them by id.
+    Access: the `/v1` routes need a signed-in user, who sees and changes only orders whose `user_id`
+    is theirs (PERMISSION_DENIED otherwise); internal callers (the service API key) see all. The seed
+    shop's `/api/orders...` routes are the Seed* RPCs, open as in the seed: an order placed there
+    belongs to nobody and is seen only there (and by internal callers); a user's order never is.
     Every RPC may also return UNAUTHENTICATED (bad or expired session), UNAVAILABLE (store or a
     dependency unreachable; safe to retry) and DEADLINE_EXCEEDED.
     """
@@ -410,6 +498,114 @@ class OrderService:
             '/agora.orders.v1.OrderService/WatchOrder',
             agora_dot_orders_dot_v1_dot_orders__pb2.WatchOrderRequest.SerializeToString,
             agora_dot_orders_dot_v1_dot_orders__pb2.WatchOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeedCreateOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.orders.v1.OrderService/SeedCreateOrder',
+            agora_dot_orders_dot_v1_dot_orders__pb2.SeedCreateOrderRequest.SerializeToString,
+            agora_dot_orders_dot_v1_dot_orders__pb2.SeedCreateOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeedGetOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.orders.v1.OrderService/SeedGetOrder',
+            agora_dot_orders_dot_v1_dot_orders__pb2.SeedGetOrderRequest.SerializeToString,
+            agora_dot_orders_dot_v1_dot_orders__pb2.SeedGetOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeedListOrdersByClient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.orders.v1.OrderService/SeedListOrdersByClient',
+            agora_dot_orders_dot_v1_dot_orders__pb2.SeedListOrdersByClientRequest.SerializeToString,
+            agora_dot_orders_dot_v1_dot_orders__pb2.SeedListOrdersByClientResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeedListOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.orders.v1.OrderService/SeedListOrders',
+            agora_dot_orders_dot_v1_dot_orders__pb2.SeedListOrdersRequest.SerializeToString,
+            agora_dot_orders_dot_v1_dot_orders__pb2.SeedListOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,

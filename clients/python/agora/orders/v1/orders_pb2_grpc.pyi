@@ -43,10 +43,10 @@ class OrderServiceStub:
     A PENDING order with no payment outcome by `payment_due_at` is failed with reason
     "payment timed out" and its stock released: no order stays PENDING forever.
 
-    Access: a caller signed in as a user sees and changes only orders whose `user_id` is theirs
-    (PERMISSION_DENIED otherwise); internal callers (the service API key) see all. An order placed
-    without a session (the seed shop's `POST /api/orders`) belongs to nobody: ListOrders shows such
-    orders to anonymous callers, and only internal callers read or change them by id.
+    Access: the `/v1` routes need a signed-in user, who sees and changes only orders whose `user_id`
+    is theirs (PERMISSION_DENIED otherwise); internal callers (the service API key) see all. The seed
+    shop's `/api/orders...` routes are the Seed* RPCs, open as in the seed: an order placed there
+    belongs to nobody and is seen only there (and by internal callers); a user's order never is.
     Every RPC may also return UNAUTHENTICATED (bad or expired session), UNAVAILABLE (store or a
     dependency unreachable; safe to retry) and DEADLINE_EXCEEDED.
     """
@@ -69,12 +69,17 @@ class OrderServiceStub:
     order is not created), PERMISSION_DENIED (the client is linked to another user),
     UNAVAILABLE / DEADLINE_EXCEEDED (customers or catalog did not answer in time; nothing was
     reserved or stored).
+
+    Needs a signed-in user; the order belongs to them. The seed shop's `POST /api/orders` is
+    SeedCreateOrder.
     """
     GetOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.GetOrderRequest, _orders_pb2.GetOrderResponse]
     """Returns one order with its line items and status history.
 
     Errors: INVALID_ARGUMENT (empty order_id), NOT_FOUND (no such order),
     PERMISSION_DENIED (another user's order).
+
+    The seed shop's `GET /api/orders/{id}` is SeedGetOrder.
     """
     ListOrdersByClient: _grpc.UnaryUnaryMultiCallable[_orders_pb2.ListOrdersByClientRequest, _orders_pb2.ListOrdersByClientResponse]
     """Lists one client's orders, newest first (served from the orders-by-client table).
@@ -82,12 +87,16 @@ class OrderServiceStub:
 
     Errors: INVALID_ARGUMENT (empty client_id, negative page_size, foreign page_token),
     PERMISSION_DENIED (the client is linked to another user).
+
+    The seed shop's `GET /api/orders/client/{id}` is SeedListOrdersByClient.
     """
     ListOrders: _grpc.UnaryUnaryMultiCallable[_orders_pb2.ListOrdersRequest, _orders_pb2.ListOrdersResponse]
     """Lists orders, optionally by status. A caller signed in as a user gets only their own orders;
     internal callers get every order (order across pages is stable but unspecified).
 
     Errors: INVALID_ARGUMENT (negative page_size, foreign page_token).
+
+    The seed shop's `GET /api/orders` is SeedListOrders.
     """
     CancelOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.CancelOrderRequest, _orders_pb2.CancelOrderResponse]
     """Cancels an order. PENDING: the order becomes CANCELLED and its stock is released; payments
@@ -110,6 +119,29 @@ class OrderServiceStub:
     (another user's order), OUT_OF_RANGE (resume_from is beyond the latest sequence),
     RESOURCE_EXHAUSTED (the reader fell too far behind; reconnect with resume_from).
     """
+    SeedCreateOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.SeedCreateOrderRequest, _orders_pb2.SeedCreateOrderResponse]
+    """The seed shop's `POST /api/orders`: no session, as in the seed. The client must be a seed-shop
+    client (one that belongs to nobody; a client a user registered is INVALID_ARGUMENT "no client"
+    here), and the order belongs to nobody: it is seen on the seed shop's routes and by internal
+    callers. Otherwise as CreateOrder.
+    """
+    SeedGetOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.SeedGetOrderRequest, _orders_pb2.SeedGetOrderResponse]
+    """The seed shop's `GET /api/orders/{id}`: an order that belongs to nobody. A user's order is
+    NOT_FOUND here.
+
+    Errors: INVALID_ARGUMENT (empty order_id), NOT_FOUND.
+    """
+    SeedListOrdersByClient: _grpc.UnaryUnaryMultiCallable[_orders_pb2.SeedListOrdersByClientRequest, _orders_pb2.SeedListOrdersByClientResponse]
+    """The seed shop's `GET /api/orders/client/{id}`: a seed-shop client's orders, newest first, as a
+    bare array. A client a user registered has none here.
+
+    Errors: INVALID_ARGUMENT (empty client_id, negative page_size, foreign page_token).
+    """
+    SeedListOrders: _grpc.UnaryUnaryMultiCallable[_orders_pb2.SeedListOrdersRequest, _orders_pb2.SeedListOrdersResponse]
+    """The seed shop's `GET /api/orders`: the orders that belong to nobody, as a bare array.
+
+    Errors: INVALID_ARGUMENT (negative page_size, foreign page_token).
+    """
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -129,10 +161,10 @@ class OrderServiceAsyncStub(OrderServiceStub):
     A PENDING order with no payment outcome by `payment_due_at` is failed with reason
     "payment timed out" and its stock released: no order stays PENDING forever.
 
-    Access: a caller signed in as a user sees and changes only orders whose `user_id` is theirs
-    (PERMISSION_DENIED otherwise); internal callers (the service API key) see all. An order placed
-    without a session (the seed shop's `POST /api/orders`) belongs to nobody: ListOrders shows such
-    orders to anonymous callers, and only internal callers read or change them by id.
+    Access: the `/v1` routes need a signed-in user, who sees and changes only orders whose `user_id`
+    is theirs (PERMISSION_DENIED otherwise); internal callers (the service API key) see all. The seed
+    shop's `/api/orders...` routes are the Seed* RPCs, open as in the seed: an order placed there
+    belongs to nobody and is seen only there (and by internal callers); a user's order never is.
     Every RPC may also return UNAUTHENTICATED (bad or expired session), UNAVAILABLE (store or a
     dependency unreachable; safe to retry) and DEADLINE_EXCEEDED.
     """
@@ -152,12 +184,17 @@ class OrderServiceAsyncStub(OrderServiceStub):
     order is not created), PERMISSION_DENIED (the client is linked to another user),
     UNAVAILABLE / DEADLINE_EXCEEDED (customers or catalog did not answer in time; nothing was
     reserved or stored).
+
+    Needs a signed-in user; the order belongs to them. The seed shop's `POST /api/orders` is
+    SeedCreateOrder.
     """
     GetOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.GetOrderRequest, _orders_pb2.GetOrderResponse]  # type: ignore[assignment]
     """Returns one order with its line items and status history.
 
     Errors: INVALID_ARGUMENT (empty order_id), NOT_FOUND (no such order),
     PERMISSION_DENIED (another user's order).
+
+    The seed shop's `GET /api/orders/{id}` is SeedGetOrder.
     """
     ListOrdersByClient: _aio.UnaryUnaryMultiCallable[_orders_pb2.ListOrdersByClientRequest, _orders_pb2.ListOrdersByClientResponse]  # type: ignore[assignment]
     """Lists one client's orders, newest first (served from the orders-by-client table).
@@ -165,12 +202,16 @@ class OrderServiceAsyncStub(OrderServiceStub):
 
     Errors: INVALID_ARGUMENT (empty client_id, negative page_size, foreign page_token),
     PERMISSION_DENIED (the client is linked to another user).
+
+    The seed shop's `GET /api/orders/client/{id}` is SeedListOrdersByClient.
     """
     ListOrders: _aio.UnaryUnaryMultiCallable[_orders_pb2.ListOrdersRequest, _orders_pb2.ListOrdersResponse]  # type: ignore[assignment]
     """Lists orders, optionally by status. A caller signed in as a user gets only their own orders;
     internal callers get every order (order across pages is stable but unspecified).
 
     Errors: INVALID_ARGUMENT (negative page_size, foreign page_token).
+
+    The seed shop's `GET /api/orders` is SeedListOrders.
     """
     CancelOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.CancelOrderRequest, _orders_pb2.CancelOrderResponse]  # type: ignore[assignment]
     """Cancels an order. PENDING: the order becomes CANCELLED and its stock is released; payments
@@ -193,6 +234,29 @@ class OrderServiceAsyncStub(OrderServiceStub):
     (another user's order), OUT_OF_RANGE (resume_from is beyond the latest sequence),
     RESOURCE_EXHAUSTED (the reader fell too far behind; reconnect with resume_from).
     """
+    SeedCreateOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.SeedCreateOrderRequest, _orders_pb2.SeedCreateOrderResponse]  # type: ignore[assignment]
+    """The seed shop's `POST /api/orders`: no session, as in the seed. The client must be a seed-shop
+    client (one that belongs to nobody; a client a user registered is INVALID_ARGUMENT "no client"
+    here), and the order belongs to nobody: it is seen on the seed shop's routes and by internal
+    callers. Otherwise as CreateOrder.
+    """
+    SeedGetOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.SeedGetOrderRequest, _orders_pb2.SeedGetOrderResponse]  # type: ignore[assignment]
+    """The seed shop's `GET /api/orders/{id}`: an order that belongs to nobody. A user's order is
+    NOT_FOUND here.
+
+    Errors: INVALID_ARGUMENT (empty order_id), NOT_FOUND.
+    """
+    SeedListOrdersByClient: _aio.UnaryUnaryMultiCallable[_orders_pb2.SeedListOrdersByClientRequest, _orders_pb2.SeedListOrdersByClientResponse]  # type: ignore[assignment]
+    """The seed shop's `GET /api/orders/client/{id}`: a seed-shop client's orders, newest first, as a
+    bare array. A client a user registered has none here.
+
+    Errors: INVALID_ARGUMENT (empty client_id, negative page_size, foreign page_token).
+    """
+    SeedListOrders: _aio.UnaryUnaryMultiCallable[_orders_pb2.SeedListOrdersRequest, _orders_pb2.SeedListOrdersResponse]  # type: ignore[assignment]
+    """The seed shop's `GET /api/orders`: the orders that belong to nobody, as a bare array.
+
+    Errors: INVALID_ARGUMENT (negative page_size, foreign page_token).
+    """
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     """OrderService takes orders and follows them to a final state.
@@ -211,10 +275,10 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     A PENDING order with no payment outcome by `payment_due_at` is failed with reason
     "payment timed out" and its stock released: no order stays PENDING forever.
 
-    Access: a caller signed in as a user sees and changes only orders whose `user_id` is theirs
-    (PERMISSION_DENIED otherwise); internal callers (the service API key) see all. An order placed
-    without a session (the seed shop's `POST /api/orders`) belongs to nobody: ListOrders shows such
-    orders to anonymous callers, and only internal callers read or change them by id.
+    Access: the `/v1` routes need a signed-in user, who sees and changes only orders whose `user_id`
+    is theirs (PERMISSION_DENIED otherwise); internal callers (the service API key) see all. The seed
+    shop's `/api/orders...` routes are the Seed* RPCs, open as in the seed: an order placed there
+    belongs to nobody and is seen only there (and by internal callers); a user's order never is.
     Every RPC may also return UNAUTHENTICATED (bad or expired session), UNAVAILABLE (store or a
     dependency unreachable; safe to retry) and DEADLINE_EXCEEDED.
     """
@@ -238,6 +302,9 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         order is not created), PERMISSION_DENIED (the client is linked to another user),
         UNAVAILABLE / DEADLINE_EXCEEDED (customers or catalog did not answer in time; nothing was
         reserved or stored).
+
+        Needs a signed-in user; the order belongs to them. The seed shop's `POST /api/orders` is
+        SeedCreateOrder.
         """
 
     @_abc_1.abstractmethod
@@ -250,6 +317,8 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: INVALID_ARGUMENT (empty order_id), NOT_FOUND (no such order),
         PERMISSION_DENIED (another user's order).
+
+        The seed shop's `GET /api/orders/{id}` is SeedGetOrder.
         """
 
     @_abc_1.abstractmethod
@@ -263,6 +332,8 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: INVALID_ARGUMENT (empty client_id, negative page_size, foreign page_token),
         PERMISSION_DENIED (the client is linked to another user).
+
+        The seed shop's `GET /api/orders/client/{id}` is SeedListOrdersByClient.
         """
 
     @_abc_1.abstractmethod
@@ -275,6 +346,8 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         internal callers get every order (order across pages is stable but unspecified).
 
         Errors: INVALID_ARGUMENT (negative page_size, foreign page_token).
+
+        The seed shop's `GET /api/orders` is SeedListOrders.
         """
 
     @_abc_1.abstractmethod
@@ -308,6 +381,53 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: INVALID_ARGUMENT (empty order_id), NOT_FOUND (no such order), PERMISSION_DENIED
         (another user's order), OUT_OF_RANGE (resume_from is beyond the latest sequence),
         RESOURCE_EXHAUSTED (the reader fell too far behind; reconnect with resume_from).
+        """
+
+    @_abc_1.abstractmethod
+    def SeedCreateOrder(
+        self,
+        request: _orders_pb2.SeedCreateOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_pb2.SeedCreateOrderResponse, _abc.Awaitable[_orders_pb2.SeedCreateOrderResponse]]:
+        """The seed shop's `POST /api/orders`: no session, as in the seed. The client must be a seed-shop
+        client (one that belongs to nobody; a client a user registered is INVALID_ARGUMENT "no client"
+        here), and the order belongs to nobody: it is seen on the seed shop's routes and by internal
+        callers. Otherwise as CreateOrder.
+        """
+
+    @_abc_1.abstractmethod
+    def SeedGetOrder(
+        self,
+        request: _orders_pb2.SeedGetOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_pb2.SeedGetOrderResponse, _abc.Awaitable[_orders_pb2.SeedGetOrderResponse]]:
+        """The seed shop's `GET /api/orders/{id}`: an order that belongs to nobody. A user's order is
+        NOT_FOUND here.
+
+        Errors: INVALID_ARGUMENT (empty order_id), NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def SeedListOrdersByClient(
+        self,
+        request: _orders_pb2.SeedListOrdersByClientRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_pb2.SeedListOrdersByClientResponse, _abc.Awaitable[_orders_pb2.SeedListOrdersByClientResponse]]:
+        """The seed shop's `GET /api/orders/client/{id}`: a seed-shop client's orders, newest first, as a
+        bare array. A client a user registered has none here.
+
+        Errors: INVALID_ARGUMENT (empty client_id, negative page_size, foreign page_token).
+        """
+
+    @_abc_1.abstractmethod
+    def SeedListOrders(
+        self,
+        request: _orders_pb2.SeedListOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_pb2.SeedListOrdersResponse, _abc.Awaitable[_orders_pb2.SeedListOrdersResponse]]:
+        """The seed shop's `GET /api/orders`: the orders that belong to nobody, as a bare array.
+
+        Errors: INVALID_ARGUMENT (negative page_size, foreign page_token).
         """
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
