@@ -47,8 +47,8 @@ async def test_one_order_is_one_trace_from_the_bridge_to_the_notification(pipeli
 
     spans = await wait_for(whole_trace, "the notification's span in the order's trace")
 
-    bridge = find(spans, "POST agora.orders.v1.OrderService.CreateOrder", SpanKind.SERVER)
-    rpc = find(spans, "agora.orders.v1.OrderService/CreateOrder", SpanKind.SERVER)
+    bridge = find(spans, "POST agora.orders.v1.OrderService.SeedCreateOrder", SpanKind.SERVER)
+    rpc = find(spans, "agora.orders.v1.OrderService/SeedCreateOrder", SpanKind.SERVER)
     created = find(spans, "publish orders.order.created", SpanKind.PRODUCER)
     charge = find(spans, f"{groups['payments.charge']} process orders.order.created", SpanKind.CONSUMER)
     succeeded = find(spans, "publish payments.payment.succeeded", SpanKind.PRODUCER)
