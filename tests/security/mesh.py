@@ -69,6 +69,19 @@ class Mesh:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def stop_clean(self) -> None:
+        """Stop it, then fail if it ever logged an ERROR (its shutdown included) or did not exit 0
+        on SIGTERM: a fixture's teardown calls this after the module's tests."""
+        from tests.logcheck import error_lines
+
+        was_running = self.alive()
+        self.stop()
+        bad = error_lines(self.log_text())
+        assert not bad, "the mesh logged ERROR lines:\n" + "\n".join(line[:400] for line in bad[:20])
+        if was_running:
+            assert self.proc is not None and self.proc.returncode == 0, (
+                f"agora up exited {self.proc.returncode if self.proc else None} on SIGTERM:\n{self.log_text()[-2000:]}")
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
