@@ -109,11 +109,13 @@ class MirrorService:
         cancelled = self.tail_cancelled.setdefault(request.topic, asyncio.Event())
         self.tail_started.setdefault(request.topic, asyncio.Event()).set()
         try:
+            # A "quiet-" topic ticks slower than the bridge's test heartbeat (0.2 s), so keepalives show.
+            pause = 0.5 if request.topic.startswith("quiet-") else 0.02
             i = 0
             while True:
                 i += 1
                 yield self.m.Tick(sequence=i, text=request.topic)
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(pause)
         finally:
             cancelled.set()
 

@@ -6,6 +6,7 @@ import asyncio
 from urllib.parse import urlparse, urlunparse
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.kit.server import DomainServer
@@ -99,10 +100,8 @@ async def test_sqlite_store_probe_and_transactions(tmp_path):
             conn.execute("INSERT INTO t VALUES (1)")
             raise RuntimeError("roll me back")
 
-        try:
+        with pytest.raises(RuntimeError, match="roll me back"):  # the caller sees its own error
             await db.transaction(failing)
-        except RuntimeError:
-            pass
         await db.transaction(lambda c: c.execute("INSERT INTO t VALUES (2)"))
         rows = await db.run(lambda c: [r[0] for r in c.execute("SELECT v FROM t")])
         assert rows == [2]
