@@ -78,7 +78,8 @@ async def bidding(stub, tokens: list[str], auctions: list[apb.Auction], attempts
     return accepted / elapsed, attempts / elapsed
 
 
-async def fan_out(address: str, stub, token: str, auction: apb.Auction, watchers: int, bids: int) -> list[float]:
+async def fan_out(address: str, stub, token: str, auction: apb.Auction, watchers: int,
+                  bids: int) -> list[float]:
     """Delays (s) from PlaceBid being sent to each watcher receiving that bid, over `watchers` streams."""
     channels = [grpc.aio.insecure_channel(address) for _ in range(max(1, watchers // 100))]
     sent_at: dict[int, float] = {}
@@ -117,7 +118,8 @@ async def fan_out(address: str, stub, token: str, auction: apb.Auction, watchers
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backends", default="embedded", choices=["embedded", "real"])
     parser.add_argument("--bids", type=int, default=2000)
     parser.add_argument("--watchers", type=int, default=1000)
@@ -142,21 +144,24 @@ async def main() -> None:
             many = [await create_auction(ach, seller, seconds=3600, start=1000) for _ in range(100)]
             many_ok, many_try = await bidding(stub, tokens, many, args.bids)
             watched = await create_auction(ach, seller, seconds=3600, start=1000)
-            delays = await fan_out(mesh.auctions.address, stub, tokens[0], watched, args.watchers, args.watched_bids)
+            delays = await fan_out(mesh.auctions.address, stub, tokens[0], watched, args.watchers,
+                                   args.watched_bids)
     finally:
         await stop_mesh(mesh)
 
     print(f"backends: {args.backends}; {CONCURRENCY} concurrent clients; {args.bids} bid attempts per run")
     print("| measure | value | vs baseline |")
     print("|---|---:|---:|")
-    print(f"| baseline: health Check unary RPC | {base_rate:,.0f} calls/s, p50 {base_p50 * 1000:.2f} ms | 1.00x |")
+    print(f"| baseline: health Check unary RPC | {base_rate:,.0f} calls/s, p50 {base_p50 * 1000:.2f} ms | "
+          "1.00x |")
     print(f"| one hot auction: accepted bids/s | {hot_ok:,.0f} (of {hot_try:,.0f} attempts/s) | "
           f"{hot_ok / base_rate:.3f}x |")
     print(f"| 100 auctions: accepted bids/s | {many_ok:,.0f} (of {many_try:,.0f} attempts/s) | "
           f"{many_ok / base_rate:.3f}x |")
     p50, p99 = pct(delays, 0.5), pct(delays, 0.99)
-    print(f"| bid-to-subscriber delay, {args.watchers} watchers, {args.watched_bids} bids | p50 {p50 * 1000:.1f} ms, "
-          f"p99 {p99 * 1000:.1f} ms ({len(delays):,} deliveries) | p99 = {p99 / base_p50:.0f}x baseline p50 |")
+    print(f"| bid-to-subscriber delay, {args.watchers} watchers, {args.watched_bids} bids | "
+          f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms ({len(delays):,} deliveries) | "
+          f"p99 = {p99 / base_p50:.0f}x baseline p50 |")
 
 
 if __name__ == "__main__":

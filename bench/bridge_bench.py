@@ -1,6 +1,7 @@
 """The same unary RPC direct over gRPC and through the bridge, same concurrency, one run: the ratio.
 
-    .venv/bin/python bench/bridge_bench.py [--concurrency 64] [--seconds 5] [--rounds 3] [--loop uvloop] [--write]
+    .venv/bin/python bench/bridge_bench.py [--concurrency 64] [--seconds 5] [--rounds 3] [--loop uvloop]
+        [--write]
 
 Every role runs in its own process (gRPC server, bridge, load generator) on this machine. The
 direct load comes from a grpc.aio client; the bridge load from wrk (HTTP/1.1 keep-alive).
@@ -138,12 +139,13 @@ def wrk(url: str, concurrency: int, seconds: float) -> dict:
 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50_ms": latency("50"), "p99_ms": latency("99"), "non_2xx": int(errors.group(1)) if errors
-            else 0}
+    return {"rps": rps, "p50_ms": latency("50"), "p99_ms": latency("99"),
+            "non_2xx": int(errors.group(1)) if errors else 0}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each leg")
     parser.add_argument("--rounds", type=int, default=3)
@@ -200,8 +202,8 @@ def main() -> None:
         f"--rounds {args.rounds} --loop {args.loop}"
     )
     rows = "".join(
-        f"| {i} | {d['rps']:.0f} | {d['p50_ms']:.2f} | {d['p99_ms']:.2f} | {b['rps']:.0f} | {b['p50_ms']:.2f} "
-        f"| {b['p99_ms']:.2f} | {b['rps'] / d['rps']:.2f}x |\n"
+        f"| {i} | {d['rps']:.0f} | {d['p50_ms']:.2f} | {d['p99_ms']:.2f} "
+        f"| {b['rps']:.0f} | {b['p50_ms']:.2f} | {b['p99_ms']:.2f} | {b['rps'] / d['rps']:.2f}x |\n"
         for i, (d, b) in enumerate(rounds, 1)
     )
     non_2xx = sum(b["non_2xx"] for _, b in rounds)
@@ -209,11 +211,11 @@ def main() -> None:
         f"{SECTION}\n\n"
         f"Command: `{command}` ({os.cpu_count()} cores; gRPC server, bridge and load generator each in their "
         "own process). Same unary RPC (`Mirror.GetSample`; `GET /v1/samples/abc` through the bridge), "
-        f"{args.concurrency} in flight; {args.rounds} rounds alternating a {args.seconds:g} s direct leg and a "
-        f"{args.seconds:g} s bridge leg in one run; bridge event loop: {args.loop}. Direct load: a grpc.aio "
-        "client; bridge load: wrk (HTTP/1.1 keep-alive).\n\n"
-        "| round | direct req/s | direct p50 ms | direct p99 ms | bridge req/s | bridge p50 ms | bridge p99 ms "
-        "| ratio |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+        f"{args.concurrency} in flight; {args.rounds} rounds alternating a {args.seconds:g} s direct leg "
+        f"and a {args.seconds:g} s bridge leg in one run; bridge event loop: {args.loop}. "
+        "Direct load: a grpc.aio client; bridge load: wrk (HTTP/1.1 keep-alive).\n\n"
+        "| round | direct req/s | direct p50 ms | direct p99 ms | bridge req/s | bridge p50 ms "
+        "| bridge p99 ms | ratio |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
         f"{rows}\n"
         f"Bridge / direct throughput, median of rounds: **{ratio:.2f}x** (target >= 0.5x). "
         f"Non-2xx through the bridge: {non_2xx}.\n"

@@ -95,7 +95,8 @@ def raw_sync(url: str, bodies: list[bytes]) -> float:
     channel.confirm_delivery()
     start = time.perf_counter()
     for i, body in enumerate(bodies):
-        properties = pika.BasicProperties(delivery_mode=PERSISTENT, content_type=CONTENT_TYPE, message_id=str(i))
+        properties = pika.BasicProperties(delivery_mode=PERSISTENT, content_type=CONTENT_TYPE,
+                                          message_id=str(i))
         channel.basic_publish(EXCHANGE, SINK_TYPE, body, properties)
     elapsed = time.perf_counter() - start
     connection.close()
@@ -146,7 +147,8 @@ async def end_to_end(url: str, events) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--sync-events", type=int, default=2_000, help="raw-sync is slow; fewer messages")
     parser.add_argument("--repeat", type=int, default=3)
@@ -199,8 +201,8 @@ def main() -> int:
 def write_results(table: list[str], summary: list[str], args: argparse.Namespace) -> None:
     body = "\n".join([
         "",
-        (f"Command: `.venv/bin/python bench/bus_bench.py --events {args.events} --repeat {args.repeat} --write` "
-        f"(RabbitMQ 3.10 on the same 2 cores; {time.strftime('%Y-%m-%d')})."),
+        (f"Command: `.venv/bin/python bench/bus_bench.py --events {args.events} --repeat {args.repeat} "
+        f"--write` (RabbitMQ 3.10 on the same 2 cores; {time.strftime('%Y-%m-%d')})."),
         "Persistent messages to durable queues, publisher confirms everywhere; bodies are serialized",
         "envelopes (~100 bytes). raw-async is pika's SelectConnection with asynchronous confirms, all",
         "messages in flight: the honest baseline. Bus publish: batches of 250 from 8 tasks on one",

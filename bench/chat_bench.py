@@ -3,7 +3,8 @@ clients; p99 delivery delay (send -> frame received by every member) and the ser
 against baselines measured in the same run (a trivial grpc.aio unary RPC, and the same room
 with 10 clients).
 
-    .venv/bin/python bench/chat_bench.py [--clients 1000] [--seconds 20] [--workers 2] [--backends embedded|real]
+    .venv/bin/python bench/chat_bench.py [--clients 1000] [--seconds 20] [--workers 2]
+        [--backends embedded|real]
 
 The chat service and the bridge run in one server process (like `agora up`, chat only); the
 clients run in `--workers` other processes. CPU is read from /proc for each side.
@@ -57,7 +58,8 @@ async def serve(backends: str) -> None:
 
         store = PostgresChatStore(settings.postgres_url, schema=f"chat_bench_{os.getpid()}")
     runtime = Runtime(settings)
-    server = DomainServer(await build(runtime, store=store, feed_capacity=4096), host="127.0.0.1", port=0, grace=1.0)
+    server = DomainServer(await build(runtime, store=store, feed_capacity=4096), host="127.0.0.1", port=0,
+                          grace=1.0)
     await server.start()
     descriptors = (ROOT / "clients/python/agora/descriptors.binpb").read_bytes()
     bridge = make_gateway_server(descriptors, {"agora.chat.v1.ChatService": server.address}, port=0)
@@ -173,9 +175,11 @@ def run_room(http_port: int, server_pid: int, n_clients: int, seconds: float, wo
     return {
         "clients": n_clients, "connected": sum(r["connected"] for r in results), "sent": sent,
         "expected": sent * n_clients, "delivered": len(delays),
-        "closed_early": sum(r["closed_early"] for r in results), "rejected": sum(r["rejected"] for r in results),
+        "closed_early": sum(r["closed_early"] for r in results),
+        "rejected": sum(r["rejected"] for r in results),
         "p50": pct(delays, 0.5), "p99": pct(delays, 0.99), "max": max(delays) if delays else float("nan"),
-        "server_cpu": (cpu1 - cpu0) / (t1 - t0), "client_cpu": sum(r["cpu"] for r in results) / (seconds + setup + 5),
+        "server_cpu": (cpu1 - cpu0) / (t1 - t0),
+        "client_cpu": sum(r["cpu"] for r in results) / (seconds + setup + 5),
     }
 
 
@@ -217,13 +221,15 @@ def main() -> int:
     finally:
         server.stdin.close()
         server.wait(timeout=30)
-    print(f"baseline grpc.health Check (unary, idle server): p50 {p50_unary * 1e3:.2f} ms, p99 {p99_unary * 1e3:.2f} ms")
+    print(f"baseline grpc.health Check (unary, idle server): p50 {p50_unary * 1e3:.2f} ms, "
+          f"p99 {p99_unary * 1e3:.2f} ms")
     print("| members | talkers (1 msg/s) | connected | deliveries expected | delivered | streams ended early "
           "| p50 delay | p99 delay | max | p99 vs unary p99 | server CPU (cores) | client CPU (cores) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in (small, big):
-        print(f"| {r['clients']} | {r['clients'] // 10} | {r['connected']} | {r['expected']:,} | {r['delivered']:,} "
-              f"| {r['closed_early']} | {r['p50'] * 1e3:.1f} ms | {r['p99'] * 1e3:.1f} ms | {r['max'] * 1e3:.0f} ms "
+        print(f"| {r['clients']} | {r['clients'] // 10} | {r['connected']} | {r['expected']:,} "
+              f"| {r['delivered']:,} | {r['closed_early']} | {r['p50'] * 1e3:.1f} ms "
+              f"| {r['p99'] * 1e3:.1f} ms | {r['max'] * 1e3:.0f} ms "
               f"| {r['p99'] / p99_unary:.0f}x | {r['server_cpu']:.2f} | {r['client_cpu']:.2f} |")
     print(f"p99 delay, {args.clients} members vs 10: {big['p99'] / small['p99']:.1f}x")
     return 0

@@ -38,14 +38,15 @@ from tests.clients.conftest import AGORA, free_offset  # noqa: E402
 
 
 def serve(domains: list[str], data: Path, offset: int) -> list[subprocess.Popen]:
-    env = {**os.environ, "AGORA_PORT_OFFSET": str(offset), "AGORA_LOG_LEVEL": "WARNING", "AGORA_LOG_FORMAT": "text",
+    env = {**os.environ, "AGORA_PORT_OFFSET": str(offset), "AGORA_LOG_LEVEL": "WARNING",
+           "AGORA_LOG_FORMAT": "text",
            "AGORA_SERVICE_API_KEY": os.environ.get("AGORA_SERVICE_API_KEY") or os.urandom(16).hex()}  # shared
     procs = []
     for domain in domains:
         log = data / f"{domain}.log"
         with open(log, "w") as out:
-            procs.append(subprocess.Popen([*AGORA, "serve", domain, "--data-dir", str(data)], env=env, cwd=ROOT,
-                                          stdout=out, stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen([*AGORA, "serve", domain, "--data-dir", str(data)], env=env,
+                                          cwd=ROOT, stdout=out, stderr=subprocess.STDOUT))
         deadline = time.monotonic() + 60
         while "ready" not in log.read_text():
             if time.monotonic() > deadline:
@@ -77,7 +78,8 @@ def unary_legs(agora: Agora, target: str, poll_id: str, calls: int) -> tuple[flo
 def stream_legs(agora: Agora, target: str, auction_id: str, bids: int) -> tuple[float, float]:
     with grpc.insecure_channel(target) as channel:
         stub = auctions_pb2_grpc.AuctionServiceStub(channel)
-        stub.GetAuction(auctions_pb2.GetAuctionRequest(auction_id=auction_id), timeout=10)  # connected, like the client
+        # connected, like the client
+        stub.GetAuction(auctions_pb2.GetAuctionRequest(auction_id=auction_id), timeout=10)
         started = time.perf_counter()
         call = stub.WatchAuction(auctions_pb2.WatchAuctionRequest(auction_id=auction_id, resume_from=1))
         for frame in call:
@@ -101,12 +103,14 @@ def cli_legs(offset: int, poll_id: str) -> tuple[float, float]:
     subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True)
     raw = time.perf_counter() - started
     started = time.perf_counter()
-    subprocess.run([*AGORA, "polls", "show", poll_id, "--json"], env=env, check=True, capture_output=True, cwd=ROOT)
+    subprocess.run([*AGORA, "polls", "show", poll_id, "--json"], env=env, check=True, capture_output=True,
+                   cwd=ROOT)
     return raw, time.perf_counter() - started
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--bids", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
@@ -118,19 +122,21 @@ def main() -> int:
     procs = serve(["identity", "polls", "auctions"], data, offset)
     try:
         agora = Agora("127.0.0.1", port_offset=offset)
-        poll_id = agora.polls.CreatePoll(polls_pb2.CreatePollRequest(question="Bench?", options=["a", "b"])).poll.id
+        poll_id = agora.polls.CreatePoll(polls_pb2.CreatePollRequest(question="Bench?",
+                                                                     options=["a", "b"])).poll.id
         tokens = []
         for _ in range(2):
             name = f"b{uuid.uuid4().hex[:10]}"
             agora.identity.SignUp(identity_pb2.SignUpRequest(user_name=name, email=f"{name}@example.com",
                                                              password="bench password"))
-            tokens.append(agora.identity.Login(identity_pb2.LoginRequest(user_name=name,
-                                                                         password="bench password")).session_token)
+            tokens.append(agora.identity.Login(identity_pb2.LoginRequest(
+                user_name=name, password="bench password")).session_token)
         end = auctions_pb2.CreateAuctionRequest().auction_end
         end.FromSeconds(int(time.time()) + 3600)
         agora.token = tokens[0]
         auction_id = agora.auctions.CreateAuction(auctions_pb2.CreateAuctionRequest(
-            product_name="bench", starting_price=Money(currency_code="USD", amount_minor=1), auction_end=end)).auction.id
+            product_name="bench", starting_price=Money(currency_code="USD", amount_minor=1),
+            auction_end=end)).auction.id
         agora.token = tokens[1]
         for i in range(1, args.bids + 1):
             agora.auctions.PlaceBid(auctions_pb2.PlaceBidRequest(
@@ -157,20 +163,25 @@ def main() -> int:
         f"| unary GetPoll, calls/s | {med('unary', 0):,.0f} | {med('unary', 1):,.0f} | "
         f"{med('unary', 1) / med('unary', 0):.2f}x | "
         + ", ".join(f"{a:,.0f}/{b:,.0f}" for a, b in rows["unary"]) + " |",
-        f"| WatchAuction replay of {args.bids - 1} bids, msgs/s | {med('stream', 0):,.0f} | {med('stream', 1):,.0f} | "
+        f"| WatchAuction replay of {args.bids - 1} bids, msgs/s | {med('stream', 0):,.0f} | "
+        f"{med('stream', 1):,.0f} | "
         f"{med('stream', 1) / med('stream', 0):.2f}x | "
         + ", ".join(f"{a:,.0f}/{b:,.0f}" for a, b in rows["stream"]) + " |",
         f"| one call from a new process, s | {med('cli', 0):.2f} | {med('cli', 1):.2f} | "
-        f"{med('cli', 0) / med('cli', 1):.2f}x | " + ", ".join(f"{a:.2f}/{b:.2f}" for a, b in rows["cli"]) + " |",
+        f"{med('cli', 0) / med('cli', 1):.2f}x | "
+        + ", ".join(f"{a:.2f}/{b:.2f}" for a, b in rows["cli"]) + " |",
     ]
     print("\n".join(lines))
     if args.write:
-        command = f"`.venv/bin/python bench/client_bench.py --calls {args.calls} --bids {args.bids} --rounds {args.rounds}`"
+        command = (f"`.venv/bin/python bench/client_bench.py --calls {args.calls} --bids {args.bids} "
+                   f"--rounds {args.rounds}`")
         section = (
             "\n## Typed client and CLI vs raw stubs (bench/client_bench.py)\n\n"
             f"Command: {command} (2 cores, shared with other sessions' tests; {time.strftime('%Y-%m-%d')}).\n"
-            "identity, polls and auctions as `agora serve` processes on embedded SQLite; the load runs in this\n"
-            "process on sync channels. Ratio = client throughput / raw stub throughput (1.00x = the client costs\n"
+            "identity, polls and auctions as `agora serve` processes on embedded SQLite; the load runs "
+            "in this\n"
+            "process on sync channels. Ratio = client throughput / raw stub throughput (1.00x = the client "
+            "costs\n"
             "nothing); for the CLI row, raw wall time / CLI wall time of one `GetPoll` from a fresh process\n"
             "(`python -c` with the bare stub vs `agora polls show ID --json`: imports, config, rendering).\n"
             "Medians of the rounds.\n\n" + "\n".join(lines) + "\n"

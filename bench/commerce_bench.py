@@ -51,8 +51,10 @@ async def baseline(target: str, calls: int) -> float:
 async def orders_per_second(http: httpx.AsyncClient, orders: int) -> tuple[float, float]:
     """(orders/s, p50 latency s) of POST /api/orders with CONCURRENCY in flight, one line each."""
     tag = uuid.uuid4().hex[:8]
-    client = (await http.post("/api/clients", json={"name": "Bench", "email": f"bench-{tag}@example.com"})).json()
-    seller = (await http.post("/api/sellers", json={"name": "Bench shop", "email": f"shop-{tag}@example.com"})).json()
+    client = (await http.post("/api/clients", json={"name": "Bench",
+                                                    "email": f"bench-{tag}@example.com"})).json()
+    seller = (await http.post("/api/sellers", json={"name": "Bench shop",
+                                                    "email": f"shop-{tag}@example.com"})).json()
     products = [(await http.post("/api/products", json={
         "seller_id": seller["id"], "name": f"Item {i}", "stock": orders,
         "price": {"currency_code": "USD", "amount_minor": "999"}})).json()["id"] for i in range(4)]
@@ -95,7 +97,8 @@ async def audit_ingest(mesh, events: int) -> float:
     watcher = asyncio.create_task(watch())
     await ready.wait()
     await asyncio.sleep(0.3)
-    envelopes = [new_envelope(kind, "bench", f"k{i % 50}", ClientCreated(client_id=str(i))) for i in range(events)]
+    envelopes = [new_envelope(kind, "bench", f"k{i % 50}", ClientCreated(client_id=str(i)))
+                 for i in range(events)]
     start = time.perf_counter()
     for i in range(0, events, 250):
         await bus.publish(envelopes[i:i + 250])
@@ -134,8 +137,10 @@ async def main(args) -> None:
         patcher.undo()
     print(f"backends: {args.backends}; concurrency {CONCURRENCY}")
     print(f"baseline grpc health Check: {base_rps:,.0f} calls/s")
-    print(f"orders through the bridge:  {rate:,.1f} orders/s (p50 {p50 * 1000:.1f} ms) = {rate / base_rps:.3f}x baseline")
-    print(f"audit ingest (bus -> store -> live stream): {ingest:,.0f} events/s = {ingest / base_rps:.3f}x baseline")
+    print(f"orders through the bridge:  {rate:,.1f} orders/s (p50 {p50 * 1000:.1f} ms) = "
+          f"{rate / base_rps:.3f}x baseline")
+    print(f"audit ingest (bus -> store -> live stream): {ingest:,.0f} events/s = "
+          f"{ingest / base_rps:.3f}x baseline")
 
 
 if __name__ == "__main__":

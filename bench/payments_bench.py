@@ -47,10 +47,13 @@ async def baseline(target: str, calls: int) -> float:
 
 async def placement_to_paid(p, http: httpx.AsyncClient, orders: int) -> tuple[float, list[float]]:
     tag = uuid.uuid4().hex[:8]
-    client = (await http.post("/api/clients", json={"name": "Bench", "email": f"bench-{tag}@example.com"})).json()
-    seller = (await http.post("/api/sellers", json={"name": "Shop", "email": f"shop-{tag}@example.com"})).json()
-    product = (await http.post("/api/products", json={"seller_id": seller["id"], "name": "Item", "stock": orders,
-                                                      "price": {"currency_code": "USD", "amount_minor": "999"}})).json()
+    client = (await http.post("/api/clients", json={"name": "Bench",
+                                                    "email": f"bench-{tag}@example.com"})).json()
+    seller = (await http.post("/api/sellers", json={"name": "Shop",
+                                                    "email": f"shop-{tag}@example.com"})).json()
+    product = (await http.post("/api/products", json={
+        "seller_id": seller["id"], "name": "Item", "stock": orders,
+        "price": {"currency_code": "USD", "amount_minor": "999"}})).json()
     latencies: list[float] = []
     watchers: list[asyncio.Task] = []
     counter = itertools.count()
@@ -70,8 +73,9 @@ async def placement_to_paid(p, http: httpx.AsyncClient, orders: int) -> tuple[fl
         async def worker():
             while next(counter) < orders:
                 placed = time.perf_counter()
-                r = await http.post("/api/orders", json={"client_id": client["id"], "card_token": "tok_ok",
-                                                         "items": [{"product_id": product["id"], "quantity": 1}]})
+                r = await http.post("/api/orders", json={
+                    "client_id": client["id"], "card_token": "tok_ok",
+                    "items": [{"product_id": product["id"], "quantity": 1}]})
                 r.raise_for_status()
                 watchers.append(asyncio.create_task(until_paid(r.json()["id"], placed)))
 
@@ -99,8 +103,8 @@ async def main(backends: str, orders: int) -> None:
     print(f"backends={backends} orders={orders} concurrency={CONCURRENCY}")
     print(f"baseline grpc.aio unary (health Check): {rpc:,.0f} calls/s")
     print(f"placement -> PAID: {rate:,.1f} orders/s  (ratio to baseline {rate / rpc:.4f})")
-    print(f"placement -> PAID latency: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms"
-          f"  (p99 = {p99 * rpc:,.0f} baseline calls' worth)")
+    print(f"placement -> PAID latency: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+          f"max {latencies[-1] * 1000:.0f} ms  (p99 = {p99 * rpc:,.0f} baseline calls' worth)")
 
 
 if __name__ == "__main__":

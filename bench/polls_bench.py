@@ -93,8 +93,9 @@ async def serve_polls(backends: str, schema: str, mongo_db: str, group: str, dat
     tally = None
     if apart and primary_replica:
         tally = subprocess.Popen([sys.executable, "-m", "services.polls.handlers", "--schema", schema,
-                                  "--mongo-db", mongo_db, "--group", group], stdout=subprocess.PIPE, text=True,
-                                 cwd=ROOT, env={**os.environ, "AGORA_BACKENDS": "real", "AGORA_LOG_LEVEL": "WARNING"})
+                                  "--mongo-db", mongo_db, "--group", group], stdout=subprocess.PIPE,
+                                 text=True, cwd=ROOT,
+                                 env={**os.environ, "AGORA_BACKENDS": "real", "AGORA_LOG_LEVEL": "WARNING"})
         assert tally.stdout.readline().strip() == "tally consumer ready"
     server = DomainServer(spec, host="127.0.0.1", port=int(port), grace=1.0)
     await server.start()
@@ -128,7 +129,8 @@ def open_channels(target: str, count: int) -> list[grpc.aio.Channel]:
             for _ in range(count)]
 
 
-async def run_watchers(target: str, poll_id: str, count: int, record: int, out: str, connections: int) -> None:
+async def run_watchers(target: str, poll_id: str, count: int, record: int, out: str,
+                       connections: int) -> None:
     channels = open_channels(target, connections)
     stubs = [polls_pb2_grpc.PollServiceStub(c) for c in channels]
     logs: list[list[tuple[float, int]]] = [[] for _ in range(record)]
@@ -157,7 +159,8 @@ async def run_watchers(target: str, poll_id: str, count: int, record: int, out: 
         await asyncio.wait(tasks, timeout=600)
     finally:
         # Stopped (SIGINT) or done: write what was recorded either way.
-        failed = [t.exception() for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+        failed = [t.exception() for t in tasks
+                  if t.done() and not t.cancelled() and t.exception() is not None]
         Path(out).write_text(json.dumps({"logs": logs, "failed": len(failed),
                                          "first_error": repr(failed[0]) if failed else ""}))
         for t in tasks:
@@ -258,7 +261,8 @@ async def serve_fanout_floor(count: str) -> None:
     message of the polls bench's size to every WatchResults stream, 10 times a second: the floor
     of what 1,000 watchers cost, whatever the service does."""
     results = pb.WatchResultsResponse(sequence=1, results=pb.PollResults(
-        poll_id=str(uuid.uuid4()), tallies=[pb.OptionTally(index=i, text=f"o{i}", votes=123_456) for i in range(4)],
+        poll_id=str(uuid.uuid4()),
+        tallies=[pb.OptionTally(index=i, text=f"o{i}", votes=123_456) for i in range(4)],
         total_votes=493_824, sequence=1))
     payload = results.SerializeToString()
     tick = asyncio.Event()
@@ -336,7 +340,8 @@ async def bench(args) -> dict:
     floor = await fanout_floor(args) if args.watchers else {}
     if floor:
         print(f"fan-out floor: {floor['floor_messages']:,} messages; CPU per message: server "
-              f"{floor['floor_server_us']:.0f} us, watchers' client {floor['floor_client_us']:.0f} us", flush=True)
+              f"{floor['floor_server_us']:.0f} us, watchers' client {floor['floor_client_us']:.0f} us",
+              flush=True)
 
     run = uuid.uuid4().hex[:8]
     data_dir = tempfile.mkdtemp(prefix="polls-bench-")
@@ -373,7 +378,8 @@ async def bench(args) -> dict:
         cpu_before = cpu_snapshot(roles)
         started = time.monotonic()
         accepted, errors, elapsed = await load(
-            [s.CastVote for s in stubs], lambda i: pb.CastVoteRequest(poll_id=poll.id, option=i % 4, voter_key=f"v{i}"),
+            [s.CastVote for s in stubs],
+            lambda i: pb.CastVoteRequest(poll_id=poll.id, option=i % 4, voter_key=f"v{i}"),
             args.seconds, args.concurrency)
         want = base + len(accepted)
         while True:
@@ -425,7 +431,8 @@ async def bench(args) -> dict:
     return result
 
 
-async def watchers_main(target: str, poll_id: str, count: str, record: str, out: str, connections: str) -> None:
+async def watchers_main(target: str, poll_id: str, count: str, record: str, out: str,
+                        connections: str) -> None:
     task = asyncio.create_task(run_watchers(target, poll_id, int(count), int(record), out, int(connections)))
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
@@ -444,13 +451,15 @@ def budget_lines(r: dict) -> list[str]:
     cores = os.cpu_count() or 1
     unary_us = r["trivial_server_us"] + r["trivial_client_us"]
     fanout = r["watchers"] * 10 * (r["floor_server_us"] + r["floor_client_us"]) / 1e6
-    measured_rest = sum(c for role, c in r["cpu"].items() if role not in ("watchers", "load generator (this process)"))
+    measured_rest = sum(c for role, c in r["cpu"].items()
+                        if role not in ("watchers", "load generator (this process)"))
     # the API's share of the fan-out is the floor's server part; the rest of the API's CPU is the votes'
-    rest_us = (measured_rest - r["watchers"] * 10 * r["floor_server_us"] / 1e6) * 1e6 / r["votes_rate"] - r["trivial_server_us"]
-    lines = ["", "Budget at the goals, from the floors above (each vote needs at least one unary call's server and "
-             "client CPU; the watchers need the fan-out floor whatever the service does):", "",
-             "| rate | unary floors | fan-out floor | left on these cores for the stores, the broker, the tally, "
-             "the relay and the API's own work |", "|---|---:|---:|---:|"]
+    rest_us = ((measured_rest - r["watchers"] * 10 * r["floor_server_us"] / 1e6) * 1e6 / r["votes_rate"]
+               - r["trivial_server_us"])
+    lines = ["", "Budget at the goals, from the floors above (each vote needs at least one unary call's "
+             "server and client CPU; the watchers need the fan-out floor whatever the service does):", "",
+             "| rate | unary floors | fan-out floor | left on these cores for the stores, the broker, "
+             "the tally, the relay and the API's own work |", "|---|---:|---:|---:|"]
     for label, rate in (("3,000 votes/s", 3000.0), (f"0.4x trivial = {0.4 * r['trivial_rate']:,.0f} votes/s",
                                                       0.4 * r["trivial_rate"])):
         unary = rate * unary_us / 1e6
@@ -458,8 +467,9 @@ def budget_lines(r: dict) -> list[str]:
         lines.append(f"| {label} | {unary:.2f} cores | {fanout:.2f} cores | "
                      + (f"{left:.2f} cores = {left * 1e6 / rate:,.0f} us per vote |" if left > 0 else
                         f"none: {-left:.2f} cores short |"))
-    lines += ["", f"This run spent {rest_us:,.0f} us of CPU per vote on that work (PostgreSQL, RabbitMQ, MongoDB, "
-              "the tally consumer, and the API beyond a trivial call's floor and the fan-out floor)."]
+    lines += ["", f"This run spent {rest_us:,.0f} us of CPU per vote on that work (PostgreSQL, RabbitMQ, "
+              "MongoDB, the tally consumer, and the API beyond a trivial call's floor and the fan-out "
+              "floor)."]
     return lines
 
 
@@ -483,14 +493,16 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "watch":
         asyncio.run(watchers_main(*sys.argv[2:8]))
         return
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backends", default="real", choices=["real", "embedded"])
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--watchers", type=int, default=1000)
     parser.add_argument("--replicas", type=int, default=2, help="polls API processes sharing one port")
     parser.add_argument("--connections", type=int, default=4, help="client connections for the unary load")
-    parser.add_argument("--watch-connections", type=int, default=8, help="connections the watchers spread over")
+    parser.add_argument("--watch-connections", type=int, default=8,
+                        help="connections the watchers spread over")
     parser.add_argument("--tally-apart", action=argparse.BooleanOptionalAction, default=True,
                         help="run the tally consumer as its own process, as deployed (real backends only)")
     parser.add_argument("--write", action="store_true")
@@ -503,7 +515,8 @@ def main() -> None:
     print(json.dumps(r, indent=2))
     lines = [
         SECTION, "",
-        (f"Command: `.venv/bin/python bench/polls_bench.py --backends {args.backends} --seconds {args.seconds:g} "
+        (f"Command: `.venv/bin/python bench/polls_bench.py --backends {args.backends} "
+        f"--seconds {args.seconds:g} "
         f"--concurrency {args.concurrency} --watchers {args.watchers} --replicas {args.replicas} "
         f"--connections {args.connections} --watch-connections {args.watch_connections}"
         f"{'' if args.tally_apart else ' --no-tally-apart'}{' --write' if args.write else ''}` "
@@ -518,7 +531,8 @@ def main() -> None:
         f"| {r['p50']:.0f} ms / {r['p99']:.0f} ms |"),
         "",
         (f"- goal >= 3,000 votes/s: {'met' if r['votes_rate'] >= 3000 else 'not met'}; goal >= 0.4x trivial: "
-        f"{'met' if ratio >= 0.4 else 'not met'}; goal p99 < 250 ms: {'met' if r['p99'] < 250 else 'not met'}"),
+        f"{'met' if ratio >= 0.4 else 'not met'}; "
+        f"goal p99 < 250 ms: {'met' if r['p99'] < 250 else 'not met'}"),
         f"- watcher streams that failed: {r['watch_failed']}",
         "",
         f"Where the {os.cpu_count()} cores went while the votes ran ({r['votes_rate']:,.0f} votes/s):",
@@ -527,12 +541,14 @@ def main() -> None:
           for role, cores in sorted(r["cpu"].items(), key=lambda kv: -kv[1]) if cores > 0.005),
         f"| all of these | {sum(r['cpu'].values()):.2f} | |",
         "",
-        (f"Floors measured in the same run: a trivial unary call costs {r['trivial_server_us']:.0f} us of server "
-         f"and {r['trivial_client_us']:.0f} us of client CPU"
-         + (f"; a bare grpc.aio server sending one pre-serialized results message to {r['watchers']:,} streams "
-            f"10 times a second costs {r['floor_server_us']:.0f} us of server and {r['floor_client_us']:.0f} us "
-            f"of watcher-client CPU per message, {r['watchers'] * 10 * (r['floor_server_us'] + r['floor_client_us']) / 1e6:.2f} "
-            f"cores for the {r['watchers'] * 10:,} messages/s the watchers are owed" if "floor_server_us" in r else "")
+        (f"Floors measured in the same run: a trivial unary call costs {r['trivial_server_us']:.0f} us "
+         f"of server and {r['trivial_client_us']:.0f} us of client CPU"
+         + (f"; a bare grpc.aio server sending one pre-serialized results message to {r['watchers']:,} "
+            f"streams 10 times a second costs {r['floor_server_us']:.0f} us of server and "
+            f"{r['floor_client_us']:.0f} us of watcher-client CPU per message, "
+            f"{r['watchers'] * 10 * (r['floor_server_us'] + r['floor_client_us']) / 1e6:.2f} "
+            f"cores for the {r['watchers'] * 10:,} messages/s the watchers are owed"
+            if "floor_server_us" in r else "")
          + "."),
         *budget_lines(r),
     ]

@@ -26,7 +26,8 @@ MARK = "Exactness under faults (bench/polls_faults.py)"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--voters", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
@@ -35,7 +36,8 @@ def main() -> None:
                                                 settle_timeout=300))
     votes = args.voters * 10
     ok = not report.mismatches and report.accepted == votes + args.voters // 5
-    line = (f"- {MARK}: `.venv/bin/python bench/polls_faults.py --voters {args.voters} --seconds {args.seconds:g}` "
+    line = (f"- {MARK}: `.venv/bin/python bench/polls_faults.py --voters {args.voters} "
+            f"--seconds {args.seconds:g}` "
             f"({time.strftime('%Y-%m-%d')}): {report.accepted:,} votes accepted ({votes:,} first votes from "
             f"{args.voters:,} voters + {args.voters // 5:,} changes; refused {dict(report.refused)}); broker "
             f"restarted at vote {report.broker_restarted_at:,}, consumer SIGKILLed at vote "

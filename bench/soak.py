@@ -75,7 +75,8 @@ async def soak(minutes: float, fault_every: float, rss_bound_mb: float) -> int:
                     t0 = time.monotonic()
                     await inject(mesh, fault)
                     faults_done.append((fault, time.monotonic() - t0))
-                    print(f"[{now - started:7.0f} s] {fault} survived ({time.monotonic() - t0:.1f} s)", flush=True)
+                    print(f"[{now - started:7.0f} s] {fault} survived ({time.monotonic() - t0:.1f} s)",
+                          flush=True)
                     next_fault = time.monotonic() + fault_every
                 await asyncio.sleep(1)
             stop.set()
@@ -107,7 +108,8 @@ async def soak(minutes: float, fault_every: float, rss_bound_mb: float) -> int:
         print(f"\nRSS per process, MiB, after 1 min -> end (bound +{rss_bound_mb:g} MiB):")
         print("\n| process | after 1 min | end | growth |\n|---|---|---|---|")
         for name in sorted(last):
-            print(f"| {name} | {warm.get(name, 0) / 1024:.0f} | {last[name] / 1024:.0f} | {growth[name]:+.1f} |")
+            print(f"| {name} | {warm.get(name, 0) / 1024:.0f} | {last[name] / 1024:.0f} | "
+                  f"{growth[name]:+.1f} |")
         if worst > rss_bound_mb:
             print(f"\nRSS bound exceeded: +{worst:.1f} MiB > {rss_bound_mb:g} MiB")
             failed = True
@@ -117,7 +119,8 @@ async def soak(minutes: float, fault_every: float, rss_bound_mb: float) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--fault-every", type=float, default=45.0, help="seconds between faults")
     parser.add_argument("--rss-bound-mb", type=float, default=64.0, help="allowed RSS growth per process")

@@ -63,7 +63,8 @@ async def echo(request: bytes, context) -> bytes:
 
 
 def _generic():
-    return grpc.method_handlers_generic_handler(DOMAIN.service, {"Echo": grpc.unary_unary_rpc_method_handler(echo)})
+    return grpc.method_handlers_generic_handler(DOMAIN.service,
+                                                {"Echo": grpc.unary_unary_rpc_method_handler(echo)})
 
 
 async def calls_per_second(target: str, calls: int, interceptors) -> float:
@@ -151,12 +152,14 @@ async def main(args) -> None:
           f"spans exported while on={exported:,}")
     print("| leg | per second (median) | vs raw gRPC | vs tracing off | runs |")
     print("|---|---:|---:|---:|---|")
-    for key, label, unit in (("raw", "raw grpc.aio unary", "calls"), ("off", "kit unary, tracing off", "calls"),
+    for key, label, unit in (("raw", "raw grpc.aio unary", "calls"),
+                             ("off", "kit unary, tracing off", "calls"),
                              ("on", "kit unary, tracing on", "calls"),
                              ("sampled", "kit unary, tracing on, 10% sampled", "calls")):
         print(f"| {label} | {med[key]:,.0f} {unit} | {med[key] / med['raw']:.2f}x | "
               f"{med[key] / med['off']:.2f}x | {', '.join(f'{v:,.0f}' for v in legs[key])} |")
-    for key, label in (("bus off", "bus publish+consume, tracing off"), ("bus on", "bus publish+consume, tracing on"),
+    for key, label in (("bus off", "bus publish+consume, tracing off"),
+                       ("bus on", "bus publish+consume, tracing on"),
                        ("bus sampled", "bus publish+consume, tracing on, 10% sampled")):
         print(f"| {label} | {med[key]:,.0f} events | | {med[key] / med['bus off']:.2f}x | "
               f"{', '.join(f'{v:,.0f}' for v in legs[key])} |")

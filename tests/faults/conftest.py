@@ -1,4 +1,5 @@
-"""The fault mesh (separate processes, real servers, names unique to the run) and the fault/invariant table."""
+"""The fault mesh (separate processes, real servers, names unique to the run) and the fault/invariant
+table."""
 
 from __future__ import annotations
 

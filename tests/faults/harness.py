@@ -50,13 +50,17 @@ class FaultMesh:
         self.postgres_url = _with_path(base.postgres_url, f"/{self.name}")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AGORA_")}
         self.env.update({
-            "AGORA_BACKENDS": "real", "AGORA_PORT_OFFSET": str(self.offset), "AGORA_HTTP_PORT": str(self.http_port),
+            "AGORA_BACKENDS": "real", "AGORA_PORT_OFFSET": str(self.offset),
+            "AGORA_HTTP_PORT": str(self.http_port),
             "AGORA_DATA_DIR": str(workdir / "data"), "AGORA_POSTGRES_URL": self.postgres_url,
-            "AGORA_MONGO_URL": base.mongo_url, "AGORA_MONGO_DB": self.name, "AGORA_CASSANDRA_KEYSPACE": self.name,
-            "AGORA_CASSANDRA_CONTACT_POINTS": base.cassandra_contact_points, "AGORA_CASSANDRA_PORT": str(base.cassandra_port),
+            "AGORA_MONGO_URL": base.mongo_url, "AGORA_MONGO_DB": self.name,
+            "AGORA_CASSANDRA_KEYSPACE": self.name,
+            "AGORA_CASSANDRA_CONTACT_POINTS": base.cassandra_contact_points,
+            "AGORA_CASSANDRA_PORT": str(base.cassandra_port),
             "AGORA_CASSANDRA_PROTOCOL_VERSION": str(base.cassandra_protocol_version),
             "AGORA_AMQP_URL": _with_path(base.amqp_url, f"/{self.vhost}"),
-            "AGORA_LOGIN_RATE": "0", "AGORA_WRITE_RATE": "0", "AGORA_LOG_FORMAT": "json", "AGORA_METRICS_PORT": "-1",
+            "AGORA_LOGIN_RATE": "0", "AGORA_WRITE_RATE": "0", "AGORA_LOG_FORMAT": "json",
+            "AGORA_METRICS_PORT": "-1",
             "AGORA_SMTP_PORT": "1", "AGORA_PAYMENTS_RETRY_DELAY": "0.2", "AGORA_SHUTDOWN_GRACE": "1",
             # one process per domain: they share the service credential, as a cluster's Secret gives it
             "AGORA_SERVICE_API_KEY": f"faults-{uuid.uuid4().hex}", "AGORA_MAIL_SINK": "smtp",
@@ -73,7 +77,8 @@ class FaultMesh:
         with conn.cursor() as cur:
             cur.execute(f'CREATE DATABASE "{self.name}"')
         conn.close()
-        subprocess.run(["rabbitmqctl", "-q", "add_vhost", self.vhost], check=True, capture_output=True, timeout=60)
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", self.vhost], check=True, capture_output=True,
+                       timeout=60)
         subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*"],
                        check=True, capture_output=True, timeout=60)
 
@@ -208,7 +213,8 @@ async def postgres_down(seconds: float):
     try:
         await asyncio.sleep(seconds)
     finally:
-        _run(*as_postgres, ctl, "-D", data, "-w", "-t", "60", "-l", f"{data}/../postgres.log", "-o", options, "start")
+        _run(*as_postgres, ctl, "-D", data, "-w", "-t", "60", "-l", f"{data}/../postgres.log", "-o", options,
+             "start")
         await _until(lambda: answers("postgres"), "PostgreSQL")
 
 
@@ -265,7 +271,8 @@ def _mongo_primary() -> bool:
     import pymongo
 
     try:
-        client = pymongo.MongoClient("mongodb://127.0.0.1:27017/?directConnection=true", serverSelectionTimeoutMS=1000)
+        client = pymongo.MongoClient("mongodb://127.0.0.1:27017/?directConnection=true",
+                                     serverSelectionTimeoutMS=1000)
         return bool(client.admin.command("hello").get("isWritablePrimary"))
     except Exception:
         return False

@@ -77,4 +77,5 @@ async def test_fault(fault_mesh, fault, workload, seconds):
             await asyncio.wait_for(watcher, 90)
         assert load.accepted, "nothing was accepted: the workload never ran"
         outcome = await load.check()
-        RESULTS.append((fault, load.name, load.invariant, f"ok: {outcome} ({time.monotonic() - started:.0f} s)"))
+        RESULTS.append((fault, load.name, load.invariant,
+                        f"ok: {outcome} ({time.monotonic() - started:.0f} s)"))

@@ -92,8 +92,8 @@ class Votes(Workload):
     name, invariant = "votes", "accepted == counted, none twice"
 
     async def prepare(self) -> None:
-        poll = await until(lambda: _ok(self.http.post("/v1/polls", json={"question": f"faults {uid()}",
-                                                                          "options": ["a", "b", "c"]})), "poll")
+        poll = await until(lambda: _ok(self.http.post("/v1/polls", json={
+            "question": f"faults {uid()}", "options": ["a", "b", "c"]})), "poll")
         self.poll_id = poll["poll"]["id"]
 
     async def write(self, n: int, stop: asyncio.Event) -> str | None:
@@ -123,7 +123,8 @@ class Bids(Workload):
         seller = await signed_in(self.http)
         self.auth = await signed_in(self.http)  # the bidder: nobody bids on their own auction
         end = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
-        body = {"product_name": f"lot {uid()}", "starting_price": {"currency_code": "USD", "amount_minor": "100"},
+        body = {"product_name": f"lot {uid()}",
+                "starting_price": {"currency_code": "USD", "amount_minor": "100"},
                 "min_increment": {"currency_code": "USD", "amount_minor": "1"}, "auction_end": end}
         r = await until(lambda: _ok(self.http.post("/v1/auctions", json=body, headers=seller)), "auction")
         self.auction_id = r["auction"]["id"]
@@ -131,8 +132,8 @@ class Bids(Workload):
     async def write(self, n: int, stop: asyncio.Event) -> str | None:
         rid = f"b{n}-{uid()}"
         body = {"amount": {"currency_code": "USD", "amount_minor": str(200 + n * 10)}, "request_id": rid}
-        answer = await send_until_accepted(self.http, "POST", f"/v1/auctions/{self.auction_id}/bids", body, stop,
-                                           headers=self.auth)
+        answer = await send_until_accepted(self.http, "POST", f"/v1/auctions/{self.auction_id}/bids", body,
+                                           stop, headers=self.auth)
         return answer["bid"]["id"] if answer is not None else None
 
     async def check(self) -> str:
@@ -161,9 +162,11 @@ class Orders(Workload):
     async def prepare(self) -> None:
         # A shopper's session: the client, and so its orders, are theirs to place and to read back.
         self.http.headers.update(await signed_in(self.http))
-        c = await until(lambda: _ok(self.http.post("/v1/clients", json={"name": "F", "email": f"c{uid()}@example.com"})),
+        c = await until(lambda: _ok(self.http.post("/v1/clients",
+                                                   json={"name": "F", "email": f"c{uid()}@example.com"})),
                         "client")
-        s = await until(lambda: _ok(self.http.post("/v1/sellers", json={"name": "S", "email": f"s{uid()}@example.com"})),
+        s = await until(lambda: _ok(self.http.post("/v1/sellers",
+                                                   json={"name": "S", "email": f"s{uid()}@example.com"})),
                         "seller")
         product = {"seller_id": s["seller"]["id"], "name": f"p{uid()}", "category": "tools", "stock": 100000,
                    "price": {"currency_code": "USD", "amount_minor": "500"}}
@@ -191,7 +194,8 @@ class Orders(Workload):
 
         await until(all_final, f"{len(self.accepted)} orders reaching a final state", timeout=120)
         paid = sum(1 for s in states.values() if s == "ORDER_STATUS_PAID")
-        assert paid == len(self.accepted), f"only {paid} of {len(self.accepted)} orders paid: {set(states.values())}"
+        assert paid == len(self.accepted), (
+            f"only {paid} of {len(self.accepted)} orders paid: {set(states.values())}")
         return f"{len(self.accepted)} orders accepted, {paid} paid"
 
 
@@ -236,8 +240,10 @@ class ChatResume(Workload):
                             data = json.loads(line[5:])
                             assert event_id not in self.seen, (
                                 f"sequence {event_id} delivered twice after resuming from {last}: first "
-                                f"{self.seen[event_id]}, now {data['message']['id']} ({data['message'].get('text')})")
-                            assert last == 0 or event_id == last + 1, f"gap after resume: {last} -> {event_id}"
+                                f"{self.seen[event_id]}, now {data['message']['id']} "
+                                f"({data['message'].get('text')})")
+                            assert last == 0 or event_id == last + 1, (
+                                f"gap after resume: {last} -> {event_id}")
                             self.seen[event_id] = data["message"]["id"]
                             last, read = event_id, read + 1
                             event_id, kind = None, "message"  # each SSE event carries its own id
@@ -255,7 +261,8 @@ class ChatResume(Workload):
 
     async def check(self) -> str:
         delivered = set(self.seen.values())
-        assert set(self.accepted) <= delivered, f"{len(set(self.accepted) - delivered)} messages never delivered"
+        assert set(self.accepted) <= delivered, (
+            f"{len(set(self.accepted) - delivered)} messages never delivered")
         sequences = sorted(self.seen)
         assert sequences == list(range(sequences[0], sequences[0] + len(sequences))), "gap in sequences"
         # `delivered` holds the closing "end" message too, which `accepted` never does: say so, so the
@@ -287,4 +294,5 @@ class ChatExact(ChatResume):
             f"missing {set(self.accepted) - set(delivered)}, extra {set(delivered) - set(self.accepted)}")
         sequences = sorted(self.seen)
         assert sequences == list(range(sequences[0], sequences[0] + len(sequences))), "gap in sequences"
-        return f"{len(self.accepted)} messages accepted, {len(delivered)} delivered (+ the closing one), no gap, no repeat"
+        return (f"{len(self.accepted)} messages accepted, {len(delivered)} delivered (+ the closing one), "
+                "no gap, no repeat")

@@ -1,4 +1,5 @@
-"""One embedded mesh with a small max message size, for bad input: schemathesis, raw frames, WebSocket abuse."""
+"""One embedded mesh with a small max message size, for bad input: schemathesis, raw frames, WebSocket
+abuse."""
 
 from __future__ import annotations
 

@@ -29,7 +29,8 @@ def no_python_text(ctx, response, case):
     if response.status_code < 400:
         return None
     text = response.text
-    sent = [*_strings(case.body), *_strings(case.query), *_strings(case.path_parameters), *_strings(case.headers)]
+    sent = [*_strings(case.body), *_strings(case.query), *_strings(case.path_parameters),
+            *_strings(case.headers)]
     for s in sorted((s for s in sent if len(s) >= 3), key=len, reverse=True):
         text = text.replace(s, "").replace(repr(s), "")
     found = PYTHON_WORDS.search(text)

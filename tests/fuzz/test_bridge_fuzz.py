@@ -21,7 +21,8 @@ DESCRIPTORS = Path(__file__).resolve().parents[2] / "clients/python/agora/descri
 BUDGET = settings(max_examples=1000, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
 
-_scalar = st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | st.text(max_size=20)
+_scalar = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats()
+           | st.text(max_size=20))
 _json = st.recursive(_scalar, lambda inner: st.lists(inner, max_size=4)
                      | st.dictionaries(st.text(max_size=12), inner, max_size=5), max_leaves=25)
 _segment = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -52,7 +53,8 @@ def test_json_body_path_and_query_build_a_message_or_a_clean_400(api, data):
     body = data.draw(st.one_of(_json, st.dictionaries(st.sampled_from(names), _json, max_size=6)))
     raw = data.draw(st.one_of(st.just(json.dumps(body).encode()), st.binary(max_size=64)))
     path_values = {v.field_path: data.draw(_segment) for v in binding.template.variables}
-    items = data.draw(st.lists(st.tuples(st.sampled_from(names + ["zz", "a.b.c"]), st.text(max_size=16)), max_size=5))
+    items = data.draw(st.lists(st.tuples(st.sampled_from(names + ["zz", "a.b.c"]), st.text(max_size=16)),
+                               max_size=5))
     try:
         value = codec.load_json(raw) if binding.body else None
         binding.base_request(codec, path_values, items, value)
@@ -63,7 +65,8 @@ def test_json_body_path_and_query_build_a_message_or_a_clean_400(api, data):
 @BUDGET
 @given(method=st.sampled_from(["GET", "POST", "PATCH", "DELETE", "PUT", "HEAD"]),
        path=st.one_of(st.lists(_segment, max_size=6).map(lambda s: "/" + "/".join(s)),
-                      st.text(max_size=60), st.sampled_from(["/v1/polls/x:watch", "/v1/orders/%2F:cancel", "//", "/:"])))
+                      st.text(max_size=60),
+                      st.sampled_from(["/v1/polls/x:watch", "/v1/orders/%2F:cancel", "//", "/:"])))
 def test_route_table_resolves_or_says_404_405(api, method, path):
     _, _, table = api
     try:
@@ -75,7 +78,8 @@ def test_route_table_resolves_or_says_404_405(api, method, path):
 
 @BUDGET
 @given(source=st.one_of(st.text(max_size=40),
-                        st.lists(st.sampled_from(["v1", "{x}", "{y=a/*}", "*", "**", ":verb", "{", "}", "=", "/"]),
+                        st.lists(st.sampled_from(["v1", "{x}", "{y=a/*}", "*", "**", ":verb",
+                                                  "{", "}", "=", "/"]),
                                  max_size=8).map(lambda parts: "/" + "/".join(parts))),
        path=st.text(max_size=40))
 def test_template_compiler_and_matcher_never_crash(source, path):

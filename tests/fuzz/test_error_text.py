@@ -47,7 +47,8 @@ def _body(descriptor, draw, depth: int = 0):
     """An object keyed by the message's own fields (plus one stranger), each value of any JSON kind."""
     fields = list(descriptor.fields)
     out = {}
-    for f in draw(st.lists(st.sampled_from(fields), max_size=4, unique_by=lambda f: f.name)) if fields else []:
+    for f in (draw(st.lists(st.sampled_from(fields), max_size=4, unique_by=lambda f: f.name))
+              if fields else []):
         if f.message_type is not None and depth < 2 and draw(st.booleans()):
             out[f.json_name] = _body(f.message_type, draw, depth + 1)
         else:
@@ -80,7 +81,8 @@ def test_refusals_speak_json_not_python(api, data):
         assert_readable(exc)
         if "invalid body" in exc.message:
             (detail,) = exc.body()["details"]  # a refused body always names its fields
-            assert detail["@type"] == "type.googleapis.com/google.rpc.BadRequest" and detail["fieldViolations"]
+            assert (detail["@type"] == "type.googleapis.com/google.rpc.BadRequest"
+                    and detail["fieldViolations"])
 
 
 def test_the_issue_examples(api):
@@ -90,7 +92,8 @@ def test_the_issue_examples(api):
         create_poll.base_request(codec, {}, (), {"question": "q", "options": [1, 2]})
     assert refused.value.body()["details"][0]["fieldViolations"][0] == {
         "field": "options[0]", "description": "expected a string, got a number"}
-    product = next(b for b in bindings if b.method.full_name == "agora.catalog.v1.CatalogService.CreateProduct")
+    product = next(b for b in bindings
+                   if b.method.full_name == "agora.catalog.v1.CatalogService.CreateProduct")
     with pytest.raises(BridgeError) as refused:
         product.base_request(codec, {}, (), {"name": "p", "price": 9.5})  # body: "product"
     (violation,) = refused.value.body()["details"][0]["fieldViolations"]

@@ -21,7 +21,8 @@ SEED = 20261203
 PER_OPERATION = 12
 # Named in issue 18: what a library's own text looks like when it leaks.
 LEAKS = re.compile(r"'int'|'float'|NoneType|bytes-like|object is not|Traceback|expected string or")
-WRONG = [1, -7, 2.5, 1e308, True, False, None, "", "x", "zz-9", [], [1, "a"], {}, {"a": 1}, [[None]], {"": []}]
+WRONG = [1, -7, 2.5, 1e308, True, False, None, "", "x", "zz-9", [], [1, "a"], {}, {"a": 1}, [[None]],
+         {"": []}]
 RAW = [b"{", b"[1,", b"\x00\xff", b"nul", b"{\"a\":}", b"1e99999", b"\"\\ud800\"", b"{\"a\":1,}"]
 
 
@@ -30,7 +31,8 @@ def _operations(spec: dict):
         if not path.startswith("/v1/"):
             continue
         for method, op in sorted(ops.items()):
-            if method not in ("get", "post", "put", "patch", "delete") or any(s in op.get("operationId", "") for s in STREAMS):
+            if (method not in ("get", "post", "put", "patch", "delete")
+                    or any(s in op.get("operationId", "") for s in STREAMS)):
                 continue
             yield method.upper(), path, op
 
@@ -82,20 +84,23 @@ async def test_garbage_to_every_v1_operation_is_a_clear_4xx(fuzz_mesh):
             for url, params, body in _cases(rng, spec, method, path, op):
                 cases += 1
                 r = await http.request(method, url, params=params, content=body,
-                                       headers={"content-type": "application/json"} if body is not None else {})
+                                       headers={"content-type": "application/json"}
+                                       if body is not None else {})
                 counts[r.status_code] = counts.get(r.status_code, 0) + 1
                 text = _clean(r.text, body, params)
                 leak = LEAKS.search(text) or PYTHON_WORDS.search(text)
                 if r.status_code >= 500 or leak:
                     bad.append(f"{method} {url} {params} {body!r:.80} -> {r.status_code} {r.text[:200]}")
-    print(f"\ngarbage fuzz: {cases} cases over {operations} /v1 operations, seed {SEED}; statuses {sorted(counts.items())}")
+    print(f"\ngarbage fuzz: {cases} cases over {operations} /v1 operations, seed {SEED}; "
+          f"statuses {sorted(counts.items())}")
     assert fuzz_mesh.alive(), fuzz_mesh.log_text()[-3000:]
     assert not bad, "\n".join(bad[:20])
 
 
 async def test_anonymous_write_to_a_signed_in_method_is_401_before_its_rules(fuzz_mesh):
     async with httpx.AsyncClient(base_url=fuzz_mesh.base_url, timeout=15) as http:
-        for path, body in (("/v1/auctions", {}), ("/v1/auctions", {"productName": ""}), ("/v1/rooms", {"roomId": "No Slug"})):
+        for path, body in (("/v1/auctions", {}), ("/v1/auctions", {"productName": ""}),
+                           ("/v1/rooms", {"roomId": "No Slug"})):
             r = await http.post(path, json=body)
             assert r.status_code == 401, (path, body, r.status_code, r.text)
         user = await sign_up(http)
@@ -113,4 +118,5 @@ async def test_type_errors_name_the_field_and_what_it_takes(fuzz_mesh):
         r = await http.post("/v1/products", json={"name": "lamp", "price": 12})
         assert r.status_code == 400, r.text
         print(f"\n{r.json()['message']}")
-        assert "product.price: expected an object (agora.common.v1.Money), got a number" in r.json()["message"], r.text
+        assert ("product.price: expected an object (agora.common.v1.Money), got a number"
+                in r.json()["message"]), r.text

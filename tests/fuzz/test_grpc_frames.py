@@ -28,12 +28,14 @@ def _methods(domain) -> list[tuple[str, bool, bool]]:
     pkg = domain.service.rsplit(".", 1)[0]  # agora.polls.v1
     module = importlib.import_module(f"{pkg}.{domain.name}_pb2")
     service = module.DESCRIPTOR.services_by_name[domain.service.rsplit(".", 1)[1]]
-    return [(f"/{service.full_name}/{m.name}", m.client_streaming, m.server_streaming) for m in service.methods]
+    return [(f"/{service.full_name}/{m.name}", m.client_streaming, m.server_streaming)
+            for m in service.methods]
 
 
 async def _call(channel, path, client_streaming, server_streaming, payload: bytes):
     kind = {(False, False): channel.unary_unary, (False, True): channel.unary_stream,
-            (True, False): channel.stream_unary, (True, True): channel.stream_stream}[(client_streaming, server_streaming)]
+            (True, False): channel.stream_unary,
+            (True, True): channel.stream_stream}[(client_streaming, server_streaming)]
     fn = kind(path, request_serializer=None, response_deserializer=None)
     request = iter([payload]) if client_streaming else payload
     try:
@@ -65,16 +67,19 @@ async def test_garbage_and_oversized_frames_get_a_status(fuzz_mesh):
                 tried += 1
                 # A client stream's access class is checked before its first frame is read: an
                 # anonymous caller of a USER/OWNER/INTERNAL stream is refused before the oversized frame.
-                refused_first = cs and code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+                refused_first = cs and code in (grpc.StatusCode.UNAUTHENTICATED,
+                                                grpc.StatusCode.PERMISSION_DENIED)
                 assert code == grpc.StatusCode.RESOURCE_EXHAUSTED or refused_first, \
                     f"{path}: {code} for a message over the limit"
         assert fuzz_mesh.alive(), f"the mesh died on {name}:\n{fuzz_mesh.log_text()[-3000:]}"
     for name in DOMAINS:
         async with grpc.aio.insecure_channel(fuzz_mesh.target(name)) as channel:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
+                                                                    timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
     grown = fuzz_mesh.rss_kb() - rss_before
-    print(f"\n{tried} malformed/oversized frames to {len(DOMAINS)} ports; statuses {dict((str(k), v) for k, v in codes.items())}; RSS +{grown} KiB")
+    print(f"\n{tried} malformed/oversized frames to {len(DOMAINS)} ports; "
+          f"statuses {dict((str(k), v) for k, v in codes.items())}; RSS +{grown} KiB")
     assert grown < 150_000, f"RSS grew by {grown} KiB"
 
 

@@ -12,8 +12,8 @@ import httpx
 
 # Live streams answer with a stream that stays open by design; schemathesis would only time out on them.
 # They are covered by the WebSocket abuse test and each domain's stream tests.
-STREAMS = ("WatchResults", "WatchAuction", "BidStream", "WatchEvents", "WatchProduct", "WatchRoom", "ChatService_Chat",
-           "WatchNotifications", "WatchOrder")
+STREAMS = ("WatchResults", "WatchAuction", "BidStream", "WatchEvents", "WatchProduct", "WatchRoom",
+           "ChatService_Chat", "WatchNotifications", "WatchOrder")
 CHECKS = "not_a_server_error"
 
 
@@ -38,7 +38,8 @@ async def test_schemathesis_over_the_whole_mesh(fuzz_mesh, tmp_path):
             if proc.returncode is None:
                 proc.kill()
     text = log.read_text(errors="replace")
-    print("\n" + "\n".join(line for line in text.splitlines() if "passed" in line or "failed" in line or "Summary" in line)[-1500:])
+    print("\n" + "\n".join(line for line in text.splitlines()
+                           if "passed" in line or "failed" in line or "Summary" in line)[-1500:])
     assert fuzz_mesh.alive(), fuzz_mesh.log_text()[-3000:]
     assert proc.returncode == 0, text[-8000:]
 

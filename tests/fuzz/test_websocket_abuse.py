@@ -44,7 +44,8 @@ async def test_huge_frames_floods_and_invalid_json_are_closed_with_a_reason(fuzz
             results["invalid json"] = await _close_code(ws, lambda ws: ws.send("{not json"))
         assert results["invalid json"] == 4003, results
 
-        async with connect(f"{base}/v1/polls/none:watch") as ws:  # a server stream: junk frames are ignored, bounded
+        # a server stream: junk frames are ignored, bounded
+        async with connect(f"{base}/v1/polls/none:watch") as ws:
             results["server-stream flood"] = await _close_code(ws, flood)
         assert results["server-stream flood"] in (1008, 4005), results
     assert fuzz_mesh.alive(), fuzz_mesh.log_text()[-3000:]

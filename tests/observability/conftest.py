@@ -59,7 +59,8 @@ async def http(pipeline):
 async def shop(http, tag: str) -> tuple[dict, dict]:
     """A client with an e-mail address, and a product in stock."""
     client = (await http.post("/api/clients", json={"name": "Ada", "email": f"ada-{tag}@example.com"})).json()
-    seller = (await http.post("/api/sellers", json={"name": "Shop", "email": f"shop-{tag}@example.com"})).json()
+    seller = (await http.post("/api/sellers", json={"name": "Shop",
+                                                    "email": f"shop-{tag}@example.com"})).json()
     r = await http.post("/api/products", json={"seller_id": seller["id"], "name": "Blue book", "stock": 5,
                                                "price": {"currency_code": "USD", "amount_minor": "2500"}})
     assert r.status_code == 200, r.text

@@ -46,7 +46,8 @@ def test_every_pod_is_scraped_and_sends_spans_to_the_collector(rendered, target)
         assert annotations["prometheus.io/path"] == "/metrics"
     policy = of_kind(objects, "NetworkPolicy")["agora-telemetry"]["spec"]
     assert {p["port"] for rule in policy["ingress"] for p in rule["ports"]} == {METRICS_PORT, 8080}
-    assert [peer["podSelector"]["matchLabels"] for peer in policy["egress"][0]["to"]] == [{"app": "otel-collector"}]
+    assert ([peer["podSelector"]["matchLabels"] for peer in policy["egress"][0]["to"]]
+            == [{"app": "otel-collector"}])
     dashboard = of_kind(objects, "ConfigMap")["agora-grafana-dashboard"]
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["agora.json"])["uid"] == "agora-golden-signals"
@@ -83,6 +84,7 @@ def test_the_dashboard_shows_golden_signals_from_metrics_that_exist():
     missing = referenced - _exported_names()
     assert not missing, f"the dashboard queries metrics nobody exports: {missing}"
     titles = " | ".join(p["title"] for p in dashboard["panels"])
-    for signal in ("Traffic", "Errors", "Latency", "Saturation", "bus", "lag", "dead letters", "Store", "Bridge"):
+    for signal in ("Traffic", "Errors", "Latency", "Saturation", "bus", "lag", "dead letters", "Store",
+                   "Bridge"):
         assert signal.lower() in titles.lower(), signal
     assert any("by service" in p["title"] for p in dashboard["panels"])

@@ -54,7 +54,8 @@ async def test_metrics_after_one_order_and_one_stream(pipeline, http):
     opened = asyncio.Event()
 
     async def watch():
-        async with httpx.AsyncClient(base_url=pipeline.base_url, timeout=30.0, headers=http.headers) as sse, sse.stream(
+        async with httpx.AsyncClient(base_url=pipeline.base_url, timeout=30.0,
+                                     headers=http.headers) as sse, sse.stream(
                 "GET", f"/v1/orders/{order['id']}:watch", headers={"accept": "text/event-stream"}) as stream:
             async for line in stream.aiter_lines():
                 if line.startswith("data:"):
@@ -87,19 +88,21 @@ async def test_metrics_after_one_order_and_one_stream(pipeline, http):
         assert delta("agora_bus_published_total", type=kind) == 1, kind
     assert delta("agora_bus_consumed_total", group=groups["payments.charge"], type="orders.order.created",
                  outcome="ok") == 1
-    assert delta("agora_bus_consumed_total", group=groups["orders.payments"], type="payments.payment.succeeded",
-                 outcome="ok") == 1
+    assert delta("agora_bus_consumed_total", group=groups["orders.payments"],
+                 type="payments.payment.succeeded", outcome="ok") == 1
     assert delta("agora_bus_consumed_total", group=groups["notifications"], type="orders.order.paid",
                  outcome="ok") == 1
     assert delta("agora_bus_consumer_lag_seconds_count", group=groups["payments.charge"]) == 1
     assert during.value("agora_bus_consumer_pending", group=groups["payments.charge"]) == 0
-    assert delta("agora_bus_dead_letters_total", group=groups["payments.charge"], type="orders.order.created") == 0
+    assert delta("agora_bus_dead_letters_total", group=groups["payments.charge"],
+                 type="orders.order.created") == 0
     assert delta("agora_bus_outbox_relayed_total") >= 3
     # stores by backend and the store method that called
     operations = {(s.labels["backend"], s.labels["operation"]) for s in during.samples
                   if s.name == "agora_store_duration_seconds_count" and s.value > 0}
     expected = {("cassandra", "CassandraOrderStore.create"), ("postgres", "PostgresPaymentStore.open")} \
-        if pipeline.backend == "real" else {("sqlite", "SqliteOrderStore.create"), ("sqlite", "SqlitePaymentStore.open")}
+        if pipeline.backend == "real" \
+        else {("sqlite", "SqliteOrderStore.create"), ("sqlite", "SqlitePaymentStore.open")}
     assert expected <= operations, sorted(operations)
     # the bridge: requests by the RPC they reached
     assert delta("agora_http_request_duration_seconds_count", route=f"{ORDERS}.{PLACE}", method="POST",

@@ -22,7 +22,8 @@ CALLER_SPAN = uuid.uuid4().hex[:16]
 
 def find(spans, name: str, kind: SpanKind):
     found = [s for s in spans if s.name == name and s.kind is kind]
-    assert len(found) == 1, f"expected one {kind.name} span {name!r}; the trace has {sorted(s.name for s in spans)}"
+    assert len(found) == 1, (
+        f"expected one {kind.name} span {name!r}; the trace has {sorted(s.name for s in spans)}")
     return found[0]
 
 
@@ -52,7 +53,8 @@ async def test_one_order_is_one_trace_from_the_bridge_to_the_notification(pipeli
     created = find(spans, "publish orders.order.created", SpanKind.PRODUCER)
     charge = find(spans, f"{groups['payments.charge']} process orders.order.created", SpanKind.CONSUMER)
     succeeded = find(spans, "publish payments.payment.succeeded", SpanKind.PRODUCER)
-    outcome = find(spans, f"{groups['orders.payments']} process payments.payment.succeeded", SpanKind.CONSUMER)
+    outcome = find(spans, f"{groups['orders.payments']} process payments.payment.succeeded",
+                   SpanKind.CONSUMER)
     order_paid = find(spans, "publish orders.order.paid", SpanKind.PRODUCER)
     notification = find(spans, notified, SpanKind.CONSUMER)
 
@@ -67,11 +69,13 @@ async def test_one_order_is_one_trace_from_the_bridge_to_the_notification(pipeli
     assert child_of(succeeded, charge)
     assert child_of(outcome, succeeded)
     assert child_of(order_paid, outcome)
-    assert child_of(notification, order_paid), "the notification is not a child of orders.order.paid's publish"
+    assert child_of(notification, order_paid), (
+        "the notification is not a child of orders.order.paid's publish")
     assert notification.attributes["messaging.message.id"]
     assert rpc.attributes["rpc.grpc.status_code"] == 0
 
-    # one tree: every span of the trace hangs from the bridge span (the caller's span is the only outside parent)
+    # one tree: every span of the trace hangs from the bridge span (the caller's span is the only
+    # outside parent)
     ids = {s.context.span_id for s in spans}
     orphans = [s.name for s in spans if s is not bridge and (s.parent is None or s.parent.span_id not in ids)]
     assert not orphans, f"spans of the trace whose parent is not in it: {orphans}"

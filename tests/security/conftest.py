@@ -32,7 +32,8 @@ async def sign_up(http: httpx.AsyncClient) -> dict:
     """A new user; returns name, password, token, user_id and the login response's cookies."""
     name = f"u{uuid.uuid4().hex[:10]}"
     password = f"{PASSWORD_PREFIX}{uuid.uuid4().hex}"
-    r = await http.post("/v1/users", json={"user_name": name, "email": f"{name}@example.com", "password": password})
+    r = await http.post("/v1/users", json={"user_name": name, "email": f"{name}@example.com",
+                                           "password": password})
     assert r.status_code == 200, r.text
     r = await http.post("/v1/auth/login", json={"user_name": name, "password": password})
     assert r.status_code == 200, r.text

@@ -33,7 +33,8 @@ PUBLIC_WRITES = {
     ("POST", "/api/sellers"): "e-commerce seed POST /api/sellers",
     ("POST", "/v1/products"): "e-commerce seed POST /api/products",
     ("POST", "/api/products"): "e-commerce seed POST /api/products",
-    ("POST", "/v1/orders"): "CreateOrder is ACCESS_PUBLIC for the seed shop: an order placed without a session belongs to nobody",
+    ("POST", "/v1/orders"): "CreateOrder is ACCESS_PUBLIC for the seed shop: an order placed without a "
+                            "session belongs to nobody",
     ("POST", "/api/orders"): "e-commerce seed POST /api/orders (no users in the seed)",
 }
 # Writes whose access is checked against the stored object (owner or service key): an unknown id
@@ -64,7 +65,8 @@ async def test_every_write_needs_a_session_or_is_documented_public(http):
         answers[(method, path)] = r.status_code
         assert r.status_code < 500, f"{method} {path} answered {r.status_code}: {r.text}"
     unexpected_open = sorted(k for k, s in answers.items() if s != 401 and k not in documented)
-    assert not unexpected_open, f"anonymous writes that are neither 401 nor documented public: {unexpected_open}"
+    assert not unexpected_open, (
+        f"anonymous writes that are neither 401 nor documented public: {unexpected_open}")
     owner_open = sorted(k for k in OWNER_CHECKED if answers[k] not in (401, 403, 404))
     assert not owner_open, f"owner-checked writes answered an anonymous caller: {owner_open}"
     gaps_now = {k for k in KNOWN_GAPS if answers[k] != 401}
@@ -76,7 +78,8 @@ async def test_every_write_needs_a_session_or_is_documented_public(http):
 
 async def test_another_users_things(http):
     alice, bob = await sign_up(http), await sign_up(http)
-    r = await http.post("/v1/polls", json={"question": "tea?", "options": ["yes", "no"]}, headers=bearer(alice))
+    r = await http.post("/v1/polls", json={"question": "tea?", "options": ["yes", "no"]},
+                        headers=bearer(alice))
     assert r.status_code == 200, r.text
     poll_id = r.json()["poll"]["id"]
     r = await http.post(f"/v1/polls/{poll_id}:close", json={}, headers=bearer(bob))
@@ -93,7 +96,8 @@ async def test_another_users_things(http):
         assert (await http.get(path)).status_code == 401, path
         assert (await http.get(path, headers={"x-api-key": "wrong"})).status_code == 401, path
         assert (await http.get(path, headers={"x-api-key": API_KEY})).status_code == 200, path
-    r = await http.post("/v1/clients", json={"name": "Bob", "email": f"bob-{uuid.uuid4().hex[:8]}@example.com"},
+    r = await http.post("/v1/clients",
+                        json={"name": "Bob", "email": f"bob-{uuid.uuid4().hex[:8]}@example.com"},
                         headers=bearer(bob))
     assert r.status_code == 200, r.text
     bobs = r.json()["client"]
@@ -108,7 +112,8 @@ async def test_another_users_things(http):
     r = await http.get("/api/orders", params={"page_size": 500})
     assert r.status_code == 200 and all(not o.get("userId") for o in r.json()), r.text
     # an anonymous order for a user's client is refused on the open route: it cannot see that client
-    r = await http.post("/api/orders", json={"client_id": bobs["id"], "items": [{"product_id": "p", "quantity": 1}]})
+    r = await http.post("/api/orders", json={"client_id": bobs["id"],
+                                             "items": [{"product_id": "p", "quantity": 1}]})
     assert r.status_code in (400, 422) and "client" in r.text, r.text
 
 
@@ -148,7 +153,8 @@ async def test_session_fixation_and_revocation(http, secure_mesh):
         r = await victim.get("/v1/auth/csrftoken")  # what the login page does first
         assert r.status_code == 200, r.text
         csrf = r.json()["csrfToken"]
-        r = await victim.post("/v1/auth/login", json={"user_name": user["name"], "password": user["password"]},
+        r = await victim.post("/v1/auth/login",
+                              json={"user_name": user["name"], "password": user["password"]},
                               headers={"x-csrf-token": csrf})
         assert r.status_code == 200, r.text
         issued = r.json()["sessionToken"]
@@ -168,7 +174,8 @@ async def test_session_fixation_and_revocation(http, secure_mesh):
             break
         await asyncio.sleep(0.1)
     assert r.status_code == 401, f"a revoked session still writes: {r.status_code} {r.text}"
-    assert (await http.get("/v1/auth/whoami", headers=bearer(user))).status_code == 200, "logout ended other sessions"
+    assert (await http.get("/v1/auth/whoami", headers=bearer(user))).status_code == 200, (
+        "logout ended other sessions")
 
 
 INJECTIONS = [
@@ -192,7 +199,8 @@ async def test_injection_strings_are_stored_verbatim(http):
     r = await http.post("/v1/rooms", json={"room_id": room, "title": "injections"}, headers=bearer(user))
     assert r.status_code == 200, r.text
     for n, text in enumerate(INJECTIONS):
-        r = await http.post("/v1/polls", json={"question": text, "options": [text, text + "!"]}, headers=bearer(user))
+        r = await http.post("/v1/polls", json={"question": text, "options": [text, text + "!"]},
+                            headers=bearer(user))
         assert r.status_code == 200, r.text
         poll = (await http.get(f"/v1/polls/{r.json()['poll']['id']}")).json()["poll"]
         assert poll["question"] == text and [o["text"] for o in poll["options"]] == [text, text + "!"], poll
@@ -205,7 +213,8 @@ async def test_injection_strings_are_stored_verbatim(http):
         r = await http.post(f"/v1/rooms/{room}/messages", json={"username": "inj", "text": text})
         assert r.status_code == 200, r.text
         assert r.json()["message"]["text"] == text, r.text
-        r = await http.post("/v1/audit/events", json={"type": "security.injection.tried", "source": text, "key": text})
+        r = await http.post("/v1/audit/events",
+                            json={"type": "security.injection.tried", "source": text, "key": text})
         assert r.status_code == 200, r.text
         event_id = r.json()["event"]["id"]
         stored = (await http.get(f"/v1/audit/events/{event_id}", headers={"x-api-key": API_KEY})).json()
@@ -230,7 +239,8 @@ async def test_zz_secrets_never_logged(http, secure_mesh):
     """Runs last in this module: greps everything the mesh logged during these tests."""
     user = await sign_up(http)
     await http.get("/v1/auth/whoami", headers=bearer(user))
-    await http.post("/v1/auth/login", json={"user_name": user["name"], "password": "wrong-" + user["password"]})
+    await http.post("/v1/auth/login",
+                    json={"user_name": user["name"], "password": "wrong-" + user["password"]})
     await http.get("/v1/orders", headers={"x-api-key": API_KEY})
     await http.post("/v1/auth/logout", json={}, headers=bearer(user))
     csrf = await http.get("/v1/auth/csrftoken")

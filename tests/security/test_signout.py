@@ -85,7 +85,8 @@ async def test_logout_closes_bid_and_chat_sockets_and_refuses_the_token(secure_m
 
     ws_url = secure_mesh.base_url.replace("http", "ws", 1)
     headers = bearer(bidder)
-    async with websockets.connect(f"{ws_url}/v1/auctions/{auction_id}/bidstream", additional_headers=headers) as bids_ws, \
+    async with websockets.connect(f"{ws_url}/v1/auctions/{auction_id}/bidstream",
+                                  additional_headers=headers) as bids_ws, \
             websockets.connect(f"{ws_url}/v1/rooms/{room}/chat", additional_headers=headers) as chat_ws:
         await bids_ws.send("{}")
         await _frames_until(bids_ws, lambda f: "snapshot" in f, "auction snapshot")

@@ -63,7 +63,8 @@ async def test_cut_streams_log_no_error(teardown_mesh):
             "product_name": "lot", "starting_price": {"currency_code": "USD", "amount_minor": "100"},
             "auction_end": end})).json()["auction"]["id"]
         room = f"teardown-{uuid.uuid4().hex[:6]}"
-        assert (await http.post("/v1/rooms", headers=bearer(user), json={"room_id": room, "title": "t"})).status_code == 200
+        assert (await http.post("/v1/rooms", headers=bearer(user),
+                                json={"room_id": room, "title": "t"})).status_code == 200
         ws_url = teardown_mesh.base_url.replace("http", "ws", 1)
         for n in range(ROUNDS):
             await asyncio.gather(
@@ -73,8 +74,10 @@ async def test_cut_streams_log_no_error(teardown_mesh):
                 _ws_cut(f"{ws_url}/v1/polls/{poll}:watch", {}, []),
                 _ws_cut(f"{ws_url}/v1/auctions/{auction}/bidstream", bearer(other),
                         [{}, {"amount": {"currency_code": "USD", "amount_minor": str(200 + n)}}]),
-                _ws_cut(f"{ws_url}/v1/rooms/{room}/chat", bearer(user), [{"room_id": room}, {"text": f"m{n}"}]),
-                http.post(f"/v1/polls/{poll}/votes", json={"option": n % 2, "voter_key": f"v{n}", "request_id": f"v{n}"}),
+                _ws_cut(f"{ws_url}/v1/rooms/{room}/chat", bearer(user),
+                        [{"room_id": room}, {"text": f"m{n}"}]),
+                http.post(f"/v1/polls/{poll}/votes",
+                          json={"option": n % 2, "voter_key": f"v{n}", "request_id": f"v{n}"}),
                 http.post(f"/v1/rooms/{room}/messages", headers=bearer(user), json={"text": f"s{n}"}),
             )
         await asyncio.sleep(2.0)  # let the mesh notice every cut

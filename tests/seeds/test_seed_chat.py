@@ -109,7 +109,8 @@ async def test_history_is_a_bare_array_oldest_first(mesh, http):
     stamps = [e["timestamp"] for e in history]
     assert stamps == sorted(stamps)
     assert len((await http.get("/api/messages", params={"limit": "2"})).json()) == 2
-    assert len((await http.get("/api/messages", params={"limit": "nonsense"})).json()) == min(50, len(history))
+    assert (len((await http.get("/api/messages", params={"limit": "nonsense"})).json())
+            == min(50, len(history)))
 
 
 async def test_one_room_two_shapes(mesh, http):

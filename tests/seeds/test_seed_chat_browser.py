@@ -63,7 +63,8 @@ async def open_seed_page(browser, mesh, name: str):
     page = await (await browser.new_context()).new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    await page.route("**/seed-chat.html", lambda route: route.fulfill(body=SEED_PAGE, content_type="text/html"))
+    await page.route("**/seed-chat.html",
+                     lambda route: route.fulfill(body=SEED_PAGE, content_type="text/html"))
     await page.goto(f"{mesh.base_url}/seed-chat.html")
     await page.fill("#username", name)
     await page.click("#join")
@@ -78,21 +79,26 @@ async def test_two_people_chat_with_only_the_seed_protocol(mesh):
         browser = await p.chromium.launch(executable_path=require_chromium(), args=ARGS)
         try:
             ana, ana_errors = await open_seed_page(browser, mesh, "ana-browser")
-            await ana.wait_for_selector("#messages li.join >> text=ana-browser entrou no chat", timeout=TIMEOUT_MS)
+            await ana.wait_for_selector("#messages li.join >> text=ana-browser entrou no chat",
+                                        timeout=TIMEOUT_MS)
             bia, bia_errors = await open_seed_page(browser, mesh, "bia-browser")
-            await ana.wait_for_selector("#messages li.join >> text=bia-browser entrou no chat", timeout=TIMEOUT_MS)
+            await ana.wait_for_selector("#messages li.join >> text=bia-browser entrou no chat",
+                                        timeout=TIMEOUT_MS)
             await ana.wait_for_function("Number(document.getElementById('online-count').innerText) >= 2",
                                         timeout=TIMEOUT_MS)
             await ana.fill("#message", "oi bia")
             await ana.click("#send")
-            await bia.wait_for_selector("#messages li.message >> text=ana-browser: oi bia", timeout=TIMEOUT_MS)
+            await bia.wait_for_selector("#messages li.message >> text=ana-browser: oi bia",
+                                        timeout=TIMEOUT_MS)
             await bia.fill("#message", "oi ana")
             await bia.click("#send")
-            await ana.wait_for_selector("#messages li.message >> text=bia-browser: oi ana", timeout=TIMEOUT_MS)
+            await ana.wait_for_selector("#messages li.message >> text=bia-browser: oi ana",
+                                        timeout=TIMEOUT_MS)
             assert await bia.evaluate("window.historyLength") >= 1  # the history loaded as an array
             assert "undefined" not in await ana.inner_text("#messages")
             await bia.close()
-            await ana.wait_for_selector("#messages li.leave >> text=bia-browser saiu do chat", timeout=TIMEOUT_MS)
+            await ana.wait_for_selector("#messages li.leave >> text=bia-browser saiu do chat",
+                                        timeout=TIMEOUT_MS)
             assert ana_errors == [] and bia_errors == []
             bad = error_lines(mesh.up.log.read_text())  # the mesh's log: no ERROR line in normal use
             assert not bad, "ERROR lines in the mesh's log:\n" + "\n".join(bad[:20])

@@ -32,8 +32,9 @@ async def test_unknown_fields_are_ignored_on_the_seed_routes(http):
         "seller_id": seller.json()["id"], "name": "Pen", "stock": 5, "sku": "PEN-1",
         "price": {"currency_code": "USD", "amount_minor": "150", "display": "$1.50"}})
     assert product.status_code == 200, product.text
-    order = await http.post("/api/orders", json={"client_id": client.json()["id"], "coupon": "none", "items": [
-        {"product_id": product.json()["id"], "quantity": 1, "gift_wrap": False}]})
+    order = await http.post("/api/orders", json={
+        "client_id": client.json()["id"], "coupon": "none",
+        "items": [{"product_id": product.json()["id"], "quantity": 1, "gift_wrap": False}]})
     assert order.status_code == 200, order.text
     logged = await http.post("/api/log/event", json={"type": "web.visit", "key": uid(), "user_agent": "x"})
     assert logged.status_code == 200, logged.text

@@ -120,7 +120,8 @@ async def test_signup_answers_in_the_seeds_shapes(client):
     assert all(isinstance(v, str) for v in problems.values())
     # The seed's router serves /signup, its README /signupuser: both answer.
     other = await client.post("/api/v1/users/signup", {
-        "user_name": name(), "email": f"{name()}@example.com", "password": "Password123", "bio": "testing my api"})
+        "user_name": name(), "email": f"{name()}@example.com", "password": "Password123",
+        "bio": "testing my api"})
     assert other.status_code == 201 and set(other.json()) == {"user_id"}
 
 
@@ -128,7 +129,8 @@ async def test_login_refusals(client):
     _, email = await client.signup(name())
     wrong = await client.post("/api/v1/users/loginuser", {"email": email, "password": "WrongPassword"})
     assert wrong.status_code == 400 and wrong.json() == {"error": "invalid email or password"}
-    unknown = await client.post("/api/v1/users/loginuser", {"email": "nobody@example.com", "password": "x" * 9})
+    unknown = await client.post("/api/v1/users/loginuser",
+                                {"email": "nobody@example.com", "password": "x" * 9})
     assert unknown.status_code == 400 and unknown.json() == {"error": "invalid email or password"}
     malformed = await client.post("/api/v1/users/loginuser", {"email": "not-an-email", "password": ""})
     assert malformed.status_code == 422 and set(malformed.json()) == {"email", "passowrd"}  # the seed's key
@@ -144,15 +146,18 @@ async def test_products_need_a_session_and_follow_the_seeds_rules(client, mesh):
         assert "2 decimal" in cents.json()["baseprice"]
         soon = await s.post("/api/v1/products/", product_body(
             auction_end=(datetime.now(timezone.utc) + timedelta(minutes=30)).isoformat()))
-        assert soon.status_code == 422 and soon.json() == {"auction_end": "must be at least two hours duration"}
+        assert soon.status_code == 422 and soon.json() == {
+            "auction_end": "must be at least two hours duration"}
         # The README's example body uses other keys: they are ignored, so the real ones are missing.
-        readme = await s.post("/api/v1/products/", {"product_name": "test", "product_description": "testing",
-                                                    "base_price": 99.99, "auction_end": product_body()["auction_end"]})
+        readme = await s.post("/api/v1/products/", {
+            "product_name": "test", "product_description": "testing",
+            "base_price": 99.99, "auction_end": product_body()["auction_end"]})
         assert readme.status_code == 422 and {"description", "baseprice"} <= set(readme.json())
         created = await s.post("/api/v1/products/", product_body(baseprice=150.1))
         assert created.status_code == 201, created.text
         auction = (await s.http.get(f"/v1/auctions/{created.json()['id']}")).json()["auction"]
-        assert auction["startingPrice"] == {"currencyCode": "USD", "amountMinor": "15010"}  # exact minor units
+        # exact minor units
+        assert auction["startingPrice"] == {"currencyCode": "USD", "amountMinor": "15010"}
     finally:
         await s.close()
 
@@ -168,16 +173,19 @@ async def test_bids_on_the_seed_socket(mesh):
             mine = await recv(a)
             assert mine == {"message": "Your bid was sucessfully placed", "kind": 1, "user_id": alice_id}
             theirs = await recv(b)
-            assert theirs == {"message": "A new bid was placed", "amount": 150.0, "kind": 4, "user_id": alice_id}
+            assert theirs == {"message": "A new bid was placed", "amount": 150.0, "kind": 4,
+                              "user_id": alice_id}
 
             await b.send(json.dumps({"kind": 0, "amount": 120}))
             low = await recv(b)
-            assert low["kind"] == 2 and low["message"] == "the bid values is too low" and isinstance(low["kind"], int)
+            assert (low["kind"] == 2 and low["message"] == "the bid values is too low"
+                    and isinstance(low["kind"], int))
 
             await a.send("this is not json")
             bad = await recv(a)
             assert bad["kind"] == 3 and bad["message"] == "this message should be a valid JSON"
-            await a.send(json.dumps({"kind": 0, "amount": 151.5, "user_id": "ignored"}))  # the socket stayed open
+            # the socket stayed open
+            await a.send(json.dumps({"kind": 0, "amount": 151.5, "user_id": "ignored"}))
             assert (await recv(a))["kind"] == 1
             assert (await recv(b))["amount"] == 151.5
         # The bids are the auction's own: Agora's routes show them.
@@ -200,7 +208,8 @@ async def test_socket_refusals_are_http_answers_before_the_upgrade(mesh, client)
     s = await seller(mesh)
     try:
         assert await refused(s, str(uuid.uuid4())) == (404, {"message": "no product with given id"})
-        assert await refused(s, "not-a-uuid") == (400, {"message": "invalid product id - must be a valid uuid"})
+        assert await refused(s, "not-a-uuid") == (
+            400, {"message": "invalid product id - must be a valid uuid"})
     finally:
         await s.close()
 
