@@ -22,7 +22,6 @@ from services.kit.interceptors import DeadlinePropagation
 from services.kit.registry import DOMAINS, Domain
 from services.kit.server import DomainServer, Lifecycle, ServiceSpec, settle_heap
 from services.kit.tls import channel_credentials, server_credentials
-from services.kit.unimplemented import not_built_spec
 
 log = logging.getLogger("agora.launcher")
 
@@ -113,20 +112,8 @@ Builder = Callable[[Runtime], Awaitable[ServiceSpec]]
 
 
 def builder_for(domain: Domain) -> Builder:
-    """The domain's `services.<name>.service.build`, or the not-built stand-in if it has none yet."""
-    try:
-        module = importlib.import_module(f"{domain.module}.service")
-    except ModuleNotFoundError as exc:
-        if exc.name not in (domain.module, f"{domain.module}.service"):
-            raise  # the domain exists but something it imports is missing: say so, don't hide it
-        module = None
-
-    async def build(runtime: Runtime) -> ServiceSpec:
-        if module is None:
-            return not_built_spec(domain)
-        return await module.build(runtime)
-
-    return build
+    """The domain's `services.<name>.service.build`."""
+    return importlib.import_module(f"{domain.module}.service").build
 
 
 async def open_bus(settings: Settings):
