@@ -104,7 +104,7 @@ def spec(extra: dict | None = None) -> ServiceSpec:
 
 async def _main(port: int) -> int:
     from services.kit.config import Settings
-    from services.kit.launcher import run
+    from services.mesh.launcher import run
 
     async def build(runtime):
         return spec()

@@ -1,5 +1,7 @@
 """Start the mesh: `agora up` (every domain and the bridge in one process) and `agora serve X` (one).
 
+The composition root: the one module that wires the kit, the domains and the bridge together.
+
 Both run on one asyncio loop and stop the same way: SIGTERM or Ctrl-C sets an event, every
 server drains, the process exits 0.
 """
@@ -125,7 +127,7 @@ async def open_bus(settings: Settings):
 
 
 class RunningGateway:
-    """The bridge serving in this loop (the composition root is the only kit code that knows it)."""
+    """The bridge serving in this loop (outside gateway/, only the composition root starts it)."""
 
     def __init__(self, task: asyncio.Task, stop: asyncio.Event) -> None:
         self.task, self._stop = task, stop
