@@ -39,7 +39,7 @@ ENV PATH=/opt/agora/bin:$PATH \
 
 USER 10001:10001
 WORKDIR /tmp
-# bridge, then the ten domains (services/kit/registry.py)
+# bridge, then the ten domains (clients/python/agora/client/mesh.py)
 EXPOSE 8080 50051 50052 50053 50054 50055 50056 50057 50058 50059 50060
 
 ENTRYPOINT ["agora"]

@@ -48,8 +48,8 @@ async def serve(backends: str) -> None:
     from gateway.server import make_gateway_server
     from services.chat.service import build
     from services.kit.config import Settings
-    from services.kit.launcher import Runtime
     from services.kit.server import DomainServer
+    from services.mesh.launcher import Runtime
 
     settings = Settings.from_env(backends=backends, data_dir=Path(tempfile.mkdtemp(prefix="chat-bench-")))
     store = None

@@ -77,8 +77,8 @@ async def serve_trivial() -> None:
 async def serve_polls(backends: str, schema: str, mongo_db: str, group: str, data_dir: str,
                       tally_apart: str = "0", port: str = "0", primary: str = "1") -> None:
     from services.kit.config import Settings
-    from services.kit.launcher import Runtime
     from services.kit.server import DomainServer, settle_heap
+    from services.mesh.launcher import Runtime
     from services.polls.service import build
 
     settings = Settings.from_env(backends=backends, data_dir=Path(data_dir), log_level="WARNING")

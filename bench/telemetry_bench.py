@@ -39,7 +39,7 @@ from services.kit.registry import Domain
 from services.kit.server import DomainServer, ServiceSpec
 from services.kit.telemetry import tracing
 
-DOMAIN = Domain("bench", "agora.bench.v1.BenchService", 0, 0)
+DOMAIN = Domain("bench", "agora.bench.v1.BenchService", 0)
 METHOD = f"/{DOMAIN.service}/Echo"
 CONCURRENCY = 16
 

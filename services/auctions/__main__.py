@@ -1,6 +1,6 @@
 """`python -m services.auctions` serves the auctions domain alone."""
 
 from services.kit.config import Settings
-from services.kit.launcher import serve
+from services.mesh.launcher import serve
 
 raise SystemExit(serve("auctions", Settings.from_env()))

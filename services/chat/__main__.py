@@ -3,7 +3,7 @@
 import sys
 
 from services.kit.config import Settings
-from services.kit.launcher import serve
+from services.mesh.launcher import serve
 
 if __name__ == "__main__":
     sys.exit(serve("chat", Settings.from_env()))

@@ -1,7 +1,7 @@
 """Twelve-factor configuration: every setting is an environment variable with a typed default.
 
-`Settings.from_env()` reads them all in one place; `describe()` renders the table that
-`agora --help-env` and each command's `--help` print.
+`Settings.from_env()` reads them all in one place; `describe()` renders the table that the
+server commands' `--help` print (`agora up --help`, `agora serve --help`).
 """
 
 from __future__ import annotations

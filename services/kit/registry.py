@@ -1,8 +1,10 @@
-"""The ten domains of the mesh: name, gRPC service, default port. The one list everything reads."""
+"""The ten domains of the mesh as the server sees them: name, gRPC service, default port."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from agora.client.mesh import DOMAINS as LISTED
 
 
 @dataclass(frozen=True)
@@ -10,27 +12,13 @@ class Domain:
     name: str
     service: str  # fully qualified gRPC service name
     port: int  # default gRPC port (the same locally and in the cluster)
-    issue: int  # the issue that implements it, quoted while it answers UNIMPLEMENTED
 
     @property
     def module(self) -> str:
         return f"services.{self.name}"
 
 
-DOMAINS: dict[str, Domain] = {
-    d.name: d
-    for d in (
-        Domain("identity", "agora.identity.v1.IdentityService", 50051, 6),
-        Domain("polls", "agora.polls.v1.PollService", 50052, 5),
-        Domain("auctions", "agora.auctions.v1.AuctionService", 50053, 6),
-        Domain("chat", "agora.chat.v1.ChatService", 50054, 7),
-        Domain("customers", "agora.customers.v1.CustomerService", 50055, 8),
-        Domain("catalog", "agora.catalog.v1.CatalogService", 50056, 8),
-        Domain("orders", "agora.orders.v1.OrderService", 50057, 8),
-        Domain("payments", "agora.payments.v1.PaymentService", 50058, 9),
-        Domain("notifications", "agora.notifications.v1.NotificationService", 50059, 9),
-        Domain("audit", "agora.audit.v1.AuditService", 50060, 8),
-    )
-}
+# The one list lives in agora-client, which installs without the server and which the server depends on.
+DOMAINS: dict[str, Domain] = {name: Domain(name, d.full_service, d.port) for name, d in LISTED.items()}
 
 GATEWAY_PORT = 8080

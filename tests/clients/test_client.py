@@ -10,7 +10,7 @@ import pytest
 from agora.auctions.v1 import auctions_pb2
 from agora.client import Agora, AgoraError
 from agora.client.calls import with_idempotency_key
-from agora.client.mesh import DOMAINS, resolve_targets, service_config
+from agora.client.mesh import resolve_targets, service_config
 from agora.client.resume import resume
 from agora.commands import profile
 from agora.commands.context import exit_code_for
@@ -18,13 +18,6 @@ from agora.commands.formats import money, parse_money
 from agora.polls.v1 import polls_pb2
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
-
-
-def test_the_client_knows_the_same_domains_and_ports_as_the_server():
-    from services.kit.registry import DOMAINS as SERVER
-
-    assert {n: d.port for n, d in DOMAINS.items()} == {n: d.port for n, d in SERVER.items()}
-    assert {n: d.full_service for n, d in DOMAINS.items()} == {n: d.service for n, d in SERVER.items()}
 
 
 def test_targets_host_per_domain_ports_single_address_and_env():

@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib.metadata import EntryPoint, entry_points
 
 from agora.client.mesh import DOMAINS
 from agora.commands.context import (
     ENV_HELP,
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
+    EXIT_USAGE,
     Invocation,
     Refused,
     UsageError,
@@ -32,42 +34,44 @@ DOMAIN_PORTS = {name: d.port for name, d in DOMAINS.items()}
 EXIT_OK, EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_UNAUTHENTICATED = 0, 1, 3, 4
 
 
-def _env_help() -> str:
+# Commands the server distribution (agora-mesh) adds to this one, found through its entry points so the
+# client never imports server code: the entry point's name is the top-level command, its value a
+# `register(subparsers)`. `up` and `serve` are listed first, as stand-ins when the server is absent.
+SERVER_COMMANDS = "agora.commands"
+_SERVER_RUNS = {"up": "start every service and the bridge in one process",
+                "serve": "run one domain's gRPC server, or the bridge (`gateway`)"}
+NOT_INSTALLED = "the server side (agora-mesh) is not installed: pip install agora-mesh"
+
+
+def _add_server_command(sub: argparse._SubParsersAction, entry: EntryPoint | None) -> str | None:
+    """Add the server's command; None once added, else why it could not be."""
+    if entry is None:
+        return NOT_INSTALLED
     try:
-        from services.kit.config import describe
-    except ImportError:
-        return "the server side (agora-mesh) is not installed: pip install agora-mesh"
-    return describe()
+        register = entry.load()
+    except ImportError as error:  # a broken server install must not take the client's verbs with it
+        return (f"the server side (agora-mesh) is installed but its `{entry.name}` command "
+                f"does not load: {error}")
+    register(sub)
+    return None
 
 
-def _server_settings(ns: argparse.Namespace):
-    from services.kit.config import Settings
+def _stand_in(sub: argparse._SubParsersAction, name: str, help: str, why: str) -> None:
+    """`agora up` and `agora serve` without the server side: their --help and their run say why."""
+    parser = sub.add_parser(name, help=help, description=help, epilog=why)
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
-    overrides = {}
-    if getattr(ns, "backends", None):
-        overrides["backends"] = ns.backends
-    if getattr(ns, "data_dir", None):
-        from pathlib import Path
+    def refuse(ns: argparse.Namespace) -> int:
+        print(f"agora {name}: {why}", file=sys.stderr)
+        return EXIT_USAGE
 
-        overrides["data_dir"] = Path(ns.data_dir)
-    return Settings.from_env(**overrides)
-
-
-def cmd_up(ns: argparse.Namespace) -> int:
-    from services.kit.launcher import up
-
-    return up(_server_settings(ns))
-
-
-def cmd_serve(ns: argparse.Namespace) -> int:
-    from services.kit.launcher import serve
-
-    return serve(ns.target, _server_settings(ns))
+    parser.set_defaults(func=refuse)
 
 
 def _leaf(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
     """A client verb: common connection/output options, exit codes and environment in --help."""
-    parser = subparsers.add_parser(name, help=help, description=help, epilog=f"{EXIT_CODES_HELP}\n\n{ENV_HELP}",
+    parser = subparsers.add_parser(name, help=help, description=help,
+                                   epilog=f"{EXIT_CODES_HELP}\n\n{ENV_HELP}",
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_options(parser, top_level=False)
     return parser
@@ -83,19 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def server_command(name: str, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help, epilog=_env_help(),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--backends", choices=["embedded", "real"], help="overrides AGORA_BACKENDS")
-        p.add_argument("--data-dir", help="overrides AGORA_DATA_DIR")
-        return p
-
-    p = server_command("up", "start every service and the bridge in one process")
-    p.set_defaults(func=cmd_up)
-    p = server_command("serve", "run one domain's gRPC server, or the bridge (`gateway`)")
-    p.add_argument("target", metavar="DOMAIN", choices=["gateway", *DOMAINS],
-                   help=f"gateway or one of: {', '.join(DOMAINS)}")
-    p.set_defaults(func=cmd_serve)
+    server = {entry.name: entry for entry in entry_points(group=SERVER_COMMANDS)}
+    for name, help in _SERVER_RUNS.items():
+        why = _add_server_command(sub, server.pop(name, None))
+        if why is not None:
+            _stand_in(sub, name, help, why)
 
     health.register(sub, _leaf)
     identity.register(sub, _leaf)
@@ -104,26 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     chat.register(sub, _leaf)
     orders.register(sub, _leaf)
 
-    try:
-        from services.kit.bus.cli import register as register_dead_letters
-    except ImportError:
+    if _add_server_command(sub, server.pop("events", None)) is not None:  # `events dead-letters ...`
         sub.add_parser("events", help="the mesh's events: tail the audit trail")
-    else:
-        register_dead_letters(sub)  # `events dead-letters ...` needs the server side
     events.register(sub.choices["events"], _leaf)
-    try:
-        from services.notifications.mail_cli import register as register_mail
-    except ImportError:
-        pass  # `mail` reads the embedded mail sink: only with the server side installed
-    else:
-        register_mail(sub)
+    for name in sorted(server):  # `mail` (it reads the embedded mail sink), and any other the server adds
+        _add_server_command(sub, server[name])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
-    if not hasattr(ns, "run"):  # server-side commands: up, serve, events dead-letters, mail
+    if not hasattr(ns, "run"):  # the server's commands (up, serve, events dead-letters, mail) and stand-ins
         try:
             return ns.func(ns)
         except KeyboardInterrupt:

@@ -16,8 +16,8 @@ from services.chat.service import build
 from services.chat.store import ChatStore
 from services.kit.auth import Caller
 from services.kit.config import Settings
-from services.kit.launcher import Runtime
 from services.kit.server import DomainServer
+from services.mesh.launcher import Runtime
 
 DESCRIPTORS = Path(__file__).resolve().parents[3] / "clients" / "python" / "agora" / "descriptors.binpb"
 WAIT = 10.0  # seconds any single expected event may take before a test gives up with a message

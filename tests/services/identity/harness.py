@@ -28,9 +28,9 @@ from services.identity import service as identity_service
 from services.identity.domain import IdentityRules
 from services.identity.store import open_store as open_identity_store
 from services.kit.config import Settings
-from services.kit.launcher import Runtime
 from services.kit.registry import DOMAINS
 from services.kit.server import DomainServer
+from services.mesh.launcher import Runtime
 
 TEST_IDENTITY_RULES = IdentityRules(address_attempts=10_000, user_failures=50, signups_per_address=10_000)
 TEST_AUCTION_RULES = AuctionRules(min_duration=timedelta(milliseconds=500))

@@ -21,8 +21,8 @@ from grpc_status import rpc_status
 from services.identity.domain import IdentityRules
 from services.identity.service import build
 from services.kit.config import Settings
-from services.kit.launcher import Runtime
 from services.kit.server import DomainServer
+from services.mesh.launcher import Runtime
 from tests.services.identity.harness import bearer, sign_up_and_login
 
 PASSWORD = "correct horse battery"

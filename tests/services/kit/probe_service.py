@@ -16,7 +16,7 @@ from services.kit.interceptors import remaining
 from services.kit.registry import Domain
 from services.kit.server import ServiceSpec
 
-DOMAIN = Domain("probe", "agora.probe.v1.ProbeService", 0, 0)
+DOMAIN = Domain("probe", "agora.probe.v1.ProbeService", 0)
 cancelled = asyncio.Event()  # set when the slow handler was cancelled (deadline enforced server-side)
 
 
@@ -104,7 +104,7 @@ def spec(extra: dict | None = None) -> ServiceSpec:
 
 async def _main(port: int) -> int:
     from services.kit.config import Settings
-    from services.kit.launcher import run
+    from services.mesh.launcher import run
 
     async def build(runtime):
         return spec()

@@ -45,13 +45,6 @@ def test_every_domain_has_a_distinct_port():
     assert len(set(ports)) == len(ports) == 10
 
 
-def test_the_client_package_knows_the_same_ports():
-    """agora-client installs without the server code, so it keeps its own copy of the port map."""
-    from agora.cli import DOMAIN_PORTS
-
-    assert DOMAIN_PORTS == {name: d.port for name, d in DOMAINS.items()}
-
-
 def test_polls_tally_in_process_defaults_on_and_reads_the_usual_words():
     assert Settings.from_env({}).polls_tally_in_process is True
     for raw in ("false", "FALSE", "0", "no", "off", " Off "):

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.kit.config import Settings
-from services.kit.launcher import Runtime, builder_for
 from services.kit.registry import DOMAINS
 from services.kit.server import DomainServer
+from services.mesh.launcher import Runtime, builder_for
 
 COMMERCE = ("customers", "catalog", "orders", "audit")
 DESCRIPTORS = Path(__file__).resolve().parents[3] / "clients" / "python" / "agora" / "descriptors.binpb"

@@ -15,8 +15,8 @@ from agora.polls.v1 import polls_pb2_grpc
 from gateway.server import make_gateway_server
 from services.kit.auth import Caller
 from services.kit.config import Settings
-from services.kit.launcher import Runtime
 from services.kit.server import DomainServer
+from services.mesh.launcher import Runtime
 from services.polls.service import build
 
 DESCRIPTORS = Path(__file__).resolve().parents[3] / "clients" / "python" / "agora" / "descriptors.binpb"

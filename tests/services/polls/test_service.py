@@ -13,7 +13,7 @@ from agora.polls.v1 import polls_pb2 as pb
 
 from services.kit.config import Settings
 from services.kit.errors import field_violations
-from services.kit.launcher import Runtime
+from services.mesh.launcher import Runtime
 from services.polls.service import build, tally_in_process
 from tests.services.polls.conftest import bearer
 

@@ -1,7 +1,7 @@
 """Where the mesh's services are and how to open a channel to one: targets, retries, keepalive.
 
-The client installs without the server code, so the ten domains and their default ports are
-listed here too (services.kit.registry is the server's copy; a test keeps the two equal).
+The ten domains and their default ports are listed here, once: the client installs without the
+server code, and the server (which depends on this distribution) reads them from here.
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ async def test_consumer_killed_mid_batch_resumes_without_double_effects(rabbit, 
 
 def cli(amqp_url: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "AGORA_BACKENDS": "real", "AGORA_AMQP_URL": amqp_url}
-    return subprocess.run([sys.executable, "-m", "services.kit.bus.cli", "events", "dead-letters", *args],
+    return subprocess.run([sys.executable, "-m", "services.mesh", "events", "dead-letters", *args],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True)
 
 

@@ -202,7 +202,7 @@ def test_metrics_ports_per_process():
 
 
 async def test_the_launcher_serves_and_announces_metrics():
-    from services.kit.launcher import run
+    from services.mesh.launcher import run
 
     lines: list[str] = []
     stop = asyncio.Event()

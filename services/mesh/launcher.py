@@ -1,5 +1,7 @@
 """Start the mesh: `agora up` (every domain and the bridge in one process) and `agora serve X` (one).
 
+The composition root: the one module that wires the kit, the domains and the bridge together.
+
 Both run on one asyncio loop and stop the same way: SIGTERM or Ctrl-C sets an event, every
 server drains, the process exits 0.
 """
@@ -22,7 +24,6 @@ from services.kit.interceptors import DeadlinePropagation
 from services.kit.registry import DOMAINS, Domain
 from services.kit.server import DomainServer, Lifecycle, ServiceSpec, settle_heap
 from services.kit.tls import channel_credentials, server_credentials
-from services.kit.unimplemented import not_built_spec
 
 log = logging.getLogger("agora.launcher")
 
@@ -113,20 +114,8 @@ Builder = Callable[[Runtime], Awaitable[ServiceSpec]]
 
 
 def builder_for(domain: Domain) -> Builder:
-    """The domain's `services.<name>.service.build`, or the not-built stand-in if it has none yet."""
-    try:
-        module = importlib.import_module(f"{domain.module}.service")
-    except ModuleNotFoundError as exc:
-        if exc.name not in (domain.module, f"{domain.module}.service"):
-            raise  # the domain exists but something it imports is missing: say so, don't hide it
-        module = None
-
-    async def build(runtime: Runtime) -> ServiceSpec:
-        if module is None:
-            return not_built_spec(domain)
-        return await module.build(runtime)
-
-    return build
+    """The domain's `services.<name>.service.build`."""
+    return importlib.import_module(f"{domain.module}.service").build
 
 
 async def open_bus(settings: Settings):
@@ -138,7 +127,7 @@ async def open_bus(settings: Settings):
 
 
 class RunningGateway:
-    """The bridge serving in this loop (the composition root is the only kit code that knows it)."""
+    """The bridge serving in this loop (outside gateway/, only the composition root starts it)."""
 
     def __init__(self, task: asyncio.Task, stop: asyncio.Event) -> None:
         self.task, self._stop = task, stop

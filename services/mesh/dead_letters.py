@@ -1,7 +1,8 @@
 """`agora events dead-letters list|replay|discard`: inspect and re-drive events consumers gave up on.
 
-The lead's `agora` command calls `register(subparsers)`; each leaf sets `func(args) -> exit code`.
-Alone: `python -m services.kit.bus.cli events dead-letters list [--group G] [--json]`.
+`agora` (through the `agora.commands` entry point `events`) and `agora-mesh` call
+`register(subparsers)`; each leaf sets `func(args) -> exit code`.
+Alone: `agora-mesh events dead-letters list [--group G] [--json]` (or `python -m services.mesh ...`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
 
 from services.kit.bus import open_bus
 from services.kit.config import Settings
@@ -82,13 +82,3 @@ async def _discard(bus, args: argparse.Namespace) -> int:
     print(f"discarded {count} dead letter(s)")
     return 0 if count or args.all else 1
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="agora")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
