@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from services.kit.bus import open_bus
+from services.kit.bus.admin import open_admin as open_bus
 from services.kit.config import Settings
 
 
