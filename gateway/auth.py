@@ -151,7 +151,7 @@ def outbound_metadata(
         token = jar.get(SESSION_COOKIE)
         if token:
             # Double-submit: a cross-site form can send the cookie but cannot read it into a header.
-            # A WebSocket upgrade is a GET; the Origin check in app.py guards it instead.
+            # A WebSocket upgrade is a GET; the Origin check in websockets.py guards it instead.
             if method not in SAFE_METHODS and not websocket:
                 secret = csrf.verify(jar.get(CSRF_COOKIE)) if csrf is not None else None
                 if not CsrfGuard.matches(csrf_header, secret):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 from typing import Any
 
 import grpc
@@ -132,10 +131,6 @@ def render_any(detail: any_pb2.Any, pool: DescriptorPool | None) -> dict[str, An
         with contextlib.suppress(TypeError, KeyError, json_format.Error):  # type not in this pool
             return json_format.MessageToDict(detail, descriptor_pool=candidate)
     return {"@type": detail.type_url, "value": base64.b64encode(detail.value).decode()}
-
-
-def encode(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _details_bin(trailing_metadata: Any) -> bytes | None:

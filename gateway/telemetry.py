@@ -1,7 +1,7 @@
 """The bridge's share of telemetry: a SERVER span per request and its metrics, and /metrics.
 
 The span starts from the request's W3C `traceparent` (or a new trace), is current while the bridge
-calls upstream (app.py puts its context into the gRPC metadata), and its own traceparent goes back
+calls upstream (metadata.py puts its context into the gRPC metadata), and its own traceparent goes back
 in the response headers. With tracing off, a caller's traceparent is passed upstream unchanged.
 Requests are labelled by the RPC they reached (bounded), never by their raw path.
 """

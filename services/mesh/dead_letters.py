@@ -12,7 +12,7 @@ import asyncio
 import json
 import sys
 
-from services.kit.bus import open_bus
+from services.kit.bus.admin import open_admin as open_bus
 from services.kit.config import Settings
 
 

@@ -61,7 +61,9 @@ class InProcessSubscription:
 
 
 class InProcessBus:
-    """EventBus within one process. `publish` copies envelopes, as a broker would."""
+    """EventBus within one process. `publish` copies envelopes, as a broker would.
+
+    Its dead letters live in its memory, so it is its own DeadLetterAdmin (services.kit.bus.admin)."""
 
     def __init__(self) -> None:
         self._groups: dict[str, _Group] = {}

@@ -2,14 +2,15 @@
 
 Delivery is at least once. A handler that returns has had its effect committed, so the message
 is acknowledged; a handler that raises is retried with a growing delay and, after
-`max_attempts` failures, parked as a dead letter that an operator can list and replay.
+`max_attempts` failures, parked as a dead letter that an operator can list and replay
+(services.kit.bus.admin: operators' tools, not part of this port).
 Events that share a key reach a consumer group's handler in the order they were published
 (retries excepted: a failed event is retried after the ones behind it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -94,16 +95,6 @@ class EventBus(Protocol):
 
     def healthy(self) -> bool:
         """True while the bus can publish and its subscriptions are consuming."""
-
-    async def dead_letters(self, group: str | None = None, *, limit: int = 1000) -> list[DeadLetter]:
-        """Dead letters, oldest first, without removing them."""
-
-    async def replay_dead_letters(self, group: str | None = None, ids: Collection[str] | None = None) -> int:
-        """Send dead letters (all of `group`'s, or those with these ids) back to their group for a
-        fresh round of attempts; returns how many were replayed."""
-
-    async def discard_dead_letters(self, group: str | None = None, ids: Collection[str] | None = None) -> int:
-        """Drop dead letters for good; returns how many."""
 
 
 def replica_group(base: str) -> str:

@@ -1,9 +1,12 @@
-"""The bus fixture runs every contract test against both adapters; RabbitMQ groups are deleted afterwards."""
+"""The bus fixture runs every contract test against both adapters; RabbitMQ groups are deleted afterwards.
+
+`admin` is the dead-letter admin of the same adapter: the in-process bus itself, or RabbitMQ's."""
 
 from __future__ import annotations
 
 import pytest
 
+from services.kit.bus.admin import RabbitAdmin
 from services.kit.bus.inprocess import InProcessBus
 from services.kit.bus.rabbitmq import RabbitBus
 from tests.services.kit.bus.support import unique
@@ -40,3 +43,10 @@ async def bus(request, groups):
         if isinstance(bus, RabbitBus):
             for group in groups.names:
                 await bus.delete_group(group)
+
+
+@pytest.fixture
+def admin(bus, request):
+    if isinstance(bus, RabbitBus):
+        return RabbitAdmin(request.getfixturevalue("amqp_url"))
+    return bus

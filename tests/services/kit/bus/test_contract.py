@@ -55,7 +55,7 @@ async def test_events_with_one_key_are_handled_in_order(bus, groups):
         assert handled[key] == list(range(60)), key
 
 
-async def test_failing_event_is_retried_until_it_succeeds(bus, groups):
+async def test_failing_event_is_retried_until_it_succeeds(bus, admin, groups):
     topic = unique("flaky").replace("-", "_")
     attempts: Counter[str] = Counter()
     done: list[str] = []
@@ -72,10 +72,10 @@ async def test_failing_event_is_retried_until_it_succeeds(bus, groups):
 
     await wait_for(lambda: done == [envelope.id], 20, "the third attempt to succeed")
     assert attempts[envelope.id] == 3
-    assert [d for d in await bus.dead_letters() if d.id == envelope.id] == []
+    assert [d for d in await admin.dead_letters() if d.id == envelope.id] == []
 
 
-async def test_poison_event_is_dead_lettered_and_replays_once_fixed(bus, groups):
+async def test_poison_event_is_dead_lettered_and_replays_once_fixed(bus, admin, groups):
     topic = unique("poison").replace("-", "_")
     group = groups("poison")
     attempts: Counter[str] = Counter()
@@ -93,7 +93,7 @@ async def test_poison_event_is_dead_lettered_and_replays_once_fixed(bus, groups)
     await bus.publish([poison, good])
 
     async def letters():
-        return await bus.dead_letters(group)
+        return await admin.dead_letters(group)
 
     dead: list = []
     for _ in range(200):
@@ -108,7 +108,7 @@ async def test_poison_event_is_dead_lettered_and_replays_once_fixed(bus, groups)
     assert await letters() == dead, "listing must not consume dead letters"
 
     fixed = True
-    assert await bus.replay_dead_letters(group, {poison.id}) == 1
+    assert await admin.replay_dead_letters(group, {poison.id}) == 1
     await wait_for(lambda: poison.id in handled, 20, "the replayed event")
     assert await letters() == []
 
