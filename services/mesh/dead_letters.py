@@ -12,7 +12,7 @@ import asyncio
 import json
 import sys
 
-from services.kit.bus.admin import open_admin as open_bus
+from services.kit.bus.admin import open_admin
 from services.kit.config import Settings
 
 
@@ -53,7 +53,7 @@ def _run(command):
 
 async def _with_bus(settings: Settings, command, args: argparse.Namespace) -> int:
     # Dead-letter operations use a short-lived connection of their own; no need to start() the bus.
-    return await command(open_bus(settings), args)
+    return await command(open_admin(settings), args)
 
 
 async def _list(bus, args: argparse.Namespace) -> int:
