@@ -60,7 +60,7 @@ function render(message) {
   const when = el("span", { class: "time", text: time(message.sentAt) });
   if (message.kind === "MESSAGE_KIND_JOIN" || message.kind === "MESSAGE_KIND_LEAVE") {
     const verb = message.kind === "MESSAGE_KIND_JOIN" ? "joined" : "left";
-    line("presence", [when, `${message.username} ${verb}`]);
+    line("presence", [when, `${message.username} ${verb}`]).dataset.sequence = String(seq);
     return;
   }
   const parts = [when, el("span", { class: "who", text: message.username }), el("span", { class: "text", text: message.text })];
