@@ -86,7 +86,7 @@ function tick() {
   if (followed.ended) {
     $("ends-label").textContent = "Ended";
     const at = a.result && a.result.closedAt ? a.result.closedAt : a.endsAt;
-    $("ends").textContent = new Date(at).toLocaleString();
+    $("ends").textContent = new Date(at).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
   } else {
     $("ends-label").textContent = "Ends";
     $("ends").textContent = remaining(new Date(a.endsAt) - Date.now());
@@ -142,6 +142,8 @@ function ended(result) {
   followed.ended = true;
   followed.auction.result = result;
   $("state").textContent = "ended";
+  $("price-label").textContent = result.sold ? "Winning bid" : "Starting price";
+  $("minimum-box").hidden = true;
   $("state").className = "badge bad";
   $("result").textContent = result.sold
     ? `Sold to ${result.winnerName}${me && result.winnerId === me.id ? " (you!)" : ""} for ${money(result.price)}.`
@@ -194,6 +196,8 @@ async function open(id) {
   $("bid-count").textContent = "0";
   $("state").textContent = "open";
   $("state").className = "badge ok";
+  $("price-label").textContent = "Current price";
+  $("minimum-box").hidden = false;
   document.querySelectorAll(".auction-list a").forEach((a) => a.setAttribute("aria-current", String(a.dataset.auction === id)));
   if (!id) { showView("pick"); return; }
   const f = { id, auction: null, ws: null, lastSeq: 0, ended: false, pending: null, retry: 1000 };
