@@ -30,6 +30,8 @@ let generation = 0;              // bumps on sign-in / sign-out: late answers of
 
 function badge([text, kind]) { return el("span", { class: `badge ${kind}`, text }); }
 const statusBadge = (s) => badge(STATUS[s] || [s.replace("ORDER_STATUS_", "").toLowerCase(), "wait"]);
+// In the history a PENDING entry is simply the moment the order was placed.
+const stepBadge = (s) => (s === "ORDER_STATUS_PENDING" ? badge(["placed", "wait"]) : statusBadge(s));
 
 // -- the customer profile and the catalog
 
@@ -90,7 +92,7 @@ function renderOrder(entry) {
   const o = entry.order;
   const items = (o.items || []).map((i) => `${i.quantity} × ${i.productName || i.productId}`).join(", ");
   const timeline = el("ol", { class: "timeline", "aria-label": "Status history" }, ...(o.history || []).map((h) =>
-    el("li", {}, el("span", { class: "at", text: time(h.at) }), statusBadge(h.status),
+    el("li", {}, el("span", { class: "at", text: time(h.at) }), stepBadge(h.status),
       h.reason ? el("span", { class: "muted", text: h.reason }) : null)));
   const mine = [...notes.values()].filter((n) => n.orderId === o.id)
     .sort((a, b) => String(a.createdAt).localeCompare(String(b.createdAt)));
