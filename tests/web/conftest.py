@@ -1,9 +1,10 @@
 """The web UI's browser suite: one `agora up` mesh (embedded backends) and the session's one Chromium
-(tests/browser.py); people are made through the API, and sign in either through the page's own dialog
-(test_signin.py) or with the session cookie set by a login from their browser context."""
+(tests/browser.py). People are made over gRPC and sign in either through the page's own dialog or by
+carrying their session cookie into a browser context, as the dialog would have left it."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -13,6 +14,8 @@ import pytest
 from tests.security.mesh import Mesh
 
 PASSWORD = "correct horse battery"
+SESSION_COOKIE = "agora_session"
+ADDRESSES = itertools.count(1)   # this session's mesh is its own: fresh addresses from 10.0.0.1
 
 
 @pytest.fixture(scope="session")
@@ -35,16 +38,26 @@ async def http(base):
         yield client
 
 
-async def make_user(base: str, prefix: str = "u") -> dict:
-    """A new account: {name, password, id, token} (token: a bearer session for API calls)."""
+async def make_user(mesh, prefix: str = "u") -> dict:
+    """A new account: {name, password, id, token} (token: its session, for API calls and the cookie).
+
+    Made over gRPC from an address of its own: each is a different person, and the identity
+    service allows only 20 sign-ups an hour from one address (the browser's own sign-ups, in
+    test_signin.py, go through the bridge)."""
+    import grpc
+    from agora.identity.v1 import identity_pb2 as ipb
+    from agora.identity.v1 import identity_pb2_grpc
+
     name = f"{prefix}{uuid.uuid4().hex[:8]}"
-    async with httpx.AsyncClient(base_url=base, timeout=20.0) as client:
-        r = await client.post("/v1/users", json={"userName": name, "email": f"{name}@example.com", "password": PASSWORD})
-        assert r.status_code == 200, r.text
-        r = await client.post("/v1/auth/login", json={"userName": name, "password": PASSWORD})
-        assert r.status_code == 200, r.text
-        body = r.json()
-    return {"name": name, "password": PASSWORD, "id": body["user"]["id"], "token": body["sessionToken"]}
+    n = next(ADDRESSES)
+    address = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+    metadata = [("x-forwarded-for", address)]
+    async with grpc.aio.insecure_channel(mesh.target("identity")) as channel:
+        stub = identity_pb2_grpc.IdentityServiceStub(channel)
+        reply = await stub.SignUp(ipb.SignUpRequest(user_name=name, email=f"{name}@example.com", password=PASSWORD),
+                                  metadata=metadata, timeout=20)
+        login = await stub.Login(ipb.LoginRequest(user_name=name, password=PASSWORD), metadata=metadata, timeout=20)
+    return {"name": name, "password": PASSWORD, "id": reply.user_id, "token": login.session_token}
 
 
 def bearer(user: dict) -> dict:
@@ -54,8 +67,7 @@ def bearer(user: dict) -> dict:
 async def signed_in_context(browser, base: str, user: dict, width: int):
     """A browser context (one person's cookie jar) holding `user`'s session cookie, as after the dialog."""
     context = await browser.new_context(viewport={"width": width, "height": 860})
-    reply = await context.request.post(f"{base}/v1/auth/login", data={"userName": user["name"], "password": user["password"]})
-    assert reply.ok, await reply.text()
+    await context.add_cookies([{"name": SESSION_COOKIE, "value": user["token"], "url": base, "httpOnly": True}])
     # The pages ask who is signed in only when this browser signed in before (the cookie is HttpOnly).
     await context.add_init_script("localStorage.setItem('agora.signedIn', '1')")
     return context

@@ -15,8 +15,8 @@ CLOSE_WAIT_MS = 20_000   # the auctions below end 6 s after the module starts (t
 
 
 @pytest.fixture(scope="module")
-async def people(base):
-    return {name: await make_user(base, prefix=name) for name in ("seller", "alice", "bob")}
+async def people(mesh, base):
+    return {name: await make_user(mesh, prefix=name) for name in ("seller", "alice", "bob")}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -131,9 +131,9 @@ async def test_bid_history_survives_a_reload_and_new_bids_arrive_live(browser, b
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-async def test_bidding_asks_for_sign_in_then_places_the_bid(browser, base, people, width):
+async def test_bidding_asks_for_sign_in_then_places_the_bid(browser, mesh, base, people, width):
     auction = await create_auction(base, people["seller"], f"Rug {uuid.uuid4().hex[:4]}")
-    bidder = await make_user(base)
+    bidder = await make_user(mesh)
     page, seen = await new_page(browser, width)
     try:
         await page.goto(f"{base}/auctions/?auction={auction['id']}")
@@ -155,8 +155,8 @@ async def test_bidding_asks_for_sign_in_then_places_the_bid(browser, base, peopl
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-async def test_selling_uses_labelled_duration_and_increment(browser, base, width):
-    seller = await make_user(base)
+async def test_selling_uses_labelled_duration_and_increment(browser, mesh, base, width):
+    seller = await make_user(mesh)
     page, seen = await new_page(browser, width)
     item = f"Bicycle {uuid.uuid4().hex[:4]}"
     try:

@@ -13,9 +13,9 @@ from tests.browser import DESKTOP, WAIT_MS, WIDTHS, assert_fits, new_page, shot
 from tests.web.conftest import PASSWORD, bearer, make_user
 
 
-async def make_room(base: str, title: str) -> str:
-    owner = await make_user(base, prefix="owner")
-    async with httpx.AsyncClient(base_url=base, timeout=20.0, headers=bearer(owner)) as client:
+async def make_room(mesh, title: str) -> str:
+    owner = await make_user(mesh, prefix="owner")
+    async with httpx.AsyncClient(base_url=mesh.base_url, timeout=20.0, headers=bearer(owner)) as client:
         r = await client.post("/v1/rooms", json={"title": title, "roomId": f"{title.lower()}-{uuid.uuid4().hex[:6]}"})
         assert r.status_code == 200, r.text
         return r.json()["room"]["id"]
@@ -33,9 +33,9 @@ def count(room: str) -> str:
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-async def test_talk_see_live_counts_and_come_back_after_a_reload(browser, base, width):
-    lobby = await make_room(base, "Lobby")
-    side = await make_room(base, "Side")
+async def test_talk_see_live_counts_and_come_back_after_a_reload(browser, mesh, base, width):
+    lobby = await make_room(mesh, "Lobby")
+    side = await make_room(mesh, "Side")
     carol, carol_seen = await new_page(browser, width)
     ann, ann_seen = await new_page(browser, width)
     bob, bob_seen = await new_page(browser, width)
@@ -107,8 +107,8 @@ async def test_talk_see_live_counts_and_come_back_after_a_reload(browser, base, 
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-async def test_creating_a_room_asks_for_sign_in_then_creates_it(browser, base, width):
-    user = await make_user(base)
+async def test_creating_a_room_asks_for_sign_in_then_creates_it(browser, mesh, base, width):
+    user = await make_user(mesh)
     page, seen = await new_page(browser, width)
     title = f"Book club {uuid.uuid4().hex[:4]}"
     try:

@@ -15,8 +15,8 @@ LIVE_MS = 30_000   # payment and notification go through the bus and the payment
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-async def test_signed_out_the_page_asks_for_a_sign_in(browser, base, width):
-    user = await make_user(base)
+async def test_signed_out_the_page_asks_for_a_sign_in(browser, mesh, base, width):
+    user = await make_user(mesh)
     page, seen = await new_page(browser, width)
     try:
         await page.goto(f"{base}/orders/")
@@ -44,8 +44,8 @@ async def order_with(page, card: str) -> str:
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-async def test_orders_move_from_placed_to_paid_or_failed_live_with_their_notifications(browser, base, width):
-    user = await make_user(base)
+async def test_orders_move_from_placed_to_paid_or_failed_live_with_their_notifications(browser, mesh, base, width):
+    user = await make_user(mesh)
     context = await signed_in_context(browser, base, user, width)
     page, seen = await new_page(browser, width, context=context)
     product = f"Teapot {uuid.uuid4().hex[:4]}"
@@ -95,7 +95,7 @@ async def test_orders_move_from_placed_to_paid_or_failed_live_with_their_notific
         await context.close()
 
     # Someone else sees none of it.
-    other = await make_user(base)
+    other = await make_user(mesh)
     context = await signed_in_context(browser, base, other, width)
     page, seen = await new_page(browser, width, context=context)
     try:

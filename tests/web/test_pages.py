@@ -55,8 +55,8 @@ async def test_every_page_has_the_shared_header_and_fits(browser, base, name, wi
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-async def test_signed_in_header_stays_on_one_line(browser, base, width):
-    user = await make_user(base, prefix="longername_")
+async def test_signed_in_header_stays_on_one_line(browser, mesh, base, width):
+    user = await make_user(mesh, prefix="longername_")
     context = await signed_in_context(browser, base, user, width)
     page, seen = await new_page(browser, width, context=context)
     try:

@@ -81,8 +81,8 @@ async def test_an_unknown_poll_replaces_the_board_with_a_clear_message(browser, 
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-async def test_owning_a_poll_asks_for_sign_in_and_the_creator_closes_it(browser, base, width):
-    user = await make_user(base)
+async def test_owning_a_poll_asks_for_sign_in_and_the_creator_closes_it(browser, mesh, base, width):
+    user = await make_user(mesh)
     page, seen = await new_page(browser, width)
     try:
         await page.goto(f"{base}/polls/")
@@ -105,7 +105,7 @@ async def test_owning_a_poll_asks_for_sign_in_and_the_creator_closes_it(browser,
     finally:
         await page.context.close()
     # Someone else sees no close button on it.
-    other = await make_user(base)
+    other = await make_user(mesh)
     context = await signed_in_context(browser, base, other, width)
     async with httpx.AsyncClient(base_url=base, timeout=20.0) as http:
         poll = (await http.post("/v1/polls", json={"question": "Not yours", "options": ["a", "b"]})).json()["poll"]

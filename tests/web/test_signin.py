@@ -45,8 +45,8 @@ async def test_sign_up_reload_sign_out_and_log_in_again(browser, base, width):
         await page.context.close()
 
 
-async def test_a_wrong_password_says_so_in_words(browser, base):
-    user = await make_user(base)
+async def test_a_wrong_password_says_so_in_words(browser, mesh, base):
+    user = await make_user(mesh)
     page, seen = await new_page(browser, 390, allowed=("/v1/auth/login",))
     try:
         await page.goto(f"{base}/auctions/")
@@ -63,8 +63,8 @@ async def test_a_wrong_password_says_so_in_words(browser, base):
         await page.context.close()
 
 
-async def test_the_dialog_is_usable_from_the_keyboard(browser, base):
-    user = await make_user(base)
+async def test_the_dialog_is_usable_from_the_keyboard(browser, mesh, base):
+    user = await make_user(mesh)
     page, seen = await new_page(browser, 1280)
     try:
         await page.goto(f"{base}/orders/")
