@@ -150,16 +150,16 @@
     const form = el("form", { method: "dialog", id: "signin-form" });
     const reason = el("p", { class: "notice info", id: "signin-reason" });
     const error = el("p", { class: "notice error", id: "signin-error", role: "alert" });
-    const tabLogin = el("button", { type: "button", role: "tab", id: "tab-login", "aria-selected": "true", text: "Log in" });
-    const tabSignup = el("button", { type: "button", role: "tab", id: "tab-signup", "aria-selected": "false", text: "Create account" });
+    const tabLogin = el("button", { type: "button", id: "tab-login", "aria-pressed": "true", text: "Log in" });
+    const tabSignup = el("button", { type: "button", id: "tab-signup", "aria-pressed": "false", text: "Create account" });
     const emailField = el("label", { class: "field", hidden: true },
       el("span", { text: "E-mail" }), el("input", { name: "email", type: "email", autocomplete: "email" }));
     const submit = el("button", { type: "submit", id: "signin-submit", text: "Log in" });
     let mode = "login";
     function setMode(next) {
       mode = next;
-      tabLogin.setAttribute("aria-selected", String(mode === "login"));
-      tabSignup.setAttribute("aria-selected", String(mode === "signup"));
+      tabLogin.setAttribute("aria-pressed", String(mode === "login"));
+      tabSignup.setAttribute("aria-pressed", String(mode === "signup"));
       emailField.hidden = mode === "login";
       emailField.querySelector("input").required = mode === "signup";
       form.password.autocomplete = mode === "login" ? "current-password" : "new-password";
@@ -170,7 +170,7 @@
     tabSignup.addEventListener("click", () => setMode("signup"));
     form.append(
       el("h2", { id: "signin-title", text: "Sign in to Agora" }), reason,
-      el("div", { class: "tabs", role: "tablist" }, tabLogin, tabSignup),
+      el("div", { class: "tabs", role: "group", "aria-label": "I have an account / I am new" }, tabLogin, tabSignup),
       el("div", { class: "stack" },
         el("label", { class: "field" }, el("span", { text: "User name" }),
           el("input", { name: "user_name", required: true, autocomplete: "username", minlength: "3", maxlength: "32" })),
