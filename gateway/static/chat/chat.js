@@ -84,9 +84,14 @@ function setCount(id, n) {
   entry.button.setAttribute("aria-label", `${entry.room.title}, ${n} present`);
 }
 
+const asked = new Map();   // room id -> number of the latest GetRoom: an older answer never wins
+
 async function refreshRoom(id) {
+  const ticket = (asked.get(id) || 0) + 1;
+  asked.set(id, ticket);
   try {
     const body = await api("GET", `/v1/rooms/${encodeURIComponent(id)}`);
+    if (asked.get(id) !== ticket) return;
     const members = body.members || [];
     setCount(id, members.length);
     if (id === room) showMembers(members);
@@ -197,6 +202,8 @@ async function enter(id) {
   history.replaceState(null, "", `#room=${encodeURIComponent(room)}`);
   ui.title.textContent = rooms.has(room) ? rooms.get(room).room.title : room;
   markCurrent();
+  setStatus("connecting…");   // nothing of the previous room stays on screen
+  showMembers([]);
   await loadHistory();
   refreshRoom(room);
   if (!myName()) {
