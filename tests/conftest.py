@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser import browser  # noqa: F401 - the session's one Chromium, for every browser test
 from tests.realservers import require
 
 

@@ -6,12 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from tests.realservers import require_chromium
 from tests.security.conftest import sign_up
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 # What Swagger UI does on Execute: its request object, through the configured interceptor, to fetch.
 SEND = """async ([path, body, intercept]) => {
@@ -23,29 +18,24 @@ SEND = """async ([path, body, intercept]) => {
 }"""
 
 
-async def test_try_it_out_sends_the_csrf_token_for_a_cookie_session(secure_mesh, http):
-    require_chromium()
-    from playwright.async_api import async_playwright
-
+async def test_try_it_out_sends_the_csrf_token_for_a_cookie_session(browser, secure_mesh, http):
     user = await sign_up(http)
     session = user["cookies"]["agora_session"]
     host = urlparse(secure_mesh.base_url).hostname
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            context = await browser.new_context()
-            await context.add_cookies([{"name": "agora_session", "value": session, "domain": host, "path": "/"}])
-            page = await context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await page.goto(f"{secure_mesh.base_url}/docs/")
-            await page.wait_for_selector(".opblock", timeout=20_000)  # the document loaded and rendered
-            body = '{"question": "from the docs?", "options": ["yes", "no"]}'
-            status, text = await page.evaluate(SEND, ["/v1/polls", body, False])
-            assert status == 403 and "CSRF" in text, (status, text)
-            status, text = await page.evaluate(SEND, ["/v1/polls", body, True])
-            assert status == 200, text
-            assert '"creatorId"' in text or user["user_id"] in text, text  # made as the signed-in user
-            assert errors == []
-        finally:
-            await browser.close()
+    context = await browser.new_context()
+    try:
+        await context.add_cookies([{"name": "agora_session", "value": session, "domain": host, "path": "/"}])
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(f"{secure_mesh.base_url}/docs/")
+        await page.wait_for_selector(".opblock", timeout=20_000)  # the document loaded and rendered
+        body = '{"question": "from the docs?", "options": ["yes", "no"]}'
+        status, text = await page.evaluate(SEND, ["/v1/polls", body, False])
+        assert status == 403 and "CSRF" in text, (status, text)
+        status, text = await page.evaluate(SEND, ["/v1/polls", body, True])
+        assert status == 200, text
+        assert '"creatorId"' in text or user["user_id"] in text, text  # made as the signed-in user
+        assert errors == []
+    finally:
+        await context.close()

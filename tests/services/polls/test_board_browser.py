@@ -6,14 +6,9 @@ import httpx
 import pytest
 
 from tests.logcheck import no_error_logged  # noqa: F401 - the fixture
-from tests.realservers import require_chromium
 from tests.services.polls.conftest import start_mesh
 
 pytestmark = pytest.mark.usefixtures("no_error_logged")
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -23,37 +18,33 @@ async def board_mesh(tmp_path_factory):
     await stop()
 
 
-async def test_vote_through_rest_moves_the_bar_on_the_open_page(board_mesh):
-    require_chromium()
-    from playwright.async_api import async_playwright
-
+async def test_vote_through_rest_moves_the_bar_on_the_open_page(browser, board_mesh):
     async with httpx.AsyncClient(base_url=board_mesh.base_url, timeout=10) as http:
         poll = (await http.post("/v1/polls", json={"question": "Which bar moves?", "options": ["left", "right"]})).json()["poll"]
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            try:
-                page = await browser.new_page()
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                await page.goto(f"{board_mesh.base_url}/polls/#{poll['id']}")
-                await page.wait_for_selector("#bars li[data-index='1'] .count")
-                assert await page.text_content("#question") == "Which bar moves?"
-                assert await page.text_content("#bars li[data-index='1'] .count") == "0"
-                navigations = []
-                page.on("framenavigated", lambda frame: navigations.append(frame.url))
+        context = await browser.new_context()
+        try:
+            page = await context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(f"{board_mesh.base_url}/polls/#{poll['id']}")
+            await page.wait_for_selector("#bars li[data-index='1'] .count")
+            assert await page.text_content("#question") == "Which bar moves?"
+            assert await page.text_content("#bars li[data-index='1'] .count") == "0"
+            navigations = []
+            page.on("framenavigated", lambda frame: navigations.append(frame.url))
 
-                for _ in range(3):
-                    assert (await http.post(f"/v1/polls/{poll['id']}/votes", json={"option": 1})).status_code == 200
-                await page.wait_for_function(
-                    "document.querySelector(\"#bars li[data-index='1'] .count\").textContent === '3'", timeout=15_000)
-                width = await page.eval_on_selector("#bars li[data-index='1'] .fill", "e => e.style.width")
-                assert width == "100%"
-                # A vote from the page itself, through its own button, moves the other bar.
-                await page.click("#bars li[data-index='0'] button")
-                await page.wait_for_function(
-                    "document.querySelector('#total').textContent === '4'", timeout=15_000)
-                assert navigations == [], "the page reloaded"
-                assert errors == []
-                assert await page.text_content("#mode") == "live"  # the bars moved over SSE, not by polling
-            finally:
-                await browser.close()
+            for _ in range(3):
+                assert (await http.post(f"/v1/polls/{poll['id']}/votes", json={"option": 1})).status_code == 200
+            await page.wait_for_function(
+                "document.querySelector(\"#bars li[data-index='1'] .count\").textContent === '3'", timeout=15_000)
+            width = await page.eval_on_selector("#bars li[data-index='1'] .fill", "e => e.style.width")
+            assert width == "100%"
+            # A vote from the page itself, through its own button, moves the other bar.
+            await page.click("#bars li[data-index='0'] button")
+            await page.wait_for_function(
+                "document.querySelector('#total').textContent === '4'", timeout=15_000)
+            assert navigations == [], "the page reloaded"
+            assert errors == []
+            assert await page.text_content("#mode") == "live"  # the bars moved over SSE, not by polling
+        finally:
+            await context.close()
