@@ -156,6 +156,10 @@ async def _serve_websocket(ws: WebSocket, binding: Binding, codec: Codec, base_r
         if refused is not None:
             await deny_upgrade(ws, *refused, profile)
             return
+    elif not binding.client_streaming:
+        # Open once the upstream has answered with its headers (a server that sends them when it is
+        # subscribed makes "open" mean "nothing after this is missed"), or after the first-message window.
+        await _upstream_headers(call)
     await ws.accept()
 
     async def inbound() -> None:
@@ -212,6 +216,17 @@ async def _serve_websocket(ws: WebSocket, binding: Binding, codec: Codec, base_r
         call.cancel()  # before the close frame: the upstream is gone by the time the client knows
     with contextlib.suppress(Exception):
         await ws.close(code=close_code, reason=reason)
+
+
+async def _upstream_headers(call: Any) -> None:
+    headers = asyncio.ensure_future(call.initial_metadata())
+    ended = asyncio.ensure_future(call.code())
+    try:
+        await asyncio.wait({headers, ended}, timeout=FIRST_MESSAGE_WINDOW, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (headers, ended):
+            if not task.done():
+                task.cancel()
 
 
 async def _refusal_before_headers(call: Any, codec: Codec) -> tuple[int, dict[str, Any]] | None:

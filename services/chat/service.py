@@ -154,6 +154,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     async def WatchRoom(self, request, context):
         room_id = _room_of(request.room_id)
         after = await self._start(room_id, request.resume_from)
+        # Headers now: every entry after `after` reaches this stream, so a watcher told "open" (the
+        # bridge opens a WebSocket on these headers) and then reading the room misses no join.
+        await context.send_initial_metadata(())
         async for message in self.feed.subscribe(room_id, after):
             yield chat_pb2.WatchRoomResponse(sequence=message.sequence, message=message)
 
