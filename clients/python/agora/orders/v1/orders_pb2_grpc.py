@@ -5,7 +5,7 @@ import warnings
 
 from agora.orders.v1 import orders_pb2 as agora_dot_orders_dot_v1_dot_orders__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
