@@ -47,7 +47,7 @@ class BidFeed:
         self.store = store
         self.render_bid = render_bid
         self.render_close = render_close
-        self.log: SequencedLog[str, LiveFrame] = SequencedLog(capacity=capacity)
+        self.log: SequencedLog[str, LiveFrame] = SequencedLog(name="auctions", capacity=capacity)
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def advance(self, auction: Auction, known: Bid | None = None) -> None:

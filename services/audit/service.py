@@ -93,7 +93,7 @@ class InOrder:
 class AuditService(audit_pb2_grpc.AuditServiceServicer):
     def __init__(self, store: AuditStore, *, capacity: int = 1024) -> None:
         self.store = store
-        self.log: SequencedLog[str, AuditEvent] = SequencedLog(capacity=capacity)
+        self.log: SequencedLog[str, AuditEvent] = SequencedLog(name="audit", capacity=capacity)
         self.order: InOrder | None = None
         self._gaps: asyncio.Task | None = None
 

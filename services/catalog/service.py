@@ -204,7 +204,7 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
         self.store = store
         self.sellers = sellers
         self.wake = wake
-        self.feed: SnapshotFeed[str, pb.WatchProductResponse] = feed or SnapshotFeed(min_interval=0.05)
+        self.feed: SnapshotFeed[str, pb.WatchProductResponse] = feed or SnapshotFeed(name="catalog", min_interval=0.05)
         self.stock = Stock(store, self.changed)
 
     def changed(self, products: list[Product]) -> None:

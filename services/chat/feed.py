@@ -27,7 +27,7 @@ class RoomFeed:
         self.store = store
         self.capacity = capacity
         self.replay_page = replay_page
-        self.log: SequencedLog[str, chat_pb2.Message] = SequencedLog(capacity=capacity)
+        self.log: SequencedLog[str, chat_pb2.Message] = SequencedLog(name="chat", capacity=capacity)
         self._seeded: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
 

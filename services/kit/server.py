@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -28,16 +29,57 @@ log = logging.getLogger("agora.server")
 Hook = Callable[[], Awaitable[None]]
 
 
+class Store(Protocol):
+    """A store adapter as the server runs it: `start()` connects and migrates, `close()` lets go."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+class Part(Protocol):
+    """Something that runs beside the servicer: an outbox relay, a clock, a live board."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+class Subscription(Protocol):
+    async def cancel(self) -> None: ...
+
+
+class Consumer(Protocol):
+    """An event consumer: `subscribe(bus)` starts consuming and returns what cancels it."""
+
+    async def subscribe(self, bus: Any) -> Subscription: ...
+
+
 @dataclass
 class ServiceSpec:
-    """What a domain hands the kit: its servicer, what its health depends on, what runs beside it."""
+    """What a domain hands the kit: its servicer, what its health depends on, what runs beside it.
+
+    `build()` only names the parts; the server runs them, in this order, and stops them in reverse:
+    stores start (before the port answers), then the relay, the workers, the consumers, `on_start`;
+    on stop, after the drain, `on_stop`, the consumers, the workers, the relay, then the stores close."""
 
     domain: Domain
     register: Callable[[grpc.aio.Server], None]
     probes: Mapping[str, Probe] = field(default_factory=dict)
-    on_start: list[Hook] = field(default_factory=list)  # consumers, relays, timers
-    on_stop: list[Hook] = field(default_factory=list)  # close stores, channels (after the drain)
+    stores: Sequence[Store] = ()
+    relay: Part | None = None  # the outbox relay (services.kit.bus.outbox.outbox_relay)
+    workers: Sequence[Part] = ()
+    consumers: Sequence[Consumer] = ()
+    bus: Any = None  # what the consumers subscribe to
+    on_start: list[Hook] = field(default_factory=list)  # anything else, after the parts
+    on_stop: list[Hook] = field(default_factory=list)  # anything else, before the parts (after the drain)
     sessions: SessionResolver | None = None  # resolves `authorization` metadata to a Caller
+
+    def __post_init__(self) -> None:
+        if self.consumers and self.bus is None:
+            raise ValueError(f"{self.domain.name}: consumers need the bus they subscribe to")
+
+    @property
+    def parts(self) -> list[Part]:
+        return ([self.relay] if self.relay is not None else []) + list(self.workers)
 
 
 _settled = False
@@ -78,6 +120,7 @@ class DomainServer:
                  service_api_key: str = "") -> None:
         self.spec = spec
         self.grace = grace
+        self._subscriptions: list[Subscription] = []
         self.lifecycle = lifecycle or Lifecycle()
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -110,22 +153,33 @@ class DomainServer:
         self.address = f"{host}:{self.port}"
 
     async def start(self) -> None:
+        spec = self.spec
+        for store in spec.stores:
+            await store.start()
         await self.server.start()
         await self.health.start()
-        for hook in self.spec.on_start:
+        for part in spec.parts:
+            await part.start()
+        for consumer in spec.consumers:
+            self._subscriptions.append(await consumer.subscribe(spec.bus))
+        for hook in spec.on_start:
             await hook()
-        log.info("serving", extra={"service": self.spec.domain.name, "address": self.address})
+        log.info("serving", extra={"service": spec.domain.name, "address": self.address})
 
     async def stop(self) -> None:
         await self.health.shutting_down()
         self.lifecycle.stopping.set()
         await self.server.stop(self.grace)
-        for hook in self.spec.on_stop:
+        spec = self.spec
+        steps: list[Hook] = [*spec.on_stop, *(s.cancel for s in reversed(self._subscriptions)),
+                             *(p.stop for p in reversed(spec.parts)), *(s.close for s in reversed(spec.stores))]
+        self._subscriptions.clear()
+        for step in steps:
             try:
-                await hook()
+                await step()
             except Exception:
-                log.exception("stop hook failed for %s", self.spec.domain.name)
-        log.info("stopped", extra={"service": self.spec.domain.name})
+                log.exception("stopping %s failed", spec.domain.name)
+        log.info("stopped", extra={"service": spec.domain.name})
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()

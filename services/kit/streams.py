@@ -17,7 +17,6 @@ in the `agora_stream_subscribers{feed, kind}` gauge; `feed` is the domain that m
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
@@ -43,13 +42,6 @@ class _Slot(Generic[T]):
     waiters: list[asyncio.Future] = field(default_factory=list)
 
 
-def _maker_domain() -> str:
-    """'polls' for a feed made in services.polls.live: the metrics label of an unnamed feed."""
-    module = sys._getframe(2).f_globals.get("__name__", "")
-    parts = module.split(".")
-    return parts[1] if len(parts) > 2 and parts[0] == "services" else module or "stream"
-
-
 class SnapshotFeed(Generic[K, T]):
     """Latest value per key, shown to subscribers at most every `min_interval` per key.
 
@@ -57,10 +49,10 @@ class SnapshotFeed(Generic[K, T]):
     shown at once, a burst is shown when the key's tick comes, and every subscriber of the key is
     woken by the same tick (a thousand watchers of one poll cost one timer, not a thousand)."""
 
-    def __init__(self, *, min_interval: float = 0.1, name: str | None = None) -> None:
+    def __init__(self, *, name: str, min_interval: float = 0.1) -> None:
         self.min_interval = min_interval
         self._slots: dict[K, _Slot[T]] = {}
-        self.name = name or _maker_domain()
+        self.name = name  # the metrics label: the domain that feeds it
         self._gauge = metrics.stream_subscribers(self.name, "snapshot")
 
     def publish(self, key: K, value: T) -> None:
@@ -166,10 +158,10 @@ class _Ring(Generic[T]):
 
 
 class SequencedLog(Generic[K, T]):
-    def __init__(self, *, capacity: int = 1024, name: str | None = None) -> None:
+    def __init__(self, *, name: str, capacity: int = 1024) -> None:
         self.capacity = capacity
         self._rings: dict[K, _Ring[T]] = {}
-        self.name = name or _maker_domain()
+        self.name = name  # the metrics label: the domain that feeds it
         self._gauge = metrics.stream_subscribers(self.name, "log")
 
     def _ring(self, key: K) -> _Ring[T]:

@@ -27,7 +27,7 @@ FEED = "all"  # one service-wide sequence: every subscriber filters it
 class NotificationBook:
     def __init__(self, store: NotificationStore, *, capacity: int = 2048) -> None:
         self.store = store
-        self.log: SequencedLog[str, Notification] = SequencedLog(capacity=capacity)
+        self.log: SequencedLog[str, Notification] = SequencedLog(name="notifications", capacity=capacity)
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:

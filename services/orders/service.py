@@ -195,7 +195,7 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
         self.mesh = mesh
         self.wake = wake
         self.payment_timeout = payment_timeout
-        self.log: SequencedLog[str, pb.WatchOrderResponse] = SequencedLog(capacity=capacity)
+        self.log: SequencedLog[str, pb.WatchOrderResponse] = SequencedLog(name="orders", capacity=capacity)
 
     async def change(self, order_id: str, decide: Callable[[Order], Order | None], *, reason: str = "",
                      cause: str = "", check=None) -> Order | None:

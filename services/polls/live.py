@@ -29,7 +29,7 @@ class ResultsBoard(Generic[T]):
                  min_interval: float = 0.1) -> None:
         self.tallies = tallies
         self.render = render
-        self.feed: SnapshotFeed[str, T] = SnapshotFeed(min_interval=min_interval)
+        self.feed: SnapshotFeed[str, T] = SnapshotFeed(name="polls", min_interval=min_interval)
         self._versions: dict[str, int] = {}
         self._interest: dict[str, int] = {}
         self._task: asyncio.Task | None = None

@@ -12,8 +12,10 @@ import psycopg2
 from services.auctions.stores.sql import SqlAuctionStore
 from services.kit.bus.stores.postgres import PostgresOutbox
 from services.kit.stores.postgres import PostgresDatabase
+from services.kit.telemetry.metrics import timed_operations
 
 
+@timed_operations
 class PostgresAuctionStore(SqlAuctionStore):
     def __init__(self, url: str, *, schema: str = "auctions", max_connections: int = 8) -> None:
         self.url = url

@@ -16,6 +16,7 @@ from agora.events.v1.envelope_pb2 import Envelope
 from services.auctions.domain import CLOSED, OPEN, Auction, Bid
 from services.auctions.store import CloseEvents, Decide, PlacedBid, PlanEvents
 from services.kit.errors import NotFound
+from services.kit.telemetry.metrics import timed_operations
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS auctions (
@@ -93,6 +94,7 @@ def _auction(row: Sequence[Any]) -> Auction:
     )
 
 
+@timed_operations
 class SqlAuctionStore(abc.ABC):
     outbox: Any
 

@@ -10,8 +10,10 @@ from typing import Any
 from services.auctions.stores.sql import SqlAuctionStore
 from services.kit.bus.stores.sqlite import SqliteOutbox
 from services.kit.stores.sqlite import SqliteDatabase
+from services.kit.telemetry.metrics import timed_operations
 
 
+@timed_operations
 class SqliteAuctionStore(SqlAuctionStore):
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)

@@ -24,6 +24,7 @@ from cassandra.query import BatchStatement, BatchType
 from services.audit.domain import AuditEvent, Cursor, TypePattern, days_between, epoch_ms, now
 from services.kit.config import Settings
 from services.kit.stores.cassandra import CassandraDatabase
+from services.kit.telemetry.metrics import timed_operations
 
 BUCKET = 100_000
 BLOCK = 1000
@@ -63,6 +64,7 @@ def _pages(result):
         result.fetch_next_page()
 
 
+@timed_operations
 class CassandraAuditStore:
     def __init__(self, settings: Settings) -> None:
         self.db = CassandraDatabase(settings)

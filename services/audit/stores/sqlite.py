@@ -9,6 +9,7 @@ from pathlib import Path
 
 from services.audit.domain import AuditEvent, Cursor, TypePattern, epoch_ms, now
 from services.kit.stores.sqlite import SqliteDatabase
+from services.kit.telemetry.metrics import timed_operations
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -41,6 +42,7 @@ def to_event(row) -> AuditEvent:
                       headers=json.loads(headers), sequence=seq)
 
 
+@timed_operations
 class SqliteAuditStore:
     def __init__(self, path: Path | str) -> None:
         self.db = SqliteDatabase(path)

@@ -31,6 +31,7 @@ from services.catalog.domain import (
 )
 from services.kit.bus.outbox import OutboxRelay
 from services.kit.stores.mongo import MongoDatabase
+from services.kit.telemetry.metrics import timed_operations
 
 log = logging.getLogger("agora.catalog.mongo")
 
@@ -101,6 +102,7 @@ class _Handle:
         pass
 
 
+@timed_operations
 class MongoCatalogStore:
     def __init__(self, url: str, db: str) -> None:
         self.mongo = MongoDatabase(url, db)

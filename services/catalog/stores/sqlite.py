@@ -26,6 +26,7 @@ from services.catalog.domain import (
 from services.kit.bus.outbox import OutboxRelay
 from services.kit.bus.stores.sqlite import SqliteOutbox
 from services.kit.stores.sqlite import SqliteDatabase
+from services.kit.telemetry.metrics import timed_operations
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS products (
@@ -92,6 +93,7 @@ def to_reservation(row) -> Reservation:
                        release_reason=reason)
 
 
+@timed_operations
 class SqliteCatalogStore:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)

@@ -14,10 +14,12 @@ from services.kit.bus.port import EventBus
 from services.kit.bus.stores.postgres import PostgresOutbox
 from services.kit.errors import Unavailable
 from services.kit.stores.postgres import PostgresDatabase
+from services.kit.telemetry.metrics import timed_operations
 
 T = TypeVar("T")
 
 
+@timed_operations
 class PostgresChatStore(SqlChatStore):
     blob = "BYTEA"
     lock_room = " FOR UPDATE"  # the room row carries the sequence: writers to one room queue here

@@ -26,6 +26,7 @@ from services.chat.domain import (
 )
 from services.chat.wire import envelope_for
 from services.kit.errors import AlreadyExists, NotFound
+from services.kit.telemetry.metrics import timed_operations
 
 T = TypeVar("T")
 
@@ -113,6 +114,7 @@ class Query:
         self._outbox.add(self.conn, [envelope_for(entry)])
 
 
+@timed_operations
 class SqlChatStore(abc.ABC):
     """Everything but the connection: subclasses give `_read`, `_write` (fn(Query) in a thread,
     one transaction) and `lock_room` (the clause that locks a room row, '' where writers serialise)."""

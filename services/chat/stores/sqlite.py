@@ -13,10 +13,12 @@ from services.kit.bus.outbox import OutboxRelay
 from services.kit.bus.port import EventBus
 from services.kit.bus.stores.sqlite import SqliteOutbox
 from services.kit.stores.sqlite import SqliteDatabase
+from services.kit.telemetry.metrics import timed_operations
 
 T = TypeVar("T")
 
 
+@timed_operations
 class SqliteChatStore(SqlChatStore):
     blob = "BLOB"
     lock_room = ""  # BEGIN IMMEDIATE: one writer at a time

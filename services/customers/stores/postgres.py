@@ -12,6 +12,7 @@ from services.customers.stores.rows import COLUMNS, TABLES, like_pattern, to_par
 from services.kit.bus.outbox import OutboxRelay
 from services.kit.bus.stores.postgres import PostgresOutbox
 from services.kit.stores.postgres import PostgresDatabase
+from services.kit.telemetry.metrics import timed_operations
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -33,6 +34,7 @@ CREATE TABLE IF NOT EXISTS {table} (
 SCHEMA = "customers"  # the PostgreSQL schema customers keeps its tables in
 
 
+@timed_operations
 class PostgresCustomerStore:
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = url

@@ -10,6 +10,7 @@ from services.customers.stores.rows import COLUMNS, TABLES, like_pattern, to_par
 from services.kit.bus.outbox import OutboxRelay
 from services.kit.bus.stores.sqlite import SqliteOutbox
 from services.kit.stores.sqlite import SqliteDatabase
+from services.kit.telemetry.metrics import timed_operations
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -28,6 +29,7 @@ CREATE TABLE IF NOT EXISTS {table} (
 """
 
 
+@timed_operations
 class SqliteCustomerStore:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)

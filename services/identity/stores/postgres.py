@@ -13,6 +13,7 @@ from agora.events.v1.envelope_pb2 import Envelope
 from services.identity.domain import NameTaken, NewUser, Session, User
 from services.kit.bus.stores.postgres import PostgresOutbox
 from services.kit.stores.postgres import PostgresDatabase
+from services.kit.telemetry.metrics import timed_operations
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -42,6 +43,7 @@ def _user(row) -> User:
     return User(row[0], row[1], row[2], row[3], row[4])
 
 
+@timed_operations
 class PostgresIdentityStore:
     def __init__(self, url: str, *, schema: str = "identity") -> None:
         self.url = url

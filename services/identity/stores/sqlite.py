@@ -12,6 +12,7 @@ from agora.events.v1.envelope_pb2 import Envelope
 from services.identity.domain import NameTaken, NewUser, Session, User
 from services.kit.bus.stores.sqlite import SqliteOutbox
 from services.kit.stores.sqlite import SqliteDatabase
+from services.kit.telemetry.metrics import timed_operations
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -47,6 +48,7 @@ def _user(row) -> User:
     return User(row["id"], row["user_name"], row["email"], row["bio"], _time(row["created_at"]))
 
 
+@timed_operations
 class SqliteIdentityStore:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)

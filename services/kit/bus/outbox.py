@@ -116,3 +116,16 @@ class OutboxRelay:
         await self._worker.stop()
         await self._call(self._forget_connection)
         self._db.shutdown(wait=True)
+
+
+class RelaySource(Protocol):
+    """A store with an outbox: its table, and a connection of the relay's own to reach it."""
+
+    @property
+    def outbox(self) -> Outbox: ...
+    def relay_connection(self) -> Any: ...
+
+
+def outbox_relay(bus: EventBus, store: RelaySource, **options: Any) -> OutboxRelay:
+    """The one way a domain makes its relay: from the store that writes the outbox."""
+    return OutboxRelay(bus, store.outbox, store.relay_connection, **options)

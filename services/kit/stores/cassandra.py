@@ -20,7 +20,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, S
 from cassandra.policies import RoundRobinPolicy
 
 from services.kit.config import Settings
-from services.kit.telemetry.metrics import cassandra_operation, observe_cassandra_requests
+from services.kit.telemetry.metrics import cassandra_operation, observe_cassandra_requests, store_operation
 
 
 class CassandraDatabase:
@@ -68,12 +68,11 @@ class CassandraDatabase:
         """Run one statement; the driver's future is awaited from the event loop. Timed as
         `operation` (default: the store method that called) in agora_store_duration_seconds."""
         session = await self.session()
-        token = cassandra_operation.set(operation) if operation else None
+        token = cassandra_operation.set(operation or store_operation())
         try:
             future = session.execute_async(statement, params, timeout=timeout)
         finally:
-            if token is not None:
-                cassandra_operation.reset(token)
+            cassandra_operation.reset(token)
         loop = asyncio.get_running_loop()
         done: asyncio.Future = loop.create_future()
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from services.kit.stores.postgres import PostgresDatabase
+from services.kit.telemetry.metrics import timed_operations
 from services.notifications.domain import Channel, Notification, NotificationFilter, Status
 
 SCHEMA = """
@@ -68,6 +69,7 @@ def _log(cur, n: Notification) -> int:
     return cur.fetchone()[0]
 
 
+@timed_operations
 class PostgresNotificationStore:
     def __init__(self, url: str, *, schema: str = "notifications") -> None:
         self.url = url

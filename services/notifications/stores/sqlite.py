@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from services.kit.stores.sqlite import SqliteDatabase
+from services.kit.telemetry.metrics import timed_operations
 from services.notifications.domain import Channel, Notification, NotificationFilter, Status
 
 _SCHEMA = """
@@ -75,6 +76,7 @@ def _log(conn: sqlite3.Connection, n: Notification) -> int:
                         (n.id, n.to_json())).lastrowid
 
 
+@timed_operations
 class SqliteNotificationStore:
     def __init__(self, path: Path | str) -> None:
         self.db = SqliteDatabase(path)

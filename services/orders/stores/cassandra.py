@@ -28,6 +28,7 @@ from cassandra.util import uuid_from_time
 from services.kit.bus.outbox import OutboxRelay
 from services.kit.config import Settings
 from services.kit.stores.cassandra import CassandraDatabase
+from services.kit.telemetry.metrics import timed_operations
 from services.orders.domain import Line, Money, Order, Status, StatusChange
 
 OrderLine = namedtuple("OrderLine", "product_id quantity currency_code unit_price_minor product_name seller_id")
@@ -149,6 +150,7 @@ class _RelayOutbox:
         pass
 
 
+@timed_operations
 class CassandraOrderStore:
     def __init__(self, settings: Settings) -> None:
         self.db = CassandraDatabase(settings)

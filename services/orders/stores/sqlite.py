@@ -10,6 +10,7 @@ from pathlib import Path
 from services.kit.bus.outbox import OutboxRelay
 from services.kit.bus.stores.sqlite import SqliteOutbox
 from services.kit.stores.sqlite import SqliteDatabase
+from services.kit.telemetry.metrics import timed_operations
 from services.orders.domain import Line, Money, Order, Status, StatusChange
 
 _SCHEMA = """
@@ -67,6 +68,7 @@ def _change(conn: sqlite3.Connection, order: Order) -> None:
                  (order.id, c.sequence, int(c.status), c.at.isoformat(), c.reason, c.event_id))
 
 
+@timed_operations
 class SqliteOrderStore:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)

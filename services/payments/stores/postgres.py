@@ -11,6 +11,7 @@ import psycopg2
 from services.kit.bus.outbox import OutboxRelay
 from services.kit.bus.stores.postgres import PostgresOutbox
 from services.kit.stores.postgres import PostgresDatabase
+from services.kit.telemetry.metrics import timed_operations
 from services.payments.domain import Money, Payment, PaymentFilter, Status
 
 SCHEMA = """
@@ -71,6 +72,7 @@ def _payment(row) -> Payment | None:
                    completed_at=completed, refunded_at=refunded_at, cancel_requested=cancel)
 
 
+@timed_operations
 class PostgresPaymentStore:
     def __init__(self, url: str, *, schema: str = "payments") -> None:
         self.url = url

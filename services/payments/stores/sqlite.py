@@ -10,6 +10,7 @@ from pathlib import Path
 from services.kit.bus.outbox import OutboxRelay
 from services.kit.bus.stores.sqlite import SqliteOutbox
 from services.kit.stores.sqlite import SqliteDatabase
+from services.kit.telemetry.metrics import timed_operations
 from services.payments.domain import Money, Payment, PaymentFilter, Status
 
 _SCHEMA = """
@@ -79,6 +80,7 @@ def _state(p: Payment) -> list:
     return [row[c] for c in _STATE]
 
 
+@timed_operations
 class SqlitePaymentStore:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)

@@ -20,6 +20,7 @@ import pymongo
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from services.kit.stores.mongo import MongoDatabase
+from services.kit.telemetry.metrics import timed_operations
 from services.polls.domain import Tally, TallyChange
 
 log = logging.getLogger("agora.polls.tally")
@@ -45,6 +46,7 @@ def _update(change: TallyChange) -> pymongo.UpdateOne:
     return pymongo.UpdateOne({"_id": change.poll_id, "version": change.base}, update, upsert=True)
 
 
+@timed_operations
 class MongoTallyStore:
     def __init__(self, url: str, db: str) -> None:
         self.url, self.db_name = url, db

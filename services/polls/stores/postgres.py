@@ -18,6 +18,7 @@ from psycopg2.extras import Json, execute_values
 from services.kit.bus.stores.postgres import PostgresOutbox
 from services.kit.errors import DomainError
 from services.kit.stores.postgres import PostgresDatabase
+from services.kit.telemetry.metrics import timed_operations
 from services.polls.domain import (
     Ballot,
     Choice,
@@ -90,6 +91,7 @@ def _ballot(row: Any) -> Ballot:
                   request_id=row[9] or "", cast_at=row[10])
 
 
+@timed_operations
 class PostgresPollStore:
     def __init__(self, url: str, *, schema: str = "polls", max_connections: int = 8) -> None:
         self.url, self.schema = url, schema

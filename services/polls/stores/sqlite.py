@@ -15,6 +15,7 @@ from agora.events.v1.envelope_pb2 import Envelope
 from services.kit.bus.stores.sqlite import SqliteOutbox
 from services.kit.errors import DomainError
 from services.kit.stores.sqlite import SqliteDatabase
+from services.kit.telemetry.metrics import timed_operations
 from services.polls.domain import (
     Ballot,
     Choice,
@@ -104,6 +105,7 @@ def _in(values: Sequence[Any]) -> str:
     return ",".join("?" * len(values))
 
 
+@timed_operations
 class SqlitePollStore:
     def __init__(self, path: str | SqliteDatabase) -> None:
         self.db = path if isinstance(path, SqliteDatabase) else SqliteDatabase(path)
@@ -286,6 +288,7 @@ class SqlitePollStore:
         await self.db.close()
 
 
+@timed_operations
 class SqliteTallyStore:
     """Live tallies in SQLite. `changes()` reports the writes of this process: the embedded mode
     is one process, so that is every write."""

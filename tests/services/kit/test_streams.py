@@ -24,7 +24,7 @@ async def take(agen, n: int, timeout: float = 5.0) -> list:
 
 
 async def test_snapshot_gives_current_value_at_once_then_coalesces():
-    feed: SnapshotFeed[str, int] = SnapshotFeed(min_interval=0.05)
+    feed: SnapshotFeed[str, int] = SnapshotFeed(name="test", min_interval=0.05)
     feed.publish("poll", 1)
     stream = feed.subscribe("poll")
     assert await take(stream, 1) == [1]
@@ -37,7 +37,7 @@ async def test_snapshot_gives_current_value_at_once_then_coalesces():
 
 
 async def test_snapshot_final_value_ends_every_subscriber():
-    feed: SnapshotFeed[str, str] = SnapshotFeed(min_interval=0.01)
+    feed: SnapshotFeed[str, str] = SnapshotFeed(name="test", min_interval=0.01)
     results = []
 
     async def watch():
@@ -53,7 +53,7 @@ async def test_snapshot_final_value_ends_every_subscriber():
 
 
 async def test_snapshot_rate_is_per_key_and_every_subscriber_sees_each_tick():
-    feed: SnapshotFeed[str, int] = SnapshotFeed(min_interval=0.05)
+    feed: SnapshotFeed[str, int] = SnapshotFeed(name="test", min_interval=0.05)
     feed.publish("poll", 0)
     seen: list[list[int]] = [[] for _ in range(200)]
 
@@ -77,7 +77,7 @@ async def test_snapshot_rate_is_per_key_and_every_subscriber_sees_each_tick():
 
 
 async def test_snapshot_watcher_that_leaves_a_quiet_key_leaves_nothing_behind():
-    feed: SnapshotFeed[str, int] = SnapshotFeed(min_interval=0.05)
+    feed: SnapshotFeed[str, int] = SnapshotFeed(name="test", min_interval=0.05)
     feed.publish("quiet", 1)
     for _ in range(50):
         stream = feed.subscribe("quiet")
@@ -92,7 +92,7 @@ async def test_snapshot_watcher_that_leaves_a_quiet_key_leaves_nothing_behind():
 
 
 async def test_log_resume_replays_from_store_then_goes_live_without_gap_or_duplicate():
-    log: SequencedLog[str, str] = SequencedLog(capacity=4)
+    log: SequencedLog[str, str] = SequencedLog(name="test", capacity=4)
     stored = {i: f"m{i}" for i in range(1, 11)}
     for i in range(1, 11):
         log.append("room", i, stored[i])  # the ring keeps only 7..10
@@ -110,7 +110,7 @@ async def test_log_resume_replays_from_store_then_goes_live_without_gap_or_dupli
 
 
 async def test_log_ends_a_subscriber_that_falls_behind_the_ring():
-    log: SequencedLog[str, int] = SequencedLog(capacity=8)
+    log: SequencedLog[str, int] = SequencedLog(name="test", capacity=8)
     log.append("k", 1, 1)
     stream = log.subscribe("k")
     assert await take(stream, 1) == [(1, 1)]
@@ -122,7 +122,7 @@ async def test_log_ends_a_subscriber_that_falls_behind_the_ring():
 
 
 async def test_log_seed_after_restart_replays_gap_from_store():
-    log: SequencedLog[str, int] = SequencedLog(capacity=8)
+    log: SequencedLog[str, int] = SequencedLog(name="test", capacity=8)
     log.seed("k", 5)  # the store already holds 1..5; this process has no entries in memory
 
     async def replay(after: int, upto: int):

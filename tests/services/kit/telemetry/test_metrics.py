@@ -22,6 +22,7 @@ from services.kit.server import DomainServer
 from services.kit.stores.sqlite import SqliteDatabase
 from services.kit.streams import SequencedLog, SnapshotFeed
 from services.kit.telemetry.endpoint import MetricsEndpoint
+from services.kit.telemetry.metrics import timed_operations
 from tests.services.kit import probe_service
 from tests.services.kit.bus.support import unique, wait_for
 
@@ -68,11 +69,9 @@ async def test_open_streams_are_a_gauge_per_method(probe):
 
 
 async def test_feed_subscribers_are_counted_and_overflows_too():
-    feed: SnapshotFeed[str, int] = SnapshotFeed(min_interval=0)
+    feed: SnapshotFeed[str, int] = SnapshotFeed(name="tests-feed", min_interval=0)
     log: SequencedLog[str, str] = SequencedLog(capacity=2, name="tests-log")
-    # an unnamed feed is labelled by the module that made it: services.polls.live -> "polls"
-    assert feed.name == __name__
-    snapshot = dict(feed=__name__, kind="snapshot")
+    snapshot = dict(feed="tests-feed", kind="snapshot")
     before = value("agora_stream_subscribers", **snapshot)
     feed.publish("k", 1)
     reader = feed.subscribe("k")
@@ -122,6 +121,7 @@ async def test_bus_publish_consume_retry_dead_letter_and_pending():
     await bus.close()
 
 
+@timed_operations
 class Shelf:
     """A store adapter in miniature: its method names become the `operation` label."""
 
