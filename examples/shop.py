@@ -38,7 +38,8 @@ def open_shop(agora: Agora) -> tuple[str, str]:
 def sign_in(agora: Agora) -> str:
     name = f"shopper_{uuid.uuid4().hex[:8]}"
     password = "correct horse battery"
-    agora.identity.SignUp(identity_pb2.SignUpRequest(user_name=name, email=f"{name}@example.com", password=password))
+    agora.identity.SignUp(identity_pb2.SignUpRequest(user_name=name, email=f"{name}@example.com",
+                                                     password=password))
     login = agora.identity.Login(identity_pb2.LoginRequest(user_name=name, password=password))
     agora.token = login.session_token
     return login.user.user_name

@@ -16,7 +16,8 @@ def main() -> None:
     parser.add_argument("--upstream", action="append", default=[], metavar="SERVICE=TARGET",
                         help="fully-qualified service (or *) = host:port; repeatable")
     settings = Settings.from_env()
-    parser.add_argument("--host", default=settings.host, help="address to bind (default: AGORA_HOST, %(default)s)")
+    parser.add_argument("--host", default=settings.host,
+                        help="address to bind (default: AGORA_HOST, %(default)s)")
     parser.add_argument("--port", type=int, default=settings.http_port,
                         help="HTTP port (default: AGORA_HTTP_PORT, %(default)s)")
     parser.add_argument("--timeout", type=float, default=30.0, help="default deadline for unary calls, s")

@@ -105,7 +105,8 @@ def cookie_value(headers: Iterable[tuple[bytes, bytes]], name: str) -> str | Non
 
 
 def outbound_metadata(
-    method: str, headers: Iterable[tuple[bytes, bytes]], *, websocket: bool = False, csrf: CsrfGuard | None = None
+    method: str, headers: Iterable[tuple[bytes, bytes]], *, websocket: bool = False,
+    csrf: CsrfGuard | None = None
 ) -> list[tuple[str, str | bytes]]:
     """Metadata for the upstream call; raises 403 when a cookie session's unsafe request lacks CSRF proof."""
     metadata: list[tuple[str, str | bytes]] = []
@@ -157,7 +158,8 @@ def outbound_metadata(
                 if not CsrfGuard.matches(csrf_header, secret):
                     raise BridgeError(
                         code_pb2.PERMISSION_DENIED,
-                        "CSRF token missing or wrong: GET /v1/auth/csrftoken and send its token as X-CSRF-Token")
+                        "CSRF token missing or wrong: "
+                        "GET /v1/auth/csrftoken and send its token as X-CSRF-Token")
             if not _printable(token):
                 raise _bad("session cookie must be printable ASCII")
             metadata.append(("authorization", f"Bearer {token}"))
@@ -165,7 +167,8 @@ def outbound_metadata(
 
 
 def response_headers(
-    initial: Iterable[tuple[str, str | bytes]] | None, trailing: Iterable[tuple[str, str | bytes]] | None = None
+    initial: Iterable[tuple[str, str | bytes]] | None,
+    trailing: Iterable[tuple[str, str | bytes]] | None = None
 ) -> list[tuple[bytes, bytes]]:
     """Upstream metadata as HTTP headers; a `set-cookie` entry becomes a real Set-Cookie."""
     out: list[tuple[bytes, bytes]] = []

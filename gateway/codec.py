@@ -32,13 +32,16 @@ class Codec:
         except RecursionError:
             raise bad_request("request body is nested too deeply") from None
         except UnicodeDecodeError as exc:
-            raise bad_request(f"malformed JSON body: not UTF-8 text (byte {exc.object[exc.start]:#04x} at {exc.start})") from None
+            raise bad_request(f"malformed JSON body: not UTF-8 text "
+                              f"(byte {exc.object[exc.start]:#04x} at {exc.start})") from None
         except json.JSONDecodeError as exc:
-            raise bad_request(f"malformed JSON body at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+            raise bad_request(
+                f"malformed JSON body at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
         except ValueError:
             raise bad_request("malformed JSON body") from None
 
-    def merge(self, value: Any, message: Message, what: str = "body", *, profile: Profile | None = None) -> None:
+    def merge(self, value: Any, message: Message, what: str = "body", *,
+              profile: Profile | None = None) -> None:
         """Merge a decoded JSON value into `message`; both lowerCamelCase and proto names are accepted.
 
         A binding's profile may match keys whatever their case and drop unknown ones (Go's decoding).
@@ -91,7 +94,8 @@ def dump_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def field_json_value(message: Message, field: FieldDescriptor, codec: Codec, profile: Profile | None = None) -> Any:
+def field_json_value(message: Message, field: FieldDescriptor, codec: Codec,
+                     profile: Profile | None = None) -> Any:
     """One field of a message as proto3 JSON (response_body), well-known types included.
 
     A repeated field is a bare JSON array (an empty one when it has no element).
@@ -114,7 +118,8 @@ def field_json_value(message: Message, field: FieldDescriptor, codec: Codec, pro
     return value
 
 
-def payload(message: Message, response_body: FieldDescriptor | None, codec: Codec, profile: Profile | None) -> Any:
+def payload(message: Message, response_body: FieldDescriptor | None, codec: Codec,
+            profile: Profile | None) -> Any:
     """What a response or stream frame carries as JSON: the message, or its response_body field."""
     if response_body is not None:
         return field_json_value(message, response_body, codec, profile)

@@ -66,7 +66,8 @@ def load(descriptor_set: bytes) -> DescriptorSet:
                     rule = http_pb2.HttpRule()
                     rule.CopyFrom(method_proto.options.Extensions[annotations_pb2.http])
                     rules[f"{prefix}{service_proto.name}.{method_proto.name}"] = rule
-                access[f"{prefix}{service_proto.name}.{method_proto.name}"] = profiles.method_access(method_proto.options)
+                access[f"{prefix}{service_proto.name}.{method_proto.name}"] = \
+                    profiles.method_access(method_proto.options)
                 found = profiles.method_profile(method_proto.options)
                 if found is not None:
                     declared[f"{prefix}{service_proto.name}.{method_proto.name}"] = found

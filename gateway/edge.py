@@ -62,7 +62,8 @@ class TrustedProxies:
             try:
                 self.networks.append(ipaddress.ip_network(entry, strict=False))
             except ValueError:
-                raise ValueError(f"AGORA_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR network") from None
+                raise ValueError(
+                    f"AGORA_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR network") from None
 
     @classmethod
     def parse(cls, text: str) -> TrustedProxies:
@@ -107,7 +108,8 @@ class ConnectionCounts:
             self.by_client.pop(host, None)
 
 
-def _response(status: int, reason: str, code: int, message: str, extra: dict[str, str] | None = None) -> bytes:
+def _response(status: int, reason: str, code: int, message: str,
+              extra: dict[str, str] | None = None) -> bytes:
     body = json.dumps({"code": code, "message": message, "details": []}).encode()
     lines = [f"HTTP/1.1 {status} {reason}", "content-type: application/json", f"content-length: {len(body)}",
              "connection: close", *(f"{k}: {v}" for k, v in (extra or {}).items())]

@@ -44,7 +44,8 @@ def http_status(code: int) -> int:
 class BridgeError(Exception):
     """An error the bridge itself raises (bad input, no route, too large); rendered like an upstream one."""
 
-    def __init__(self, code: int, message: str, *, http: int | None = None, headers: dict[str, str] | None = None,
+    def __init__(self, code: int, message: str, *, http: int | None = None,
+                 headers: dict[str, str] | None = None,
                  details: list[dict[str, Any]] | None = None):
         super().__init__(message)
         self.code = code
@@ -66,7 +67,8 @@ def bad_request(message: str, violations: list[tuple[str, str]] | None = None) -
 def bad_request_detail(violations: list[tuple[str, str]]) -> dict[str, Any]:
     """A google.rpc.BadRequest as the proto3 JSON Any an upstream's detail renders to."""
     detail = error_details_pb2.BadRequest(
-        field_violations=[error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in violations]
+        field_violations=[error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                          for f, d in violations]
     )
     packed = any_pb2.Any()
     packed.Pack(detail)
@@ -97,16 +99,18 @@ def status_body(
 # client gets these instead.
 TRANSPORT_WORDS: dict[int, str] = {
     code_pb2.UNAVAILABLE: "the service behind this route is not reachable right now; retry shortly",
-    code_pb2.DEADLINE_EXCEEDED: "the service behind this route did not answer in time; retry, or allow a longer deadline",
-    code_pb2.INTERNAL: "the connection to the service broke during the call; retry (a write may have been applied: "
-                       "read it back first)",
-    code_pb2.UNKNOWN: "the connection to the service broke during the call; retry (a write may have been applied: "
-                      "read it back first)",
+    code_pb2.DEADLINE_EXCEEDED: "the service behind this route did not answer in time; "
+                                "retry, or allow a longer deadline",
+    code_pb2.INTERNAL: "the connection to the service broke during the call; "
+                       "retry (a write may have been applied: read it back first)",
+    code_pb2.UNKNOWN: "the connection to the service broke during the call; "
+                      "retry (a write may have been applied: read it back first)",
     code_pb2.CANCELLED: "the call was cancelled before it finished",
 }
 
 
-def from_rpc_error(err: grpc.aio.AioRpcError | grpc.RpcError, pool: DescriptorPool | None = None) -> tuple[int, dict]:
+def from_rpc_error(err: grpc.aio.AioRpcError | grpc.RpcError,
+                   pool: DescriptorPool | None = None) -> tuple[int, dict]:
     """(HTTP status, body) for a failed call."""
     code = err.code().value[0]
     trailers = err.trailing_metadata()

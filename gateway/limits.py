@@ -19,7 +19,8 @@ from google.rpc import code_pb2
 from gateway.errors import BridgeError
 
 # The credential-guessing surface: every way in with a password, or to mint accounts.
-LOGIN_METHODS = frozenset({"agora.identity.v1.IdentityService.Login", "agora.identity.v1.IdentityService.SignUp"})
+LOGIN_METHODS = frozenset({"agora.identity.v1.IdentityService.Login",
+                           "agora.identity.v1.IdentityService.SignUp"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 

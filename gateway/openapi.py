@@ -23,7 +23,8 @@ _ERROR_REF = {"$ref": "#/components/schemas/google.rpc.Status"}
 _ERROR_SCHEMAS: dict[str, Any] = {
     "google.rpc.Status": {
         "type": "object",
-        "description": "A gRPC status: `code` is the google.rpc.Code, `details` keep google.rpc error details.",
+        "description": "A gRPC status: `code` is the google.rpc.Code, "
+                       "`details` keep google.rpc error details.",
         "properties": {
             "code": {"type": "integer", "format": "int32"},
             "message": {"type": "string"},
@@ -40,9 +41,12 @@ _ERROR_SCHEMAS: dict[str, Any] = {
 
 # Proto3 JSON forms of the well-known types.
 _WKT: dict[str, dict[str, Any]] = {
-    "google.protobuf.Timestamp": {"type": "string", "format": "date-time", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T"},
-    "google.protobuf.Duration": {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$", "example": "1.5s"},
-    "google.protobuf.FieldMask": {"type": "string", "description": "Comma-separated lowerCamelCase field paths."},
+    "google.protobuf.Timestamp": {"type": "string", "format": "date-time",
+                                  "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T"},
+    "google.protobuf.Duration": {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$",
+                                 "example": "1.5s"},
+    "google.protobuf.FieldMask": {"type": "string",
+                                  "description": "Comma-separated lowerCamelCase field paths."},
     "google.protobuf.Struct": {"type": "object", "additionalProperties": True},
     "google.protobuf.Value": {},
     "google.protobuf.ListValue": {"type": "array", "items": {}},
@@ -101,7 +105,8 @@ class OpenAPIBuilder:
             ref = self._message_ref(method.input_type)
             path_bound = {f.json_name for f in method.input_type.fields if f.name in b.path_fields}
             reshaped = path_bound or lenient
-            op["requestBody"] = self._body(self._body_schema(ref, path_bound, False, lenient) if reshaped else ref)
+            op["requestBody"] = self._body(self._body_schema(ref, path_bound, False, lenient)
+                                           if reshaped else ref)
         elif b.body_field is not None:
             bf = b.body_field
             single = bf.message_type is not None and not bf.is_repeated
@@ -134,7 +139,8 @@ class OpenAPIBuilder:
         target = self._resolved(schema)
         if not target:
             return schema
-        dropped = ("properties", "required", "additionalProperties") if lenient else ("properties", "required")
+        dropped = (("properties", "required", "additionalProperties") if lenient
+                   else ("properties", "required"))
         inline = {k: v for k, v in target.items() if k not in dropped}
         inline["properties"] = {k: v for k, v in target.get("properties", {}).items() if k not in drop}
         if patch_of is not None:
@@ -153,13 +159,16 @@ class OpenAPIBuilder:
             result = self._field_schema(b.response_body)
         else:
             result = self._message_ref(b.method.output_type)
-        error = {"description": "A gRPC error status", "content": {"application/json": {"schema": _ERROR_REF}}}
+        error = {"description": "A gRPC error status",
+                 "content": {"application/json": {"schema": _ERROR_REF}}}
         if b.server_streaming and not b.client_streaming:
             ok = {
                 "description": (
-                    "A stream of messages: Server-Sent Events when `Accept: text/event-stream` (`id:` carries "
-                    "the sequence; reconnect with `Last-Event-ID`; a final error arrives as `event: error`), "
-                    "newline-delimited JSON otherwise (`{\"result\": ...}` lines, a final `{\"error\": ...}`), "
+                    "A stream of messages: Server-Sent Events when `Accept: text/event-stream` "
+                    "(`id:` carries the sequence; reconnect with `Last-Event-ID`; "
+                    "a final error arrives as `event: error`), "
+                    "newline-delimited JSON otherwise "
+                    "(`{\"result\": ...}` lines, a final `{\"error\": ...}`), "
                     "or a WebSocket on upgrade."
                 ),
                 "content": {
@@ -184,7 +193,8 @@ class OpenAPIBuilder:
         out = []
         for var in b.template.variables:
             fields = query.resolve(b.method.input_type, var.field_path) or []
-            schema = _bounded(self._param_schema(fields[-1]), fields[-1], repeated=False) if fields else {"type": "string"}
+            schema = (_bounded(self._param_schema(fields[-1]), fields[-1], repeated=False) if fields
+                      else {"type": "string"})
             notes = [f"Binds field `{var.field_path}`."]
             if var.multi_segment:
                 # OpenAPI path parameters cannot span segments; say the shape rather than a pattern no
@@ -210,7 +220,8 @@ class OpenAPIBuilder:
                     param["schema"] = {"type": "string"}
         return out
 
-    def _collect_query(self, msg: Descriptor, prefix: str, skip, out, *, depth: int, proto_prefix: str) -> None:
+    def _collect_query(self, msg: Descriptor, prefix: str, skip, out, *, depth: int,
+                       proto_prefix: str) -> None:
         for f in msg.fields:
             proto_path = proto_prefix + f.name
             if proto_path in skip or any(proto_path.startswith(s + ".") for s in skip):
@@ -221,7 +232,8 @@ class OpenAPIBuilder:
                 continue  # maps go as name[key]=value, which OpenAPI cannot list
             if mt is not None and not query.is_leaf_message(mt):
                 if depth < _QUERY_DEPTH and not f.is_repeated:
-                    self._collect_query(mt, name + ".", skip, out, depth=depth + 1, proto_prefix=proto_path + ".")
+                    self._collect_query(mt, name + ".", skip, out, depth=depth + 1,
+                                        proto_prefix=proto_path + ".")
                 continue
             if mt is not None and mt.full_name in ("google.protobuf.Struct", "google.protobuf.ListValue",
                                                     "google.protobuf.Value", "google.protobuf.Any"):
@@ -378,7 +390,8 @@ def _bounded(schema: dict[str, Any], f: FieldDescriptor, *, repeated: bool, requ
     r = _rules(f)
     required = _required(f) if required is None else required
     if repeated:
-        array: dict[str, Any] = {"type": "array", "items": _bounded_value(schema, f, r, required=True, item=True)}
+        array: dict[str, Any] = {"type": "array",
+                                 "items": _bounded_value(schema, f, r, required=True, item=True)}
         if r is not None and r.HasField("min_items"):
             array["minItems"] = r.min_items
         elif required:

@@ -25,7 +25,8 @@ WRAPPERS = {
     f"google.protobuf.{n}Value"
     for n in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")
 }
-JSON_WKTS = {"google.protobuf.Struct", "google.protobuf.ListValue", "google.protobuf.Value", "google.protobuf.Any"}
+JSON_WKTS = {"google.protobuf.Struct", "google.protobuf.ListValue", "google.protobuf.Value",
+             "google.protobuf.Any"}
 
 
 def is_leaf_message(descriptor: Descriptor) -> bool:

@@ -79,11 +79,13 @@ class Binding:
             if rest:
                 codec.merge(query.path_params_to_json(self.method.input_type, rest), message, "path")
         if self.body != "*":
-            params = query.params_to_json(self.method.input_type, query_items, skip=self.query_skip, lenient=lenient)
+            params = query.params_to_json(self.method.input_type, query_items, skip=self.query_skip,
+                                          lenient=lenient)
             if params:
                 codec.merge(params, message, "query parameters", profile=profile)
         else:
-            query.refuse_any(self.method.input_type, query_items, lenient=lenient)  # the body carries every field
+            # the body carries every field
+            query.refuse_any(self.method.input_type, query_items, lenient=lenient)
         return message
 
 
@@ -121,7 +123,8 @@ class RouteTable:
         if best is None:
             return []
         shape = (best.template.segments, best.template.verb)
-        return sorted({b.http_method for b in self._ordered if (b.template.segments, b.template.verb) == shape})
+        return sorted({b.http_method for b in self._ordered
+                       if (b.template.segments, b.template.verb) == shape})
 
     def resolve(self, method: str, path: str) -> tuple[Binding, dict[str, str]]:
         lookup = "GET" if method == "HEAD" else method

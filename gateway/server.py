@@ -39,7 +39,8 @@ def make_gateway_server(
     separated) are the only peers whose X-Forwarded-For / X-Forwarded-Proto uvicorn believes; with
     none, the client address every limit keys on is the TCP peer's.
     """
-    proxies = trusted_proxies if isinstance(trusted_proxies, TrustedProxies) else TrustedProxies.parse(trusted_proxies)
+    proxies = (trusted_proxies if isinstance(trusted_proxies, TrustedProxies)
+               else TrustedProxies.parse(trusted_proxies))
     app = create_app(descriptor_set, upstreams, **app_options)
     config = uvicorn.Config(
         app,

@@ -38,7 +38,8 @@ def outbound(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
     """Trace metadata for the upstream call: the current (bridge) span's, or the caller's as it came."""
     if tracing.enabled():
         return list(tracing.inject().items())
-    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k in (b"traceparent", b"tracestate")]
+    return [(k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in headers if k in (b"traceparent", b"tracestate")]
 
 
 class TelemetryMiddleware:
@@ -96,6 +97,7 @@ class TelemetryMiddleware:
 
 
 async def metrics_page(_: Request) -> Response:
-    """Prometheus text format of this process's registry (the bridge's and, under `agora up`, every domain's)."""
+    """Prometheus text format of this process's registry (the bridge's and, under `agora up`, \
+every domain's)."""
     body = await asyncio.to_thread(generate_latest)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -55,7 +55,8 @@ def json_kind(value: Any) -> str:
     return "a value JSON does not have"
 
 
-def explain(value: Any, descriptor: Descriptor, prefix: str = "", *, lenient: bool = False) -> list[Violation]:
+def explain(value: Any, descriptor: Descriptor, prefix: str = "", *,
+            lenient: bool = False) -> list[Violation]:
     """Every field of `value` (a decoded JSON object) that `descriptor` cannot take, and why;
     `lenient`: unknown keys are ignored (as json_format's ignore_unknown_fields)."""
     out: list[Violation] = []
@@ -75,7 +76,8 @@ def _expected(what: str, value: Any) -> str:
     return f"expected {what}, got {json_kind(value)}"
 
 
-def _message(value: Any, descriptor: Descriptor, path: str, out: list[Violation], lenient: bool = False) -> None:
+def _message(value: Any, descriptor: Descriptor, path: str, out: list[Violation],
+             lenient: bool = False) -> None:
     name = descriptor.full_name
     if name.startswith("google.protobuf.") and _well_known(value, descriptor, path, out, lenient):
         return
@@ -99,7 +101,8 @@ def _message(value: Any, descriptor: Descriptor, path: str, out: list[Violation]
         seen[field.name] = key
         oneof = field.containing_oneof
         if oneof is not None and item is not None and not _synthetic(oneof):
-            rivals = [f for f in oneof.fields if f is not field and f.name in seen and value.get(seen[f.name]) is not None]
+            rivals = [f for f in oneof.fields if f is not field and f.name in seen
+                      and value.get(seen[f.name]) is not None]
             if rivals:
                 out.append((where, f"only one of {', '.join(f.name for f in oneof.fields)} may be set"))
                 continue
@@ -132,13 +135,15 @@ def _field(value: Any, field: FieldDescriptor, path: str, out: list[Violation], 
     if field.is_repeated:
         if value is None:
             if field.message_type is not None and field.message_type.full_name == "google.protobuf.Value":
-                out.append((path, _expected("an array", value)))  # json_format cannot clear this one with null
+                # json_format cannot clear this one with null
+                out.append((path, _expected("an array", value)))
             return
         if not isinstance(value, list):
             out.append((path, _expected("an array", value)))
             return
         for i, item in enumerate(value):
-            if item is None and not (field.message_type and field.message_type.full_name == "google.protobuf.Value"):
+            if item is None and not (field.message_type
+                                     and field.message_type.full_name == "google.protobuf.Value"):
                 out.append((f"{path}[{i}]", "an array item must not be null"))
             else:
                 _single(item, field, f"{path}[{i}]", out, lenient)
@@ -161,7 +166,8 @@ def _map_key(key: str, field: FieldDescriptor) -> str | None:
     return None
 
 
-def _single(value: Any, field: FieldDescriptor, path: str, out: list[Violation], lenient: bool = False) -> None:
+def _single(value: Any, field: FieldDescriptor, path: str, out: list[Violation],
+            lenient: bool = False) -> None:
     if field.message_type is not None:
         _message(value, field.message_type, path, out, lenient)
         return
@@ -268,9 +274,11 @@ def _well_known(value: Any, descriptor: Descriptor, path: str, out: list[Violati
             _single(value, descriptor.fields_by_name["value"], path, out, lenient)
         return True
     parsers = {
-        "google.protobuf.Timestamp": (timestamp_pb2.Timestamp, "an RFC 3339 timestamp such as 2024-05-01T12:00:00Z"),
+        "google.protobuf.Timestamp": (timestamp_pb2.Timestamp,
+                                      "an RFC 3339 timestamp such as 2024-05-01T12:00:00Z"),
         "google.protobuf.Duration": (duration_pb2.Duration, "a duration in seconds such as 1.5s"),
-        "google.protobuf.FieldMask": (field_mask_pb2.FieldMask, "comma-separated field names such as name,price"),
+        "google.protobuf.FieldMask": (field_mask_pb2.FieldMask,
+                                      "comma-separated field names such as name,price"),
     }
     if name in parsers:
         kind, what = parsers[name]

@@ -222,7 +222,8 @@ async def _upstream_headers(call: Any) -> None:
     headers = asyncio.ensure_future(call.initial_metadata())
     ended = asyncio.ensure_future(call.code())
     try:
-        await asyncio.wait({headers, ended}, timeout=FIRST_MESSAGE_WINDOW, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({headers, ended}, timeout=FIRST_MESSAGE_WINDOW,
+                           return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in (headers, ended):
             if not task.done():

@@ -73,7 +73,8 @@ def test_reflection_lists_every_service(mesh):
             assert domain.service in names and "grpc.health.v1.Health" in names, name
             request = reflection_pb2.ServerReflectionRequest(file_containing_symbol=domain.service)
             reply = next(stub.ServerReflectionInfo(iter([request]), timeout=5))
-            assert reply.file_descriptor_response.file_descriptor_proto, f"{name}: no descriptor by reflection"
+            assert reply.file_descriptor_response.file_descriptor_proto, \
+                f"{name}: no descriptor by reflection"
 
 
 def test_bridge_answers_health_openapi_and_docs(mesh):

@@ -46,7 +46,8 @@ def require_caller() -> Caller:
     if found is None:
         if _rejected.get():
             raise Unauthenticated("the session is unknown, expired or revoked: sign in again")
-        raise Unauthenticated("this call needs a signed-in user: send `authorization: Bearer <session token>`")
+        raise Unauthenticated("this call needs a signed-in user: "
+                              "send `authorization: Bearer <session token>`")
     return found
 
 
@@ -92,7 +93,8 @@ def internal_only(context) -> None:
     """For calls only other services of the mesh make (stock reservations): the service credential
     as `x-api-key`, whatever the caller's session."""
     if not is_internal(context):
-        raise PermissionDenied("this is a service-to-service method: only the mesh's own services may call it")
+        raise PermissionDenied("this is a service-to-service method: "
+                               "only the mesh's own services may call it")
 
 
 def require_user() -> Caller:
@@ -120,7 +122,8 @@ def _sent_service_key(context) -> bool:
     import hmac
 
     expected = _service_key.get()
-    given = next((v for k, v in (context.invocation_metadata() or ()) if k == "x-api-key"), "") if context else ""
+    given = next((v for k, v in (context.invocation_metadata() or ()) if k == "x-api-key"),
+                 "") if context else ""
     given = given if isinstance(given, str) else given.decode()
     return bool(given) and bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 

@@ -18,7 +18,8 @@ from services.kit.registry import DOMAINS
 METRICS_PORT = 9464  # /metrics of `agora up` (and of every pod in the cluster)
 
 
-def _setting(env: str, default: Any, help: str, check: tuple[Callable[[Any], bool], str] | None = None) -> Any:
+def _setting(env: str, default: Any, help: str,
+             check: tuple[Callable[[Any], bool], str] | None = None) -> Any:
     """A field read from `env`; `check` = (test, what a valid value is) refuses e.g. 0 attempts at start."""
     return field(default=default, metadata={"env": env, "help": help, "check": check})
 
@@ -46,11 +47,13 @@ _NETWORKS = (_networks, "comma-separated IP addresses or CIDR networks (or *)")
 @dataclass(frozen=True)
 class Settings:
     backends: str = _setting(
-        "AGORA_BACKENDS", "embedded", "embedded (SQLite + in-process bus) or real (PostgreSQL, MongoDB, Cassandra, RabbitMQ)"
+        "AGORA_BACKENDS", "embedded",
+        "embedded (SQLite + in-process bus) or real (PostgreSQL, MongoDB, Cassandra, RabbitMQ)"
     )
     data_dir: Path = _setting("AGORA_DATA_DIR", Path("data"), "where embedded SQLite files live")
     host: str = _setting("AGORA_HOST", "127.0.0.1", "address gRPC servers and the bridge bind to")
-    grpc_port: int = _setting("AGORA_GRPC_PORT", 0, "gRPC port for `agora serve <domain>` (0 = the domain's default)")
+    grpc_port: int = _setting("AGORA_GRPC_PORT", 0,
+                              "gRPC port for `agora serve <domain>` (0 = the domain's default)")
     port_offset: int = _setting(
         "AGORA_PORT_OFFSET", 0, "added to every domain's default gRPC port (two meshes on one machine)"
     )
@@ -62,45 +65,62 @@ class Settings:
     )
     csrf_key: str = _setting(
         "AGORA_CSRF_KEY", "",
-        "secret that signs the bridge's CSRF cookie (share it between bridge replicas); empty = random per process"
+        "secret that signs the bridge's CSRF cookie (share it between bridge replicas); "
+        "empty = random per process"
     )
-    shutdown_grace: float = _setting("AGORA_SHUTDOWN_GRACE", 4.0, "seconds in-flight calls get to finish on SIGTERM")
-    health_interval: float = _setting("AGORA_HEALTH_INTERVAL", 1.0, "seconds between dependency health probes")
-    max_message_bytes: int = _setting("AGORA_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, "largest gRPC message accepted")
-    log_level: str = _setting("AGORA_LOG_LEVEL", "INFO", "root log level; per module as `agora.bus=DEBUG,grpc=WARNING`")
+    shutdown_grace: float = _setting("AGORA_SHUTDOWN_GRACE", 4.0,
+                                     "seconds in-flight calls get to finish on SIGTERM")
+    health_interval: float = _setting("AGORA_HEALTH_INTERVAL", 1.0,
+                                      "seconds between dependency health probes")
+    max_message_bytes: int = _setting("AGORA_MAX_MESSAGE_BYTES", 4 * 1024 * 1024,
+                                      "largest gRPC message accepted")
+    log_level: str = _setting("AGORA_LOG_LEVEL", "INFO",
+                              "root log level; per module as `agora.bus=DEBUG,grpc=WARNING`")
     log_format: str = _setting("AGORA_LOG_FORMAT", "json", "json (one object per line) or text")
     metrics_port: int = _setting(
         "AGORA_METRICS_PORT", 0,
-        "Prometheus /metrics port (0 = 9464 under `agora up`, the domain's gRPC port + 10000 under `serve`; -1 = off)"
+        "Prometheus /metrics port "
+        "(0 = 9464 under `agora up`, the domain's gRPC port + 10000 under `serve`; -1 = off)"
     )
     otlp_endpoint: str = _setting(
-        "AGORA_OTLP_ENDPOINT", "", "OpenTelemetry collector (OTLP/HTTP, e.g. http://otel-collector:4318); empty = tracing off"
+        "AGORA_OTLP_ENDPOINT", "",
+        "OpenTelemetry collector (OTLP/HTTP, e.g. http://otel-collector:4318); empty = tracing off"
     )
-    trace_sample_ratio: float = _setting("AGORA_TRACE_SAMPLE_RATIO", 1.0, "share of new traces recorded (0..1)")
+    trace_sample_ratio: float = _setting("AGORA_TRACE_SAMPLE_RATIO", 1.0,
+                                         "share of new traces recorded (0..1)")
     postgres_url: str = _setting(
-        "AGORA_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres", "PostgreSQL DSN for real backends"
+        "AGORA_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres",
+        "PostgreSQL DSN for real backends"
     )
     mongo_url: str = _setting(
-        "AGORA_MONGO_URL", "mongodb://127.0.0.1:27017/?replicaSet=rs0", "MongoDB URL (a replica set: change streams)"
+        "AGORA_MONGO_URL", "mongodb://127.0.0.1:27017/?replicaSet=rs0",
+        "MongoDB URL (a replica set: change streams)"
     )
     mongo_db: str = _setting("AGORA_MONGO_DB", "agora", "MongoDB database name")
-    cassandra_contact_points: str = _setting("AGORA_CASSANDRA_CONTACT_POINTS", "127.0.0.1", "comma-separated hosts")
+    cassandra_contact_points: str = _setting("AGORA_CASSANDRA_CONTACT_POINTS", "127.0.0.1",
+                                             "comma-separated hosts")
     cassandra_port: int = _setting("AGORA_CASSANDRA_PORT", 9042, "CQL native port")
     cassandra_protocol_version: int = _setting(
-        "AGORA_CASSANDRA_PROTOCOL_VERSION", 5, "CQL native protocol (5 or 4 for Cassandra 4.x/5.x; 3 for the legacy 2.1)"
+        "AGORA_CASSANDRA_PROTOCOL_VERSION", 5,
+        "CQL native protocol (5 or 4 for Cassandra 4.x/5.x; 3 for the legacy 2.1)"
     )
-    cassandra_keyspace: str = _setting("AGORA_CASSANDRA_KEYSPACE", "agora", "keyspace the mesh creates and uses")
+    cassandra_keyspace: str = _setting("AGORA_CASSANDRA_KEYSPACE", "agora",
+                                       "keyspace the mesh creates and uses")
     service_api_key: str = _setting(
-        "AGORA_SERVICE_API_KEY", "", "the service credential internal calls send as x-api-key (operators: X-Api-Key via the bridge); "
+        "AGORA_SERVICE_API_KEY", "",
+        "the service credential internal calls send as x-api-key (operators: X-Api-Key via the bridge); "
         "`agora up` makes a random one when unset; every process of a split mesh needs the same"
     )
-    tls_cert: str = _setting("AGORA_TLS_CERT", "", "PEM certificate chain: gRPC servers and the bridge serve TLS only")
+    tls_cert: str = _setting("AGORA_TLS_CERT", "",
+                             "PEM certificate chain: gRPC servers and the bridge serve TLS only")
     tls_key: str = _setting("AGORA_TLS_KEY", "", "PEM private key for AGORA_TLS_CERT")
     tls_ca: str = _setting(
-        "AGORA_TLS_CA", "", "PEM roots clients (channels between services, the bridge) trust; set = TLS to upstreams"
+        "AGORA_TLS_CA", "",
+        "PEM roots clients (channels between services, the bridge) trust; set = TLS to upstreams"
     )
     login_rate: float = _setting(
-        "AGORA_LOGIN_RATE", 10.0, "login/sign-up attempts per minute per client address at the bridge (0 = off)"
+        "AGORA_LOGIN_RATE", 10.0,
+        "login/sign-up attempts per minute per client address at the bridge (0 = off)"
     )
     write_rate: float = _setting(
         "AGORA_WRITE_RATE", 50.0, "writes per second per client address at the bridge, bursts of 4x (0 = off)"
@@ -135,14 +155,18 @@ class Settings:
     )
     http_max_connections_per_client: int = _setting(
         "AGORA_HTTP_MAX_CONNECTIONS_PER_CLIENT", 1024,
-        "open connections per client address (trusted proxies exempt); past it 429 + Retry-After (0 = no cap)",
+        "open connections per client address (trusted proxies exempt); "
+        "past it 429 + Retry-After (0 = no cap)",
         _NOT_NEGATIVE,
     )
-    ws_frame_rate: float = _setting("AGORA_WS_FRAME_RATE", 100.0, "inbound WebSocket frames per second per connection")
-    amqp_url: str = _setting("AGORA_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F", "RabbitMQ URL for real backends")
+    ws_frame_rate: float = _setting("AGORA_WS_FRAME_RATE", 100.0,
+                                    "inbound WebSocket frames per second per connection")
+    amqp_url: str = _setting("AGORA_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F",
+                             "RabbitMQ URL for real backends")
     polls_tally_in_process: bool = _setting(
         "AGORA_POLLS_TALLY_IN_PROCESS", True,
-        "run the polls tally consumer inside the polls server (false: run it apart, `python -m services.polls.handlers`)"
+        "run the polls tally consumer inside the polls server "
+        "(false: run it apart, `python -m services.polls.handlers`)"
     )
     orders_payment_timeout: float = _setting(
         "AGORA_ORDERS_PAYMENT_TIMEOUT", 900.0,
@@ -153,22 +177,27 @@ class Settings:
         "AGORA_PAYMENTS_SCHEMA", "payments", "PostgreSQL schema of the payments store (real backends)"
     )
     payments_max_attempts: int = _setting(
-        "AGORA_PAYMENTS_MAX_ATTEMPTS", 4, "provider calls per charge, the first included, before the payment fails",
+        "AGORA_PAYMENTS_MAX_ATTEMPTS", 4,
+        "provider calls per charge, the first included, before the payment fails",
         _POSITIVE,
     )
     payments_retry_delay: float = _setting(
-        "AGORA_PAYMENTS_RETRY_DELAY", 0.5, "seconds before a charge's 2nd attempt; doubles per attempt (at most 30 s)",
+        "AGORA_PAYMENTS_RETRY_DELAY", 0.5,
+        "seconds before a charge's 2nd attempt; doubles per attempt (at most 30 s)",
         _NOT_NEGATIVE,
     )
     payments_attempt_timeout: float = _setting(
-        "AGORA_PAYMENTS_ATTEMPT_TIMEOUT", 5.0, "seconds the payment provider gets to answer one attempt (then: retry)",
+        "AGORA_PAYMENTS_ATTEMPT_TIMEOUT", 5.0,
+        "seconds the payment provider gets to answer one attempt (then: retry)",
         _POSITIVE,
     )
     notifications_schema: str = _setting(
-        "AGORA_NOTIFICATIONS_SCHEMA", "notifications", "PostgreSQL schema of the notifications store (real backends)"
+        "AGORA_NOTIFICATIONS_SCHEMA", "notifications",
+        "PostgreSQL schema of the notifications store (real backends)"
     )
     notifications_max_attempts: int = _setting(
-        "AGORA_NOTIFICATIONS_MAX_ATTEMPTS", 6, "tries per e-mail/SMS, the first included, before it is marked FAILED",
+        "AGORA_NOTIFICATIONS_MAX_ATTEMPTS", 6,
+        "tries per e-mail/SMS, the first included, before it is marked FAILED",
         _POSITIVE,
     )
     notifications_retry_delay: float = _setting(
@@ -184,15 +213,18 @@ class Settings:
         "AGORA_SMTP_HOST", "127.0.0.1", "SMTP relay notifications hand e-mail to (plain SMTP, no login)"
     )
     smtp_port: int = _setting("AGORA_SMTP_PORT", 25, "port of AGORA_SMTP_HOST", _PORT)
-    smtp_from: str = _setting("AGORA_SMTP_FROM", "Agora <no-reply@agora.local>", "From: header of notification e-mails")
+    smtp_from: str = _setting("AGORA_SMTP_FROM", "Agora <no-reply@agora.local>",
+                              "From: header of notification e-mails")
     smtp_timeout: float = _setting(
-        "AGORA_SMTP_TIMEOUT", 10.0, "seconds to connect to and talk with the relay, per e-mail (then: retry)", _POSITIVE
+        "AGORA_SMTP_TIMEOUT", 10.0,
+        "seconds to connect to and talk with the relay, per e-mail (then: retry)", _POSITIVE
     )
     targets: Mapping[str, str] = field(
         default_factory=dict,
         metadata={
             "env": "AGORA_<DOMAIN>_TARGET",
-            "help": "where to reach a domain, e.g. AGORA_POLLS_TARGET=polls:50052 (default 127.0.0.1:<its port>)",
+            "help": "where to reach a domain, e.g. AGORA_POLLS_TARGET=polls:50052 "
+                    "(default 127.0.0.1:<its port>)",
         },
     )
 
@@ -207,14 +239,16 @@ class Settings:
             if raw is not None and raw != "":
                 values[f.name] = _coerce(f, raw)
         values["targets"] = {
-            name: env[f"AGORA_{name.upper()}_TARGET"] for name in DOMAINS if env.get(f"AGORA_{name.upper()}_TARGET")
+            name: env[f"AGORA_{name.upper()}_TARGET"] for name in DOMAINS
+            if env.get(f"AGORA_{name.upper()}_TARGET")
         }
         values.update(overrides)
         settings = cls(**values)
         if settings.backends not in ("embedded", "real"):
             raise ValueError(f"AGORA_BACKENDS must be 'embedded' or 'real', not {settings.backends!r}")
         if settings.mail_sink not in ("auto", "smtp", "maildir"):
-            raise ValueError(f"AGORA_MAIL_SINK must be 'auto', 'smtp' or 'maildir', not {settings.mail_sink!r}")
+            raise ValueError(f"AGORA_MAIL_SINK must be 'auto', 'smtp' or 'maildir', not "
+                             f"{settings.mail_sink!r}")
         return settings
 
     def target(self, domain: str) -> str:

@@ -84,7 +84,8 @@ class NotFound(DomainError):
     def details(self) -> list[any_pb2.Any]:
         if not self.resource_type:
             return []
-        return [_pack(error_details_pb2.ResourceInfo(resource_type=self.resource_type, resource_name=self.resource_name))]
+        return [_pack(error_details_pb2.ResourceInfo(resource_type=self.resource_type,
+                                                     resource_name=self.resource_name))]
 
 
 @dataclass(eq=False)

@@ -63,7 +63,8 @@ def _reset(var: contextvars.ContextVar, token: contextvars.Token) -> None:
 
 # Codes that are the caller's doing, not a server failure: not marked as span errors.
 _CALLER_CODES = frozenset({
-    grpc.StatusCode.OK, grpc.StatusCode.CANCELLED, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.OK, grpc.StatusCode.CANCELLED, grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION,
     grpc.StatusCode.ABORTED, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -98,8 +99,10 @@ class _Call:
 
     def finish(self, code: grpc.StatusCode) -> None:
         elapsed = time.monotonic() - self.started
-        level = logging.WARNING if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN) else logging.INFO
-        log.log(level, "rpc", extra={"method": self.method, "code": code.name, "ms": round(elapsed * 1000, 2)})
+        level = (logging.WARNING if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+                 else logging.INFO)
+        log.log(level, "rpc", extra={"method": self.method, "code": code.name,
+                                     "ms": round(elapsed * 1000, 2)})
         metrics.rpc_duration(*metrics.split_method(self.method), code.name).observe(elapsed)
         if self.span is not None:
             tracing.deactivate(self.span_token)
@@ -323,7 +326,8 @@ def _wrap_stream(method: str, behaviour: Callable[..., Any], stopping: asyncio.E
             if ended_by == "shutdown":
                 code = grpc.StatusCode.UNAVAILABLE
                 await _abort_with(context, status_pb2.Status(
-                    code=code.value[0], message="server is shutting down; reconnect (with resume_from, where offered)"))
+                    code=code.value[0],
+                    message="server is shutting down; reconnect (with resume_from, where offered)"))
             if ended_by == "signed out":
                 code = grpc.StatusCode.UNAUTHENTICATED
                 await _abort_with(context, status_pb2.Status(code=code.value[0], message=SESSION_ENDED))
@@ -382,18 +386,24 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         access = self.access[method] if self.access and method in self.access else access_of(method)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary, self.sessions, self.service_key, access), _tolerant(handler.request_deserializer), handler.response_serializer
+                _wrap_unary(method, handler.unary_unary, self.sessions, self.service_key, access),
+                _tolerant(handler.request_deserializer), handler.response_serializer
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(method, handler.stream_unary, self.sessions, self.service_key, access), _tolerant(handler.request_deserializer), handler.response_serializer
+                _wrap_unary(method, handler.stream_unary, self.sessions, self.service_key, access),
+                _tolerant(handler.request_deserializer), handler.response_serializer
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream, self.stopping, self.sessions, self.service_key, access, self.streams), _tolerant(handler.request_deserializer), handler.response_serializer
+                _wrap_stream(method, handler.unary_stream, self.stopping, self.sessions, self.service_key,
+                             access, self.streams), _tolerant(handler.request_deserializer),
+                handler.response_serializer
             )
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(method, handler.stream_stream, self.stopping, self.sessions, self.service_key, access, self.streams), _tolerant(handler.request_deserializer), handler.response_serializer
+            _wrap_stream(method, handler.stream_stream, self.stopping, self.sessions, self.service_key,
+                         access, self.streams), _tolerant(handler.request_deserializer),
+            handler.response_serializer
         )
 
 
@@ -410,7 +420,8 @@ class DeadlinePropagation(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnarySt
         rid = request_id.get()
         if left is None and not rid and span is None and not self.api_key:
             return details
-        timeout = details.timeout if left is None else left if details.timeout is None else min(details.timeout, left)
+        timeout = (details.timeout if left is None
+                   else left if details.timeout is None else min(details.timeout, left))
         metadata = list(details.metadata or [])
         if rid and not any(k == "x-request-id" for k, _ in metadata):
             metadata.append(("x-request-id", rid))

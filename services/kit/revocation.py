@@ -15,7 +15,8 @@ is sent before the stream ends, so a socket is never closed on a write the serve
 client never saw accepted. The drain is bounded by `DRAIN_LIMIT`.
 
 The bounds (RELIABILITY.md, "Sign-out"):
-- streams: ended when the event is handled (plus the drain, at most `DRAIN_LIMIT`) (the outbox relay is woken by Logout; milliseconds on a
+- streams: ended when the event is handled (plus the drain, at most `DRAIN_LIMIT`) \
+(the outbox relay is woken by Logout; milliseconds on a
   healthy broker). Until then a stream keeps the caller it opened with.
 - unary calls: refused once the event is handled (the cache entry is dropped), and in any case once
   the session cache's TTL (`CachedSessions.ttl`, 2 s) has passed, even with the broker down.
@@ -88,7 +89,8 @@ def _nothing() -> None:
     return None
 
 
-DRAIN_LIMIT = 2.0  # seconds a client stream may take, after the event, to finish its frame and send the results
+# seconds a client stream may take, after the event, to finish its frame and send the results
+DRAIN_LIMIT = 2.0
 DRAIN_QUIET = 0.2  # a stream that sent nothing for this long after its last frame has sent its results
 
 

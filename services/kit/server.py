@@ -140,7 +140,8 @@ class DomainServer:
         self.health = HealthReporter([spec.domain.service], spec.probes, interval=health_interval)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self.server)
         reflection.enable_server_reflection(
-            [spec.domain.service, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            [spec.domain.service, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME],
             self.server,
         )
         self.address = f"{host}:{port}"
@@ -172,7 +173,8 @@ class DomainServer:
         await self.server.stop(self.grace)
         spec = self.spec
         steps: list[Hook] = [*spec.on_stop, *(s.cancel for s in reversed(self._subscriptions)),
-                             *(p.stop for p in reversed(spec.parts)), *(s.close for s in reversed(spec.stores))]
+                             *(p.stop for p in reversed(spec.parts)),
+                             *(s.close for s in reversed(spec.stores))]
         self._subscriptions.clear()
         for step in steps:
             try:

@@ -98,7 +98,8 @@ def _compile(descriptor: Descriptor) -> _MessageCheck:
         bounds = rules(f)
         nested = None
         mt = f.message_type
-        if mt is not None and not mt.GetOptions().map_entry and not mt.full_name.startswith("google.protobuf."):
+        if (mt is not None and not mt.GetOptions().map_entry
+                and not mt.full_name.startswith("google.protobuf.")):
             nested = _compile(mt)
         closed_enum = f.type == _F.TYPE_ENUM and f.enum_type.full_name != "google.protobuf.NullValue"
         if required or bounds is not None or closed_enum or (nested is not None and not nested.empty):
@@ -176,8 +177,8 @@ def _is_set(f: FieldDescriptor, value: Any) -> bool:
 
 def _missing(f: FieldDescriptor) -> str:
     if f.type == _F.TYPE_ENUM:
-        return f"must be set (not {f.enum_type.values_by_number[0].name})" if 0 in f.enum_type.values_by_number \
-            else "must be set"
+        return (f"must be set (not {f.enum_type.values_by_number[0].name})"
+                if 0 in f.enum_type.values_by_number else "must be set")
     if f.type in _NUMBERS:
         return "must not be zero"
     return "must not be empty"
@@ -209,7 +210,8 @@ def _value(c: _FieldCheck, value: Any, path: str, out: dict[str, str]) -> None:
         elif r.HasField("max_bytes") and len(value.encode()) > r.max_bytes:
             out[path] = f"must be at most {r.max_bytes} bytes of UTF-8"
         elif c.pattern is not None and not c.pattern.search(value):
-            out[path] = f"must be {r.pattern_description}" if r.pattern_description else _pattern_text(r.pattern)
+            out[path] = (f"must be {r.pattern_description}" if r.pattern_description
+                         else _pattern_text(r.pattern))
         return
     if isinstance(value, bytes):
         if r.HasField("max_bytes") and len(value) > r.max_bytes:

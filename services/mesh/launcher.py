@@ -83,11 +83,13 @@ class Runtime:
             credentials = channel_credentials(self.settings)
             if credentials is not None:
                 self._channels[domain] = grpc.aio.secure_channel(
-                    self.settings.target(domain), credentials, interceptors=[DeadlinePropagation(self.settings.service_api_key)], options=options
+                    self.settings.target(domain), credentials,
+                    interceptors=[DeadlinePropagation(self.settings.service_api_key)], options=options
                 )
             else:
                 self._channels[domain] = grpc.aio.insecure_channel(
-                    self.settings.target(domain), interceptors=[DeadlinePropagation(self.settings.service_api_key)], options=options
+                    self.settings.target(domain),
+                    interceptors=[DeadlinePropagation(self.settings.service_api_key)], options=options
                 )
         return self._channels[domain]
 
@@ -161,7 +163,8 @@ async def start_gateway(settings: Settings) -> RunningGateway:
                          frames=Rate(settings.ws_frame_rate, 2 * settings.ws_frame_rate))
     ready, stop = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(
-        serve_gateway(descriptors, upstreams, settings.host, settings.http_port, ready_event=ready, stop_event=stop,
+        serve_gateway(descriptors, upstreams, settings.host, settings.http_port,
+                      ready_event=ready, stop_event=stop,
                       extra_ports=SEED_PORTS if settings.seed_ports else (),
                       csrf_key=settings.csrf_key.encode() or None,
                       graceful_shutdown=settings.shutdown_grace, client_limits=limits, frame_limits=frames,
@@ -220,8 +223,10 @@ async def run(settings: Settings, domains: list[tuple[Domain, Builder]], *, gate
         for domain, build in domains:
             spec = await build(runtime)
             if runtime.bus_opened and "bus" not in spec.probes:
-                spec.probes = {**spec.probes, "bus": runtime.bus_healthy}  # a domain that uses the bus depends on it
-            port = settings.grpc_port if (settings.grpc_port and len(domains) == 1) else domain.port + settings.port_offset
+                # a domain that uses the bus depends on it
+                spec.probes = {**spec.probes, "bus": runtime.bus_healthy}
+            port = (settings.grpc_port if (settings.grpc_port and len(domains) == 1)
+                    else domain.port + settings.port_offset)
             server = DomainServer(
                 spec, host=settings.host, port=port, grace=settings.shutdown_grace,
                 health_interval=settings.health_interval, max_message_bytes=settings.max_message_bytes,
@@ -235,7 +240,8 @@ async def run(settings: Settings, domains: list[tuple[Domain, Builder]], *, gate
             revocations = await runtime.listen_for_revocations()
         if gateway:
             bridge = await start_gateway(settings)
-            announce(f"{'gateway':<14} http  http://{settings.host}:{settings.http_port:<9} REST, SSE, WebSocket, /docs")
+            announce(f"{'gateway':<14} http  http://{settings.host}:{settings.http_port:<9} "
+                     "REST, SSE, WebSocket, /docs")
         if scrape is not None:
             announce(f"{'metrics':<14} http  {scrape.url:<22} Prometheus")
         settle_heap()
@@ -279,5 +285,6 @@ def serve(target: str, settings: Settings) -> int:
         print(f"unknown domain {target!r}; one of: gateway, {', '.join(DOMAINS)}", file=sys.stderr)
         return 2
     domain = DOMAINS[target]
-    return _run_process(settings, f"agora-{target}", run(settings, [(domain, builder_for(domain))], gateway=False,
+    return _run_process(settings, f"agora-{target}",
+                        run(settings, [(domain, builder_for(domain))], gateway=False,
                                                          metrics_port=settings.metrics_port_for(target)))

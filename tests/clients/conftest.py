@@ -32,12 +32,14 @@ class Mesh:
         """`agora ARGS...` as a user would run it (a fresh process), with this mesh's ports."""
         if config is not None:
             env["AGORA_CONFIG"] = str(config)
-        return subprocess.run([*AGORA, *args], env=self.env(**env), cwd=ROOT, input=input, capture_output=True,
+        return subprocess.run([*AGORA, *args], env=self.env(**env), cwd=ROOT, input=input,
+                              capture_output=True,
                               text=True, timeout=timeout)
 
     def json(self, *args: str, config: Path | None = None, **env: str):
         out = self.run(*args, "--json", config=config, **env)
-        assert out.returncode == 0, f"agora {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
+        assert out.returncode == 0, \
+            f"agora {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
         return json.loads(out.stdout)
 
 
@@ -46,7 +48,8 @@ OPERATOR_KEY = "cli-operator-key"  # the mesh's service credential, which an ope
 
 @pytest.fixture(scope="session")
 def mesh(tmp_path_factory) -> Mesh:
-    up = start_up(tmp_path_factory.mktemp("cli-mesh"), AGORA_LOG_LEVEL="WARNING", AGORA_SERVICE_API_KEY=OPERATOR_KEY)
+    up = start_up(tmp_path_factory.mktemp("cli-mesh"), AGORA_LOG_LEVEL="WARNING",
+                  AGORA_SERVICE_API_KEY=OPERATOR_KEY)
     yield Mesh(up.offset, up.http_port, up.data, up.proc)
     up.stop()
 

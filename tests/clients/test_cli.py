@@ -123,7 +123,8 @@ def test_chat_rooms_say_and_join(mesh: Mesh, alice: Path):
     assert f"joined #{room['id']}" in out and "typed in the session" in out
     frames = mesh.run("chat", "join", room["id"], "--history", "0", "--json", config=alice, input="")
     joined = json.loads(frames.stdout.splitlines()[0])  # one JSON object per line
-    assert joined["joined"]["room"]["id"] == room["id"] and joined["joined"]["you"]["username"].startswith("alice_")
+    assert joined["joined"]["room"]["id"] == room["id"] \
+        and joined["joined"]["you"]["username"].startswith("alice_")
 
 
 def test_orders_place_show_list_and_watch_to_paid(mesh: Mesh, alice: Path):
@@ -132,7 +133,8 @@ def test_orders_place_show_list_and_watch_to_paid(mesh: Mesh, alice: Path):
     import tomllib
 
     token = tomllib.loads(alice.read_text())["token"]  # alice's client: hers to order for
-    seeded = subprocess.run([sys.executable, str(ROOT / "examples" / "shop.py"), "--seed-only", "--token", token],
+    seeded = subprocess.run([sys.executable, str(ROOT / "examples" / "shop.py"), "--seed-only",
+                             "--token", token],
                             env=mesh.env(), capture_output=True, text=True, timeout=60)
     assert seeded.returncode == 0, seeded.stderr
     ids = json.loads(seeded.stdout)
@@ -154,8 +156,8 @@ def test_orders_place_show_list_and_watch_to_paid(mesh: Mesh, alice: Path):
 
 def test_events_tail_shows_the_mesh_events_filtered(mesh: Mesh, alice: Path):
     poll_id = mesh.json("polls", "create", "Tail me?", "Yes", "No", config=alice)["poll"]["id"]
-    lines = mesh.run("events", "tail", "--type", "polls.poll.*", "--key", poll_id, "--from", "1", "--limit", "1",
-                     "--json", config=alice,
+    lines = mesh.run("events", "tail", "--type", "polls.poll.*", "--key", poll_id, "--from", "1",
+                     "--limit", "1", "--json", config=alice,
                      AGORA_SERVICE_API_KEY=OPERATOR_KEY)
     assert lines.returncode == 0, lines.stderr
     event = json.loads(lines.stdout.splitlines()[0])
@@ -175,7 +177,8 @@ def test_health_lists_every_service(mesh: Mesh):
     assert len(rows) == 10 and all(r["status"] == "SERVING" for r in rows)
 
 
-def test_exit_codes_for_not_found_unauthenticated_unavailable_and_usage(mesh: Mesh, alice: Path, tmp_path: Path):
+def test_exit_codes_for_not_found_unauthenticated_unavailable_and_usage(
+        mesh: Mesh, alice: Path, tmp_path: Path):
     missing = mesh.run("polls", "show", "00000000-0000-0000-0000-000000000000", "--json", config=alice)
     assert missing.returncode == EXIT_FAILED
     error = json.loads(missing.stderr)["error"]
@@ -183,7 +186,8 @@ def test_exit_codes_for_not_found_unauthenticated_unavailable_and_usage(mesh: Me
     assert mesh.run("orders", "show", "no-such-order", config=alice).returncode == EXIT_FAILED
 
     nobody = tmp_path / "nobody.toml"
-    assert mesh.run("auctions", "create", "x", "--price", "1", config=nobody).returncode == EXIT_UNAUTHENTICATED
+    assert mesh.run("auctions", "create", "x", "--price", "1", config=nobody).returncode \
+        == EXIT_UNAUTHENTICATED
     forged = mesh.run("auctions", "create", "x", "--price", "1", "--token", "forged", config=nobody)
     assert forged.returncode == EXIT_UNAUTHENTICATED and "UNAUTHENTICATED" in forged.stderr
     assert mesh.run("whoami", config=nobody).returncode == EXIT_UNAUTHENTICATED

@@ -1,4 +1,5 @@
-"""The client's parts on their own: targets, retry config, errors, idempotency keys, resume bookkeeping, config file."""
+"""The client's parts on their own: targets, retry config, errors, idempotency keys, resume bookkeeping, \
+config file."""
 
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def test_agora_error_decodes_google_rpc_details():
     bad = error_details_pb2.BadRequest(field_violations=[
         error_details_pb2.BadRequest.FieldViolation(field="option", description="out of range")])
     info = error_details_pb2.ErrorInfo(reason="BID_TOO_LOW", metadata={"minimum_next_bid": "1150"})
-    error = AgoraError.from_rpc_error(_FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION, "too low", [bad, info]))
+    error = AgoraError.from_rpc_error(_FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION, "too low",
+                                                    [bad, info]))
     assert error.code == grpc.StatusCode.FAILED_PRECONDITION and error.message == "too low"
     assert error.field_violations == {"option": "out of range"}
     assert error.reason == "BID_TOO_LOW"

@@ -23,15 +23,17 @@ def client_venv(request, tmp_path_factory) -> Path:
     python = venv / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=120)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "setuptools>=68", "wheel"], check=True, timeout=300)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "setuptools>=68", "wheel"], check=True,
+                       timeout=300)
         deps = ["grpcio>=1.60", "protobuf>=5.26", "googleapis-common-protos>=1.63", "grpcio-status>=1.60",
                 "grpcio-health-checking>=1.60", "rich>=13"]
         subprocess.run([str(python), "-m", "pip", "install", "-q", *deps], check=True, timeout=600)
     source = tmp_path_factory.mktemp("client-src") / "python"
     shutil.copytree(ROOT / "clients" / "python", source,
                     ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__"))
-    out = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-build-isolation", "--force-reinstall",
-                          "--no-deps", str(source)], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-build-isolation",
+                          "--force-reinstall", "--no-deps", str(source)],
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     # the declared dependencies are all there (a new one would need the cached venv rebuilt)
     check = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True, text=True, timeout=120)
@@ -64,10 +66,11 @@ def test_the_agora_command_runs_from_the_client_install(client_venv: Path, tmp_p
     assert helped.returncode == 0, helped.stderr
     for verb in ("login", "polls", "auctions", "chat", "orders", "events", "health"):
         assert verb in helped.stdout
-    events = subprocess.run([agora, "events", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    events = subprocess.run([agora, "events", "--help"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)
     assert "tail" in events.stdout and "dead-letters" not in events.stdout  # that one needs the server side
     up = subprocess.run([agora, "up", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert "not installed" in up.stdout
-    down = subprocess.run([agora, "polls", "list", "--target", "127.0.0.1:1"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
+    down = subprocess.run([agora, "polls", "list", "--target", "127.0.0.1:1"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
     assert down.returncode == 3 and "UNAVAILABLE" in down.stderr

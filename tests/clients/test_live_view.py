@@ -21,7 +21,8 @@ def _screen_until(child: pexpect.spawn, pattern: str, timeout: float = 30) -> st
     deadline = time.monotonic() + timeout
     while not re.search(pattern, ANSI.sub("", seen)):
         if time.monotonic() > deadline:
-            raise AssertionError(f"the live view never showed {pattern!r}; last screen:\n{ANSI.sub('', seen)[-1500:]}")
+            raise AssertionError(f"the live view never showed {pattern!r}; last "
+                                 f"screen:\n{ANSI.sub('', seen)[-1500:]}")
         try:
             seen += child.read_nonblocking(65536, timeout=0.5)
         except pexpect.TIMEOUT:

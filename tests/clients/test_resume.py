@@ -43,7 +43,8 @@ class Served:
                "AGORA_LOG_LEVEL": "WARNING", "AGORA_BACKENDS": "embedded",
                "AGORA_SERVICE_API_KEY": "resume-test-key"}  # two processes of one mesh share the credential
         with open(log, "w") as out:
-            self.proc = subprocess.Popen([*AGORA, "serve", self.domain, "--data-dir", str(self.data)], cwd=ROOT,
+            self.proc = subprocess.Popen([*AGORA, "serve", self.domain, "--data-dir", str(self.data)],
+                                         cwd=ROOT,
                                          env=env, stdout=out, stderr=subprocess.STDOUT)
         wait_for_line(self.proc, log, "ready", timeout=60)
 
@@ -73,7 +74,8 @@ def _user(agora: Agora) -> str:
     name = f"u{uuid.uuid4().hex[:10]}"
     agora.identity.SignUp(identity_pb2.SignUpRequest(user_name=name, email=f"{name}@example.com",
                                                      password="a long password"))
-    return agora.identity.Login(identity_pb2.LoginRequest(user_name=name, password="a long password")).session_token
+    return agora.identity.Login(identity_pb2.LoginRequest(user_name=name,
+                                                          password="a long password")).session_token
 
 
 def _setup(offset: int) -> tuple[str, Agora]:
@@ -82,7 +84,8 @@ def _setup(offset: int) -> tuple[str, Agora]:
     end = auctions_pb2.CreateAuctionRequest().auction_end
     end.FromSeconds(int(time.time()) + 600)
     auction = seller.auctions.CreateAuction(auctions_pb2.CreateAuctionRequest(
-        product_name="Resumable", starting_price=Money(currency_code="USD", amount_minor=100), auction_end=end)).auction
+        product_name="Resumable", starting_price=Money(currency_code="USD", amount_minor=100),
+        auction_end=end)).auction
     bidder = Agora("127.0.0.1", port_offset=offset)
     bidder.token = _user(bidder)
     seller.close()
@@ -94,7 +97,8 @@ def _bid(bidder: Agora, auction_id: str, sequence: int) -> None:
     deadline = time.monotonic() + 30
     while True:  # just after a restart the port may not accept yet; the channel retries, this bounds it
         try:
-            reply = bidder.auctions.PlaceBid(auctions_pb2.PlaceBidRequest(auction_id=auction_id, amount=amount))
+            reply = bidder.auctions.PlaceBid(auctions_pb2.PlaceBidRequest(auction_id=auction_id,
+                                                                          amount=amount))
             assert reply.bid.sequence == sequence
             return
         except AgoraError as error:

@@ -12,7 +12,8 @@ from tests.clients.conftest import ROOT
 def test_mypy_strict_on_the_example_and_the_client():
     env = {**os.environ, "MYPYPATH": str(ROOT / "clients" / "python")}
     out = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "examples/shop.py", "clients/python/agora/client"],
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "examples/shop.py",
+         "clients/python/agora/client"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
     )
     assert out.returncode == 0, out.stdout + out.stderr

@@ -126,9 +126,11 @@ def test_install_steps_give_a_server_that_answers_health_and_stops_on_sigterm(tm
     workdir = tmp_path / "run"
     workdir.mkdir()
     # the polls-tally Deployment's command: the virtualenv's python (first on the image's PATH)
-    tally = subprocess.run([str(venv / "bin" / "python"), "-m", "services.polls.handlers", "--help"], cwd=workdir,
+    tally = subprocess.run([str(venv / "bin" / "python"), "-m", "services.polls.handlers", "--help"],
+                           cwd=workdir,
                            env=server_env, capture_output=True, check=False, text=True, timeout=60)
-    assert tally.returncode == 0 and "AGORA_POLLS_TALLY_IN_PROCESS" in tally.stdout, tally.stdout + tally.stderr
+    assert tally.returncode == 0 and "AGORA_POLLS_TALLY_IN_PROCESS" in tally.stdout, \
+        tally.stdout + tally.stderr
     proc = subprocess.Popen(
         [str(venv / "bin" / "agora"), "serve", "polls"],
         cwd=workdir,

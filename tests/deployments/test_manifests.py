@@ -207,7 +207,8 @@ def test_network_policies_only_the_bridge_is_reachable_from_outside(rendered, ta
         assert 5672 in ports and ports <= {5432, 27017, 9042, 5672}, (name, ports)
     tally = policies[TALLY]["spec"]
     assert tally["podSelector"]["matchLabels"] == {"app": TALLY}
-    assert set(tally["policyTypes"]) == {"Ingress", "Egress"} and not tally.get("ingress"), "nothing calls the tally"
+    assert set(tally["policyTypes"]) == {"Ingress", "Egress"} and not tally.get("ingress"), \
+        "nothing calls the tally"
     assert tally["egress"] == policies["polls"]["spec"]["egress"], "the tally reaches what polls reaches"
 
 
@@ -301,7 +302,8 @@ def test_compose_runs_every_domain_and_the_bridge_with_health_checks() -> None:
     tally = services[TALLY]  # the tally apart, as on Kubernetes
     assert tally["entrypoint"] == ["python", "-m", "services.polls.handlers"] and tally["image"] in images
     port = tally["environment"]["AGORA_GRPC_PORT"]
-    assert f"127.0.0.1:{port}" in " ".join(tally["healthcheck"]["test"]) and f"'{READINESS}'" in tally["healthcheck"]["test"][-1]
+    assert f"127.0.0.1:{port}" in " ".join(tally["healthcheck"]["test"]) \
+        and f"'{READINESS}'" in tally["healthcheck"]["test"][-1]
     assert services["polls"]["environment"]["AGORA_POLLS_TALLY_IN_PROCESS"] == "false"
     assert {"postgres", "mongodb", "rabbitmq"} <= set(tally["depends_on"])
 

@@ -58,7 +58,8 @@ async def mesh(descriptor_set):
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
-        yield Mesh(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", target, descriptor_set, messages, service)
+        yield Mesh(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", target, descriptor_set, messages,
+                   service)
         server.should_exit = True
         await task
     finally:

@@ -89,7 +89,8 @@ class MirrorService:
         if request.code == 0:
             return self.m.wkt("Empty")()
         bad = error_details_pb2.BadRequest(
-            field_violations=[error_details_pb2.BadRequest.FieldViolation(field="code", description="asked for")]
+            field_violations=[error_details_pb2.BadRequest.FieldViolation(field="code",
+                                                                          description="asked for")]
         )
         info = error_details_pb2.ErrorInfo(reason="REQUESTED", domain="agora.testing", metadata={"k": "v"})
         details = []
@@ -97,7 +98,8 @@ class MirrorService:
             packed = any_pb2.Any()
             packed.Pack(d)
             details.append(packed)
-        status = status_pb2.Status(code=request.code, message=request.message or f"failed with {request.code}",
+        status = status_pb2.Status(code=request.code,
+                                   message=request.message or f"failed with {request.code}",
                                    details=details)
         await context.abort_with_status(rpc_status.to_status(status))
 

@@ -56,7 +56,8 @@ def test_raw_bytes_body_builds_or_400(api, raw):
         assert exc.http == 400
 
 
-_param_names = st.sampled_from(_FIELDS + ["inner.label", "inner.size", "inner.color", "labels[k]", "inner.x", "a.b"])
+_param_names = st.sampled_from(_FIELDS + ["inner.label", "inner.size", "inner.color", "labels[k]", "inner.x",
+                                          "a.b"])
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)

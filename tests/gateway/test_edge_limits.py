@@ -187,7 +187,8 @@ async def test_x_forwarded_for_is_honoured_from_a_configured_proxy(mesh):
 async def test_oversized_authorization_and_grpc_metadata_are_refused_431_at_the_bridge(mesh):
     async with bridge(mesh, max_metadata_bytes=2048) as port:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=WAIT) as http:
-            assert (await http.get("/v1/headers", headers={"authorization": "Bearer " + "t" * 1000})).status_code == 200
+            assert (await http.get("/v1/headers",
+                                   headers={"authorization": "Bearer " + "t" * 1000})).status_code == 200
             for header in ("authorization", "grpc-metadata-x-note"):
                 r = await http.get("/v1/headers", headers={header: "Bearer " + "t" * 4000})
                 assert r.status_code == 431, (header, r.text)

@@ -31,7 +31,8 @@ def test_required_bounds_and_patterns(doc):
     options = poll["properties"]["options"]
     assert (options["minItems"], options["maxItems"], options["items"]["maxLength"]) == (2, 100, 200)
     money = schema(doc, "agora.common.v1.Money")
-    assert money["required"] == ["currencyCode"] and money["properties"]["currencyCode"]["pattern"] == "^[A-Z]{3}$"
+    assert money["required"] == ["currencyCode"] \
+        and money["properties"]["currencyCode"]["pattern"] == "^[A-Z]{3}$"
     room = schema(doc, "agora.chat.v1.CreateRoomRequest")["properties"]["roomId"]
     assert room["pattern"].startswith("^$|") and room["type"] == ["string", "null"]  # optional: empty allowed
 
@@ -51,8 +52,10 @@ def test_enums_are_closed(doc):
 def test_bodies_leave_out_path_fields_and_updates_are_patches(doc):
     bid = doc["paths"]["/v1/auctions/{auction_id}/bids"]["post"]["requestBody"]
     body = bid["content"]["application/json"]["schema"]
-    assert "auctionId" not in body["properties"] and body["required"] == ["amount"] and bid["required"] is True
-    patch = doc["paths"]["/v1/products/{product_id}"]["patch"]["requestBody"]["content"]["application/json"]["schema"]
+    assert "auctionId" not in body["properties"] and body["required"] == ["amount"] \
+        and bid["required"] is True
+    patch = \
+        doc["paths"]["/v1/products/{product_id}"]["patch"]["requestBody"]["content"]["application/json"]["schema"]
     assert "required" not in patch and patch["properties"]["name"]["maxLength"] == 200
 
 

@@ -30,7 +30,8 @@ async def test_schemathesis(mesh, tmp_path):
     log = tmp_path / "schemathesis.txt"
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
-            *args, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
+            *args, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL, stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, "NO_COLOR": "1"},
         )
         try:

@@ -45,7 +45,8 @@ async def test_ndjson_default(client):
 
 async def test_stream_that_fails_at_once_gets_http_status(client):
     # Tail on an empty topic is fine; Count with a bad resume cursor is a 400 before any message.
-    r = await client.get("/v1/count", headers={"Accept": "text/event-stream", "Last-Event-ID": "not-a-number"})
+    r = await client.get("/v1/count", headers={"Accept": "text/event-stream",
+                                               "Last-Event-ID": "not-a-number"})
     assert r.status_code == 400 and r.json()["code"] == 3
 
 

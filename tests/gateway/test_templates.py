@@ -51,7 +51,8 @@ def test_template_rejects(template, path):
 
 
 @pytest.mark.parametrize(
-    "bad", ["v1/x", "/v1/{name", "/v1/name}", "/v1/**/x", "/v1/{a}/{a}", "/v1/{1bad}", "/v1//x", "/v1/{a={b}}"]
+    "bad", ["v1/x", "/v1/{name", "/v1/name}", "/v1/**/x", "/v1/{a}/{a}", "/v1/{1bad}", "/v1//x",
+            "/v1/{a={b}}"]
 )
 def test_bad_templates_raise(bad):
     with pytest.raises(TemplateError):
@@ -70,7 +71,8 @@ _TEMPLATES = [
     compile_template(t)
     for t in (
         "/v1/samples/{name}", "/v1/{name=shelves/*/books/*}", "/v1/files/{name=**}", "/v1/samples:echo",
-        "/v1/samples/{name}:publish", "/v1/inner/{inner.label}/samples/{int32_value}", "/v1/any/*/samples/{name}",
+        "/v1/samples/{name}:publish", "/v1/inner/{inner.label}/samples/{int32_value}",
+        "/v1/any/*/samples/{name}",
     )
 ]
 

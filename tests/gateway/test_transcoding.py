@@ -9,7 +9,8 @@ import pytest
 
 async def test_body_star_all_kinds(client):
     sample = {
-        "name": "s1", "int32Value": -5, "int64Value": "9007199254740993", "uint64Value": "18446744073709551615",
+        "name": "s1", "int32Value": -5, "int64Value": "9007199254740993",
+        "uint64Value": "18446744073709551615",
         "flag": True, "ratio": 0.5, "score": 1.5, "blob": base64.b64encode(b"\x00\x01").decode(),
         "color": "COLOR_RED", "tags": ["a", "b"], "numbers": [1, 2], "colors": ["COLOR_GREEN", 1],
         "inner": {"label": "in", "size": 3, "color": "COLOR_GREEN"}, "inners": [{"label": "x"}],
@@ -25,7 +26,8 @@ async def test_body_star_all_kinds(client):
     got = r.json()
     expected = dict(sample, colors=["COLOR_GREEN", "COLOR_RED"], inners=[{"label": "x", "size": 0,
                     "color": "COLOR_UNSPECIFIED"}], at="2024-05-06T07:08:09.123Z", inner={"label": "in",
-                    "size": 3, "color": "COLOR_GREEN"}, extra={"@type": "type.googleapis.com/agora.testing.v1.Inner",
+                    "size": 3, "color": "COLOR_GREEN"},
+                    extra={"@type": "type.googleapis.com/agora.testing.v1.Inner",
                     "label": "packed", "size": 0, "color": "COLOR_UNSPECIFIED"}, ttl="1.500s")
     for key, value in expected.items():
         assert got[key] == value, key
@@ -82,7 +84,8 @@ async def test_query_parameters(client):
         ("int64_value", "-12"), ("uint64Value", "12"), ("flag", "true"), ("ratio", "NaN"), ("score", "0.5"),
         ("at", "2020-01-01T00:00:00Z"), ("ttl", "3s"), ("mask", "name,innerLabel"), ("nick", "n"),
         ("limit", "3"), ("enabled", "true"), ("weight", "1.5"), ("big", "77"), ("small", "8"), ("huge", "9"),
-        ("fraction", "0.5"), ("raw", base64.b64encode(b"q").decode()), ("attrs", '{"x":1}'), ("dynamic", "word"),
+        ("fraction", "0.5"), ("raw", base64.b64encode(b"q").decode()), ("attrs", '{"x":1}'),
+        ("dynamic", "word"),
         ("items", "[1,2]"), ("labels[a]", "b"), ("blob", base64.b64encode(b"zz").decode()),
         ("text", "chosen"),
     ]
@@ -235,7 +238,8 @@ async def test_cookie_session_and_csrf(mesh):
         assert r.status_code == 403
         forged_secret, forged_cookie = CsrfGuard(b"someone else's key").mint()
         r = await c.post("/v1/headers", json={}, headers={
-            "Cookie": f"agora_session=sess1; agora_csrf={forged_cookie}", "X-CSRF-Token": guard.token(forged_secret)})
+            "Cookie": f"agora_session=sess1; agora_csrf={forged_cookie}",
+            "X-CSRF-Token": guard.token(forged_secret)})
         assert r.status_code == 403
         r = await c.post("/v1/headers", json={}, headers={**jar, "Authorization": "Bearer header-wins"})
         assert r.status_code == 200 and r.json()["metadata"]["authorization"] == "Bearer header-wins"
@@ -263,7 +267,8 @@ async def test_docs_health_static(client):
     assert "/v1/{name}" in doc["paths"] and "/v1/samples:echo" in doc["paths"]
     sample = doc["components"]["schemas"]["agora.testing.v1.Sample"]
     assert sample["description"] == "Every kind of field a request can carry."
-    assert sample["properties"]["at"] == {"type": ["string", "null"], "format": "date-time", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T"}
+    assert sample["properties"]["at"] == {"type": ["string", "null"], "format": "date-time",
+                                          "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T"}
     assert sample["additionalProperties"] is False
     count = doc["paths"]["/v1/count"]["get"]["responses"]["200"]["content"]
     assert set(count) == {"text/event-stream", "application/x-ndjson"}
@@ -293,5 +298,6 @@ async def test_health_reports_unreachable(descriptor_set):
         r = await c.get("/v1/samples/x")
         assert r.status_code == 503 and r.json()["code"] == 14
         # gRPC's own words ("failed to connect to all addresses; last error: ...") stay in the bridge
-        assert r.json()["message"] == "the service behind this route is not reachable right now; retry shortly"
+        assert r.json()["message"] \
+            == "the service behind this route is not reachable right now; retry shortly"
     await app.state.bridge.upstreams.close()

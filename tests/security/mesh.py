@@ -36,7 +36,8 @@ class Mesh:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AGORA_")}
         self.env.update({"AGORA_PORT_OFFSET": str(self.offset), "AGORA_HTTP_PORT": str(self.http_port),
                          "AGORA_BACKENDS": "embedded", "AGORA_LOG_FORMAT": "json", "AGORA_LOGIN_RATE": "0",
-                         "AGORA_WRITE_RATE": "0", "AGORA_SERVICE_API_KEY": API_KEY, "AGORA_METRICS_PORT": "-1"})
+                         "AGORA_WRITE_RATE": "0", "AGORA_SERVICE_API_KEY": API_KEY,
+                         "AGORA_METRICS_PORT": "-1"})
         self.env.update(env)
         self.scheme = "https" if self.env.get("AGORA_TLS_CERT") else "http"
         self.proc: subprocess.Popen | None = None
@@ -50,7 +51,8 @@ class Mesh:
 
     def start(self, timeout: float = 90) -> Mesh:
         log = self.log_path.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "agora.cli", "up", "--data-dir", str(self.workdir / "data")],
+        self.proc = subprocess.Popen([sys.executable, "-m", "agora.cli", "up", "--data-dir",
+                                      str(self.workdir / "data")],
                                      cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while b"ready; Ctrl-C" not in self.log_path.read_bytes():
@@ -80,7 +82,8 @@ class Mesh:
         assert not bad, "the mesh logged ERROR lines:\n" + "\n".join(line[:400] for line in bad[:20])
         if was_running:
             assert self.proc is not None and self.proc.returncode == 0, (
-                f"agora up exited {self.proc.returncode if self.proc else None} on SIGTERM:\n{self.log_text()[-2000:]}")
+                f"agora up exited {self.proc.returncode if self.proc else None} on "
+                f"SIGTERM:\n{self.log_text()[-2000:]}")
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -69,7 +69,8 @@ async def http(open_mesh):
 async def new_user(http: httpx.AsyncClient) -> dict:
     name = f"w{uuid.uuid4().hex[:10]}"
     password = f"Pw-{uuid.uuid4().hex}"
-    r = await http.post("/v1/users", json={"user_name": name, "email": f"{name}@example.com", "password": password})
+    r = await http.post("/v1/users", json={"user_name": name, "email": f"{name}@example.com",
+                                           "password": password})
     assert r.status_code == 200, r.text
     r = await http.post("/v1/auth/login", json={"user_name": name, "password": password})
     assert r.status_code == 200, r.text
@@ -81,14 +82,17 @@ async def owned_world(http: httpx.AsyncClient, alice: dict) -> dict[str, str]:
     """Alice's things, one of each kind a path can name: path variable name -> id."""
     h = bearer(alice)
     tag = uuid.uuid4().hex[:8]
-    client = (await http.post("/v1/clients", json={"name": "Alice", "email": f"a-{tag}@example.com"}, headers=h))
+    client = (await http.post("/v1/clients", json={"name": "Alice", "email": f"a-{tag}@example.com"},
+                              headers=h))
     assert client.status_code == 200, client.text
     client_id = client.json()["client"]["id"]
-    seller = await http.post("/v1/sellers", json={"name": "Alice's shop", "email": f"s-{tag}@example.com"}, headers=h)
+    seller = await http.post("/v1/sellers", json={"name": "Alice's shop", "email": f"s-{tag}@example.com"},
+                             headers=h)
     assert seller.status_code == 200, seller.text
     seller_id = seller.json()["seller"]["id"]
     product = await http.post("/v1/products", headers=h, json={
-        "seller_id": seller_id, "name": "Lamp", "stock": 50, "price": {"currency_code": "EUR", "amount_minor": "900"}})
+        "seller_id": seller_id, "name": "Lamp", "stock": 50,
+        "price": {"currency_code": "EUR", "amount_minor": "900"}})
     assert product.status_code == 200, product.text
     product_id = product.json()["product"]["id"]
     order = await http.post("/v1/orders", headers=h, json={
@@ -125,7 +129,8 @@ async def answer(http: httpx.AsyncClient, method: str, url: str, headers: dict) 
     kwargs = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
     try:
         async with asyncio.timeout(3):
-            async with http.stream(method, url, headers={**headers, "accept": "application/json"}, **kwargs) as r:
+            async with http.stream(method, url, headers={**headers, "accept": "application/json"},
+                                   **kwargs) as r:
                 body = b""
                 async for chunk in r.aiter_bytes():
                     body += chunk
@@ -159,14 +164,16 @@ async def test_walk_every_operation_as_anonymous_stranger_and_owner(http):
         counts["anonymous"] += 1
         if anon >= 500:
             failures.append(f"anonymous {method} {path} ({rpc}): {anon}")
-        if access in (USER, OWNER) and anon != 401 and not (client_streaming and anon < 500 and not 200 <= anon < 300):
+        if (access in (USER, OWNER) and anon != 401
+                and not (client_streaming and anon < 500 and not 200 <= anon < 300)):
             failures.append(f"anonymous {method} {path} ({rpc}, {NAMES[access]}): {anon}, not 401")
         if access != OWNER:
             continue
         stranger, text = await answer(http, method, url, bearer(bob))
         counts["stranger"] += 1
         names_owned = any(m.group(1) in world for m in _VAR.finditer(path))
-        if not names_owned and 200 <= stranger < 300 and any(world[k] in text for k in ("user_id", "order_id")):
+        if (not names_owned and 200 <= stranger < 300
+                and any(world[k] in text for k in ("user_id", "order_id"))):
             failures.append(f"stranger {method} {path} ({rpc}) saw the owner's data")
         owner, text = await answer(http, method, url, bearer(alice))
         counts["owner"] += 1
@@ -196,7 +203,8 @@ async def test_finding_1_cases(http):
     """The exact holes of issue 18 finding 1, with no service key configured."""
     alice, bob = await new_user(http), await new_user(http)
     world = await owned_world(http, alice)
-    order, product, client, payment = world["order_id"], world["product_id"], world["client_id"], world["payment_id"]
+    order, product, client, payment = (world["order_id"], world["product_id"], world["client_id"],
+                                       world["payment_id"])
     anonymous = [
         ("POST", f"/v1/orders/{order}:cancel", {}),
         ("POST", f"/v1/payments/{payment}:refund", {}),
@@ -204,7 +212,8 @@ async def test_finding_1_cases(http):
         ("GET", "/v1/notifications:watch", None),
         ("PATCH", f"/v1/clients/{client}?update_mask=name", {"name": "Mallory"}),
         ("POST", f"/v1/products/{product}:adjustStock", {"delta": 5}),
-        ("PATCH", f"/v1/products/{product}?update_mask=price", {"price": {"currency_code": "EUR", "amount_minor": "1"}}),
+        ("PATCH", f"/v1/products/{product}?update_mask=price",
+         {"price": {"currency_code": "EUR", "amount_minor": "1"}}),
         ("GET", f"/v1/orders/{order}", None),
         ("GET", f"/v1/payments/{payment}", None),
     ]
@@ -224,7 +233,8 @@ async def test_finding_1_cases(http):
     assert r.status_code == 404, r.text
     # Another signed-in user cannot change alice's product, client, order or payment.
     stranger = [
-        ("PATCH", f"/v1/products/{product}?update_mask=price", {"price": {"currency_code": "EUR", "amount_minor": "1"}}),
+        ("PATCH", f"/v1/products/{product}?update_mask=price",
+         {"price": {"currency_code": "EUR", "amount_minor": "1"}}),
         ("POST", f"/v1/products/{product}:adjustStock", {"delta": 5}),
         ("PATCH", f"/v1/clients/{client}?update_mask=name", {"name": "Mallory"}),
         ("POST", f"/v1/orders/{order}:cancel", {}),
@@ -241,7 +251,8 @@ async def test_finding_1_cases(http):
     assert r.status_code == 200 and r.json()["product"]["price"]["amountMinor"] == "1200", r.text
     r = await http.post(f"/v1/products/{product}:adjustStock", json={"delta": 5}, headers=bearer(alice))
     assert r.status_code == 200, r.text
-    r = await http.patch(f"/v1/clients/{client}?update_mask=name", json={"name": "Alice B."}, headers=bearer(alice))
+    r = await http.patch(f"/v1/clients/{client}?update_mask=name", json={"name": "Alice B."},
+                         headers=bearer(alice))
     assert r.status_code == 200 and r.json()["client"]["name"] == "Alice B.", r.text
     r = await http.get("/v1/notifications", headers=bearer(alice))
     assert r.status_code == 200 and order in r.text, r.text

@@ -12,7 +12,8 @@ from tests.security.conftest import sign_up
 SEND = """async ([path, body, intercept]) => {
     let request = {url: path, method: "POST", headers: {"Content-Type": "application/json"}, body};
     if (intercept) request = await window.ui.getConfigs().requestInterceptor(request);
-    const reply = await fetch(request.url, {method: request.method, headers: request.headers, body: request.body,
+    const reply = await fetch(request.url, {method: request.method, headers: request.headers, \
+body: request.body,
                                             credentials: "same-origin"});
     return [reply.status, await reply.text()];
 }"""

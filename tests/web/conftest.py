@@ -54,9 +54,11 @@ async def make_user(mesh, prefix: str = "u") -> dict:
     metadata = [("x-forwarded-for", address)]
     async with grpc.aio.insecure_channel(mesh.target("identity")) as channel:
         stub = identity_pb2_grpc.IdentityServiceStub(channel)
-        reply = await stub.SignUp(ipb.SignUpRequest(user_name=name, email=f"{name}@example.com", password=PASSWORD),
+        reply = await stub.SignUp(ipb.SignUpRequest(user_name=name, email=f"{name}@example.com",
+                                                    password=PASSWORD),
                                   metadata=metadata, timeout=20)
-        login = await stub.Login(ipb.LoginRequest(user_name=name, password=PASSWORD), metadata=metadata, timeout=20)
+        login = await stub.Login(ipb.LoginRequest(user_name=name, password=PASSWORD), metadata=metadata,
+                                 timeout=20)
     return {"name": name, "password": PASSWORD, "id": reply.user_id, "token": login.session_token}
 
 
@@ -67,7 +69,8 @@ def bearer(user: dict) -> dict:
 async def signed_in_context(browser, base: str, user: dict, width: int):
     """A browser context (one person's cookie jar) holding `user`'s session cookie, as after the dialog."""
     context = await browser.new_context(viewport={"width": width, "height": 860})
-    await context.add_cookies([{"name": SESSION_COOKIE, "value": user["token"], "url": base, "httpOnly": True}])
+    await context.add_cookies([{"name": SESSION_COOKIE, "value": user["token"], "url": base,
+                                "httpOnly": True}])
     # The pages ask who is signed in only when this browser signed in before (the cookie is HttpOnly).
     await context.add_init_script("localStorage.setItem('agora.signedIn', '1')")
     return context
@@ -90,6 +93,7 @@ async def create_auction(base: str, seller: dict, name: str, *, seconds: float =
 
 async def place_bid(base: str, bidder: dict, auction_id: str, minor: int) -> dict:
     async with httpx.AsyncClient(base_url=base, timeout=20.0, headers=bearer(bidder)) as client:
-        r = await client.post(f"/v1/auctions/{auction_id}/bids", json={"amount": usd(minor), "requestId": uuid.uuid4().hex})
+        r = await client.post(f"/v1/auctions/{auction_id}/bids",
+                              json={"amount": usd(minor), "requestId": uuid.uuid4().hex})
         assert r.status_code == 200, r.text
         return r.json()

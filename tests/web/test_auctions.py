@@ -53,7 +53,8 @@ async def test_ended_auctions_say_how_they_ended(browser, base, people, ending, 
     page, seen = await new_page(browser, width)
     try:
         await page.goto(f"{base}/auctions/?auction={ending['sold']['id']}")
-        await page.wait_for_selector(f"#result >> text=Sold to {people['bob']['name']} for 12.00 USD.", timeout=CLOSE_WAIT_MS)
+        await page.wait_for_selector(f"#result >> text=Sold to {people['bob']['name']} for 12.00 USD.",
+                                     timeout=CLOSE_WAIT_MS)
         assert await page.is_hidden("#bid")
         assert await rows(page) == [f"#1{people['bob']['name']}12.00 USD"]
         assert await page.inner_text("#ends-label") == "Ended"
@@ -61,7 +62,8 @@ async def test_ended_auctions_say_how_they_ended(browser, base, people, ending, 
         await assert_fits(page)
         await shot(page, "auctions-sold")
         await page.click(f"#ended-list a[data-auction='{ending['unsold']['id']}']")
-        await page.wait_for_selector("#result >> text=Ended without bids: nothing was sold.", timeout=CLOSE_WAIT_MS)
+        await page.wait_for_selector("#result >> text=Ended without bids: nothing was sold.",
+                                     timeout=CLOSE_WAIT_MS)
         assert await page.inner_text("#title") == ending["unsold"]["productName"]
         assert await rows(page) == []
         assert await page.is_hidden("#bid")
@@ -79,11 +81,13 @@ async def test_the_list_shows_open_auctions_with_live_prices(browser, base, peop
         price = page.locator(f"#open-list a[data-auction='{auction['id']}'] .price")
         await price.wait_for(timeout=WAIT_MS)
         await page.wait_for_function(
-            f"document.querySelector(\"#open-list a[data-auction='{auction['id']}'] .price\").textContent === '10.00 USD'",
+            f"document.querySelector(\"#open-list a[data-auction='{auction['id']}'] .price\").textContent "
+            f"=== '10.00 USD'",
             timeout=WAIT_MS)
         await place_bid(base, people["bob"], auction["id"], 1500)
         await page.wait_for_function(
-            f"document.querySelector(\"#open-list a[data-auction='{auction['id']}'] .price\").textContent === '15.00 USD'",
+            f"document.querySelector(\"#open-list a[data-auction='{auction['id']}'] .price\").textContent "
+            f"=== '15.00 USD'",
             timeout=WAIT_MS)
         await page.click(f"#open-list a[data-auction='{auction['id']}']")
         await page.wait_for_selector(f"#title >> text={auction['productName']}", timeout=WAIT_MS)
@@ -173,7 +177,8 @@ async def test_selling_uses_labelled_duration_and_increment(browser, mesh, base,
         await page.wait_for_selector(f"#title >> text={item}", timeout=WAIT_MS)
         assert await page.inner_text("#price") == "40.00 USD"
         assert await page.inner_text("#minimum") == "40.00 USD"
-        assert (await page.inner_text("#ends")).startswith("in 29m") or (await page.inner_text("#ends")).startswith("in 30m")
+        assert (await page.inner_text("#ends")).startswith("in 29m") \
+            or (await page.inner_text("#ends")).startswith("in 30m")
         await page.wait_for_selector("#notice >> text=This is your auction", timeout=WAIT_MS)
         await page.wait_for_selector(f"#open-list >> text={item}", timeout=WAIT_MS)
         await assert_fits(page)
@@ -191,7 +196,8 @@ async def test_an_unknown_auction_replaces_the_one_shown(browser, base, people, 
         await page.goto(f"{base}/auctions/?auction={auction['id']}")
         await page.wait_for_selector(f"#title >> text={auction['productName']}", timeout=WAIT_MS)
         # The browser's back/forward way of changing the URL: no reload.
-        await page.evaluate(f"history.pushState(null, '', '?auction={missing}'); dispatchEvent(new PopStateEvent('popstate'))")
+        await page.evaluate(f"history.pushState(null, '', '?auction={missing}'); dispatchEvent(new "
+                            f"PopStateEvent('popstate'))")
         await page.wait_for_selector("#unknown", state="visible", timeout=WAIT_MS)
         assert missing in await page.inner_text("#unknown")
         view = await page.inner_text("#view")

@@ -16,7 +16,8 @@ from tests.web.conftest import PASSWORD, bearer, make_user
 async def make_room(mesh, title: str) -> str:
     owner = await make_user(mesh, prefix="owner")
     async with httpx.AsyncClient(base_url=mesh.base_url, timeout=20.0, headers=bearer(owner)) as client:
-        r = await client.post("/v1/rooms", json={"title": title, "roomId": f"{title.lower()}-{uuid.uuid4().hex[:6]}"})
+        r = await client.post("/v1/rooms", json={"title": title,
+                                                 "roomId": f"{title.lower()}-{uuid.uuid4().hex[:6]}"})
         assert r.status_code == 200, r.text
         return r.json()["room"]["id"]
 
@@ -56,7 +57,8 @@ async def test_talk_see_live_counts_and_come_back_after_a_reload(browser, mesh, 
         await bob.fill("#text", nasty)
         await bob.click("#send")
         await ann.wait_for_function(
-            "[...document.querySelectorAll('#log li.message .text')].some(t => t.textContent.includes('bold'))",
+            "[...document.querySelectorAll('#log li.message .text')].some(t => "
+            "t.textContent.includes('bold'))",
             timeout=WAIT_MS)
         assert await ann.locator("#log img, #log b").count() == 0
         assert await ann.evaluate("window.pwned") is None
@@ -76,10 +78,12 @@ async def test_talk_see_live_counts_and_come_back_after_a_reload(browser, mesh, 
         chat = [url for url in sockets if f"/v1/rooms/{lobby}/chat" in url]
         assert len(chat) == 1 and "resume_from=" in chat[0], chat
         resumed = int(chat[0].rsplit("resume_from=", 1)[1])
-        shown = [int(s) for s in await ann.eval_on_selector_all("#log li[data-sequence]", "l => l.map(e => e.dataset.sequence)")]
+        shown = [int(s) for s in await ann.eval_on_selector_all("#log li[data-sequence]",
+                                                                "l => l.map(e => e.dataset.sequence)")]
         assert shown == list(range(shown[0], shown[-1] + 1)), shown   # no gap, no duplicate
         # History up to `resumed`, then the stream from there on: this page's own join comes next.
-        rejoined = await ann.locator("#log li.presence", has_text="ann joined").last.get_attribute("data-sequence")
+        rejoined = await ann.locator("#log li.presence",
+                                     has_text="ann joined").last.get_attribute("data-sequence")
         assert int(rejoined) == resumed + 1, (resumed, rejoined, shown)
         await bob.fill("#text", "welcome back")
         await bob.click("#send")

@@ -12,13 +12,13 @@ CSS = Path(__file__).resolve().parents[2] / "gateway" / "static" / "agora.css"
 
 # (text, background) as the stylesheets pair them.
 PAIRS = [
-    ("text", "bg"), ("text", "surface"), ("text", "accent-soft"),           # body, cards, info notices
-    ("muted", "surface"), ("muted", "bg"),                                   # hints, times, the chat log
-    ("accent", "surface"), ("accent", "bg"), ("accent", "accent-soft"),      # links, secondary buttons, badges
-    ("on-accent", "accent"), ("on-accent", "accent-hover"),                  # buttons
-    ("header-text", "header-bg"), ("header-link", "header-bg"),              # the shared header
-    ("danger", "surface"), ("danger", "danger-soft"),                        # errors
-    ("ok", "surface"), ("ok", "ok-soft"), ("warn", "warn-soft"),             # states
+    ("text", "bg"), ("text", "surface"), ("text", "accent-soft"),         # body, cards, info notices
+    ("muted", "surface"), ("muted", "bg"),                                # hints, times, the chat log
+    ("accent", "surface"), ("accent", "bg"), ("accent", "accent-soft"),   # links, secondary buttons, badges
+    ("on-accent", "accent"), ("on-accent", "accent-hover"),               # buttons
+    ("header-text", "header-bg"), ("header-link", "header-bg"),           # the shared header
+    ("danger", "surface"), ("danger", "danger-soft"),                     # errors
+    ("ok", "surface"), ("ok", "ok-soft"), ("warn", "warn-soft"),          # states
 ]
 
 

@@ -39,12 +39,14 @@ async def order_with(page, card: str) -> str:
     before = await page.locator("#orders li.order").count()
     await page.select_option("#order-form select[name=card]", card)
     await page.click("#place")
-    await page.wait_for_function(f"document.querySelectorAll('#orders li.order').length === {before + 1}", timeout=WAIT_MS)
+    await page.wait_for_function(f"document.querySelectorAll('#orders li.order').length === {before + 1}",
+                                 timeout=WAIT_MS)
     return await page.locator("#orders li.order").first.get_attribute("data-order")
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-async def test_orders_move_from_placed_to_paid_or_failed_live_with_their_notifications(browser, mesh, base, width):
+async def test_orders_move_from_placed_to_paid_or_failed_live_with_their_notifications(
+        browser, mesh, base, width):
     user = await make_user(mesh)
     context = await signed_in_context(browser, base, user, width)
     page, seen = await new_page(browser, width, context=context)
@@ -60,7 +62,8 @@ async def test_orders_move_from_placed_to_paid_or_failed_live_with_their_notific
         await page.fill("#product-form input[name=stock]", "5")
         await page.click("#product-form button[type=submit]")
         await page.wait_for_function(
-            f"document.querySelector('#product').selectedOptions[0].textContent.startsWith('{product} · 12.50 USD')",
+            f"document.querySelector('#product').selectedOptions[0].textContent.startsWith('{product} · "
+            f"12.50 USD')",
             timeout=WAIT_MS)
         await page.wait_for_selector("#live >> text=live", timeout=WAIT_MS)
 
@@ -69,7 +72,8 @@ async def test_orders_move_from_placed_to_paid_or_failed_live_with_their_notific
         card = page.locator(f"li.order[data-order='{paid}']")
         assert f"2 × {product}" in await card.inner_text()
         assert "Total 25.00 USD" in await card.inner_text()
-        await page.wait_for_selector(f"li.order[data-order='{paid}'][data-status=ORDER_STATUS_PAID]", timeout=LIVE_MS)
+        await page.wait_for_selector(f"li.order[data-order='{paid}'][data-status=ORDER_STATUS_PAID]",
+                                     timeout=LIVE_MS)
         timeline = await card.locator(".timeline li .badge").all_inner_texts()
         assert timeline == ["placed", "paid"], timeline
         await card.locator(".mails li").first.wait_for(timeout=LIVE_MS)
@@ -88,7 +92,8 @@ async def test_orders_move_from_placed_to_paid_or_failed_live_with_their_notific
 
         # After a reload the orders, their history and their notifications are all still there.
         await page.reload()
-        await page.wait_for_selector(f"li.order[data-order='{paid}'][data-status=ORDER_STATUS_PAID]", timeout=WAIT_MS)
+        await page.wait_for_selector(f"li.order[data-order='{paid}'][data-status=ORDER_STATUS_PAID]",
+                                     timeout=WAIT_MS)
         await page.wait_for_selector(f"li.order[data-order='{failed}'] .mails li", timeout=WAIT_MS)
         seen.assert_clean()
     finally:

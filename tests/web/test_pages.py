@@ -15,7 +15,8 @@ NAV = ["Chat", "Polls", "Auctions", "Orders", "API docs"]
 # Every visible form control has a name a screen reader reads out: a <label>, or aria-label(ledby).
 UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea')]
     .filter(c => c.type !== 'hidden' && c.offsetParent !== null && !c.closest('#swagger-ui'))
-    .filter(c => !(c.labels && c.labels.length) && !c.getAttribute('aria-label') && !c.getAttribute('aria-labelledby'))
+    .filter(c => !(c.labels && c.labels.length) && !c.getAttribute('aria-label') && \
+!c.getAttribute('aria-labelledby'))
     .map(c => c.outerHTML.slice(0, 120))"""
 
 
@@ -65,7 +66,8 @@ async def test_signed_in_header_stays_on_one_line(browser, mesh, base, width):
             await page.wait_for_selector("#sign-out", timeout=WAIT_MS)
             who = page.locator(".site-header .who")
             assert await who.get_attribute("title") == f"Signed in as {user['name']}"
-            assert user["name"].startswith(await who.inner_text() or "-") or (await who.inner_text()) == user["name"]
+            assert user["name"].startswith(await who.inner_text() or "-") \
+                or (await who.inner_text()) == user["name"]
             # Brand, user and "Sign out" share one row; nothing in the account area wraps.
             rows = await page.evaluate("""() => ['.brand', '.who', '#sign-out'].map(s => {
                 const r = document.querySelector('.site-header ' + s).getBoundingClientRect();

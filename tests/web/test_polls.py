@@ -27,7 +27,8 @@ async def test_create_vote_and_the_bars_keep_labels_and_proportions(browser, bas
     try:
         await page.goto(f"{base}/polls/")
         await page.fill("input[name=question]", question)
-        await page.fill("textarea[name=options]", "Kitchen\nA much longer option label that has to wrap somewhere\nGarden")
+        await page.fill("textarea[name=options]",
+                        "Kitchen\nA much longer option label that has to wrap somewhere\nGarden")
         await page.select_option("select[name=policy]", "VOTE_POLICY_UNRESTRICTED")
         await page.click("#create-form button[type=submit]")
         await page.wait_for_selector(f"#question >> text={question}", timeout=WAIT_MS)
@@ -44,12 +45,14 @@ async def test_create_vote_and_the_bars_keep_labels_and_proportions(browser, bas
             "document.querySelector(\"#bars li[data-index='0'] .fill\").getBoundingClientRect().width > 0"
             " && !document.querySelector('#bars .fill').getAnimations().length", timeout=WAIT_MS)
         bars = await page.evaluate(BARS)
-        assert [b["label"] for b in bars] == ["Kitchen", "A much longer option label that has to wrap somewhere", "Garden"]
+        assert [b["label"] for b in bars] == ["Kitchen",
+                                              "A much longer option label that has to wrap somewhere",
+                                              "Garden"]
         assert [b["count"] for b in bars] == ["3", "1", "1"]
         for bar in bars:
             assert bar["labelWidth"] > 40, bar       # the label is readable, not squeezed away
             assert bar["track"] > (150 if width == PHONE else 250), bar
-            assert abs(bar["fill"] / bar["track"] - int(bar["count"]) / 5) < 0.03, bar   # its share of the votes
+            assert abs(bar["fill"] / bar["track"] - int(bar["count"]) / 5) < 0.03, bar  # its share of votes
         assert await page.inner_text("#bars li[data-index='0'] .pct") == "60%"
         await assert_fits(page)
         await shot(page, "polls-voting")
@@ -61,7 +64,8 @@ async def test_create_vote_and_the_bars_keep_labels_and_proportions(browser, bas
 @pytest.mark.parametrize("width", WIDTHS)
 async def test_an_unknown_poll_replaces_the_board_with_a_clear_message(browser, base, width):
     async with httpx.AsyncClient(base_url=base, timeout=20.0) as http:
-        poll = (await http.post("/v1/polls", json={"question": "Known poll?", "options": ["yes", "no"]})).json()["poll"]
+        poll = (await http.post("/v1/polls", json={"question": "Known poll?",
+                                                   "options": ["yes", "no"]})).json()["poll"]
     missing = f"nope-{uuid.uuid4().hex[:6]}"
     page, seen = await new_page(browser, width, allowed=(f"/v1/polls/{missing}",))
     try:
@@ -108,7 +112,8 @@ async def test_owning_a_poll_asks_for_sign_in_and_the_creator_closes_it(browser,
     other = await make_user(mesh)
     context = await signed_in_context(browser, base, other, width)
     async with httpx.AsyncClient(base_url=base, timeout=20.0) as http:
-        poll = (await http.post("/v1/polls", json={"question": "Not yours", "options": ["a", "b"]})).json()["poll"]
+        poll = (await http.post("/v1/polls", json={"question": "Not yours",
+                                                   "options": ["a", "b"]})).json()["poll"]
     page, seen = await new_page(browser, width, context=context)
     try:
         await page.goto(f"{base}/polls/#{poll['id']}")

@@ -164,7 +164,8 @@ class InProcessBus:
             return
         log.error("event %s (%s) dead-lettered by %s after %d attempts: %s",
                   envelope.id, envelope.type, group.name, delivery.attempt, error)
-        letter = DeadLetter(envelope.id, group.name, envelope.type, envelope.key, delivery.attempt, error, envelope)
+        letter = DeadLetter(envelope.id, group.name, envelope.type, envelope.key, delivery.attempt,
+                            error, envelope)
         metrics.bus_dead_letters(group.name, envelope.type).inc()
         group.dead.append((letter, envelope))
 

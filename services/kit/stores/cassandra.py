@@ -24,7 +24,8 @@ from services.kit.telemetry.metrics import cassandra_operation, observe_cassandr
 
 
 class CassandraDatabase:
-    def __init__(self, settings: Settings, *, keyspace: str | None = None, replication_factor: int = 1) -> None:
+    def __init__(self, settings: Settings, *, keyspace: str | None = None,
+                 replication_factor: int = 1) -> None:
         self.settings = settings
         self.keyspace = keyspace or settings.cassandra_keyspace
         self.replication_factor = replication_factor

@@ -43,7 +43,8 @@ class PostgresDatabase:
                 try:
                     with conn, conn.cursor() as cur:
                         # Two processes starting on a fresh database would race on CREATE SCHEMA.
-                        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"agora-schema:{self.schema}",))
+                        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
+                                    (f"agora-schema:{self.schema}",))
                         cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                 finally:
                     self._pool.putconn(conn)

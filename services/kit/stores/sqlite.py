@@ -24,7 +24,8 @@ class SqliteDatabase:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{Path(self.path).stem}")
+        self._executor = ThreadPoolExecutor(max_workers=1,
+                                            thread_name_prefix=f"sqlite-{Path(self.path).stem}")
         self._conn: sqlite3.Connection | None = None
 
     def _connection(self) -> sqlite3.Connection:

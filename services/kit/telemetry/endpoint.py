@@ -20,7 +20,8 @@ class MetricsEndpoint:
             self._server, self._thread = start_http_server(port, addr=host)
         except (OSError, OverflowError) as exc:
             if not fallback or port == 0:
-                raise RuntimeError(f"cannot serve /metrics on {host}:{port} ({getattr(exc, 'strerror', exc)}); "
+                raise RuntimeError(f"cannot serve /metrics on {host}:{port} "
+                                   f"({getattr(exc, 'strerror', exc)}); "
                                    "set AGORA_METRICS_PORT (-1 turns it off)") from None
             log.warning("/metrics port %d is taken; serving on a free port instead", port)
             self._server, self._thread = start_http_server(0, addr=host)

@@ -59,20 +59,24 @@ stream_overflows = _Family(Counter(
 bus_published = _Family(Counter(
     "agora_bus_published_total", "Events the broker confirmed", ["type"]))
 bus_consumed = _Family(Counter(
-    "agora_bus_consumed_total", "Event deliveries handled, by outcome (ok, failed)", ["group", "type", "outcome"]))
+    "agora_bus_consumed_total", "Event deliveries handled, by outcome (ok, failed)",
+    ["group", "type", "outcome"]))
 bus_retries = _Family(Counter(
     "agora_bus_retries_total", "Failed deliveries scheduled for another attempt", ["group", "type"]))
 bus_dead_letters = _Family(Counter(
-    "agora_bus_dead_letters_total", "Events parked as dead letters after the last failed attempt", ["group", "type"]))
+    "agora_bus_dead_letters_total", "Events parked as dead letters after the last failed attempt",
+    ["group", "type"]))
 bus_lag = _Family(Histogram(
     "agora_bus_consumer_lag_seconds", "From the event's occurred_at to its handling starting", ["group"],
     buckets=_LAG))
 bus_handle_duration = _Family(Histogram(
-    "agora_bus_handle_duration_seconds", "Time a consumer's handler took per delivery", ["group"], buckets=_LATENCY))
+    "agora_bus_handle_duration_seconds", "Time a consumer's handler took per delivery", ["group"],
+    buckets=_LATENCY))
 bus_pending = _Family(Gauge(
     "agora_bus_consumer_pending", "Events delivered to this process and not yet handled", ["group"]))
 outbox_relayed = Counter("agora_bus_outbox_relayed_total", "Events the outbox relays put on the bus")
-outbox_failures = Counter("agora_bus_outbox_failures_total", "Outbox relay rounds that failed (database or bus)")
+outbox_failures = Counter("agora_bus_outbox_failures_total",
+                          "Outbox relay rounds that failed (database or bus)")
 
 # -- stores (services/kit/stores)
 store_duration = _Family(Histogram(
@@ -81,7 +85,8 @@ store_duration = _Family(Histogram(
 
 # -- the bridge (gateway/telemetry.py)
 http_duration = _Family(Histogram(
-    "agora_http_request_duration_seconds", "Bridge requests by route (the RPC, or a fixed path), method, status",
+    "agora_http_request_duration_seconds",
+    "Bridge requests by route (the RPC, or a fixed path), method, status",
     ["route", "method", "status"], buckets=_LATENCY))
 http_active = _Family(Gauge(
     "agora_http_requests_active", "Bridge requests (and streams, WebSockets) open now", ["kind"]))
@@ -129,7 +134,8 @@ def _naming(method: Callable[..., Awaitable[T]], operation: str) -> Callable[...
 
 # The operation name CassandraDatabase.execute runs under, for the request listener below (which
 # runs on the requesting thread: an adapter's own calls in a worker thread set it there).
-cassandra_operation: contextvars.ContextVar[str | None] = contextvars.ContextVar("cassandra_operation", default=None)
+cassandra_operation: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "cassandra_operation", default=None)
 
 
 def observe_cassandra_requests(session: Any) -> None:

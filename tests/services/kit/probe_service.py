@@ -110,7 +110,8 @@ async def _main(port: int) -> int:
         return spec()
 
     settings = Settings.from_env(grpc_port=port, log_format="text")
-    return await run(settings, [(DOMAIN, build)], gateway=False, stop=None, announce=lambda line: print(line, flush=True))
+    return await run(settings, [(DOMAIN, build)], gateway=False, stop=None,
+                     announce=lambda line: print(line, flush=True))
 
 
 if __name__ == "__main__":

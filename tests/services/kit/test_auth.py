@@ -34,7 +34,8 @@ async def server():
 async def whoami(address: str, token: str | None, method: str = "WhoAmI") -> bytes:
     metadata = [("authorization", f"Bearer {token}")] if token else None
     async with grpc.aio.insecure_channel(address) as channel:
-        return await channel.unary_unary(f"/{probe_service.DOMAIN.service}/{method}")(b"", metadata=metadata, timeout=5)
+        return await channel.unary_unary(f"/{probe_service.DOMAIN.service}/{method}")(
+            b"", metadata=metadata, timeout=5)
 
 
 async def test_caller_is_resolved_cached_and_revocable(server):
@@ -66,7 +67,8 @@ async def test_a_dead_token_is_anonymous_for_public_calls_and_refused_for_privat
 
 async def call(address: str, method: str, metadata=None) -> bytes:
     async with grpc.aio.insecure_channel(address) as channel:
-        return await channel.unary_unary(f"/{probe_service.DOMAIN.service}/{method}")(b"", metadata=metadata, timeout=5)
+        return await channel.unary_unary(f"/{probe_service.DOMAIN.service}/{method}")(
+            b"", metadata=metadata, timeout=5)
 
 
 @pytest.fixture
@@ -89,7 +91,8 @@ async def test_with_a_service_key_internal_calls_need_it(keyed_server):
     address = keyed_server.address
     assert await call(address, "Internal", [("x-api-key", "k-123")]) == b"internal"
     assert await call(address, "Mine", [("x-api-key", "k-123")]) == b"internal"
-    assert await call(address, "Mine", [("authorization", "Bearer good-token")]) == b"u1"  # owners need no key
+    # owners need no key
+    assert await call(address, "Mine", [("authorization", "Bearer good-token")]) == b"u1"
     for metadata in (None, [("x-api-key", "stale")], [("x-api-key", "k-12")]):
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await call(address, "Internal", metadata)
@@ -104,7 +107,8 @@ async def test_with_a_service_key_internal_calls_need_it(keyed_server):
 async def test_without_a_service_key_nobody_is_internal(server, monkeypatch):
     """Absent credentials are anonymous, never internal: a server with no key has no internal callers."""
     srv, _, _ = server
-    monkeypatch.setenv("AGORA_SERVICE_API_KEY", "set-after-start")  # the kit reads Settings, not the environment
+    # the kit reads Settings, not the environment
+    monkeypatch.setenv("AGORA_SERVICE_API_KEY", "set-after-start")
     for metadata in (None, [("x-api-key", "")], [("x-api-key", "set-after-start")]):
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await call(srv.address, "Internal", metadata)

@@ -51,7 +51,8 @@ def test_polls_tally_in_process_defaults_on_and_reads_the_usual_words():
         assert Settings.from_env({"AGORA_POLLS_TALLY_IN_PROCESS": raw}).polls_tally_in_process is False, raw
     for raw in ("true", "True", "1", "yes", "on"):
         assert Settings.from_env({"AGORA_POLLS_TALLY_IN_PROCESS": raw}).polls_tally_in_process is True, raw
-    assert Settings.from_env({"AGORA_POLLS_TALLY_IN_PROCESS": ""}).polls_tally_in_process is True  # empty: default
+    # empty: default
+    assert Settings.from_env({"AGORA_POLLS_TALLY_IN_PROCESS": ""}).polls_tally_in_process is True
     with pytest.raises(ValueError, match="AGORA_POLLS_TALLY_IN_PROCESS"):
         Settings.from_env({"AGORA_POLLS_TALLY_IN_PROCESS": "flase"})  # a typo is an error, not "false"
     assert "AGORA_POLLS_TALLY_IN_PROCESS" in describe()
@@ -84,16 +85,20 @@ def test_domain_settings_have_their_defaults_and_are_listed():
 
 def test_domain_settings_are_read_and_typed():
     s = Settings.from_env({
-        "AGORA_ORDERS_PAYMENT_TIMEOUT": "60", "AGORA_PAYMENTS_SCHEMA": "pay2", "AGORA_PAYMENTS_MAX_ATTEMPTS": "2",
+        "AGORA_ORDERS_PAYMENT_TIMEOUT": "60", "AGORA_PAYMENTS_SCHEMA": "pay2",
+        "AGORA_PAYMENTS_MAX_ATTEMPTS": "2",
         "AGORA_PAYMENTS_RETRY_DELAY": "0", "AGORA_PAYMENTS_ATTEMPT_TIMEOUT": "0.25",
         "AGORA_NOTIFICATIONS_SCHEMA": "n2", "AGORA_NOTIFICATIONS_MAX_ATTEMPTS": "30",
-        "AGORA_NOTIFICATIONS_RETRY_DELAY": "0.2", "AGORA_SMTP_HOST": "mail.internal", "AGORA_SMTP_PORT": "2525",
+        "AGORA_NOTIFICATIONS_RETRY_DELAY": "0.2", "AGORA_SMTP_HOST": "mail.internal",
+        "AGORA_SMTP_PORT": "2525",
         "AGORA_SMTP_FROM": "Shop <shop@example.com>", "AGORA_SMTP_TIMEOUT": "3",
     })
     assert (s.orders_payment_timeout, s.payments_schema, s.payments_max_attempts) == (60.0, "pay2", 2)
     assert (s.payments_retry_delay, s.payments_attempt_timeout) == (0.0, 0.25)
-    assert (s.notifications_schema, s.notifications_max_attempts, s.notifications_retry_delay) == ("n2", 30, 0.2)
-    assert (s.smtp_host, s.smtp_port, s.smtp_from, s.smtp_timeout) == ("mail.internal", 2525, "Shop <shop@example.com>", 3.0)
+    assert (s.notifications_schema, s.notifications_max_attempts, s.notifications_retry_delay) \
+        == ("n2", 30, 0.2)
+    assert (s.smtp_host, s.smtp_port, s.smtp_from, s.smtp_timeout) \
+        == ("mail.internal", 2525, "Shop <shop@example.com>", 3.0)
 
 
 @pytest.mark.parametrize("var, raw", [
@@ -173,4 +178,5 @@ def test_only_the_kit_config_reads_the_environment():
             if reads:
                 offenders[rel] = reads
     assert not offenders, f"read the environment through services.kit.config.Settings instead: {offenders}"
-    assert _environment_reads(root / "services/kit/config.py"), "the allow-list names a module that no longer needs it"
+    assert _environment_reads(root / "services/kit/config.py"), \
+        "the allow-list names a module that no longer needs it"

@@ -71,7 +71,8 @@ async def test_snapshot_rate_is_per_key_and_every_subscriber_sees_each_tick():
     await asyncio.wait_for(asyncio.gather(*watchers), 5)
     first = seen[0]
     assert all(s == first for s in seen), "one tick per key: every subscriber got the same values"
-    assert first[0] == 0 and first[-2:] == [100, 1000], "the newest value before the close, then the final one"
+    assert first[0] == 0 and first[-2:] == [100, 1000], \
+        "the newest value before the close, then the final one"
     assert 3 <= len(first) <= 12, f"coalesced to the key's ticks, not one message per change: {first}"
     assert feed.subscribers("poll") == 0
 

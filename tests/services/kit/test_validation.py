@@ -16,7 +16,8 @@ def test_required_lengths_patterns_and_counts_name_each_field():
     found = validation.violations(polls_pb2.CreatePollRequest(question="  ", options=["a", " "]))
     assert found == {"question": "must not be blank", "options[1]": "must not be blank"}
     found = validation.violations(polls_pb2.CreatePollRequest(question="q" * 501, options=["a"] * 101))
-    assert found == {"question": "must be at most 500 characters (got 501)", "options": "needs 2 to 100 items (got 101)"}
+    assert found == {"question": "must be at most 500 characters (got 501)",
+                     "options": "needs 2 to 100 items (got 101)"}
     assert validation.violations(polls_pb2.CreatePollRequest()) == {"question": "must not be empty",
                                                                   "options": "must not be empty"}
 
@@ -36,20 +37,24 @@ def test_nested_messages_repeated_items_and_pattern_words():
 def test_an_update_is_a_patch_but_keeps_its_bounds():
     patch = catalog_pb2.UpdateProductRequest(product_id="p", product=catalog_pb2.Product(description="x"))
     assert validation.violations(patch) == {}
-    long = catalog_pb2.UpdateProductRequest(product_id="p", product=catalog_pb2.Product(description="x" * 5001))
-    assert validation.violations(long) == {"product.description": "must be at most 5000 characters (got 5001)"}
+    long = catalog_pb2.UpdateProductRequest(product_id="p",
+                                            product=catalog_pb2.Product(description="x" * 5001))
+    assert validation.violations(long) == {
+        "product.description": "must be at most 5000 characters (got 5001)"}
 
 
 def test_enums_are_closed_and_numbers_keep_their_range_at_zero():
     found = validation.violations(polls_pb2.ListPollsRequest(status=77))
     assert set(found) == {"status"} and found["status"].startswith("77 is not one of POLL_STATUS_UNSPECIFIED")
-    assert validation.violations(catalog_pb2.AdjustStockRequest(product_id="p")) == {"delta": "must not be zero"}
+    assert validation.violations(catalog_pb2.AdjustStockRequest(product_id="p")) == {
+        "delta": "must not be zero"}
     assert validation.violations(polls_pb2.CastVoteRequest(poll_id="p", option=-1)) == {
         "option": "must be at least 0 (got -1)"}
 
 
 def test_empty_optional_strings_keep_no_bound_and_bytes_count_bytes():
-    assert validation.violations(chat_pb2.CreateRoomRequest(title="General")) == {}  # room_id: a slug when given
+    # room_id: a slug when given
+    assert validation.violations(chat_pb2.CreateRoomRequest(title="General")) == {}
     assert "room_id" in validation.violations(chat_pb2.CreateRoomRequest(title="General", room_id="No Slug"))
     upload = chat_pb2.AttachmentUpload(filename="a.png", data=b"x" * (256 * 1024 + 1))
     assert validation.violations(chat_pb2.SendRequest(attachment=upload)) == {

@@ -69,7 +69,8 @@ class Agora:
 
     def channel(self, domain: str) -> grpc.Channel:
         if domain not in self._channels:
-            self._channels[domain] = grpc.insecure_channel(self.targets[domain], options=channel_options(domain))
+            self._channels[domain] = grpc.insecure_channel(self.targets[domain],
+                                                           options=channel_options(domain))
         return self._channels[domain]
 
     def service(self, domain: str) -> Any:

@@ -47,10 +47,12 @@ class UnaryMethod:
     def __init__(self, inner: Any, defaults: CallDefaults, key_field: str | None) -> None:
         self._inner, self._defaults, self._key_field = inner, defaults, key_field
 
-    async def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None, **kwargs: Any) -> Any:
+    async def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None,
+                       **kwargs: Any) -> Any:
         request = with_idempotency_key(request, self._key_field)
         try:
-            return await self._inner(request, timeout=timeout if timeout is not None else self._defaults.timeout,
+            return await self._inner(request,
+                                     timeout=timeout if timeout is not None else self._defaults.timeout,
                                       metadata=self._defaults.metadata(metadata), **kwargs)
         except grpc.aio.AioRpcError as error:
             raise AgoraError.from_rpc_error(error) from None
@@ -102,7 +104,8 @@ class StreamingMethod:
 
     def __call__(self, request: Any = None, timeout: float | None = None, metadata: Any = None,
                  **kwargs: Any) -> ResponseStream:
-        return ResponseStream(self._inner(request, timeout=timeout, metadata=self._defaults.metadata(metadata), **kwargs))
+        return ResponseStream(self._inner(request, timeout=timeout,
+                                          metadata=self._defaults.metadata(metadata), **kwargs))
 
 
 class ServiceClient:
@@ -115,7 +118,8 @@ class ServiceClient:
             if method.server_streaming:
                 wrapped = StreamingMethod(inner, defaults)
             else:
-                wrapped = UnaryMethod(inner, defaults, None if method.client_streaming else idempotency_field(method))
+                wrapped = UnaryMethod(inner, defaults,
+                                      None if method.client_streaming else idempotency_field(method))
             setattr(self, method.name, wrapped)
 
     def __repr__(self) -> str:
@@ -143,7 +147,8 @@ class Agora:
 
     def channel(self, domain: str) -> grpc.aio.Channel:
         if domain not in self._channels:
-            self._channels[domain] = grpc.aio.insecure_channel(self.targets[domain], options=channel_options(domain))
+            self._channels[domain] = grpc.aio.insecure_channel(self.targets[domain],
+                                                               options=channel_options(domain))
         return self._channels[domain]
 
     def service(self, domain: str) -> Any:

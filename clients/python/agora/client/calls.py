@@ -42,7 +42,8 @@ class UnaryMethod:
     def __init__(self, inner: Any, defaults: CallDefaults, key_field: str | None) -> None:
         self._inner, self._defaults, self._key_field = inner, defaults, key_field
 
-    def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None, **kwargs: Any) -> Any:
+    def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None,
+                 **kwargs: Any) -> Any:
         request = with_idempotency_key(request, self._key_field)
         try:
             return self._inner(request, timeout=timeout if timeout is not None else self._defaults.timeout,
@@ -50,10 +51,12 @@ class UnaryMethod:
         except grpc.RpcError as error:
             raise AgoraError.from_rpc_error(error) from None
 
-    def with_call(self, request: Any, timeout: float | None = None, metadata: Any = None, **kwargs: Any) -> Any:
+    def with_call(self, request: Any, timeout: float | None = None, metadata: Any = None,
+                  **kwargs: Any) -> Any:
         request = with_idempotency_key(request, self._key_field)
         try:
-            return self._inner.with_call(request, timeout=timeout if timeout is not None else self._defaults.timeout,
+            return self._inner.with_call(request,
+                                         timeout=timeout if timeout is not None else self._defaults.timeout,
                                          metadata=self._defaults.metadata(metadata), **kwargs)
         except grpc.RpcError as error:
             raise AgoraError.from_rpc_error(error) from None
@@ -87,7 +90,8 @@ class StreamingMethod:
     def __init__(self, inner: Any, defaults: CallDefaults) -> None:
         self._inner, self._defaults = inner, defaults
 
-    def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None, **kwargs: Any) -> ResponseStream:
+    def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None,
+                 **kwargs: Any) -> ResponseStream:
         try:
             call = self._inner(request, timeout=timeout, metadata=self._defaults.metadata(metadata), **kwargs)
         except grpc.RpcError as error:
@@ -107,7 +111,8 @@ class ServiceClient:
             if method.server_streaming:
                 wrapped = StreamingMethod(inner, defaults)
             else:
-                wrapped = UnaryMethod(inner, defaults, None if method.client_streaming else idempotency_field(method))
+                wrapped = UnaryMethod(inner, defaults,
+                                      None if method.client_streaming else idempotency_field(method))
             setattr(self, method.name, wrapped)
 
     def __repr__(self) -> str:

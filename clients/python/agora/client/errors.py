@@ -41,10 +41,12 @@ class AgoraError(Exception):
     @classmethod
     def from_rpc_error(cls, error: grpc.RpcError) -> AgoraError:
         """Build from a sync `grpc.RpcError` or a `grpc.aio.AioRpcError`."""
-        call: Any = error  # every RpcError the client sees is also a Call: code(), details(), trailing_metadata()
+        # every RpcError the client sees is also a Call: code(), details(), trailing_metadata()
+        call: Any = error
         code = call.code() if callable(getattr(call, "code", None)) else grpc.StatusCode.UNKNOWN
         message = call.details() if callable(getattr(call, "details", None)) else str(error)
-        trailing: Any = call.trailing_metadata() if callable(getattr(call, "trailing_metadata", None)) else None
+        trailing: Any = (call.trailing_metadata() if callable(getattr(call, "trailing_metadata", None))
+                         else None)
         details: list[Message] = []
         for key, value in trailing or ():
             if key == _DETAILS_KEY and isinstance(value, bytes):

@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction, leaf) -> None:
     p.add_argument("--price", required=True, help="starting price, e.g. 10.00")
     p.add_argument("--currency", default="USD")
     p.add_argument("--increment", help="minimum raise, e.g. 0.50 (default: one minor unit)")
-    p.add_argument("--ends-in", default="10m", metavar="DURATION", help="bidding ends after e.g. 90s, 10m (default 10m)")
+    p.add_argument("--ends-in", default="10m", metavar="DURATION",
+                   help="bidding ends after e.g. 90s, 10m (default 10m)")
     p.add_argument("--description", default="")
     p.set_defaults(run=create)
 
@@ -81,7 +82,8 @@ def create(inv: Invocation) -> int:
 def list_auctions(inv: Invocation) -> int:
     pb, ns = _pb(), inv.ns
     status = {"open": pb.AUCTION_STATUS_OPEN, "closed": pb.AUCTION_STATUS_CLOSED}.get(ns.status or "", 0)
-    reply = inv.client.auctions.ListAuctions(pb.ListAuctionsRequest(page_size=min(ns.limit, 500), status=status))
+    reply = inv.client.auctions.ListAuctions(pb.ListAuctionsRequest(page_size=min(ns.limit, 500),
+                                                                    status=status))
     if inv.json:
         inv.emit(as_json(reply))
     else:
@@ -103,7 +105,8 @@ def bid(inv: Invocation) -> int:
     inv.require_token()
     auction = inv.client.auctions.GetAuction(pb.GetAuctionRequest(auction_id=ns.auction_id)).auction
     reply = inv.client.auctions.PlaceBid(pb.PlaceBidRequest(
-        auction_id=ns.auction_id, amount=parse_money(ns.amount, auction.current_price.currency_code or "USD")))
+        auction_id=ns.auction_id, amount=parse_money(ns.amount,
+                                                     auction.current_price.currency_code or "USD")))
     if inv.json:
         inv.emit(as_json(reply))
     else:
@@ -127,12 +130,14 @@ class BidLadder:
         kind = frame.WhichOneof("event")
         if kind == "snapshot":
             self.auction = frame.snapshot
-            self.price, self.next_bid, self.ends_at = (frame.snapshot.current_price, frame.snapshot.minimum_next_bid,
+            self.price, self.next_bid, self.ends_at = (frame.snapshot.current_price,
+                                                       frame.snapshot.minimum_next_bid,
                                                        frame.snapshot.ends_at)
         elif kind == "bid":
             accepted = frame.bid
             self.bids = [accepted.bid, *self.bids][:LADDER_DEPTH]
-            self.price, self.next_bid, self.ends_at = accepted.current_price, accepted.minimum_next_bid, accepted.ends_at
+            self.price, self.next_bid, self.ends_at = (accepted.current_price, accepted.minimum_next_bid,
+                                                       accepted.ends_at)
         elif kind == "closed":
             self.result = frame.closed
 
@@ -162,7 +167,8 @@ class BidLadder:
 def watch(inv: Invocation) -> int:
     pb, ns = _pb(), inv.ns
     auction = inv.client.auctions.GetAuction(pb.GetAuctionRequest(auction_id=ns.auction_id)).auction
-    frames = inv.client.watch_auction(ns.auction_id, resume_from=ns.resume_from, on_retry=lambda e, n, d: inv.note(
+    frames = inv.client.watch_auction(ns.auction_id, resume_from=ns.resume_from,
+                                      on_retry=lambda e, n, d: inv.note(
         f"[yellow]connection lost ({e.code.name}); resuming[/yellow]"))
     seen = 0
     if inv.json or not inv.console.is_terminal:
@@ -177,7 +183,8 @@ def watch(inv: Invocation) -> int:
         return EXIT_OK
     from rich.live import Live
 
-    recent = inv.client.auctions.ListBids(pb.ListBidsRequest(auction_id=ns.auction_id, page_size=LADDER_DEPTH)).bids
+    recent = inv.client.auctions.ListBids(pb.ListBidsRequest(auction_id=ns.auction_id,
+                                                             page_size=LADDER_DEPTH)).bids
     ladder = BidLadder(auction, list(recent))
     # get_renderable: the countdown redraws on every refresh, not only when a bid arrives
     with Live(console=inv.console, refresh_per_second=2, get_renderable=ladder.render) as live:
@@ -197,9 +204,12 @@ def _frame_line(frame: Any) -> str:
     kind = frame.WhichOneof("event")
     if kind == "bid":
         b = frame.bid.bid
-        return f"{frame.sequence}: bid {money(b.amount)} by {b.bidder_name}" + (" (extended)" if frame.bid.extended else "")
+        return f"{frame.sequence}: bid {money(b.amount)} by {b.bidder_name}" + (" (extended)"
+                                                                                if frame.bid.extended else "")
     if kind == "closed":
         r = frame.closed
-        return f"{frame.sequence}: closed, " + (f"sold to {r.winner_name} for {money(r.price)}" if r.sold else "not sold")
+        return f"{frame.sequence}: closed, " + (f"sold to {r.winner_name} for {money(r.price)}" if r.sold
+                                                else "not sold")
     a = frame.snapshot
-    return f"{frame.sequence}: {a.product_name} at {money(a.current_price)}, {a.bid_count} bids, ends {when(a.ends_at)}"
+    return (f"{frame.sequence}: {a.product_name} at {money(a.current_price)}, {a.bid_count} bids, "
+            f"ends {when(a.ends_at)}")

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction, leaf) -> None:
 
     p = leaf(verbs, "rooms", "list rooms (or create one with --create TITLE)")
     p.add_argument("--create", metavar="TITLE", help="create a room with this title (needs a session)")
-    p.add_argument("--id", dest="room_id", default="", help="slug for --create (default: derived from the title)")
+    p.add_argument("--id", dest="room_id", default="",
+                   help="slug for --create (default: derived from the title)")
     p.add_argument("--description", default="")
     p.set_defaults(run=rooms)
 
@@ -40,7 +41,8 @@ def register(sub: argparse._SubParsersAction, leaf) -> None:
     p = leaf(verbs, "join", "join a room: what you type is sent, the room scrolls by; Ctrl-D leaves")
     p.add_argument("room_id", nargs="?", default="general")
     p.add_argument("--username", help="display name when not signed in")
-    p.add_argument("--history", type=int, default=20, help="show this many earlier messages first (default 20)")
+    p.add_argument("--history", type=int, default=20,
+                   help="show this many earlier messages first (default 20)")
     p.set_defaults(run=join)
 
 
@@ -70,12 +72,14 @@ def rooms(inv: Invocation) -> int:
         inv.emit(as_json(listed))
     else:
         inv.table(f"{len(listed.rooms)} room(s)", ["id", "title", "members", "messages", "last activity"],
-                  [[r.id, r.title, r.member_count, r.last_sequence, when(r.last_activity_at)] for r in listed.rooms])
+                  [[r.id, r.title, r.member_count, r.last_sequence,
+                    when(r.last_activity_at)] for r in listed.rooms])
     return EXIT_OK
 
 
 def say(inv: Invocation) -> int:
-    reply = inv.client.chat.Send(_pb().SendRequest(room_id=inv.ns.room_id, text=inv.ns.text, username=_username(inv)))
+    reply = inv.client.chat.Send(_pb().SendRequest(room_id=inv.ns.room_id, text=inv.ns.text,
+                                                   username=_username(inv)))
     if inv.json:
         inv.emit(as_json(reply))
     else:
@@ -139,7 +143,8 @@ def join(inv: Invocation) -> int:
                 if inv.json:
                     inv.emit_line(as_json(frame))
                 else:
-                    inv.console.print(f"[bold]joined #{j.room.id}[/bold] as {j.you.username} · present: {names} "
+                    inv.console.print(f"[bold]joined #{j.room.id}[/bold] as {j.you.username} · "
+                                      f"present: {names} "
                                       "· type to talk, Ctrl-D to leave")
             elif kind == "message":
                 _show(inv, frame.message, frame)

@@ -76,8 +76,10 @@ def add_common_options(parser: argparse.ArgumentParser, *, top_level: bool) -> N
     group = parser.add_argument_group("connection and output")
     group.add_argument("--target", default=default, metavar="HOST[:PORT]",
                        help="host of every service (each on its own port), or host:port of one gRPC proxy")
-    group.add_argument("--token", default=default, help="session token (default: AGORA_TOKEN, then `agora login`'s)")
-    group.add_argument("--config", default=default, metavar="PATH", help="config file (default: AGORA_CONFIG or "
+    group.add_argument("--token", default=default,
+                       help="session token (default: AGORA_TOKEN, then `agora login`'s)")
+    group.add_argument("--config", default=default, metavar="PATH",
+                       help="config file (default: AGORA_CONFIG or "
                        "~/.config/agora/config.toml)")
     group.add_argument("--timeout", type=float, default=default, metavar="SECONDS",
                        help="deadline of each call (default 10)")
@@ -108,7 +110,8 @@ class Invocation:
 
     @property
     def target(self) -> str | None:
-        return getattr(self.ns, "target", None) or os.environ.get("AGORA_TARGET") or self.saved.get("target") or None
+        return (getattr(self.ns, "target", None) or os.environ.get("AGORA_TARGET")
+                or self.saved.get("target") or None)
 
     @property
     def token(self) -> str | None:
@@ -183,13 +186,15 @@ class Invocation:
                 if error.code == grpc.StatusCode.UNAUTHENTICATED:
                     print("  sign in with `agora login`", file=sys.stderr)
                 if error.code == grpc.StatusCode.UNAVAILABLE:
-                    print("  is the mesh running? (`agora up`; check --target / AGORA_TARGET / AGORA_PORT_OFFSET)",
+                    print("  is the mesh running? "
+                          "(`agora up`; check --target / AGORA_TARGET / AGORA_PORT_OFFSET)",
                           file=sys.stderr)
             return code
         code = error.code if isinstance(error, Refused) else EXIT_USAGE
         if self.json:
             name = {EXIT_USAGE: "USAGE", EXIT_UNAUTHENTICATED: "UNAUTHENTICATED"}.get(code, "FAILED")
-            print(json.dumps({"error": {"code": name, "message": str(error), "details": []}}), file=sys.stderr)
+            print(json.dumps({"error": {"code": name, "message": str(error), "details": []}}),
+                  file=sys.stderr)
         else:
             print(f"agora: {error}", file=sys.stderr)
         return code

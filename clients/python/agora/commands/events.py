@@ -38,7 +38,8 @@ def _line(event: Any) -> str:
     if len(payload) > 120:
         payload = payload[:117] + "..."
     key = f" key={escape(event.key)}" if event.key else ""
-    return (f"[dim]{event.sequence:>6} {when(event.occurred_at)[11:]}[/dim] [{colour}]{escape(event.type)}[/{colour}]"
+    return (f"[dim]{event.sequence:>6} {when(event.occurred_at)[11:]}[/dim] "
+            f"[{colour}]{escape(event.type)}[/{colour}]"
             f" [dim]{escape(event.source)}{key}[/dim] {escape(payload)}")
 
 

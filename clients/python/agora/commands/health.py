@@ -25,7 +25,8 @@ def health(inv: Invocation) -> int:
     for domain, target in resolve_targets(ns.host or inv.target).items():
         with grpc.insecure_channel(target) as channel:
             try:
-                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
+                                                                  timeout=timeout)
                 status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
             except grpc.RpcError as exc:
                 status = exc.code().name  # type: ignore[attr-defined]
@@ -44,4 +45,5 @@ def health(inv: Invocation) -> int:
         inv.console.print(table)
     if all(r["status"] == "SERVING" for r in rows):
         return EXIT_OK
-    return EXIT_UNAVAILABLE if any(r["status"] in ("UNAVAILABLE", "DEADLINE_EXCEEDED") for r in rows) else EXIT_FAILED
+    return (EXIT_UNAVAILABLE if any(r["status"] in ("UNAVAILABLE", "DEADLINE_EXCEEDED") for r in rows)
+            else EXIT_FAILED)

@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction, leaf) -> None:
 
 def _password_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--password", help="the password (prefer --password-stdin or the prompt: argv is visible)")
-    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of stdin")
 
 
 def _password(ns: argparse.Namespace) -> str:

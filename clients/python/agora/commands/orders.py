@@ -36,8 +36,8 @@ def register(sub: argparse._SubParsersAction, leaf) -> None:
     p.add_argument("--from", dest="resume_from", type=int, default=0, metavar="SEQUENCE",
                    help="only the changes after this sequence (default: the whole history)")
     p.add_argument("--until", action="append", choices=STATUSES, default=[], metavar="STATUS",
-                   help="also stop at this status, e.g. paid (repeatable; the server itself ends the stream at "
-                        "payment-failed, refunded, or cancelled without payment)")
+                   help="also stop at this status, e.g. paid (repeatable; the server itself ends the "
+                        "stream at payment-failed, refunded, or cancelled without payment)")
     p.set_defaults(run=watch)
 
 
@@ -83,7 +83,8 @@ def show(inv: Invocation) -> int:
         return EXIT_OK
     inv.table(None, COLUMNS, [_row(order)])
     inv.table("lines", ["product", "name", "qty", "unit price", "total"],
-              [[i.product_id, i.product_name, i.quantity, money(i.unit_price), money(i.line_total)] for i in order.items])
+              [[i.product_id, i.product_name, i.quantity, money(i.unit_price),
+                money(i.line_total)] for i in order.items])
     inv.table("history", ["#", "status", "at", "reason"],
               [[c.sequence, _status(c.status), when(c.at), c.reason] for c in order.history])
     return EXIT_OK
@@ -105,7 +106,8 @@ def list_orders(inv: Invocation) -> int:
 
 def watch(inv: Invocation) -> int:
     ns = inv.ns
-    changes = inv.client.watch_order(ns.order_id, resume_from=ns.resume_from, on_retry=lambda e, n, d: inv.note(
+    changes = inv.client.watch_order(ns.order_id, resume_from=ns.resume_from,
+                                     on_retry=lambda e, n, d: inv.note(
         f"[yellow]connection lost ({e.code.name}); resuming[/yellow]"))
     for update in changes:
         if inv.json:

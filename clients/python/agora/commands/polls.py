@@ -40,8 +40,10 @@ def register(sub: argparse._SubParsersAction, leaf) -> None:
     p.add_argument("poll_id")
     p.add_argument("option", nargs="?", help="option index (0-based) or its exact text")
     p.add_argument("--voter-key", default="", help="the voter's key (one-per-voter-key polls)")
-    p.add_argument("--from-file", metavar="CSV", help="one vote per row: option[,voter_key] (header optional)")
-    p.add_argument("--parallel", type=int, default=8, help="votes in flight at once with --from-file (default 8)")
+    p.add_argument("--from-file", metavar="CSV",
+                   help="one vote per row: option[,voter_key] (header optional)")
+    p.add_argument("--parallel", type=int, default=8,
+                   help="votes in flight at once with --from-file (default 8)")
     p.set_defaults(run=vote)
 
     p = leaf(verbs, "watch", "live results as bars until the poll closes")
@@ -63,7 +65,8 @@ def _pb():
 def _poll_row(poll: Any) -> list[Any]:
     pb = _pb()
     return [poll.id, poll.question, enum_name(poll.status, pb.PollStatus, "POLL_STATUS_"),
-            enum_name(poll.vote_policy, pb.VotePolicy, "VOTE_POLICY_"), len(poll.options), when(poll.created_at)]
+            enum_name(poll.vote_policy, pb.VotePolicy, "VOTE_POLICY_"), len(poll.options),
+            when(poll.created_at)]
 
 
 POLL_COLUMNS = ["id", "question", "status", "policy", "options", "created"]
@@ -171,7 +174,8 @@ def _vote_from_file(inv: Invocation) -> int:
     def cast(numbered: tuple[int, tuple[int, str]]) -> str | None:
         number, (option, voter_key) = numbered
         try:  # one request id per row: the channel's retries of a row never count it twice
-            inv.client.polls.CastVote(pb.CastVoteRequest(poll_id=ns.poll_id, option=option, voter_key=voter_key,
+            inv.client.polls.CastVote(pb.CastVoteRequest(poll_id=ns.poll_id, option=option,
+                                                         voter_key=voter_key,
                                                          request_id=f"{batch}-{number}"))
             return None
         except AgoraError as exc:

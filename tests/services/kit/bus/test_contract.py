@@ -180,7 +180,8 @@ async def test_ephemeral_groups_give_every_replica_every_event(bus, groups):
         async def handler(envelope, replica=replica):
             seen[replica].append(envelope.key)
 
-        subs.append(await bus.subscribe(groups(f"fanout-{replica}"), [f"{topic}.message.*"], handler, ephemeral=True))
+        subs.append(await bus.subscribe(groups(f"fanout-{replica}"), [f"{topic}.message.*"], handler,
+                                        ephemeral=True))
     await bus.publish([new_envelope(f"{topic}.message.posted", "chat", f"room-{i}", StringValue(value="hi"))
                        for i in range(20)])
     await wait_for(lambda: all(len(v) == 20 for v in seen.values()), 15, "both replicas to see 20 events")

@@ -132,7 +132,8 @@ async def test_consumer_killed_mid_batch_resumes_without_double_effects(rabbit, 
 
     def consumer() -> subprocess.Popen:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.services.kit.bus.consumer_proc", amqp_url, group, f"{topic}.#", str(db)],
+            [sys.executable, "-m", "tests.services.kit.bus.consumer_proc", amqp_url, group, f"{topic}.#",
+             str(db)],
             cwd=REPO, stdout=subprocess.PIPE, text=True,
         )
         line = process.stdout.readline()
@@ -190,7 +191,8 @@ async def test_poison_message_is_listed_by_the_cli_and_replays_after_the_fix(rab
     listed: list[dict] = []
 
     def dead() -> bool:
-        listed[:] = [json.loads(line) for line in cli(amqp_url, "list", "--group", group, "--json").stdout.splitlines()]
+        listed[:] = [json.loads(line)
+                     for line in cli(amqp_url, "list", "--group", group, "--json").stdout.splitlines()]
         return bool(listed)
 
     await wait_for(lambda: attempts[poison.id] >= 4, 30, "four attempts at the poison event")

@@ -64,7 +64,8 @@ async def test_open_streams_are_a_gauge_per_method(probe):
     await stream.read()
     assert value("agora_rpc_server_streams_active", **labels) == before + 1
     stream.cancel()
-    await wait_for(lambda: value("agora_rpc_server_streams_active", **labels) == before, 5, "the gauge to drop")
+    await wait_for(lambda: value("agora_rpc_server_streams_active", **labels) == before, 5,
+                   "the gauge to drop")
     assert value("agora_rpc_server_duration_seconds_count", **labels, code="CANCELLED") >= 1
 
 
@@ -111,7 +112,8 @@ async def test_bus_publish_consume_retry_dead_letter_and_pending():
     assert value("agora_bus_published_total", type=kind) == published + 3
     assert value("agora_bus_consumer_pending", group=group) == 3
     gate.set()
-    await wait_for(lambda: value("agora_bus_dead_letters_total", group=group, type=kind) == 1, 5, "the dead letter")
+    await wait_for(lambda: value("agora_bus_dead_letters_total", group=group, type=kind) == 1, 5,
+                   "the dead letter")
     assert value("agora_bus_consumed_total", group=group, type=kind, outcome="ok") == 2
     assert value("agora_bus_consumed_total", group=group, type=kind, outcome="failed") == 2
     assert value("agora_bus_retries_total", group=group, type=kind) == 1
@@ -143,15 +145,18 @@ class Shelf:
 
 async def test_store_latency_is_labelled_by_the_store_method(tmp_path):
     shelf = Shelf(SqliteDatabase(tmp_path / "shelf.sqlite3"))
-    before = value("agora_store_duration_seconds_count", backend="sqlite", operation="Shelf.count", outcome="ok")
+    before = value("agora_store_duration_seconds_count", backend="sqlite", operation="Shelf.count",
+                   outcome="ok")
     await shelf.create()
     assert await shelf.count() == 0
     assert await shelf.count() == 0
     with pytest.raises(sqlite3.OperationalError):
         await shelf.broken()
-    assert value("agora_store_duration_seconds_count", backend="sqlite", operation="Shelf.count", outcome="ok") \
+    assert value("agora_store_duration_seconds_count", backend="sqlite", operation="Shelf.count",
+                 outcome="ok") \
         == before + 2
-    assert value("agora_store_duration_seconds_count", backend="sqlite", operation="Shelf.create", outcome="ok") >= 1
+    assert value("agora_store_duration_seconds_count", backend="sqlite", operation="Shelf.create",
+                 outcome="ok") >= 1
     assert value("agora_store_duration_seconds_count", backend="sqlite", operation="Shelf.broken",
                  outcome="error") >= 1
     assert await shelf.db.ping()
@@ -175,7 +180,8 @@ async def test_a_grpc_process_serves_metrics_over_http(probe):
         endpoint.close()
     assert "process_cpu_seconds" in families and "process_resident_memory_bytes" in families
     samples = families["agora_rpc_server_duration_seconds"]
-    assert any(s.labels == {"service": PROBE, "method": "Budget", "code": "OK", "le": "+Inf"} for s in samples)
+    assert any(s.labels == {"service": PROBE, "method": "Budget", "code": "OK", "le": "+Inf"}
+               for s in samples)
 
 
 async def test_a_taken_metrics_port_is_a_clear_error_unless_it_was_only_the_default():

@@ -53,8 +53,9 @@ def relay_to(target: str):
 @pytest.fixture
 async def probes():
     """Two probe servers; the first's Relay calls the second's EchoTrace through DeadlinePropagation."""
-    downstream = DomainServer(probe_service.spec({"EchoTrace": grpc.unary_unary_rpc_method_handler(echo_trace)}),
-                              host="127.0.0.1", port=0, grace=1.0)
+    downstream = DomainServer(
+        probe_service.spec({"EchoTrace": grpc.unary_unary_rpc_method_handler(echo_trace)}),
+        host="127.0.0.1", port=0, grace=1.0)
     await downstream.start()
     relay_channel, relay = relay_to(downstream.address)
     upstream = DomainServer(probe_service.spec({"Relay": grpc.unary_unary_rpc_method_handler(relay)}),
@@ -114,8 +115,10 @@ async def test_stream_span_lasts_the_stream(spans, probes):
     got = [m async for m in _take(stream, 3)]
     stream.cancel()
     assert got == [b"1", b"2", b"3"]
-    await wait_for(lambda: any(s.name == f"{PROBE}/Ticks" for s in spans.get_finished_spans()), 5, "the stream span")
-    assert one(spans, f"{PROBE}/Ticks").attributes["rpc.grpc.status_code"] == grpc.StatusCode.CANCELLED.value[0]
+    await wait_for(lambda: any(s.name == f"{PROBE}/Ticks" for s in spans.get_finished_spans()), 5,
+                   "the stream span")
+    assert one(spans, f"{PROBE}/Ticks").attributes["rpc.grpc.status_code"] \
+        == grpc.StatusCode.CANCELLED.value[0]
 
 
 async def _take(stream, n):
@@ -178,7 +181,8 @@ async def test_consumer_span_is_a_child_of_the_publish_span(spans, bus):
         outer.end()
     envelope, ids = await _consume_one(bus, group, lambda: bus.publish([event]))
     publish = one(spans, "publish tests.thing.happened")
-    await wait_for(lambda: any(s.kind is SpanKind.CONSUMER for s in spans.get_finished_spans()), 5, "consumer span")
+    await wait_for(lambda: any(s.kind is SpanKind.CONSUMER for s in spans.get_finished_spans()), 5,
+                   "consumer span")
     consumer = one(spans, f"{group} process tests.thing.happened")
     assert publish.kind is SpanKind.PRODUCER and publish.parent.span_id == outer.context.span_id
     assert consumer.kind is SpanKind.CONSUMER and consumer.parent.span_id == publish.context.span_id
@@ -205,10 +209,12 @@ async def test_failed_handling_is_an_error_span_per_attempt(spans):
     name = f"{group} process tests.thing.happened"
     await wait_for(lambda: sum(s.name == name for s in spans.get_finished_spans()) == 2, 5, "two attempts")
     await bus.close()
-    first, second = sorted((s for s in spans.get_finished_spans() if s.name == name), key=lambda s: s.start_time)
+    first, second = sorted((s for s in spans.get_finished_spans() if s.name == name),
+                           key=lambda s: s.start_time)
     assert first.status.status_code is StatusCode.ERROR and "first attempt fails" in first.status.description
     assert second.status.status_code is StatusCode.UNSET
-    assert first.attributes["messaging.delivery.attempt"] == 1 and second.attributes["messaging.delivery.attempt"] == 2
+    assert first.attributes["messaging.delivery.attempt"] == 1 \
+        and second.attributes["messaging.delivery.attempt"] == 2
     assert first.parent.span_id == second.parent.span_id  # both children of the one publish
 
 
@@ -274,7 +280,8 @@ async def test_log_lines_carry_the_current_trace_and_span_ids(spans):
     finally:
         tracing.deactivate(token)
         span.end()
-    assert entry["trace_id"] == f"{span.context.trace_id:032x}" and entry["span_id"] == f"{span.context.span_id:016x}"
+    assert entry["trace_id"] == f"{span.context.trace_id:032x}" \
+        and entry["span_id"] == f"{span.context.span_id:016x}"
     assert f"trace={span.context.trace_id:032x}" in text
 
 
