@@ -23,9 +23,9 @@ from gateway import telemetry
 from gateway.bridge import Bridge
 from gateway.limits import ClientLimits, FrameLimits, SecurityHeadersMiddleware
 from gateway.request_id import RequestIdMiddleware
+from gateway.telemetry import FIXED_PREFIXES
 
 PACKAGE_STATIC = Path(__file__).parent / "static"
-_FIXED_PREFIXES = ("/openapi.json", "/health", "/livez", "/docs", "/metrics")
 
 
 class BridgeApp(Starlette):
@@ -34,7 +34,7 @@ class BridgeApp(Starlette):
     fast: Any = None
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith(_FIXED_PREFIXES):
+        if scope["type"] == "http" and not scope["path"].startswith(FIXED_PREFIXES):
             scope["app"] = self
             await self.fast(scope, receive, send)
             return

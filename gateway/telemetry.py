@@ -19,7 +19,9 @@ from starlette.responses import Response
 from services.kit.telemetry import metrics, tracing
 
 BINDING_KEY = "agora.binding"  # the bridge puts the resolved Binding in the scope under this key
-_FIXED = ("/openapi.json", "/health", "/livez", "/docs", "/metrics")
+# The bridge's own routes: app.py sends them through Starlette's router rather than the transcoder,
+# and each is its own `route` label here.
+FIXED_PREFIXES = ("/openapi.json", "/health", "/livez", "/docs", "/metrics")
 _TRACEPARENT = b"traceparent"
 
 
@@ -28,7 +30,7 @@ def _route(scope) -> str:
     if binding is not None:
         return binding.method.full_name
     path = scope.get("path", "")
-    for prefix in _FIXED:
+    for prefix in FIXED_PREFIXES:
         if path.startswith(prefix):
             return prefix
     return "static"  # or a 404: whatever the route table did not match
