@@ -4,7 +4,7 @@
 up: bootstrap            ## start every service and the bridge on embedded defaults (SQLite, in-process bus)
 	.venv/bin/agora up
 
-test: bootstrap servers contracts   ## the whole suite, against real PostgreSQL, RabbitMQ, MongoDB, Cassandra
+test: bootstrap lint servers contracts   ## lint (seconds), then the whole suite against real PostgreSQL, RabbitMQ, MongoDB, Cassandra
 	.venv/bin/pytest
 
 bootstrap:               ## venv with the mesh + dev tools, buf from npm, google/* protos for buf
@@ -20,8 +20,8 @@ proto: bootstrap         ## regenerate stubs, typing stubs and the descriptor se
 contracts: bootstrap     ## buf lint, buf breaking against main, stubs in sync with protos
 	bash tools/buf_check.sh
 
-lint: bootstrap
-	.venv/bin/ruff check services gateway tests tools bench clients/python/agora/cli.py
+lint: bootstrap          ## ruff over all the Python (the generated stubs are excluded in pyproject.toml)
+	.venv/bin/ruff check services gateway tests tools bench clients
 
 bench: bootstrap servers ## benchmarks (not tests): figures go to bench/RESULTS.md
 	for b in bench/*_bench.py; do .venv/bin/python $$b || exit 1; done
