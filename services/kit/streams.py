@@ -1,6 +1,6 @@
 """Bounded fan-out for live streams, written once for every domain.
 
-Two shapes (DESIGN.md §4):
+Two shapes (services/README.md, "The kit"):
 
 - `SnapshotFeed`: the latest value per key (poll tallies, auction state, product stock).
   Subscribers hold no queue: they read the newest value when woken, at most every
