@@ -12,7 +12,12 @@ import pytest
 from tests.realservers import require_chromium
 
 CHROMIUM = "/usr/bin/chromium"
+# Local Network Access checks off: a page playwright fulfils (tests/seeds/test_seed_chat_browser.py
+# serves the seed's page that way) has no server address, so Chromium takes it for a public site and
+# would block its WebSocket to 127.0.0.1. Pages the bridge serves come from 127.0.0.1 and call
+# 127.0.0.1, which those checks never block, so nothing else changes for them.
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+        "--disable-features=LocalNetworkAccessChecks",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 PHONE, DESKTOP = 390, 1280
 WIDTHS = (PHONE, DESKTOP)

@@ -7,17 +7,11 @@ bridge's origin through playwright's routing, as the seed served its `web/index.
 
 from __future__ import annotations
 
-import pytest
-
 from tests.logcheck import error_lines
-from tests.realservers import require_chromium
 
-# A page playwright fulfils has no server address, so Chromium takes it for a public site and its
-# Local Network Access checks would block its WebSocket to 127.0.0.1; the seed's page came from the
-# server itself, so the checks are off here.
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-        "--disable-features=LocalNetworkAccessChecks",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+# The page is fulfilled by playwright, so it has no server address: the session's one Chromium
+# (tests/browser.py) runs with Local Network Access checks off, which would otherwise block its
+# WebSocket to 127.0.0.1 (the seed's page came from the server itself).
 TIMEOUT_MS = 10_000
 
 SEED_PAGE = """<!doctype html>
@@ -54,13 +48,10 @@ document.getElementById('send').onclick = () => {
 """
 
 
-@pytest.fixture(autouse=True)
-def chromium() -> str:
-    return require_chromium()
-
-
-async def open_seed_page(browser, mesh, name: str):
-    page = await (await browser.new_context()).new_page()
+async def open_seed_page(browser, mesh, name: str, contexts: list):
+    context = await browser.new_context()
+    contexts.append(context)
+    page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     await page.route("**/seed-chat.html",
@@ -72,35 +63,33 @@ async def open_seed_page(browser, mesh, name: str):
     return page, errors
 
 
-async def test_two_people_chat_with_only_the_seed_protocol(mesh):
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=require_chromium(), args=ARGS)
-        try:
-            ana, ana_errors = await open_seed_page(browser, mesh, "ana-browser")
-            await ana.wait_for_selector("#messages li.join >> text=ana-browser entrou no chat",
-                                        timeout=TIMEOUT_MS)
-            bia, bia_errors = await open_seed_page(browser, mesh, "bia-browser")
-            await ana.wait_for_selector("#messages li.join >> text=bia-browser entrou no chat",
-                                        timeout=TIMEOUT_MS)
-            await ana.wait_for_function("Number(document.getElementById('online-count').innerText) >= 2",
-                                        timeout=TIMEOUT_MS)
-            await ana.fill("#message", "oi bia")
-            await ana.click("#send")
-            await bia.wait_for_selector("#messages li.message >> text=ana-browser: oi bia",
-                                        timeout=TIMEOUT_MS)
-            await bia.fill("#message", "oi ana")
-            await bia.click("#send")
-            await ana.wait_for_selector("#messages li.message >> text=bia-browser: oi ana",
-                                        timeout=TIMEOUT_MS)
-            assert await bia.evaluate("window.historyLength") >= 1  # the history loaded as an array
-            assert "undefined" not in await ana.inner_text("#messages")
-            await bia.close()
-            await ana.wait_for_selector("#messages li.leave >> text=bia-browser saiu do chat",
-                                        timeout=TIMEOUT_MS)
-            assert ana_errors == [] and bia_errors == []
-            bad = error_lines(mesh.up.log.read_text())  # the mesh's log: no ERROR line in normal use
-            assert not bad, "ERROR lines in the mesh's log:\n" + "\n".join(bad[:20])
-        finally:
-            await browser.close()
+async def test_two_people_chat_with_only_the_seed_protocol(browser, mesh):
+    contexts: list = []  # a cookie jar each, in the session's one Chromium; closed at the end
+    try:
+        ana, ana_errors = await open_seed_page(browser, mesh, "ana-browser", contexts)
+        await ana.wait_for_selector("#messages li.join >> text=ana-browser entrou no chat",
+                                    timeout=TIMEOUT_MS)
+        bia, bia_errors = await open_seed_page(browser, mesh, "bia-browser", contexts)
+        await ana.wait_for_selector("#messages li.join >> text=bia-browser entrou no chat",
+                                    timeout=TIMEOUT_MS)
+        await ana.wait_for_function("Number(document.getElementById('online-count').innerText) >= 2",
+                                    timeout=TIMEOUT_MS)
+        await ana.fill("#message", "oi bia")
+        await ana.click("#send")
+        await bia.wait_for_selector("#messages li.message >> text=ana-browser: oi bia",
+                                    timeout=TIMEOUT_MS)
+        await bia.fill("#message", "oi ana")
+        await bia.click("#send")
+        await ana.wait_for_selector("#messages li.message >> text=bia-browser: oi ana",
+                                    timeout=TIMEOUT_MS)
+        assert await bia.evaluate("window.historyLength") >= 1  # the history loaded as an array
+        assert "undefined" not in await ana.inner_text("#messages")
+        await bia.close()
+        await ana.wait_for_selector("#messages li.leave >> text=bia-browser saiu do chat",
+                                    timeout=TIMEOUT_MS)
+        assert ana_errors == [] and bia_errors == []
+        bad = error_lines(mesh.up.log.read_text())  # the mesh's log: no ERROR line in normal use
+        assert not bad, "ERROR lines in the mesh's log:\n" + "\n".join(bad[:20])
+    finally:
+        for context in contexts:
+            await context.close()
