@@ -100,7 +100,7 @@ class PostgresPollStore:
         self._ready = False
         self._lock = asyncio.Lock()
 
-    async def migrate(self) -> None:
+    async def start(self) -> None:
         """Create the schema's tables if missing (idempotent; every replica runs it at start)."""
         async with self._lock:
             if self._ready:
@@ -126,7 +126,7 @@ class PostgresPollStore:
 
     async def _tx(self, fn: Callable[[Any], Any]) -> Any:
         if not self._ready:
-            await self.migrate()
+            await self.start()
         return await self.db.transaction(fn)
 
     def relay_connection(self) -> Any:

@@ -112,7 +112,7 @@ class SqlitePollStore:
         self.outbox = SqliteOutbox("polls_outbox")
         self._ready = False
 
-    async def migrate(self) -> None:
+    async def start(self) -> None:
         def create(conn: sqlite3.Connection) -> None:
             conn.executescript(SCHEMA)
             self.outbox.create_schema(conn)
@@ -122,7 +122,7 @@ class SqlitePollStore:
 
     async def _conn(self) -> None:
         if not self._ready:
-            await self.migrate()
+            await self.start()
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         await self._conn()
@@ -298,13 +298,13 @@ class SqliteTallyStore:
         self._ready = False
         self._listeners: weakref.WeakSet[asyncio.Queue] = weakref.WeakSet()
 
-    async def migrate(self) -> None:
+    async def start(self) -> None:
         await self.db.run(lambda conn: conn.executescript(SCHEMA))
         self._ready = True
 
     async def _conn(self) -> None:
         if not self._ready:
-            await self.migrate()
+            await self.start()
 
     @staticmethod
     def _tally(row: Any) -> Tally:

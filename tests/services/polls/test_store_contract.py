@@ -21,7 +21,7 @@ from services.polls.domain import (
     now_us,
     tally_change,
 )
-from services.polls.service import closed_events, created_events, vote_event
+from services.polls.events import closed_events, created_events, vote_event
 from services.polls.store import FinalResults
 from services.polls.stores.sqlite import SqlitePollStore, SqliteTallyStore
 from tests.services.polls.conftest import unique
