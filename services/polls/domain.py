@@ -106,7 +106,8 @@ def validate_draft(question: str, options: Sequence[str], policy: int, allow_cha
     if problems:
         raise InvalidArgument.fields(problems)
     if chosen == Policy.ONE_PER_USER and not signed_in:
-        raise Unauthenticated("a ONE_PER_USER poll needs a signed-in creator: send `authorization: Bearer <token>`")
+        raise Unauthenticated(
+            "a ONE_PER_USER poll needs a signed-in creator: send `authorization: Bearer <token>`")
     return PollDraft(question, texts, chosen, allow_change, closes_at)
 
 
@@ -217,7 +218,8 @@ def _decide_one(poll: Poll | None, poll_id: str, req: VoteRequest, now: int,
     if poll is None:
         return NotFound.of("poll", poll_id)
     if not poll.is_open(now):
-        return FailedPrecondition("the poll is closed: it takes no more votes", "POLL_CLOSED", f"polls/{poll.id}")
+        return FailedPrecondition("the poll is closed: it takes no more votes", "POLL_CLOSED",
+                                  f"polls/{poll.id}")
     if req.option >= len(poll.options):
         return InvalidArgument.field(
             "option", f"poll has options 0..{len(poll.options) - 1}; {req.option} is out of range")
@@ -237,11 +239,13 @@ def voter_key_for(poll: Poll, req: VoteRequest) -> str | DomainError:
     """The key the poll deduplicates on; '' under UNRESTRICTED (the vote id is its own key)."""
     if poll.policy == Policy.ONE_PER_USER:
         if not req.user_id:
-            return Unauthenticated("this poll takes one vote per signed-in user: send `authorization: Bearer <token>`")
+            return Unauthenticated(
+                "this poll takes one vote per signed-in user: send `authorization: Bearer <token>`")
         return "user:" + req.user_id
     if poll.policy == Policy.ONE_PER_VOTER_KEY:
         if not req.voter_key:
-            return InvalidArgument.field("voter_key", "this poll takes one vote per voter_key: send one (1..128 characters)")
+            return InvalidArgument.field(
+                "voter_key", "this poll takes one vote per voter_key: send one (1..128 characters)")
         return "key:" + req.voter_key
     return ""
 

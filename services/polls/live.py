@@ -2,7 +2,10 @@
 
 Where the changes come from is the tally store's business: MongoDB's change stream (so a watcher
 on any replica sees the tally written by the consumer on any other replica), or, embedded, the
-SQLite store's own writes. This board only keeps, per watched poll, the newest version.
+SQLite store's own writes. This board only keeps, per watched poll, the newest version, and renders
+it through wire.py with the poll's definition (PollDefinitions: a cache the servicer fills as it
+reads polls), so a tally goes one way: tally store -> board -> watchers. A room beside the
+template's (services/README.md): the fan-out of a watch stream.
 """
 
 from __future__ import annotations
@@ -11,25 +14,47 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Generic, TypeVar
+
+from agora.polls.v1 import polls_pb2 as pb
 
 from services.kit.streams import SnapshotFeed
-from services.polls.domain import Tally
-from services.polls.store import TallyStore
+from services.polls import wire
+from services.polls.domain import Poll, Tally
+from services.polls.store import PollStore, TallyStore
 
 log = logging.getLogger("agora.polls.live")
 
-T = TypeVar("T")
+Message = pb.WatchResultsResponse
 
 
-class ResultsBoard(Generic[T]):
-    """`render(tally)` turns a tally into the stream's message (None: unknown poll, skip it)."""
+class PollDefinitions:
+    """Polls by id, as read (a poll's question and options never change, which is all rendering a
+    tally needs): the servicer remembers what it reads, the board renders from it."""
 
-    def __init__(self, tallies: TallyStore, render: Callable[[Tally], Awaitable[T | None]], *,
+    def __init__(self, polls: PollStore, *, limit: int = 10_000) -> None:
+        self.polls, self.limit = polls, limit
+        self._known: dict[str, Poll] = {}
+
+    def remember(self, poll: Poll) -> None:
+        if len(self._known) > self.limit:
+            self._known.clear()
+        self._known[poll.id] = poll
+
+    async def get(self, poll_id: str) -> Poll | None:
+        poll = self._known.get(poll_id) or await self.polls.get_poll(poll_id)
+        if poll is not None:
+            self.remember(poll)
+        return poll
+
+
+class ResultsBoard:
+    """Renders a watched poll's newer tallies (wire.tally_watch_message) and publishes them."""
+
+    def __init__(self, tallies: TallyStore, definitions: PollDefinitions, *,
                  min_interval: float = 0.1) -> None:
         self.tallies = tallies
-        self.render = render
-        self.feed: SnapshotFeed[str, T] = SnapshotFeed(name="polls", min_interval=min_interval)
+        self.definitions = definitions
+        self.feed: SnapshotFeed[str, Message] = SnapshotFeed(name="polls", min_interval=min_interval)
         self._versions: dict[str, int] = {}
         self._interest: dict[str, int] = {}
         self._task: asyncio.Task | None = None
@@ -58,6 +83,11 @@ class ResultsBoard(Generic[T]):
             finally:
                 await changes.aclose()
 
+    async def render(self, tally: Tally) -> Message | None:
+        """The stream's message for a tally (None: a poll this store does not know, skipped)."""
+        poll = await self.definitions.get(tally.poll_id)
+        return None if poll is None else wire.tally_watch_message(poll, tally)
+
     async def offer(self, tally: Tally) -> None:
         """Publish a newer tally of a watched poll (older or unwatched ones are ignored)."""
         if not self._interest.get(tally.poll_id):
@@ -73,7 +103,8 @@ class ResultsBoard(Generic[T]):
         else:
             self.feed.publish(tally.poll_id, message)
 
-    async def watch(self, poll_id: str, read: Callable[[], Awaitable[tuple[T, int, bool]]]) -> AsyncIterator[T]:
+    async def watch(self, poll_id: str,
+                    read: Callable[[], Awaitable[tuple[Message, int, bool]]]) -> AsyncIterator[Message]:
         """The poll's current results at once, then newer snapshots, ending after the final one.
 
         `read()` returns (message, version, final) from the stores; interest is registered

@@ -1,134 +1,53 @@
-"""PollService over gRPC: proto in, proto out. Rules live in domain.py, storage behind store.py.
+"""PollService over gRPC: proto in, proto out. Rules live in domain.py, storage behind store.py,
+protos in wire.py, event envelopes in events.py.
 
 CastVote answers once the vote and its `polls.vote.cast` event are committed together (group
-commit, ballots.py); the tally consumer (handlers.py) counts it; WatchResults follows the tallies
-through the results board (live.py). Every replica runs the API, the outbox relay, the closing
-clock, the board, and (unless AGORA_POLLS_TALLY_IN_PROCESS=false) a share of the tally consumer
-group; with that setting false the consumer runs apart, `python -m services.polls.handlers`.
+commit, ballots.py); the tally consumer (consumers.py) counts it; WatchResults follows the tallies
+through the results board (live.py). Each part is given what it needs when build() makes it, so
+nothing calls back into the servicer. Every replica runs the API, the outbox relay, the closing
+clock (clocks.py), the board, and (unless AGORA_POLLS_TALLY_IN_PROCESS=false) a share of the tally
+consumer group; with that setting false the consumer runs apart, `python -m services.polls.handlers`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import grpc
-from agora.events.v1 import polls_pb2 as events
-from agora.events.v1.envelope_pb2 import Envelope
 from agora.polls.v1 import polls_pb2 as pb
 from agora.polls.v1 import polls_pb2_grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.kit import paging
 from services.kit.auth import SessionResolver, caller, require_caller
-from services.kit.bus.envelopes import new_envelope
-from services.kit.bus.outbox import OutboxRelay
+from services.kit.bus.outbox import outbox_relay
 from services.kit.errors import InvalidArgument, NotFound
 from services.kit.health import bus_probe
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
 from services.polls import domain, wire
 from services.polls.ballots import BallotBox
-from services.polls.closing import ClosingClock
-from services.polls.domain import Ballot, CloseReason, Poll, Tally, VoteRequest, now_us
-from services.polls.handlers import GROUP, TallyConsumer
-from services.polls.live import ResultsBoard
+from services.polls.clocks import ClosingClock
+from services.polls.consumers import GROUP, TallyConsumer
+from services.polls.domain import CloseReason, Poll, Tally, VoteRequest, now_us
+from services.polls.events import closed_events, created_events
+from services.polls.live import PollDefinitions, ResultsBoard
 from services.polls.store import PollStore, TallyStore, open_stores
 
-SOURCE = "polls"
 log = logging.getLogger("agora.polls")
 
 
-def _ts(us: int | None) -> Timestamp | None:
-    if us is None:
-        return None
-    ts = Timestamp()
-    ts.FromMicroseconds(us)
-    return ts
-
-
-def poll_message(poll: Poll, now: int) -> pb.Poll:
-    message = pb.Poll(
-        id=poll.id, question=poll.question, vote_policy=int(poll.policy), allow_change=poll.allow_change,
-        creator_id=poll.creator_id, created_at=_ts(poll.created_at), closes_at=_ts(poll.closes_at),
-        closed_at=_ts(poll.closed_at),
-        status=pb.POLL_STATUS_OPEN if poll.is_open(now) else pb.POLL_STATUS_CLOSED,
-        options=[pb.PollOption(index=i, text=t) for i, t in enumerate(poll.options)],
-    )
-    return message
-
-
-def results_message(poll: Poll, counts: dict[int, int], sequence: int, final: bool) -> pb.PollResults:
-    tallies = [pb.OptionTally(index=i, text=t, votes=counts.get(i, 0)) for i, t in enumerate(poll.options)]
-    return pb.PollResults(poll_id=poll.id, tallies=tallies, total_votes=sum(t.votes for t in tallies),
-                          sequence=sequence, final=final, as_of=_ts(now_us()))
-
-
-# -- events (written to the outbox in the same transaction as the change they report)
-
-
-def created_events(poll: Poll) -> list[Envelope]:
-    payload = events.PollCreated(
-        poll_id=poll.id, question=poll.question, options=list(poll.options), vote_policy=int(poll.policy),
-        allow_change=poll.allow_change, creator_id=poll.creator_id, closes_at=_ts(poll.closes_at),
-        created_at=_ts(poll.created_at))
-    return [new_envelope("polls.poll.created", SOURCE, poll.id, payload, occurred_at=_ts(poll.created_at))]
-
-
-def vote_event(ballot: Ballot) -> Envelope:
-    payload = events.VoteCast(
-        vote_id=ballot.vote_id, poll_id=ballot.poll_id, option=ballot.option, voter_key=ballot.voter_key,
-        user_id=ballot.user_id, replaces_previous=ballot.replaces_previous, previous_option=ballot.previous_option,
-        previous_vote_id=ballot.previous_vote_id, poll_vote_number=ballot.number, cast_at=_ts(ballot.cast_at))
-    # Keyed by poll and voter: one voter's votes stay in order (a change follows the vote it
-    # replaces), while different voters' votes are counted in parallel, in batches.
-    return new_envelope("polls.vote.cast", SOURCE, f"{ballot.poll_id}/{ballot.voter_key}", payload,
-                        id=ballot.vote_id, occurred_at=_ts(ballot.cast_at))
-
-
-def closed_events(reason: CloseReason, closed_by: str):
-    def build(poll: Poll, now: int) -> list[Envelope]:
-        payload = events.PollClosed(poll_id=poll.id, reason=int(reason), closed_by=closed_by,
-                                    accepted_votes=poll.vote_count, closed_at=_ts(now))
-        return [new_envelope("polls.poll.closed", SOURCE, poll.id, payload, occurred_at=_ts(now))]
-
-    return build
-
-
-def _page_token(cursor: tuple[int, str] | None) -> str:
-    if cursor is None:
-        return ""
-    return base64.urlsafe_b64encode(f"{cursor[0]}|{cursor[1]}".encode()).decode().rstrip("=")
-
-
-def _parse_page_token(token: str) -> tuple[int, str] | None:
-    if not token:
-        return None
-    try:
-        created, _, poll_id = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().partition("|")
-        if not poll_id:
-            raise ValueError
-        return int(created), poll_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidArgument.field("page_token", "not a token this server issued; start again without one") from None
-
-
 class PollServicer(polls_pb2_grpc.PollServiceServicer):
-    def __init__(self, polls: PollStore, tallies: TallyStore, *, on_commit=lambda: None) -> None:
-        self.polls, self.tallies, self.on_commit = polls, tallies, on_commit
-        self.box = BallotBox(lambda reqs: self.polls.cast_votes(reqs, now_us(), vote_event), on_commit=on_commit)
-        self.board: ResultsBoard[pb.WatchResultsResponse] = ResultsBoard(tallies, self._render)
-        self.clock = ClosingClock(self.polls.next_closing, self._close_due)
-        self._definitions: dict[str, Poll] = {}  # options never change: cache for rendering
+    """`wake()` (the outbox relay's) runs after each commit of its own; votes go through `box`,
+    which wakes the relay itself, and watchers through `board`."""
 
-    async def _close_due(self, now: int) -> list[Poll]:
-        closed = await self.polls.close_due(now, closed_events(CloseReason.DEADLINE, ""))
-        if closed:
-            self.on_commit()
-        return closed
+    def __init__(self, polls: PollStore, tallies: TallyStore, *, box: BallotBox, board: ResultsBoard,
+                 clock: ClosingClock, wake=lambda: None) -> None:
+        self.polls, self.tallies, self.wake = polls, tallies, wake
+        self.box, self.board, self.clock = box, board, clock
+        self.definitions: PollDefinitions = board.definitions
 
     async def _poll(self, poll_id: str) -> Poll:
         if not poll_id:
@@ -136,71 +55,55 @@ class PollServicer(polls_pb2_grpc.PollServiceServicer):
         poll = await self.polls.get_poll(poll_id)
         if poll is None:
             raise NotFound.of("poll", poll_id)
-        self._remember(poll)
+        self.definitions.remember(poll)
         return poll
-
-    def _remember(self, poll: Poll) -> None:
-        if len(self._definitions) > 10_000:
-            self._definitions.clear()
-        self._definitions[poll.id] = poll
-
-    async def _render(self, tally: Tally) -> pb.WatchResultsResponse | None:
-        poll = self._definitions.get(tally.poll_id) or await self.polls.get_poll(tally.poll_id)
-        if poll is None:
-            return None
-        self._remember(poll)
-        results = results_message(poll, dict(tally.counts), tally.version, tally.final)
-        return pb.WatchResultsResponse(sequence=tally.version, results=results, final=tally.final)
 
     async def _results(self, poll: Poll) -> pb.PollResults:
         """Final results once consolidated, the live tally before."""
         if poll.closed_at is not None:
             final = await self.polls.final_results(poll.id)
             if final is not None:
-                return results_message(poll, dict(final.counts), final.sequence, True)
+                return wire.results_message(poll, dict(final.counts), final.sequence, True)
         tally = (await self.tallies.load([poll.id])).get(poll.id) or Tally(poll.id)
-        return results_message(poll, dict(tally.counts), tally.version, False)
+        return wire.results_message(poll, dict(tally.counts), tally.version, False)
 
     # -- RPCs
 
     async def CreatePoll(self, request: pb.CreatePollRequest, context) -> pb.CreatePollResponse:
         who = caller()
         now = now_us()
-        closes_at = request.closes_at.ToMicroseconds() if request.HasField("closes_at") else None
+        closes_at = wire.micros(request.closes_at) if request.HasField("closes_at") else None
         draft = domain.validate_draft(request.question, list(request.options), request.vote_policy,
                                       request.allow_change, closes_at, now, who is not None)
         poll = await self.polls.create_poll(str(uuid.uuid4()), draft, who.user_id if who else "", now,
                                             created_events)
-        self.on_commit()
-        self._remember(poll)
+        self.wake()
+        self.definitions.remember(poll)
         if poll.closes_at is not None:
             self.clock.poll_scheduled()
-        return pb.CreatePollResponse(poll=poll_message(poll, now))
+        return pb.CreatePollResponse(poll=wire.poll_message(poll, now))
 
     async def GetPoll(self, request: pb.GetPollRequest, context) -> pb.GetPollResponse:
         poll = await self._poll(request.poll_id)
-        return pb.GetPollResponse(poll=poll_message(poll, now_us()), results=await self._results(poll))
+        return pb.GetPollResponse(poll=wire.poll_message(poll, now_us()), results=await self._results(poll))
 
     async def ListPolls(self, request: pb.ListPollsRequest, context) -> pb.ListPollsResponse:
-        if request.page_size < 0:
+        if request.page_size < 0:  # polls' message says what 0 means (the kit's says only "negative")
             raise InvalidArgument.field("page_size", "must not be negative (0 means the default, 50)")
-        limit = min(request.page_size or domain.DEFAULT_PAGE, domain.MAX_PAGE)
+        limit = paging.page_size(request.page_size, default=domain.DEFAULT_PAGE, maximum=domain.MAX_PAGE)
         open_only = {pb.POLL_STATUS_OPEN: True, pb.POLL_STATUS_CLOSED: False}.get(request.status)
         now = now_us()
-        page = await self.polls.list_polls(limit=limit, after=_parse_page_token(request.page_token),
+        page = await self.polls.list_polls(limit=limit, after=wire.page_cursor(request.page_token),
                                            open_only=open_only, creator_id=request.creator_id, now=now)
-        return pb.ListPollsResponse(polls=[poll_message(p, now) for p in page.polls],
-                                    next_page_token=_page_token(page.next_cursor))
+        return pb.ListPollsResponse(polls=[wire.poll_message(p, now) for p in page.polls],
+                                    next_page_token=wire.page_token(page.next_cursor))
 
     async def CastVote(self, request: pb.CastVoteRequest, context) -> pb.CastVoteResponse:
         domain.check_vote_shape(request.poll_id, request.option, request.voter_key, request.request_id)
         who = caller()
         ballot = await self.box.cast(VoteRequest(request.poll_id, request.option, request.voter_key,
                                                  who.user_id if who else "", request.request_id))
-        return pb.CastVoteResponse(
-            vote_id=ballot.vote_id, poll_id=ballot.poll_id, option=ballot.option,
-            replaced_previous=ballot.replaces_previous, previous_option=ballot.previous_option,
-            accepted_at=_ts(ballot.cast_at))
+        return wire.cast_vote_response(ballot)
 
     async def ClosePoll(self, request: pb.ClosePollRequest, context) -> pb.ClosePollResponse:
         if not request.poll_id:
@@ -209,13 +112,13 @@ class PollServicer(polls_pb2_grpc.PollServiceServicer):
         now = now_us()
         poll = await self.polls.close_poll(request.poll_id, who.user_id, now,
                                            closed_events(CloseReason.BY_CREATOR, who.user_id))
-        self.on_commit()
+        self.wake()
         results = await self._results(poll)
         if not results.final:
             # Final here only if the tally already counts every vote accepted before the close.
             tally = (await self.tallies.load([poll.id])).get(poll.id) or Tally(poll.id)
             results.final = replace(tally, closed_total=poll.vote_count).complete
-        return pb.ClosePollResponse(poll=poll_message(poll, now), results=results)
+        return pb.ClosePollResponse(poll=wire.poll_message(poll, now), results=results)
 
     # -- the voting seed's own routes: the same polls and counts, in its models' shape
 
@@ -227,15 +130,16 @@ class PollServicer(polls_pb2_grpc.PollServiceServicer):
 
     async def SeedGetPoll(self, request: pb.SeedGetPollRequest, context) -> pb.SeedGetPollResponse:
         poll = await self._poll(request.poll_id)
-        return pb.SeedGetPollResponse(poll=wire.seed_poll(poll_message(poll, now_us()), await self._results(poll)))
+        return pb.SeedGetPollResponse(
+            poll=wire.seed_poll(wire.poll_message(poll, now_us()), await self._results(poll)))
 
-    async def WatchResults(self, request: pb.WatchResultsRequest, context) -> AsyncIterator[pb.WatchResultsResponse]:
+    async def WatchResults(self, request: pb.WatchResultsRequest,
+                           context) -> AsyncIterator[pb.WatchResultsResponse]:
         poll = await self._poll(request.poll_id)
 
         async def read() -> tuple[pb.WatchResultsResponse, int, bool]:
             results = await self._results(poll)
-            message = pb.WatchResultsResponse(sequence=results.sequence, results=results, final=results.final)
-            return message, results.sequence, results.final
+            return wire.watch_message(results), results.sequence, results.final
 
         async for message in self.board.watch(poll.id, read):
             yield message
@@ -275,7 +179,8 @@ def register(servicer: PollServicer, server: grpc.aio.Server) -> None:
     }
     missing = set(pb.DESCRIPTOR.services_by_name["PollService"].methods_by_name) - set(handlers)
     assert not missing, f"PollService methods without a handler: {missing}"
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(DOMAINS["polls"].service, handlers),))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(DOMAINS["polls"].service, handlers),))
 
 
 def tally_in_process(settings) -> bool:
@@ -300,31 +205,20 @@ async def build(runtime, *, sessions: SessionResolver | None = None, run_tally: 
         run_tally = tally_in_process(runtime.settings)
     polls, tallies = open_stores(runtime.settings, schema=schema, mongo_db=mongo_db, sqlite_path=sqlite_path)
     bus = await runtime.bus()
-    relay = OutboxRelay(bus, polls.outbox, polls.relay_connection)
-    servicer = PollServicer(polls, tallies, on_commit=relay.wake)
+    relay = outbox_relay(bus, polls)
+    board = ResultsBoard(tallies, PollDefinitions(polls))
+    clock = ClosingClock(polls, wake=relay.wake)
+    servicer = PollServicer(polls, tallies, box=BallotBox(polls, wake=relay.wake), board=board, clock=clock,
+                            wake=relay.wake)
     consumer = TallyConsumer(polls, tallies, group=tally_group) if run_tally else None
-
-    async def migrate() -> None:
-        await polls.migrate()
-        await tallies.migrate()
-
-    async def start_consumer() -> None:
-        if consumer is not None:
-            await consumer.start(bus)
-
-    async def stop_consumer() -> None:
-        if consumer is not None:
-            await consumer.stop()
-
     spec = ServiceSpec(
         domain=DOMAINS["polls"],
         register=lambda server: register(servicer, server),
         probes={"poll-store": polls.ping, "tally-store": tallies.ping, "bus": bus_probe(bus)},
-        on_start=[migrate, relay.start, servicer.board.start, servicer.clock.start, start_consumer],
-        on_stop=[stop_consumer, servicer.clock.stop, servicer.board.stop, relay.stop, polls.close, tallies.close],
+        stores=[polls, tallies], relay=relay, workers=[board, clock],
+        consumers=[consumer] if consumer is not None else [], bus=bus,
         sessions=sessions if sessions is not None else runtime.sessions(),
     )
     spec.servicer = servicer  # type: ignore[attr-defined] - tests and benches reach the parts through it
     spec.consumer = consumer  # type: ignore[attr-defined]
     return spec
-

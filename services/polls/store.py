@@ -39,8 +39,9 @@ class PollPage:
 class PollStore(Protocol):
     outbox: Outbox
 
-    async def migrate(self) -> None:
-        """Create what the store needs if missing (idempotent)."""
+    async def start(self) -> None:
+        """Create what the store needs if missing (idempotent). The server calls it before the port
+        answers; a store used before it (tests, the tally process alone) starts itself on first use."""
 
     async def create_poll(self, poll_id: str, draft: PollDraft, creator_id: str, now: int,
                           events: Callable[[Poll], list[Envelope]]) -> Poll: ...
@@ -79,7 +80,7 @@ class PollStore(Protocol):
 
 
 class TallyStore(Protocol):
-    async def migrate(self) -> None: ...
+    async def start(self) -> None: ...
 
     async def load(self, poll_ids: Sequence[str]) -> dict[str, Tally]:
         """The stored tallies of these polls (absent: none yet)."""

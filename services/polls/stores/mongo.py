@@ -53,7 +53,7 @@ class MongoTallyStore:
         self.db = MongoDatabase(url, db)
         self.collection = self.db.db[COLLECTION]
 
-    async def migrate(self) -> None:
+    async def start(self) -> None:
         """Nothing to create: documents appear with their first write."""
 
     async def load(self, poll_ids: Sequence[str]) -> dict[str, Tally]:

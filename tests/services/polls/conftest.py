@@ -67,8 +67,8 @@ async def start_mesh(backend: str, tmp: Path, *, run_tally: bool = True, gateway
     mongo_db = mongo_db or unique("polls")
     group = group or unique("tally").replace("_", "-")
     runtime = Runtime(settings)
-    spec = await build(runtime, sessions=TokenSessions(), run_tally=run_tally, schema=schema, mongo_db=mongo_db,
-                       sqlite_path=str(tmp / f"{schema}.sqlite3"), tally_group=group)
+    spec = await build(runtime, sessions=TokenSessions(), run_tally=run_tally, schema=schema,
+                       mongo_db=mongo_db, sqlite_path=str(tmp / f"{schema}.sqlite3"), tally_group=group)
     server = DomainServer(spec, host="127.0.0.1", port=0, grace=1.0)
     await server.start()
     channel = grpc.aio.insecure_channel(server.address)

@@ -47,8 +47,8 @@ class ConsumerProcess:
     """`python -m services.polls.handlers` against the scenario's schema, database and group."""
 
     def __init__(self, schema: str, mongo_db: str, group: str) -> None:
-        self.args = [sys.executable, "-m", "services.polls.handlers", "--schema", schema, "--mongo-db", mongo_db,
-                     "--group", group]
+        self.args = [sys.executable, "-m", "services.polls.handlers", "--schema", schema,
+                     "--mongo-db", mongo_db, "--group", group]
         self.proc: subprocess.Popen | None = None
 
     async def start(self) -> None:
@@ -89,11 +89,13 @@ async def run(tmp: Path, *, voters: int, polls: int = 10, concurrency: int = 48,
         poll_ids = []
         for p in range(polls):
             poll = (await stub.CreatePoll(pb.CreatePollRequest(
-                question=f"faults {p}", options=["a", "b", "c", "d"], vote_policy=pb.VOTE_POLICY_ONE_PER_VOTER_KEY,
-                allow_change=(p == polls - 1)), metadata=bearer("owner"), timeout=10)).poll
+                question=f"faults {p}", options=["a", "b", "c", "d"],
+                vote_policy=pb.VOTE_POLICY_ONE_PER_VOTER_KEY, allow_change=(p == polls - 1)),
+                metadata=bearer("owner"), timeout=10)).poll
             poll_ids.append(poll.id)
         choice: dict[tuple[str, str], int] = {}
-        plan = [(poll_ids[(v + k) % polls], f"voter{v}", (v * 7 + k) % 4) for k in range(polls) for v in range(voters)]
+        plan = [(poll_ids[(v + k) % polls], f"voter{v}", (v * 7 + k) % 4)
+                for k in range(polls) for v in range(voters)]
         changes = [(poll_ids[-1], f"voter{v}", (v * 7 + polls - 1 + 1) % 4) for v in range(0, voters, 5)]
         plan += changes + changes  # the repeat names the option already chosen: ALREADY_EXISTS
         total = len(plan)
@@ -169,7 +171,8 @@ async def run(tmp: Path, *, voters: int, polls: int = 10, concurrency: int = 48,
             consolidated = [t.votes for t in results.tallies]
             live = [tallies[poll_id].counts.get(i, 0) for i in range(4)]
             if consolidated != want or live != want:
-                report.mismatches.append(f"poll {poll_id}: accepted {want}, consolidated {consolidated}, live {live}")
+                report.mismatches.append(
+                    f"poll {poll_id}: accepted {want}, consolidated {consolidated}, live {live}")
     finally:
         report.seconds = time.monotonic() - started
         consumer.stop()

@@ -20,7 +20,9 @@ async def board_mesh(tmp_path_factory):
 
 async def test_vote_through_rest_moves_the_bar_on_the_open_page(browser, board_mesh):
     async with httpx.AsyncClient(base_url=board_mesh.base_url, timeout=10) as http:
-        poll = (await http.post("/v1/polls", json={"question": "Which bar moves?", "options": ["left", "right"]})).json()["poll"]
+        created = await http.post("/v1/polls",
+                                  json={"question": "Which bar moves?", "options": ["left", "right"]})
+        poll = created.json()["poll"]
         context = await browser.new_context()
         try:
             page = await context.new_page()
@@ -34,9 +36,11 @@ async def test_vote_through_rest_moves_the_bar_on_the_open_page(browser, board_m
             page.on("framenavigated", lambda frame: navigations.append(frame.url))
 
             for _ in range(3):
-                assert (await http.post(f"/v1/polls/{poll['id']}/votes", json={"option": 1})).status_code == 200
+                voted = await http.post(f"/v1/polls/{poll['id']}/votes", json={"option": 1})
+                assert voted.status_code == 200
             await page.wait_for_function(
-                "document.querySelector(\"#bars li[data-index='1'] .count\").textContent === '3'", timeout=15_000)
+                "document.querySelector(\"#bars li[data-index='1'] .count\").textContent === '3'",
+                timeout=15_000)
             width = await page.eval_on_selector("#bars li[data-index='1'] .fill", "e => e.style.width")
             assert width == "100%"
             # A vote from the page itself, through its own button, moves the other bar.

@@ -24,8 +24,9 @@ from services.polls.domain import (
 
 
 def poll(**kw) -> Poll:
-    base = dict(id="p", question="q", options=("a", "b", "c"), policy=Policy.ONE_PER_VOTER_KEY, allow_change=False,
-                creator_id="ann", created_at=0, closes_at=None, closed_at=None, vote_count=0)
+    base = dict(id="p", question="q", options=("a", "b", "c"), policy=Policy.ONE_PER_VOTER_KEY,
+                allow_change=False, creator_id="ann", created_at=0, closes_at=None, closed_at=None,
+                vote_count=0)
     return Poll(**{**base, **kw})
 
 
@@ -39,7 +40,8 @@ def test_draft_validation_names_every_bad_field():
         assert "options" in info.value.violations
     with pytest.raises(Unauthenticated):
         validate_draft("q", ["a", "b"], Policy.ONE_PER_USER, False, None, now=0, signed_in=False)
-    assert validate_draft(" q ", ["a", "b"], 0, False, None, now=0, signed_in=False).policy == Policy.UNRESTRICTED
+    unrestricted = validate_draft(" q ", ["a", "b"], 0, False, None, now=0, signed_in=False)
+    assert unrestricted.policy == Policy.UNRESTRICTED
 
 
 def test_vote_decisions_in_order():
@@ -52,12 +54,14 @@ def test_vote_decisions_in_order():
     assert isinstance(out[2], InvalidArgument) and "option" in out[2].violations
     assert isinstance(out[3], InvalidArgument) and "voter_key" in out[3].violations
     assert isinstance(decide_votes(None, "x", reqs[:1], ids, 1, {}, {}).outcomes[0], NotFound)
-    assert isinstance(decide_votes(poll(closes_at=1), "p", reqs[:1], ids, 1, {}, {}).outcomes[0], FailedPrecondition)
+    assert isinstance(decide_votes(poll(closes_at=1), "p", reqs[:1], ids, 1, {}, {}).outcomes[0],
+                      FailedPrecondition)
     moved = decide_votes(poll(allow_change=True), "p", [VoteRequest("p", 2, "k1", "")], ids, 1,
                          {"key:k1": Choice("old", 0)}, {})
     assert moved.outcomes[0].replaces_previous and moved.outcomes[0].previous_vote_id == "old"
     assert moved.choices == {"key:k1": Choice(moved.outcomes[0].vote_id, 2)}
-    free = decide_votes(poll(policy=Policy.UNRESTRICTED), "p", [VoteRequest("p", 0, "", "")] * 2, ids, 1, {}, {})
+    free = decide_votes(poll(policy=Policy.UNRESTRICTED), "p", [VoteRequest("p", 0, "", "")] * 2, ids, 1,
+                        {}, {})
     assert [b.voter_key == b.vote_id for b in free.outcomes] == [True, True]
 
 

@@ -113,8 +113,8 @@ async def test_the_consumer_alone_answers_health_counts_votes_and_stops_on_sigte
 
     poll = (await mesh.stub.CreatePoll(pb.CreatePollRequest(question="apart?", options=["yes", "no"]),
                                        metadata=bearer("ann"), timeout=5)).poll
-    await asyncio.gather(*(mesh.stub.CastVote(pb.CastVoteRequest(poll_id=poll.id, option=i % 2, voter_key=f"v{i}"),
-                                              timeout=10) for i in range(9)))
+    await asyncio.gather(*(mesh.stub.CastVote(
+        pb.CastVoteRequest(poll_id=poll.id, option=i % 2, voter_key=f"v{i}"), timeout=10) for i in range(9)))
     await wait_results(mesh, poll.id, lambda r: counts(r) == [5, 4], what="votes counted by the process")
 
     with urllib.request.urlopen(f"http://127.0.0.1:{tally.metrics_port}/metrics", timeout=5) as reply:
@@ -136,7 +136,8 @@ async def test_votes_in_flight_at_sigterm_are_counted_once_by_the_next_consumer(
 
     async def vote(i: int) -> None:
         await asyncio.sleep(i * 0.002)  # spread over ~1.2 s, so SIGTERM lands mid-stream
-        await mesh.stub.CastVote(pb.CastVoteRequest(poll_id=poll.id, option=i % 3, voter_key=f"v{i}"), timeout=20)
+        await mesh.stub.CastVote(pb.CastVoteRequest(poll_id=poll.id, option=i % 3, voter_key=f"v{i}"),
+                                 timeout=20)
 
     votes = asyncio.gather(*(vote(i) for i in range(total)))
     await asyncio.sleep(0.5)

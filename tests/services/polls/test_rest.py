@@ -34,12 +34,14 @@ def votes(results: dict) -> list[int]:
 
 
 async def test_create_vote_get_and_close_over_http(http):
-    created = await http.post("/v1/polls", json={"question": "Tabs or spaces?", "options": ["tabs", "spaces"]},
+    created = await http.post("/v1/polls",
+                              json={"question": "Tabs or spaces?", "options": ["tabs", "spaces"]},
                               headers={"Authorization": "Bearer user-rita"})
     assert created.status_code == 200, created.text
     poll = created.json()["poll"]
     assert [o["text"] for o in poll["options"]] == ["tabs", "spaces"]
-    replies = await asyncio.gather(*(http.post(f"/v1/polls/{poll['id']}/votes", json={"option": i % 2}) for i in range(40)))
+    replies = await asyncio.gather(*(http.post(f"/v1/polls/{poll['id']}/votes", json={"option": i % 2})
+                                     for i in range(40)))
     assert all(r.status_code == 200 for r in replies), [r.text for r in replies if r.status_code != 200][:1]
     await poll_until(http, poll["id"], lambda r: votes(r) == [20, 20], what="40 REST votes")
 
@@ -51,9 +53,11 @@ async def test_create_vote_get_and_close_over_http(http):
     second = await http.post(f"/v1/polls/{keyed['id']}/votes", json={"option": 1, "voterKey": "k1"})
     assert second.status_code == 409 and second.json()["code"] == 6  # ALREADY_EXISTS
 
-    denied = await http.post(f"/v1/polls/{poll['id']}:close", json={}, headers={"Authorization": "Bearer user-sam"})
+    denied = await http.post(f"/v1/polls/{poll['id']}:close", json={},
+                             headers={"Authorization": "Bearer user-sam"})
     assert denied.status_code == 403
-    closed = await http.post(f"/v1/polls/{poll['id']}:close", json={}, headers={"Authorization": "Bearer user-rita"})
+    closed = await http.post(f"/v1/polls/{poll['id']}:close", json={},
+                             headers={"Authorization": "Bearer user-rita"})
     assert closed.status_code == 200 and closed.json()["poll"]["status"] == "POLL_STATUS_CLOSED"
     final = await poll_until(http, poll["id"], lambda r: r.get("final"), what="final results")
     assert votes(final["results"]) == [20, 20]
@@ -107,7 +111,8 @@ async def test_watch_over_sse_and_websocket(http, mesh):
         assert time.monotonic() < deadline, "the watchers got no first snapshot"
         await asyncio.sleep(0.02)
     for i in range(7):
-        assert (await http.post(f"/v1/polls/{poll['id']}/votes", json={"option": int(i < 4)})).status_code == 200
+        voted = await http.post(f"/v1/polls/{poll['id']}/votes", json={"option": int(i < 4)})
+        assert voted.status_code == 200
     await poll_until(http, poll["id"], lambda r: votes(r) == [3, 4], what="7 votes")
     await http.post(f"/v1/polls/{poll['id']}:close", json={}, headers={"Authorization": "Bearer user-uma"})
     await asyncio.wait_for(asyncio.gather(*watchers), 20)

@@ -25,7 +25,8 @@ async def wait_results(mesh, poll_id: str, predicate, timeout: float = 20.0, wha
         if predicate(reply.results):
             return reply
         if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout:.0f}s waiting for {what}; last results: {reply.results}")
+            raise AssertionError(
+                f"gave up after {timeout:.0f}s waiting for {what}; last results: {reply.results}")
         await asyncio.sleep(0.05)
 
 
@@ -53,18 +54,21 @@ async def test_create_vote_from_many_voters_duplicate_rejected_close_final(mesh)
     assert len({r.vote_id for r in replies}) == 300
     expected = [100, 100, 100]
 
-    err = await rpc_error(mesh.stub.CastVote(pb.CastVoteRequest(poll_id=poll.id, option=1, voter_key="v0"), timeout=5))
+    err = await rpc_error(mesh.stub.CastVote(pb.CastVoteRequest(poll_id=poll.id, option=1, voter_key="v0"),
+                                             timeout=5))
     assert err.code() == grpc.StatusCode.ALREADY_EXISTS
 
     reply = await wait_results(mesh, poll.id, lambda r: counts(r) == expected, what="300 votes counted")
     assert reply.results.total_votes == 300 and not reply.results.final
 
-    err = await rpc_error(mesh.stub.ClosePoll(pb.ClosePollRequest(poll_id=poll.id), metadata=bearer("bob"), timeout=5))
+    err = await rpc_error(mesh.stub.ClosePoll(pb.ClosePollRequest(poll_id=poll.id), metadata=bearer("bob"),
+                                              timeout=5))
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
     err = await rpc_error(mesh.stub.ClosePoll(pb.ClosePollRequest(poll_id=poll.id), timeout=5))
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
 
-    closed = await mesh.stub.ClosePoll(pb.ClosePollRequest(poll_id=poll.id), metadata=bearer("ann"), timeout=5)
+    closed = await mesh.stub.ClosePoll(pb.ClosePollRequest(poll_id=poll.id), metadata=bearer("ann"),
+                                       timeout=5)
     assert closed.poll.status == pb.POLL_STATUS_CLOSED and counts(closed.results) == expected
 
     final = await wait_results(mesh, poll.id, lambda r: r.final, what="consolidated results")
@@ -72,14 +76,15 @@ async def test_create_vote_from_many_voters_duplicate_rejected_close_final(mesh)
     stored = await mesh.spec.servicer.polls.final_results(poll.id)
     assert stored is not None and [stored.counts.get(i, 0) for i in range(3)] == expected
 
-    err = await rpc_error(mesh.stub.CastVote(pb.CastVoteRequest(poll_id=poll.id, option=0, voter_key="late"), timeout=5))
+    err = await rpc_error(mesh.stub.CastVote(pb.CastVoteRequest(poll_id=poll.id, option=0, voter_key="late"),
+                                             timeout=5))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
 async def test_changed_vote_moves_the_count_and_request_id_retry_counts_once(mesh):
     poll = (await mesh.stub.CreatePoll(pb.CreatePollRequest(
-        question="Lunch?", options=["pizza", "salad"], vote_policy=pb.VOTE_POLICY_ONE_PER_USER, allow_change=True),
-        metadata=bearer("cat"), timeout=5)).poll
+        question="Lunch?", options=["pizza", "salad"], vote_policy=pb.VOTE_POLICY_ONE_PER_USER,
+        allow_change=True), metadata=bearer("cat"), timeout=5)).poll
     first = await mesh.stub.CastVote(pb.CastVoteRequest(poll_id=poll.id, option=0, request_id="r1"),
                                      metadata=bearer("dan"), timeout=5)
     again = await mesh.stub.CastVote(pb.CastVoteRequest(poll_id=poll.id, option=0, request_id="r1"),
@@ -88,7 +93,8 @@ async def test_changed_vote_moves_the_count_and_request_id_retry_counts_once(mes
     same = await rpc_error(mesh.stub.CastVote(pb.CastVoteRequest(poll_id=poll.id, option=0),
                                               metadata=bearer("dan"), timeout=5))
     assert same.code() == grpc.StatusCode.ALREADY_EXISTS
-    moved = await mesh.stub.CastVote(pb.CastVoteRequest(poll_id=poll.id, option=1), metadata=bearer("dan"), timeout=5)
+    moved = await mesh.stub.CastVote(pb.CastVoteRequest(poll_id=poll.id, option=1), metadata=bearer("dan"),
+                                     timeout=5)
     assert moved.replaced_previous and moved.previous_option == 0
     await mesh.stub.CastVote(pb.CastVoteRequest(poll_id=poll.id, option=1), metadata=bearer("eve"), timeout=5)
     anonymous = await rpc_error(mesh.stub.CastVote(pb.CastVoteRequest(poll_id=poll.id, option=1), timeout=5))
@@ -145,8 +151,8 @@ async def test_list_polls_pages_newest_first(mesh):
             question=f"list {i}", options=["a", "b"]), metadata=bearer("lister"), timeout=5)).poll.id)
     seen, token = [], ""
     while True:
-        page = await mesh.stub.ListPolls(pb.ListPollsRequest(page_size=2, page_token=token, creator_id="lister"),
-                                         timeout=5)
+        page = await mesh.stub.ListPolls(
+            pb.ListPollsRequest(page_size=2, page_token=token, creator_id="lister"), timeout=5)
         seen += [p.id for p in page.polls]
         token = page.next_page_token
         if not token:

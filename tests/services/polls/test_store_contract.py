@@ -21,7 +21,7 @@ from services.polls.domain import (
     now_us,
     tally_change,
 )
-from services.polls.service import closed_events, created_events, vote_event
+from services.polls.events import closed_events, created_events, vote_event
 from services.polls.store import FinalResults
 from services.polls.stores.sqlite import SqlitePollStore, SqliteTallyStore
 from tests.services.polls.conftest import unique
@@ -75,7 +75,8 @@ async def outbox_events(store) -> list:
 
 async def test_create_get_and_list(polls):
     now = now_us()
-    made = [await polls.create_poll(f"p{i}", draft(), "ann" if i % 2 else "", now + i, created_events) for i in range(5)]
+    made = [await polls.create_poll(f"p{i}", draft(), "ann" if i % 2 else "", now + i, created_events)
+            for i in range(5)]
     assert await polls.get_poll("p3") == made[3]
     assert await polls.get_poll("nope") is None
     page = await polls.list_polls(limit=2, after=None, open_only=None, creator_id="", now=now)
@@ -141,7 +142,8 @@ async def test_close_by_creator_once_and_at_closing_time(polls):
     assert await polls.close_due(now + 500, closed_events(CloseReason.DEADLINE, "")) == []
     due = await polls.close_due(now + 2_000, closed_events(CloseReason.DEADLINE, ""))
     assert [p.id for p in due] == ["due"] and await polls.next_closing() is None
-    closes = [unpack(e, events.PollClosed) for e in await outbox_events(polls) if e.type == "polls.poll.closed"]
+    closes = [unpack(e, events.PollClosed) for e in await outbox_events(polls)
+              if e.type == "polls.poll.closed"]
     assert sorted((c.poll_id, c.accepted_votes, c.reason) for c in closes) == [
         ("due", 0, events.POLL_CLOSE_REASON_DEADLINE), ("p", 1, events.POLL_CLOSE_REASON_BY_CREATOR)]
 
