@@ -23,8 +23,8 @@ async def store(request, tmp_path):
         s = SqliteAuctionStore(tmp_path / "auctions.sqlite3")
     else:
         s = PostgresAuctionStore(request.getfixturevalue("postgres_url"), schema=f"t{uuid.uuid4().hex[:10]}_auctions")
-    await s.open()
-    await s.open()  # idempotent
+    await s.start()
+    await s.start()  # idempotent
     try:
         yield s
     finally:
@@ -157,7 +157,7 @@ async def test_bid_and_close_write_their_events_to_the_outbox(store):
     await store.place_bid(a.id, "b1", "", _decider("b1", 100), event)
     await asyncio.sleep(0.35)
     await store.close_due(_now(), event)
-    conn = store.connect_relay()
+    conn = store.relay_connection()
     try:
         assert len(store.outbox.claim(conn, 10)) == 2
         store.outbox.release(conn)
