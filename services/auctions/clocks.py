@@ -28,7 +28,8 @@ class AuctionCloser:
         self.published = published
         self.poll = poll
         self._worker = Worker(self._step, name="auction-closer", backoff=0.1, max_backoff=5.0, on_error=(
-            lambda exc, retry_in: log.warning("closing auctions failed (%s); retrying in %.1fs", exc, retry_in)))
+            lambda exc, retry_in: log.warning("closing auctions failed (%s); retrying in %.1fs",
+                                              exc, retry_in)))
 
     def wake(self) -> None:
         """An auction was created: its end may be sooner than the one being waited for."""

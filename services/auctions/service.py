@@ -68,7 +68,8 @@ class AuctionServicer(auctions_pb2_grpc.AuctionServiceServicer):
             auction_id=str(uuid.uuid4()), seller_id=me.user_id, seller_name=me.username,
             product_name=request.product_name, description=request.description,
             currency=request.starting_price.currency_code,
-            starting_price=request.starting_price.amount_minor if request.HasField("starting_price") else None,
+            starting_price=(request.starting_price.amount_minor
+                            if request.HasField("starting_price") else None),
             increment_currency=request.min_increment.currency_code,
             min_increment=request.min_increment.amount_minor if request.HasField("min_increment") else None,
             auction_end=to_datetime(request.auction_end) if request.HasField("auction_end") else None,
@@ -92,7 +93,8 @@ class AuctionServicer(auctions_pb2_grpc.AuctionServiceServicer):
         filters = ("auctions", str(request.status), request.seller_id)
         offset = paging.decode_token(request.page_token, *filters, kind=paging.offset) or 0
         if request.status not in (0, domain.OPEN, domain.CLOSED):
-            raise InvalidArgument.field("status", "must be AUCTION_STATUS_OPEN, AUCTION_STATUS_CLOSED or unset")
+            raise InvalidArgument.field("status",
+                                        "must be AUCTION_STATUS_OPEN, AUCTION_STATUS_CLOSED or unset")
         found = await self.store.list_auctions(request.status, request.seller_id, offset, size + 1)
         more = len(found) > size
         return pb.ListAuctionsResponse(

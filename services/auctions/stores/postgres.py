@@ -34,7 +34,8 @@ class PostgresAuctionStore(SqlAuctionStore):
     async def start(self) -> None:
         def create(conn: Any) -> None:
             # Two replicas starting at once must not race on CREATE TABLE.
-            self._execute(conn, "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}.auctions.schema",))
+            self._execute(conn, "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                          (f"{self.schema}.auctions.schema",))
             self.create_schema(conn)
 
         await self.db.transaction(create)
@@ -58,4 +59,5 @@ class PostgresAuctionStore(SqlAuctionStore):
 
     async def drop(self) -> None:
         """Remove the whole schema (tests)."""
-        await self.db.transaction(lambda conn: self._execute(conn, f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+        await self.db.transaction(
+            lambda conn: self._execute(conn, f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
