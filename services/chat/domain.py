@@ -1,19 +1,15 @@
-"""Chat's pure rules: room, message and member values, their limits, and the page tokens. No I/O."""
+"""Chat's pure rules: room, message and member values, their limits and page sizes. No I/O."""
 
 from __future__ import annotations
 
-import base64
 import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar
-
-import grpc
 
 from services.kit import paging
-from services.kit.errors import DomainError, InvalidArgument
+from services.kit.errors import InvalidArgument
 
 DEFAULT_ROOM = "general"
 TEXT_MAX_CHARS = 4096
@@ -31,12 +27,6 @@ PAGE_DEFAULT = 50
 PAGE_MAX = 500
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-
-
-class OutOfRange(DomainError):
-    """A position past the end (resume_from beyond the room's latest sequence)."""
-
-    code: ClassVar[grpc.StatusCode] = grpc.StatusCode.OUT_OF_RANGE
 
 
 class Kind(IntEnum):
@@ -219,21 +209,3 @@ def page_size(requested: int, field: str) -> int:
     """History's `limit` (the seed's name) follows the kit's paging rule too."""
     return paging.page_size(requested, default=PAGE_DEFAULT, maximum=PAGE_MAX, field=field)
 
-
-def encode_token(kind: str, value: int) -> str:
-    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
-
-
-def decode_token(token: str, kind: str, field: str = "page_token") -> int | None:
-    """The position a page token carries; None for the first page; INVALID_ARGUMENT for a forged one."""
-    if not token:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        got, _, value = raw.partition(":")
-        number = int(value)
-        if got != kind or number < 0:
-            raise ValueError
-        return number
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgument.field(field, "not a token this server issued; start again without it") from None

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from services.chat.domain import AttachmentInfo, Author, Draft, Entry, Member, Room
-from services.kit.bus.outbox import OutboxRelay
-from services.kit.bus.port import EventBus
 from services.kit.config import Settings
 
 
@@ -15,7 +13,9 @@ class ChatStore(Protocol):
     """The source of truth for every room's sequence. Each write that adds an entry also writes its
     `chat.*` event to the outbox in the same transaction (the relay publishes it)."""
 
-    async def open(self) -> None:
+    outbox: Any  # the bus outbox table the relay drains
+
+    async def start(self) -> None:
         """Create the tables if missing, and the default room."""
 
     async def close(self) -> None: ...
@@ -60,8 +60,8 @@ class ChatStore(Protocol):
     async def members(self, room_id: str) -> list[Member]:
         """Members present now (one per account or anonymous name), by when they joined."""
 
-    def outbox_relay(self, bus: EventBus) -> OutboxRelay:
-        """A relay that publishes this store's outbox to `bus`."""
+    def relay_connection(self) -> Any:
+        """A connection of the relay's own (services.kit.bus.outbox.outbox_relay)."""
 
     async def prune_outbox(self, older_than: float) -> None: ...
 

@@ -24,7 +24,7 @@ from services.chat.domain import (
     Room,
     new_id,
 )
-from services.chat.wire import envelope_for
+from services.chat.events import envelope_for
 from services.kit.errors import AlreadyExists, NotFound
 from services.kit.telemetry.metrics import timed_operations
 
