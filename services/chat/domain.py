@@ -123,7 +123,8 @@ def room_id_or_default(room_id: str) -> str:
 
 def check_room_id(room_id: str, field: str = "room_id") -> str:
     if not _SLUG.match(room_id):
-        raise InvalidArgument.field(field, "must be a slug: a-z, 0-9, '_' or '-', starting with a letter or digit, at most 64")
+        raise InvalidArgument.field(
+            field, "must be a slug: a-z, 0-9, '_' or '-', starting with a letter or digit, at most 64")
     return room_id
 
 
@@ -144,7 +145,8 @@ def check_new_room(room_id: str, title: str, description: str) -> tuple[str, str
     if len(description) > DESCRIPTION_MAX_CHARS:
         problems["description"] = f"at most {DESCRIPTION_MAX_CHARS} characters (got {len(description)})"
     if room_id and not _SLUG.match(room_id):
-        problems["room_id"] = "must be a slug: a-z, 0-9, '_' or '-', starting with a letter or digit, at most 64"
+        problems["room_id"] = ("must be a slug: a-z, 0-9, '_' or '-', starting with a letter or digit,"
+                               " at most 64")
     if problems:
         raise InvalidArgument.fields(problems)
     return room_id or slug_from_title(title), title, description
@@ -172,7 +174,8 @@ def has_content(text: str, upload: Upload | None) -> bool:
     return bool(text.strip()) or upload is not None
 
 
-def check_draft(room_id: str, author: Author, text: str, upload: Upload | None, client_message_id: str) -> Draft:
+def check_draft(room_id: str, author: Author, text: str, upload: Upload | None,
+                client_message_id: str) -> Draft:
     """A message ready to store, or INVALID_ARGUMENT naming the field at fault."""
     if not has_content(text, upload):
         raise InvalidArgument.field("text", "empty message: send some text or an attachment")
@@ -195,7 +198,8 @@ def check_upload(upload: Upload) -> None:
     if upload.content_type not in ALLOWED_CONTENT_TYPES:
         allowed = ", ".join(sorted(ALLOWED_CONTENT_TYPES))
         raise InvalidArgument.field(
-            "attachment.content_type", f"{upload.content_type or '(none)'!r} is not allowed; use one of {allowed}"
+            "attachment.content_type",
+            f"{upload.content_type or '(none)'!r} is not allowed; use one of {allowed}",
         )
     if not upload.data:
         raise InvalidArgument.field("attachment.data", "the file is empty")

@@ -24,7 +24,8 @@ def envelope_for(entry: Entry) -> Envelope:
         if entry.attachment is not None:
             a = entry.attachment
             payload.attachment.CopyFrom(events_pb2.ChatAttachment(
-                attachment_id=a.id, filename=a.filename, content_type=a.content_type, size_bytes=a.size_bytes))
+                attachment_id=a.id, filename=a.filename, content_type=a.content_type,
+                size_bytes=a.size_bytes))
         return new_envelope(POSTED, SOURCE, entry.room_id, payload)
     if entry.kind == Kind.JOIN:
         payload = events_pb2.MemberJoined(
@@ -55,6 +56,6 @@ def entry_from(envelope: Envelope) -> Entry | None:
                      seconds(j.joined_at))
     if envelope.type == LEFT:
         left = unpack(envelope, events_pb2.MemberLeft)
-        return Entry(left.message_id, left.room_id, left.sequence, Kind.LEAVE, left.user_id, left.username, "",
-                     None, seconds(left.left_at), timed_out=left.timed_out)
+        return Entry(left.message_id, left.room_id, left.sequence, Kind.LEAVE, left.user_id, left.username,
+                     "", None, seconds(left.left_at), timed_out=left.timed_out)
     return None

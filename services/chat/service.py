@@ -74,7 +74,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
 
     async def CreateRoom(self, request, context):
         who = require_caller()
-        room_id, title, description = domain.check_new_room(request.room_id, request.title, request.description)
+        room_id, title, description = domain.check_new_room(request.room_id, request.title,
+                                                            request.description)
         room = await self.store.create_room(room_id, title, description, who.user_id, time.time())
         return chat_pb2.CreateRoomResponse(room=room_proto(room))
 
@@ -122,7 +123,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     async def Send(self, request, context):
         room_id = _room_of(request.room_id)
         author = _author(request.username)
-        draft = domain.check_draft(room_id, author, request.text, upload_of(request), request.client_message_id)
+        draft = domain.check_draft(room_id, author, request.text, upload_of(request),
+                                   request.client_message_id)
         return chat_pb2.SendResponse(message=await self._post(draft))
 
     async def GetAttachment(self, request, context):
@@ -164,10 +166,12 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         try:
             first = await asyncio.wait_for(frames.__anext__(), FIRST_FRAME_WAIT)
         except StopAsyncIteration:
-            raise InvalidArgument.field("room_id", "the stream ended before its first frame: send one to join") from None
+            raise InvalidArgument.field(
+                "room_id", "the stream ended before its first frame: send one to join") from None
         except asyncio.TimeoutError:
             raise InvalidArgument.field(
-                "room_id", f"no first frame within {FIRST_FRAME_WAIT:.0f}s: send one to join a room") from None
+                "room_id",
+                f"no first frame within {FIRST_FRAME_WAIT:.0f}s: send one to join a room") from None
         room_id = _room_of(first.room_id)
         author = _author(first.username)
         after = await self._start(room_id, first.resume_from)
@@ -183,7 +187,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                 await self.feed.deliver(join)
             room = await self.store.get_room(room_id)
             members = await self.store.members(room_id)
-            you = next((m for m in members if (m.user_id, m.username) == (author.user_id, author.username)), None)
+            you = next((m for m in members
+                        if (m.user_id, m.username) == (author.user_id, author.username)), None)
             yield chat_pb2.ChatResponse(sequence=after, joined=joined(room, members, you))
             tasks.append(asyncio.ensure_future(self._pump(updates, outgoing)))
             tasks.append(asyncio.ensure_future(self._read(first, frames, room_id, author, outgoing)))
@@ -223,11 +228,13 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             while True:
                 if frame is not first and frame.room_id and frame.room_id != room_id:
                     raise InvalidArgument.field(
-                        "room_id", f"this stream joined {room_id!r}; open another stream for {frame.room_id!r}")
+                        "room_id",
+                        f"this stream joined {room_id!r}; open another stream for {frame.room_id!r}")
                 upload = upload_of(frame)
                 if domain.has_content(frame.text, upload) or len(frame.text) > 0:
                     try:
-                        draft = domain.check_draft(room_id, author, frame.text, upload, frame.client_message_id)
+                        draft = domain.check_draft(room_id, author, frame.text, upload,
+                                                   frame.client_message_id)
                         await self._post(draft)
                     except (InvalidArgument, NotFound) as exc:
                         await outgoing.put(rejected(frame, exc))
@@ -249,7 +256,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     async def SeedHistory(self, request, context):
         size = seed_limit(request.limit)
         entries = await self.store.history(domain.DEFAULT_ROOM, size, None)
-        return chat_pb2.SeedHistoryResponse(messages=[seed_message(message_proto(e)) for e in reversed(entries)])
+        return chat_pb2.SeedHistoryResponse(
+            messages=[seed_message(message_proto(e)) for e in reversed(entries)])
 
     async def SeedChat(self, request_iterator, context):
         frames = request_iterator.__aiter__()
@@ -259,8 +267,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             async for frame in frames:
                 if first:
                     first = False
-                    yield chat_pb2.ChatRequest(room_id=domain.DEFAULT_ROOM, username=frame.username or SEED_ANONYMOUS,
-                                               text=frame.content)
+                    yield chat_pb2.ChatRequest(room_id=domain.DEFAULT_ROOM,
+                                               username=frame.username or SEED_ANONYMOUS, text=frame.content)
                 else:
                     yield chat_pb2.ChatRequest(text=frame.content)  # empty: a keep-alive, nothing posted
 

@@ -22,7 +22,8 @@ class ChatStore(Protocol):
 
     async def ping(self) -> bool: ...
 
-    async def create_room(self, room_id: str, title: str, description: str, created_by: str, now: float) -> Room:
+    async def create_room(self, room_id: str, title: str, description: str, created_by: str,
+                          now: float) -> Room:
         """The new room; AlreadyExists when the id is taken."""
 
     async def get_room(self, room_id: str) -> Room | None: ...
@@ -45,8 +46,10 @@ class ChatStore(Protocol):
 
     async def attachment(self, room_id: str, attachment_id: str) -> tuple[AttachmentInfo, bytes] | None: ...
 
-    async def connect(self, room_id: str, author: Author, connection_id: str, replica: str, now: float) -> Entry | None:
-        """Record an open connection; the JOIN entry when it is the member's first. NotFound for an unknown room."""
+    async def connect(self, room_id: str, author: Author, connection_id: str, replica: str,
+                      now: float) -> Entry | None:
+        """Record an open connection; the JOIN entry when it is the member's first. NotFound for an
+        unknown room."""
 
     async def disconnect(self, connection_id: str, timed_out: bool, now: float) -> Entry | None:
         """Forget a connection; the LEAVE entry when it was the member's last (None if already gone)."""
@@ -67,7 +70,8 @@ class ChatStore(Protocol):
 
 
 def open_store(settings: Settings, *, schema: str = "chat", sqlite_path: Path | None = None) -> ChatStore:
-    """PostgreSQL (schema `schema`) when the settings ask for real backends, SQLite under data_dir otherwise."""
+    """PostgreSQL (schema `schema`) when the settings ask for real backends, SQLite under data_dir
+    otherwise."""
     if settings.real:
         from services.chat.stores.postgres import PostgresChatStore
 

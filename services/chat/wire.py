@@ -23,7 +23,8 @@ def seconds(ts: Timestamp) -> float:
 
 def attachment_proto(info: AttachmentInfo, data: bytes = b"") -> chat_pb2.Attachment:
     return chat_pb2.Attachment(
-        id=info.id, filename=info.filename, content_type=info.content_type, size_bytes=info.size_bytes, data=data
+        id=info.id, filename=info.filename, content_type=info.content_type, size_bytes=info.size_bytes,
+        data=data,
     )
 
 
@@ -37,8 +38,8 @@ def upload_of(request) -> Upload | None:
 
 def message_proto(entry: Entry) -> chat_pb2.Message:
     message = chat_pb2.Message(
-        id=entry.id, room_id=entry.room_id, sequence=entry.sequence, kind=int(entry.kind), user_id=entry.user_id,
-        username=entry.username, text=entry.text, sent_at=timestamp(entry.sent_at),
+        id=entry.id, room_id=entry.room_id, sequence=entry.sequence, kind=int(entry.kind),
+        user_id=entry.user_id, username=entry.username, text=entry.text, sent_at=timestamp(entry.sent_at),
         client_message_id=entry.client_message_id,
     )
     if entry.attachment is not None:
@@ -73,7 +74,8 @@ def seed_count(online: int) -> chat_pb2.SeedMessage:
 def room_proto(room: Room) -> chat_pb2.Room:
     proto = chat_pb2.Room(
         id=room.id, title=room.title, description=room.description, created_by=room.created_by,
-        created_at=timestamp(room.created_at), last_sequence=room.last_sequence, member_count=room.member_count,
+        created_at=timestamp(room.created_at), last_sequence=room.last_sequence,
+        member_count=room.member_count,
     )
     if room.last_activity_at is not None:
         proto.last_activity_at.CopyFrom(timestamp(room.last_activity_at))

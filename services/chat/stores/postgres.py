@@ -34,7 +34,8 @@ class PostgresChatStore(SqlChatStore):
         try:
             return await self.db.transaction(lambda conn: fn(self._query(conn)))
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-            raise Unavailable(f"the chat database does not answer ({type(exc).__name__}); retry shortly") from None
+            raise Unavailable(
+                f"the chat database does not answer ({type(exc).__name__}); retry shortly") from None
 
     _write = _read  # every call is one transaction
 
@@ -48,7 +49,8 @@ class PostgresChatStore(SqlChatStore):
                 # Two replicas starting together must not race on CREATE TABLE IF NOT EXISTS:
                 # a session lock (released when the connection closes) covers both steps.
                 with conn, conn.cursor() as cur:
-                    cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"agora.chat.schema.{self.schema}",))
+                    cur.execute("SELECT pg_advisory_lock(hashtext(%s))",
+                                (f"agora.chat.schema.{self.schema}",))
                     cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                 with conn:
                     q = self._query(conn)
@@ -87,4 +89,5 @@ class PostgresChatStore(SqlChatStore):
 
     async def drop(self) -> None:
         """Remove the schema and everything in it (tests)."""
-        await self.db.transaction(lambda conn: conn.cursor().execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+        await self.db.transaction(
+            lambda conn: conn.cursor().execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
