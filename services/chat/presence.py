@@ -3,6 +3,7 @@
 A connection that stops answering is closed by gRPC keepalive (or the bridge's WebSocket ping),
 and its stream's end records the leave. A whole replica that dies cannot; its connections stop
 being touched, and any surviving replica turns them into LEAVE entries after `stale_after`.
+A room of its own, not clocks.py: it keeps who-is-here (a worker in ServiceSpec.workers all the same).
 """
 
 from __future__ import annotations
