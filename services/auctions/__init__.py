@@ -1,1 +1,2 @@
-"""Auctions: live auctions with gapless bid sequences, anti-sniping, closing timer, WatchAuction and BidStream."""
+"""Auctions: live auctions with gapless bid sequences, anti-sniping, closing timer, WatchAuction and
+BidStream."""

@@ -1,4 +1,5 @@
-"""Auction rules: what a valid auction is, which bid wins, anti-sniping, closing. Values in, values out; no I/O."""
+"""Auction rules: what a valid auction is, which bid wins, anti-sniping, closing. Values in, values out;
+no I/O."""
 
 from __future__ import annotations
 
@@ -104,8 +105,8 @@ class BidRefused:
         packed = any_pb2.Any()
         packed.Pack(error_details_pb2.ErrorInfo(
             reason=self.reason, domain="auctions.agora",
-            metadata={"current_price": str(self.current_price), "minimum_next_bid": str(self.minimum_next_bid),
-                      "currency_code": self.currency},
+            metadata={"current_price": str(self.current_price),
+                      "minimum_next_bid": str(self.minimum_next_bid), "currency_code": self.currency},
         ))
         return [packed]
 
@@ -127,7 +128,8 @@ class BidTooLow(BidRefused, FailedPrecondition):
         c = auction.currency
         FailedPrecondition.__init__(
             self, f"a bid of {money_text(amount, c)} is below the minimum next bid of "
-                  f"{money_text(auction.minimum_next_bid, c)} (current price {money_text(auction.current_price, c)})")
+                  f"{money_text(auction.minimum_next_bid, c)} "
+                  f"(current price {money_text(auction.current_price, c)})")
         self._about("BID_TOO_LOW", auction)
 
 
@@ -203,8 +205,9 @@ def validate_seed_product(product_name: str, description: str, baseprice: float,
 
 
 def new_auction(*, auction_id: str, seller_id: str, seller_name: str, product_name: str, description: str,
-                currency: str, starting_price: int | None, increment_currency: str | None, min_increment: int | None,
-                auction_end: datetime | None, window: timedelta | None, extension: timedelta | None,
+                currency: str, starting_price: int | None, increment_currency: str | None,
+                min_increment: int | None, auction_end: datetime | None, window: timedelta | None,
+                extension: timedelta | None,
                 now: datetime, rules: AuctionRules) -> Auction:
     """A validated, open auction with no bids. `None` means the request left the field unset."""
     problems: dict[str, str] = {}
@@ -239,8 +242,9 @@ def new_auction(*, auction_id: str, seller_id: str, seller_name: str, product_na
     assert auction_end is not None and starting_price is not None
     return Auction(
         id=auction_id, seller_id=seller_id, seller_name=seller_name, product_name=product_name.strip(),
-        description=description, currency=currency, starting_price=starting_price, min_increment=min_increment,
-        auction_end=auction_end, ends_at=auction_end, window=window, extension=extension, status=OPEN,
+        description=description, currency=currency, starting_price=starting_price,
+        min_increment=min_increment, auction_end=auction_end, ends_at=auction_end, window=window,
+        extension=extension, status=OPEN,
         bid_count=0, highest=None, created_at=now,
     )
 
@@ -252,7 +256,8 @@ def place_bid(auction: Auction, *, bid_id: str, bidder_id: str, bidder_name: str
     if amount <= 0:
         raise InvalidArgument.field("amount", "must be given and positive")
     if currency != auction.currency:
-        raise InvalidArgument.field("amount.currency_code", f"must be the auction's currency ({auction.currency})")
+        raise InvalidArgument.field("amount.currency_code",
+                                    f"must be the auction's currency ({auction.currency})")
     if bidder_id == auction.seller_id:
         raise OwnAuction(auction)
     if auction.status != OPEN or now >= auction.ends_at:

@@ -1,23 +1,17 @@
 """Live auctions: the per-auction bid log streams read (the kit's SequencedLog, fed strictly in the
-store's sequence order), and the timer that closes auctions at their end."""
+store's sequence order). A room beyond the template: the fan-out of WatchAuction and BidStream."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
-
-from agora.events.v1.envelope_pb2 import Envelope
 
 from services.auctions.domain import CLOSED, Auction, Bid
 from services.auctions.store import AuctionStore
 from services.kit.streams import SequencedLog
-from services.kit.worker import Worker
 
-log = logging.getLogger("agora.auctions.live")
 REPLAY_PAGE = 500
 
 
@@ -104,50 +98,3 @@ class BidFeed:
             yield frame
             if frame.final:
                 return
-
-
-CloseEvents = Callable[[Auction], Sequence[Envelope]]
-
-
-class AuctionCloser:
-    """Closes auctions when their (possibly extended) end passes: a kit Worker sleeps until the
-    soonest end, at most `poll` seconds (so auctions created or extended elsewhere are seen too),
-    or until `wake()`; a store failure is logged and retried after 0.1s, doubling, at most 5s."""
-
-    def __init__(self, store: AuctionStore, feed: BidFeed, events: CloseEvents,
-                 on_closed: Callable[[list[Auction]], None] = lambda _: None, *, poll: float = 1.0) -> None:
-        self.store = store
-        self.feed = feed
-        self.events = events
-        self.on_closed = on_closed
-        self.poll = poll
-        self._worker = Worker(self._step, name="auction-closer", backoff=0.1, max_backoff=5.0, on_error=(
-            lambda exc, retry_in: log.warning("closing auctions failed (%s); retrying in %.1fs", exc, retry_in)))
-
-    def wake(self) -> None:
-        """An auction was created: its end may be sooner than the one being waited for."""
-        self._worker.wake()
-
-    async def close_due(self) -> list[Auction]:
-        closed = await self.store.close_due(datetime.now(timezone.utc), self.events)
-        for auction in closed:
-            await self.feed.closed(auction)
-            log.info("auction closed", extra={"auction_id": auction.id, "bids": auction.bid_count})
-        if closed:
-            self.on_closed(closed)
-        return closed
-
-    async def _step(self) -> float:
-        closed = await self.close_due()
-        if len(closed) >= 100:
-            return 0  # a backlog: close the next ones at once
-        upcoming = await self.store.next_end()
-        if upcoming is None:
-            return self.poll
-        return min(max((upcoming - datetime.now(timezone.utc)).total_seconds(), 0.0), self.poll)
-
-    async def start(self) -> None:
-        await self._worker.start()
-
-    async def stop(self) -> None:
-        await self._worker.stop()

@@ -1,19 +1,15 @@
-"""Chat's pure rules: room, message and member values, their limits, and the page tokens. No I/O."""
+"""Chat's pure rules: room, message and member values, their limits and page sizes. No I/O."""
 
 from __future__ import annotations
 
-import base64
 import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar
-
-import grpc
 
 from services.kit import paging
-from services.kit.errors import DomainError, InvalidArgument
+from services.kit.errors import InvalidArgument
 
 DEFAULT_ROOM = "general"
 TEXT_MAX_CHARS = 4096
@@ -31,12 +27,6 @@ PAGE_DEFAULT = 50
 PAGE_MAX = 500
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-
-
-class OutOfRange(DomainError):
-    """A position past the end (resume_from beyond the room's latest sequence)."""
-
-    code: ClassVar[grpc.StatusCode] = grpc.StatusCode.OUT_OF_RANGE
 
 
 class Kind(IntEnum):
@@ -133,7 +123,8 @@ def room_id_or_default(room_id: str) -> str:
 
 def check_room_id(room_id: str, field: str = "room_id") -> str:
     if not _SLUG.match(room_id):
-        raise InvalidArgument.field(field, "must be a slug: a-z, 0-9, '_' or '-', starting with a letter or digit, at most 64")
+        raise InvalidArgument.field(
+            field, "must be a slug: a-z, 0-9, '_' or '-', starting with a letter or digit, at most 64")
     return room_id
 
 
@@ -154,7 +145,8 @@ def check_new_room(room_id: str, title: str, description: str) -> tuple[str, str
     if len(description) > DESCRIPTION_MAX_CHARS:
         problems["description"] = f"at most {DESCRIPTION_MAX_CHARS} characters (got {len(description)})"
     if room_id and not _SLUG.match(room_id):
-        problems["room_id"] = "must be a slug: a-z, 0-9, '_' or '-', starting with a letter or digit, at most 64"
+        problems["room_id"] = ("must be a slug: a-z, 0-9, '_' or '-', starting with a letter or digit,"
+                               " at most 64")
     if problems:
         raise InvalidArgument.fields(problems)
     return room_id or slug_from_title(title), title, description
@@ -182,7 +174,8 @@ def has_content(text: str, upload: Upload | None) -> bool:
     return bool(text.strip()) or upload is not None
 
 
-def check_draft(room_id: str, author: Author, text: str, upload: Upload | None, client_message_id: str) -> Draft:
+def check_draft(room_id: str, author: Author, text: str, upload: Upload | None,
+                client_message_id: str) -> Draft:
     """A message ready to store, or INVALID_ARGUMENT naming the field at fault."""
     if not has_content(text, upload):
         raise InvalidArgument.field("text", "empty message: send some text or an attachment")
@@ -205,7 +198,8 @@ def check_upload(upload: Upload) -> None:
     if upload.content_type not in ALLOWED_CONTENT_TYPES:
         allowed = ", ".join(sorted(ALLOWED_CONTENT_TYPES))
         raise InvalidArgument.field(
-            "attachment.content_type", f"{upload.content_type or '(none)'!r} is not allowed; use one of {allowed}"
+            "attachment.content_type",
+            f"{upload.content_type or '(none)'!r} is not allowed; use one of {allowed}",
         )
     if not upload.data:
         raise InvalidArgument.field("attachment.data", "the file is empty")
@@ -219,21 +213,3 @@ def page_size(requested: int, field: str) -> int:
     """History's `limit` (the seed's name) follows the kit's paging rule too."""
     return paging.page_size(requested, default=PAGE_DEFAULT, maximum=PAGE_MAX, field=field)
 
-
-def encode_token(kind: str, value: int) -> str:
-    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
-
-
-def decode_token(token: str, kind: str, field: str = "page_token") -> int | None:
-    """The position a page token carries; None for the first page; INVALID_ARGUMENT for a forged one."""
-    if not token:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        got, _, value = raw.partition(":")
-        number = int(value)
-        if got != kind or number < 0:
-            raise ValueError
-        return number
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgument.field(field, "not a token this server issued; start again without it") from None

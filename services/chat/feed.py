@@ -62,7 +62,8 @@ class RoomFeed:
             if entry.sequence > last + 1:
                 # Earlier entries are committed (sequences commit in order) but not here yet.
                 start = max(last, entry.sequence - 1 - self.capacity)
-                for missing in await self.store.entries_after(room_id, start, entry.sequence - 1, self.capacity):
+                gap = await self.store.entries_after(room_id, start, entry.sequence - 1, self.capacity)
+                for missing in gap:
                     self.log.append(room_id, missing.sequence, message_proto(missing))
             self.log.append(room_id, entry.sequence, message_proto(entry))
 

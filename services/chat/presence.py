@@ -3,16 +3,17 @@
 A connection that stops answering is closed by gRPC keepalive (or the bridge's WebSocket ping),
 and its stream's end records the leave. A whole replica that dies cannot; its connections stop
 being touched, and any surviving replica turns them into LEAVE entries after `stale_after`.
+A room of its own, not clocks.py: it keeps who-is-here (a worker in ServiceSpec.workers all the same).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from services.chat.feed import RoomFeed
 from services.chat.store import ChatStore
-from services.kit.bus.outbox import OutboxRelay
 from services.kit.worker import Worker
 
 log = logging.getLogger("agora.chat")
@@ -20,11 +21,11 @@ log = logging.getLogger("agora.chat")
 
 class PresenceKeeper:
     """`tick()` every `interval` seconds, in a kit Worker between `start()` and `stop()`; a failed
-    tick is logged and tried again next round."""
+    tick is logged and tried again next round. `wake` tells the outbox relay a leave was written."""
 
-    def __init__(self, store: ChatStore, feed: RoomFeed, relay: OutboxRelay, replica: str, *,
+    def __init__(self, store: ChatStore, feed: RoomFeed, wake: Callable[[], None], replica: str, *,
                  interval: float = 10.0, stale_after: float = 45.0, outbox_keep: float = 3600.0) -> None:
-        self.store, self.feed, self.relay, self.replica = store, feed, relay, replica
+        self.store, self.feed, self.wake, self.replica = store, feed, wake, replica
         self.interval, self.stale_after, self.outbox_keep = interval, stale_after, outbox_keep
         self._worker = Worker(self._tick, name="chat-presence", backoff=interval, max_backoff=interval,
                               on_error=lambda exc, _: log.warning("presence upkeep failed: %s", exc))
@@ -36,7 +37,7 @@ class PresenceKeeper:
         for connection_id in await self.store.stale_connections(now - self.stale_after):
             leave = await self.store.disconnect(connection_id, True, now)
             if leave is not None:
-                self.relay.wake()
+                self.wake()
                 await self.feed.deliver(leave)
         if now - self._last_prune > self.outbox_keep / 4:
             self._last_prune = now

@@ -1,32 +1,36 @@
-"""The chat gRPC servicer (proto in, proto out) and `build`, which wires store, feed, bus and presence."""
+"""The chat gRPC servicer (proto in, proto out) and `build`, which names store, feed, bus and presence."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import grpc
 from agora.chat.v1 import chat_pb2, chat_pb2_grpc
 
 from services.chat import domain
-from services.chat.domain import Author, Upload
+from services.chat.consumers import RoomFanout, replica_name
+from services.chat.domain import Author
 from services.chat.feed import RoomFeed
-from services.chat.handlers import RoomFanout, replica_name
 from services.chat.presence import PresenceKeeper
 from services.chat.store import ChatStore, open_store
 from services.chat.wire import (
     attachment_proto,
+    joined,
     member_proto,
     message_proto,
+    rejected,
     room_proto,
     seed_count,
     seed_message,
+    upload_of,
 )
-from services.kit.auth import SessionResolver, bearer_token, caller, require_caller
-from services.kit.bus.outbox import OutboxRelay
-from services.kit.errors import InvalidArgument, NotFound, Unauthenticated
+from services.kit import paging
+from services.kit.auth import SessionResolver, require_caller, signed_in_caller, token_rejected
+from services.kit.bus.outbox import outbox_relay
+from services.kit.errors import DomainError, InvalidArgument, NotFound, OutOfRange, Unauthenticated
 from services.kit.health import bus_probe
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
@@ -41,19 +45,12 @@ class _Failure:
     error: BaseException
 
 
-def _author(context, username: str) -> Author:
-    who = caller()
-    if who is None and bearer_token(context.invocation_metadata()):
+def _author(username: str) -> Author:
+    who = signed_in_caller()
+    if who is None and token_rejected():
         # A token that did not resolve: the client thinks it is signed in; don't post under a guess.
         raise Unauthenticated("the session is unknown, expired or revoked: sign in again, or send no token")
     return domain.author_for((who.user_id, who.username) if who else None, username)
-
-
-def _upload(request) -> Upload | None:
-    if not request.HasField("attachment"):
-        return None
-    a = request.attachment
-    return Upload(a.filename, a.content_type, a.data)
 
 
 def seed_limit(text: str, default: int = 50, cap: int = 500) -> int:
@@ -67,26 +64,29 @@ def _room_of(room_id: str) -> str:
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
-    def __init__(self, store: ChatStore, feed: RoomFeed, relay: OutboxRelay, replica: str) -> None:
-        self.store, self.feed, self.relay, self.replica = store, feed, relay, replica
+    """`wake` tells the outbox relay an entry was written; `replica` names this process's connections."""
+
+    def __init__(self, store: ChatStore, feed: RoomFeed, wake: Callable[[], None], replica: str) -> None:
+        self.store, self.feed, self.wake, self.replica = store, feed, wake, replica
         self._leaving: set[asyncio.Task] = set()
 
     # -- rooms
 
     async def CreateRoom(self, request, context):
         who = require_caller()
-        room_id, title, description = domain.check_new_room(request.room_id, request.title, request.description)
+        room_id, title, description = domain.check_new_room(request.room_id, request.title,
+                                                            request.description)
         room = await self.store.create_room(room_id, title, description, who.user_id, time.time())
         return chat_pb2.CreateRoomResponse(room=room_proto(room))
 
     async def ListRooms(self, request, context):
         size = domain.page_size(request.page_size, "page_size")
-        offset = domain.decode_token(request.page_token, "rooms") or 0
+        offset = paging.decode_token(request.page_token, "rooms", kind=paging.offset) or 0
         rooms = await self.store.list_rooms(size + 1, offset)
         more = len(rooms) > size
         return chat_pb2.ListRoomsResponse(
             rooms=[room_proto(r) for r in rooms[:size]],
-            next_page_token=domain.encode_token("rooms", offset + size) if more else "",
+            next_page_token=paging.encode_token(offset + size, "rooms") if more else "",
         )
 
     async def GetRoom(self, request, context):
@@ -102,7 +102,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     async def History(self, request, context):
         room_id = _room_of(request.room_id)
         size = domain.page_size(request.limit, "limit")
-        before = domain.decode_token(request.page_token, "before")
+        before = paging.decode_token(request.page_token, "history", room_id, kind=paging.offset)
         if await self.store.last_sequence(room_id) is None:
             raise NotFound.of("room", room_id)
         entries = await self.store.history(room_id, size + 1, before)
@@ -110,20 +110,21 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         entries = entries[:size]
         return chat_pb2.HistoryResponse(
             messages=[message_proto(e) for e in entries],
-            next_page_token=domain.encode_token("before", entries[-1].sequence) if more else "",
+            next_page_token=paging.encode_token(entries[-1].sequence, "history", room_id) if more else "",
         )
 
     async def _post(self, draft: domain.Draft) -> chat_pb2.Message:
         entry, created = await self.store.append(draft, time.time())
         if created:
-            self.relay.wake()
+            self.wake()
             await self.feed.deliver(entry)
         return message_proto(entry)
 
     async def Send(self, request, context):
         room_id = _room_of(request.room_id)
-        author = _author(context, request.username)
-        draft = domain.check_draft(room_id, author, request.text, _upload(request), request.client_message_id)
+        author = _author(request.username)
+        draft = domain.check_draft(room_id, author, request.text, upload_of(request),
+                                   request.client_message_id)
         return chat_pb2.SendResponse(message=await self._post(draft))
 
     async def GetAttachment(self, request, context):
@@ -145,7 +146,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         if last is None:
             raise NotFound.of("room", room_id)
         if resume_from > last:
-            raise domain.OutOfRange(
+            raise OutOfRange(
                 f"resume_from {resume_from} is beyond room {room_id!r}'s latest sequence {last}; "
                 "resume from a sequence you received, or 0 for live only"
             )
@@ -165,12 +166,14 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         try:
             first = await asyncio.wait_for(frames.__anext__(), FIRST_FRAME_WAIT)
         except StopAsyncIteration:
-            raise InvalidArgument.field("room_id", "the stream ended before its first frame: send one to join") from None
+            raise InvalidArgument.field(
+                "room_id", "the stream ended before its first frame: send one to join") from None
         except asyncio.TimeoutError:
             raise InvalidArgument.field(
-                "room_id", f"no first frame within {FIRST_FRAME_WAIT:.0f}s: send one to join a room") from None
+                "room_id",
+                f"no first frame within {FIRST_FRAME_WAIT:.0f}s: send one to join a room") from None
         room_id = _room_of(first.room_id)
-        author = _author(context, first.username)
+        author = _author(first.username)
         after = await self._start(room_id, first.resume_from)
         updates = self.feed.subscribe(room_id, after)  # created before the JOIN: it sees our own join
         connection_id = domain.new_id()
@@ -180,15 +183,13 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         tasks: list[asyncio.Task] = []
         try:
             if join is not None:
-                self.relay.wake()
+                self.wake()
                 await self.feed.deliver(join)
             room = await self.store.get_room(room_id)
             members = await self.store.members(room_id)
-            you = next((m for m in members if (m.user_id, m.username) == (author.user_id, author.username)), None)
-            joined = chat_pb2.Joined(room=room_proto(room), members=[member_proto(m) for m in members])
-            if you is not None:
-                joined.you.CopyFrom(member_proto(you))
-            yield chat_pb2.ChatResponse(sequence=after, joined=joined)
+            you = next((m for m in members
+                        if (m.user_id, m.username) == (author.user_id, author.username)), None)
+            yield chat_pb2.ChatResponse(sequence=after, joined=joined(room, members, you))
             tasks.append(asyncio.ensure_future(self._pump(updates, outgoing)))
             tasks.append(asyncio.ensure_future(self._read(first, frames, room_id, author, outgoing)))
             delivered = after
@@ -201,7 +202,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                 else:
                     delivered = item.sequence
                     yield chat_pb2.ChatResponse(sequence=item.sequence, message=item)
-        except domain.DomainError as exc:
+        except DomainError as exc:
             timed_out = exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED
             raise
         finally:
@@ -227,15 +228,16 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             while True:
                 if frame is not first and frame.room_id and frame.room_id != room_id:
                     raise InvalidArgument.field(
-                        "room_id", f"this stream joined {room_id!r}; open another stream for {frame.room_id!r}")
-                upload = _upload(frame)
+                        "room_id",
+                        f"this stream joined {room_id!r}; open another stream for {frame.room_id!r}")
+                upload = upload_of(frame)
                 if domain.has_content(frame.text, upload) or len(frame.text) > 0:
                     try:
-                        draft = domain.check_draft(room_id, author, frame.text, upload, frame.client_message_id)
+                        draft = domain.check_draft(room_id, author, frame.text, upload,
+                                                   frame.client_message_id)
                         await self._post(draft)
                     except (InvalidArgument, NotFound) as exc:
-                        await outgoing.put(chat_pb2.Rejected(
-                            client_message_id=frame.client_message_id[:128], code=exc.code.value[0], message=exc.message))
+                        await outgoing.put(rejected(frame, exc))
                 try:
                     frame = await frames.__anext__()
                 except StopAsyncIteration:
@@ -246,7 +248,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     async def _leave(self, connection_id: str, timed_out: bool) -> None:
         leave = await self.store.disconnect(connection_id, timed_out, time.time())
         if leave is not None:
-            self.relay.wake()
+            self.wake()
             await self.feed.deliver(leave)
 
     # -- the chat seed's own routes, on the default room
@@ -254,7 +256,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     async def SeedHistory(self, request, context):
         size = seed_limit(request.limit)
         entries = await self.store.history(domain.DEFAULT_ROOM, size, None)
-        return chat_pb2.SeedHistoryResponse(messages=[seed_message(message_proto(e)) for e in reversed(entries)])
+        return chat_pb2.SeedHistoryResponse(
+            messages=[seed_message(message_proto(e)) for e in reversed(entries)])
 
     async def SeedChat(self, request_iterator, context):
         frames = request_iterator.__aiter__()
@@ -264,8 +267,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             async for frame in frames:
                 if first:
                     first = False
-                    yield chat_pb2.ChatRequest(room_id=domain.DEFAULT_ROOM, username=frame.username or SEED_ANONYMOUS,
-                                               text=frame.content)
+                    yield chat_pb2.ChatRequest(room_id=domain.DEFAULT_ROOM,
+                                               username=frame.username or SEED_ANONYMOUS, text=frame.content)
                 else:
                     yield chat_pb2.ChatRequest(text=frame.content)  # empty: a keep-alive, nothing posted
 
@@ -294,29 +297,23 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
 async def build(runtime, *, store: ChatStore | None = None, sessions: SessionResolver | None = None,
                 feed_capacity: int = 1024, presence_interval: float = 10.0,
                 stale_after: float = 45.0) -> ServiceSpec:
-    """The chat domain for the launcher; tests pass their own store, sessions or limits."""
+    """The chat domain for the launcher; tests pass their own store, sessions or limits.
+    On stop, after the drain, the servicer first waits for the leaves of the streams that just ended
+    (on_stop), then the fan-out, presence and the relay stop: unsent rows stay in the outbox for the
+    next start (or another replica)."""
     store = store or open_store(runtime.settings)
-    await store.open()
     bus = await runtime.bus()
     replica = replica_name()
     feed = RoomFeed(store, capacity=feed_capacity)
-    relay = store.outbox_relay(bus)
-    fanout = RoomFanout(bus, feed, replica)
-    presence = PresenceKeeper(store, feed, relay, replica, interval=presence_interval, stale_after=stale_after)
-    servicer = ChatServicer(store, feed, relay, replica)
-
-    async def stop() -> None:
-        await servicer.drain()
-        await presence.stop()
-        await fanout.stop()
-        await relay.stop()  # unsent rows stay in the outbox for the next start (or another replica)
-        await store.close()
-
+    relay = outbox_relay(bus, store)
+    presence = PresenceKeeper(store, feed, relay.wake, replica, interval=presence_interval,
+                              stale_after=stale_after)
+    servicer = ChatServicer(store, feed, relay.wake, replica)
     return ServiceSpec(
         domain=DOMAINS["chat"],
         register=lambda server: chat_pb2_grpc.add_ChatServiceServicer_to_server(servicer, server),
         probes={"store": store.ping, "bus": bus_probe(bus)},
-        on_start=[relay.start, fanout.start, presence.start],
-        on_stop=[stop],
+        stores=[store], relay=relay, workers=[presence], consumers=[RoomFanout(feed, replica)], bus=bus,
+        on_stop=[servicer.drain],
         sessions=sessions if sessions is not None else runtime.sessions(),
     )

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from services.chat.domain import AttachmentInfo, Author, Draft, Entry, Member, Room
-from services.kit.bus.outbox import OutboxRelay
-from services.kit.bus.port import EventBus
 from services.kit.config import Settings
 
 
@@ -15,14 +13,17 @@ class ChatStore(Protocol):
     """The source of truth for every room's sequence. Each write that adds an entry also writes its
     `chat.*` event to the outbox in the same transaction (the relay publishes it)."""
 
-    async def open(self) -> None:
+    outbox: Any  # the bus outbox table the relay drains
+
+    async def start(self) -> None:
         """Create the tables if missing, and the default room."""
 
     async def close(self) -> None: ...
 
     async def ping(self) -> bool: ...
 
-    async def create_room(self, room_id: str, title: str, description: str, created_by: str, now: float) -> Room:
+    async def create_room(self, room_id: str, title: str, description: str, created_by: str,
+                          now: float) -> Room:
         """The new room; AlreadyExists when the id is taken."""
 
     async def get_room(self, room_id: str) -> Room | None: ...
@@ -45,8 +46,10 @@ class ChatStore(Protocol):
 
     async def attachment(self, room_id: str, attachment_id: str) -> tuple[AttachmentInfo, bytes] | None: ...
 
-    async def connect(self, room_id: str, author: Author, connection_id: str, replica: str, now: float) -> Entry | None:
-        """Record an open connection; the JOIN entry when it is the member's first. NotFound for an unknown room."""
+    async def connect(self, room_id: str, author: Author, connection_id: str, replica: str,
+                      now: float) -> Entry | None:
+        """Record an open connection; the JOIN entry when it is the member's first. NotFound for an
+        unknown room."""
 
     async def disconnect(self, connection_id: str, timed_out: bool, now: float) -> Entry | None:
         """Forget a connection; the LEAVE entry when it was the member's last (None if already gone)."""
@@ -60,14 +63,15 @@ class ChatStore(Protocol):
     async def members(self, room_id: str) -> list[Member]:
         """Members present now (one per account or anonymous name), by when they joined."""
 
-    def outbox_relay(self, bus: EventBus) -> OutboxRelay:
-        """A relay that publishes this store's outbox to `bus`."""
+    def relay_connection(self) -> Any:
+        """A connection of the relay's own (services.kit.bus.outbox.outbox_relay)."""
 
     async def prune_outbox(self, older_than: float) -> None: ...
 
 
 def open_store(settings: Settings, *, schema: str = "chat", sqlite_path: Path | None = None) -> ChatStore:
-    """PostgreSQL (schema `schema`) when the settings ask for real backends, SQLite under data_dir otherwise."""
+    """PostgreSQL (schema `schema`) when the settings ask for real backends, SQLite under data_dir
+    otherwise."""
     if settings.real:
         from services.chat.stores.postgres import PostgresChatStore
 

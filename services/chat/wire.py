@@ -1,19 +1,16 @@
-"""Chat values on the wire: domain entries to API protos, and to and from `chat.*` event payloads."""
+"""Chat values on the wire: domain entries to API protos (the `chat.*` events are in events.py)."""
 
 from __future__ import annotations
 
 from agora.chat.v1 import chat_pb2
-from agora.events.v1 import chat_pb2 as events_pb2
-from agora.events.v1.envelope_pb2 import Envelope
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.chat.domain import AttachmentInfo, Entry, Kind, Member, Room
-from services.kit.bus.envelopes import new_envelope, unpack
-
-SOURCE = "chat"
-POSTED, JOINED, LEFT = "chat.message.posted", "chat.member.joined", "chat.member.left"
+from services.chat.domain import AttachmentInfo, Entry, Member, Room, Upload
+from services.kit.errors import DomainError
 
 
+# Chat keeps times as float epoch seconds (its stores' DOUBLE PRECISION columns), not datetimes, so it
+# converts them itself: kit.wire.timestamp would round them to microseconds and change the JSON.
 def timestamp(seconds: float) -> Timestamp:
     ts = Timestamp()
     ts.FromNanoseconds(int(seconds * 1e9))
@@ -26,14 +23,23 @@ def seconds(ts: Timestamp) -> float:
 
 def attachment_proto(info: AttachmentInfo, data: bytes = b"") -> chat_pb2.Attachment:
     return chat_pb2.Attachment(
-        id=info.id, filename=info.filename, content_type=info.content_type, size_bytes=info.size_bytes, data=data
+        id=info.id, filename=info.filename, content_type=info.content_type, size_bytes=info.size_bytes,
+        data=data,
     )
+
+
+def upload_of(request) -> Upload | None:
+    """A SendRequest's or ChatRequest's attachment, None when it has none."""
+    if not request.HasField("attachment"):
+        return None
+    a = request.attachment
+    return Upload(a.filename, a.content_type, a.data)
 
 
 def message_proto(entry: Entry) -> chat_pb2.Message:
     message = chat_pb2.Message(
-        id=entry.id, room_id=entry.room_id, sequence=entry.sequence, kind=int(entry.kind), user_id=entry.user_id,
-        username=entry.username, text=entry.text, sent_at=timestamp(entry.sent_at),
+        id=entry.id, room_id=entry.room_id, sequence=entry.sequence, kind=int(entry.kind),
+        user_id=entry.user_id, username=entry.username, text=entry.text, sent_at=timestamp(entry.sent_at),
         client_message_id=entry.client_message_id,
     )
     if entry.attachment is not None:
@@ -68,7 +74,8 @@ def seed_count(online: int) -> chat_pb2.SeedMessage:
 def room_proto(room: Room) -> chat_pb2.Room:
     proto = chat_pb2.Room(
         id=room.id, title=room.title, description=room.description, created_by=room.created_by,
-        created_at=timestamp(room.created_at), last_sequence=room.last_sequence, member_count=room.member_count,
+        created_at=timestamp(room.created_at), last_sequence=room.last_sequence,
+        member_count=room.member_count,
     )
     if room.last_activity_at is not None:
         proto.last_activity_at.CopyFrom(timestamp(room.last_activity_at))
@@ -82,48 +89,16 @@ def member_proto(member: Member) -> chat_pb2.Member:
     )
 
 
-def envelope_for(entry: Entry) -> Envelope:
-    """The event announcing a stored entry; key = room id, so one room's events stay in order."""
-    if entry.kind == Kind.MESSAGE:
-        payload = events_pb2.MessagePosted(
-            room_id=entry.room_id, sequence=entry.sequence, message_id=entry.id, user_id=entry.user_id,
-            username=entry.username, text=entry.text, client_message_id=entry.client_message_id,
-            sent_at=timestamp(entry.sent_at),
-        )
-        if entry.attachment is not None:
-            a = entry.attachment
-            payload.attachment.CopyFrom(events_pb2.ChatAttachment(
-                attachment_id=a.id, filename=a.filename, content_type=a.content_type, size_bytes=a.size_bytes))
-        return new_envelope(POSTED, SOURCE, entry.room_id, payload)
-    if entry.kind == Kind.JOIN:
-        payload = events_pb2.MemberJoined(
-            room_id=entry.room_id, sequence=entry.sequence, message_id=entry.id, user_id=entry.user_id,
-            username=entry.username, joined_at=timestamp(entry.sent_at),
-        )
-        return new_envelope(JOINED, SOURCE, entry.room_id, payload)
-    payload = events_pb2.MemberLeft(
-        room_id=entry.room_id, sequence=entry.sequence, message_id=entry.id, user_id=entry.user_id,
-        username=entry.username, timed_out=entry.timed_out, left_at=timestamp(entry.sent_at),
-    )
-    return new_envelope(LEFT, SOURCE, entry.room_id, payload)
+def joined(room: Room, members: list[Member], you: Member | None) -> chat_pb2.Joined:
+    """The Chat stream's first frame: the room, who is in it, and the caller's own member."""
+    out = chat_pb2.Joined(room=room_proto(room), members=[member_proto(m) for m in members])
+    if you is not None:
+        out.you.CopyFrom(member_proto(you))
+    return out
 
 
-def entry_from(envelope: Envelope) -> Entry | None:
-    """The room entry an event announces; None for a `chat.*` type this version does not know."""
-    if envelope.type == POSTED:
-        p = unpack(envelope, events_pb2.MessagePosted)
-        attachment = None
-        if p.HasField("attachment"):
-            a = p.attachment
-            attachment = AttachmentInfo(a.attachment_id, a.filename, a.content_type, a.size_bytes)
-        return Entry(p.message_id, p.room_id, p.sequence, Kind.MESSAGE, p.user_id, p.username, p.text,
-                     attachment, seconds(p.sent_at), p.client_message_id)
-    if envelope.type == JOINED:
-        j = unpack(envelope, events_pb2.MemberJoined)
-        return Entry(j.message_id, j.room_id, j.sequence, Kind.JOIN, j.user_id, j.username, "", None,
-                     seconds(j.joined_at))
-    if envelope.type == LEFT:
-        left = unpack(envelope, events_pb2.MemberLeft)
-        return Entry(left.message_id, left.room_id, left.sequence, Kind.LEAVE, left.user_id, left.username, "",
-                     None, seconds(left.left_at), timed_out=left.timed_out)
-    return None
+def rejected(frame: chat_pb2.ChatRequest, exc: DomainError) -> chat_pb2.Rejected:
+    """A Chat frame the domain refused (the stream stays open)."""
+    return chat_pb2.Rejected(client_message_id=frame.client_message_id[:128], code=exc.code.value[0],
+                             message=exc.message)
+

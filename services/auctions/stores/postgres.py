@@ -31,23 +31,24 @@ class PostgresAuctionStore(SqlAuctionStore):
         cur.execute(sql, tuple(args))
         return cur
 
-    async def open(self) -> None:
+    async def start(self) -> None:
         def create(conn: Any) -> None:
             # Two replicas starting at once must not race on CREATE TABLE.
-            self._execute(conn, "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}.auctions.schema",))
+            self._execute(conn, "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                          (f"{self.schema}.auctions.schema",))
             self.create_schema(conn)
 
         await self.db.transaction(create)
         await asyncio.to_thread(self._create_outbox)
 
     def _create_outbox(self) -> None:
-        conn = self.connect_relay()  # the outbox's DDL commits on its own connection
+        conn = self.relay_connection()  # the outbox's DDL commits on its own connection
         try:
             self.outbox.create_schema(conn)
         finally:
             conn.close()
 
-    def connect_relay(self) -> Any:
+    def relay_connection(self) -> Any:
         return psycopg2.connect(self.url, connect_timeout=3, options=f"-c search_path={self.schema},public")
 
     async def ping(self) -> bool:
@@ -58,4 +59,5 @@ class PostgresAuctionStore(SqlAuctionStore):
 
     async def drop(self) -> None:
         """Remove the whole schema (tests)."""
-        await self.db.transaction(lambda conn: self._execute(conn, f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+        await self.db.transaction(
+            lambda conn: self._execute(conn, f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))

@@ -56,8 +56,8 @@ SCHEMA = [
     " WHERE request_id <> ''"),
 ]
 
-_BID_COLUMNS = "b.id, b.auction_id, b.sequence, b.bidder_id, b.bidder_name, b.amount, b.placed_us, b.ends_at_us," \
-               " b.extended, b.request_id"
+_BID_COLUMNS = "b.id, b.auction_id, b.sequence, b.bidder_id, b.bidder_name, b.amount, b.placed_us," \
+               " b.ends_at_us, b.extended, b.request_id"
 # The highest bid is always the latest one (every accepted bid beats the one before it).
 _AUCTION_SELECT = (
     "SELECT a.id, a.seller_id, a.seller_name, a.product_name, a.description, a.currency, a.starting_price,"
@@ -80,13 +80,14 @@ def _bid(row: Sequence[Any], offset: int = 0) -> Bid | None:
     r = row[offset:]
     if r[0] is None:
         return None
-    return Bid(id=r[0], auction_id=r[1], sequence=int(r[2]), bidder_id=r[3], bidder_name=r[4], amount=int(r[5]),
-               placed_at=at(r[6]), ends_at=at(r[7]), extended=bool(r[8]), request_id=r[9])
+    return Bid(id=r[0], auction_id=r[1], sequence=int(r[2]), bidder_id=r[3], bidder_name=r[4],
+               amount=int(r[5]), placed_at=at(r[6]), ends_at=at(r[7]), extended=bool(r[8]), request_id=r[9])
 
 
 def _auction(row: Sequence[Any]) -> Auction:
     return Auction(
-        id=row[0], seller_id=row[1], seller_name=row[2], product_name=row[3], description=row[4], currency=row[5],
+        id=row[0], seller_id=row[1], seller_name=row[2], product_name=row[3], description=row[4],
+        currency=row[5],
         starting_price=int(row[6]), min_increment=int(row[7]), auction_end=at(row[8]), ends_at=at(row[9]),
         window=timedelta(microseconds=int(row[10])), extension=timedelta(microseconds=int(row[11])),
         status=int(row[12]), bid_count=int(row[13]), created_at=at(row[14]), closed_at=at(row[15]),
@@ -128,8 +129,9 @@ class SqlAuctionStore(abc.ABC):
                 "INSERT INTO auctions (id, seller_id, seller_name, product_name, description, currency,"
                 " starting_price, min_increment, auction_end_us, ends_at_us, window_us, extension_us, status,"
                 " bid_count, created_us) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s)",
-                (auction.id, auction.seller_id, auction.seller_name, auction.product_name, auction.description,
-                 auction.currency, auction.starting_price, auction.min_increment, us(auction.auction_end),
+                (auction.id, auction.seller_id, auction.seller_name, auction.product_name,
+                 auction.description, auction.currency, auction.starting_price, auction.min_increment,
+                 us(auction.auction_end),
                  us(auction.ends_at), auction.window // timedelta(microseconds=1),
                  auction.extension // timedelta(microseconds=1), auction.status, us(auction.created_at)),
             )
@@ -183,10 +185,11 @@ class SqlAuctionStore(abc.ABC):
                     b = plan.bid
                     self._execute(
                         conn,
-                        "INSERT INTO bids (auction_id, sequence, id, bidder_id, bidder_name, amount, placed_us,"
-                        " ends_at_us, extended, request_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                        (b.auction_id, b.sequence, b.id, b.bidder_id, b.bidder_name, b.amount, us(b.placed_at),
-                         us(b.ends_at), b.extended, b.request_id),
+                        "INSERT INTO bids (auction_id, sequence, id, bidder_id, bidder_name, amount,"
+                        " placed_us, ends_at_us, extended, request_id)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        (b.auction_id, b.sequence, b.id, b.bidder_id, b.bidder_name, b.amount,
+                         us(b.placed_at), us(b.ends_at), b.extended, b.request_id),
                     )
                     self._add_events(conn, events(plan))
                     return PlacedBid(bid=b, auction=plan.after, outbid_bidder_id=plan.outbid_bidder_id)
@@ -211,7 +214,8 @@ class SqlAuctionStore(abc.ABC):
 
     async def close_due(self, now: datetime, events: CloseEvents, limit: int = 100) -> list[Auction]:
         due = await self._read(lambda conn: [r[0] for r in self._execute(
-            conn, "SELECT id FROM auctions WHERE status = %s AND ends_at_us <= %s ORDER BY ends_at_us LIMIT %s",
+            conn,
+            "SELECT id FROM auctions WHERE status = %s AND ends_at_us <= %s ORDER BY ends_at_us LIMIT %s",
             (OPEN, us(now), limit)).fetchall()])
         closed: list[Auction] = []
         for auction_id in due:

@@ -29,14 +29,14 @@ class SqliteAuctionStore(SqlAuctionStore):
     def _execute(self, conn: sqlite3.Connection, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         return conn.execute(sql.replace("%s", "?"), tuple(args))
 
-    async def open(self) -> None:
+    async def start(self) -> None:
         def create(conn: sqlite3.Connection) -> None:
             self.create_schema(conn)
             self.outbox.create_schema(conn)
 
         await self.db.run(create)
 
-    def connect_relay(self) -> sqlite3.Connection:
+    def relay_connection(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout=5000")
         return conn

@@ -9,8 +9,6 @@ import psycopg2
 import psycopg2.extensions
 
 from services.chat.stores.sql import Query, SqlChatStore, schema
-from services.kit.bus.outbox import OutboxRelay
-from services.kit.bus.port import EventBus
 from services.kit.bus.stores.postgres import PostgresOutbox
 from services.kit.errors import Unavailable
 from services.kit.stores.postgres import PostgresDatabase
@@ -36,21 +34,23 @@ class PostgresChatStore(SqlChatStore):
         try:
             return await self.db.transaction(lambda conn: fn(self._query(conn)))
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-            raise Unavailable(f"the chat database does not answer ({type(exc).__name__}); retry shortly") from None
+            raise Unavailable(
+                f"the chat database does not answer ({type(exc).__name__}); retry shortly") from None
 
     _write = _read  # every call is one transaction
 
-    async def open(self) -> None:
+    async def start(self) -> None:
         import asyncio
         import time
 
         def create() -> None:
-            conn = self._connect()
+            conn = self.relay_connection()
             try:
                 # Two replicas starting together must not race on CREATE TABLE IF NOT EXISTS:
                 # a session lock (released when the connection closes) covers both steps.
                 with conn, conn.cursor() as cur:
-                    cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"agora.chat.schema.{self.schema}",))
+                    cur.execute("SELECT pg_advisory_lock(hashtext(%s))",
+                                (f"agora.chat.schema.{self.schema}",))
                     cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                 with conn:
                     q = self._query(conn)
@@ -64,7 +64,9 @@ class PostgresChatStore(SqlChatStore):
         await asyncio.to_thread(create)
         await self.db.ping()  # opens the pool (its own CREATE SCHEMA IF NOT EXISTS is a no-op now)
 
-    def _connect(self) -> psycopg2.extensions.connection:
+    def relay_connection(self) -> psycopg2.extensions.connection:
+        """A plain connection of its own (the outbox manages its transactions): the relay's, and the
+        schema's and the prune's."""
         return psycopg2.connect(self.url, connect_timeout=3, options=f"-c search_path={self.schema},public")
 
     async def close(self) -> None:
@@ -73,14 +75,11 @@ class PostgresChatStore(SqlChatStore):
     async def ping(self) -> bool:
         return await self.db.ping()
 
-    def outbox_relay(self, bus: EventBus) -> OutboxRelay:
-        return OutboxRelay(bus, self.outbox, self._connect)
-
     async def prune_outbox(self, older_than: float) -> None:
         import asyncio
 
         def prune() -> None:
-            conn = self._connect()  # the outbox manages its own transaction on a plain connection
+            conn = self.relay_connection()  # the outbox manages its own transaction on a plain connection
             try:
                 self.outbox.prune(conn, older_than)
             finally:
@@ -90,4 +89,5 @@ class PostgresChatStore(SqlChatStore):
 
     async def drop(self) -> None:
         """Remove the schema and everything in it (tests)."""
-        await self.db.transaction(lambda conn: conn.cursor().execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+        await self.db.transaction(
+            lambda conn: conn.cursor().execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))

@@ -24,7 +24,7 @@ from services.chat.domain import (
     Room,
     new_id,
 )
-from services.chat.wire import envelope_for
+from services.chat.events import envelope_for
 from services.kit.errors import AlreadyExists, NotFound
 from services.kit.telemetry.metrics import timed_operations
 
@@ -137,11 +137,13 @@ class SqlChatStore(abc.ABC):
         q.run("INSERT INTO chat_rooms (id, title, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
               (DEFAULT_ROOM, "General", now))
 
-    async def create_room(self, room_id: str, title: str, description: str, created_by: str, now: float) -> Room:
+    async def create_room(self, room_id: str, title: str, description: str, created_by: str,
+                          now: float) -> Room:
         def create(q: Query) -> Room:
             inserted = q.run(
-                "INSERT INTO chat_rooms (id, title, description, created_by, created_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING", (room_id, title, description, created_by, now)).rowcount
+                "INSERT INTO chat_rooms (id, title, description, created_by, created_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (room_id, title, description, created_by, now)).rowcount
             if inserted != 1:
                 raise AlreadyExists(f"room {room_id!r} already exists: pick another room_id")
             return Room(room_id, title, description, created_by, now, 0, None, 0)
@@ -149,13 +151,15 @@ class SqlChatStore(abc.ABC):
         return await self._write(create)
 
     async def get_room(self, room_id: str) -> Room | None:
-        row = await self._read(lambda q: q.one(f"SELECT {_ROOM} FROM chat_rooms r WHERE r.id = ?", (room_id,)))
+        row = await self._read(
+            lambda q: q.one(f"SELECT {_ROOM} FROM chat_rooms r WHERE r.id = ?", (room_id,)))
         return _room(row) if row else None
 
     async def list_rooms(self, limit: int, offset: int) -> list[Room]:
         rows = await self._read(lambda q: q.all(
-            f"SELECT {_ROOM} FROM chat_rooms r ORDER BY COALESCE(r.last_activity_at, r.created_at) DESC, r.id "
-            "LIMIT ? OFFSET ?", (limit, offset)))
+            f"SELECT {_ROOM} FROM chat_rooms r"
+            " ORDER BY COALESCE(r.last_activity_at, r.created_at) DESC, r.id LIMIT ? OFFSET ?",
+            (limit, offset)))
         return [_room(r) for r in rows]
 
     async def last_sequence(self, room_id: str) -> int | None:
@@ -178,10 +182,12 @@ class SqlChatStore(abc.ABC):
               (entry.sequence, entry.sent_at, entry.room_id))
         a = entry.attachment
         q.run(
-            f"INSERT INTO chat_messages ({_ENTRY}, member_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (entry.room_id, entry.sequence, entry.id, int(entry.kind), entry.user_id, entry.username, entry.text,
-             a.id if a else None, a.filename if a else None, a.content_type if a else None,
-             a.size_bytes if a else None, entry.sent_at, entry.client_message_id, entry.timed_out, member_key))
+            f"INSERT INTO chat_messages ({_ENTRY}, member_key)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.room_id, entry.sequence, entry.id, int(entry.kind), entry.user_id, entry.username,
+             entry.text, a.id if a else None, a.filename if a else None, a.content_type if a else None,
+             a.size_bytes if a else None, entry.sent_at, entry.client_message_id, entry.timed_out,
+             member_key))
         q.publish(entry)
         return entry
 
@@ -220,7 +226,8 @@ class SqlChatStore(abc.ABC):
     async def entries_after(self, room_id: str, after: int, upto: int | None, limit: int) -> list[Entry]:
         bound = upto if upto is not None else 2**62
         rows = await self._read(lambda q: q.all(
-            f"SELECT {_ENTRY} FROM chat_messages WHERE room_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+            f"SELECT {_ENTRY} FROM chat_messages WHERE room_id = ? AND seq > ? AND seq <= ?"
+            " ORDER BY seq LIMIT ?",
             (room_id, after, bound, limit)))
         return [_entry(r) for r in rows]
 
@@ -235,17 +242,19 @@ class SqlChatStore(abc.ABC):
 
     # -- presence
 
-    async def connect(self, room_id: str, author: Author, connection_id: str, replica: str, now: float) -> Entry | None:
+    async def connect(self, room_id: str, author: Author, connection_id: str, replica: str,
+                      now: float) -> Entry | None:
         def connect(q: Query) -> Entry | None:
             last = self._locked_room(q, room_id)
             open_already = q.one("SELECT COUNT(*) FROM chat_connections WHERE room_id = ? AND member_key = ?",
                                  (room_id, author.key))[0]
-            q.run("INSERT INTO chat_connections (id, room_id, member_key, user_id, username, replica, opened_at, "
-                  "seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            q.run("INSERT INTO chat_connections (id, room_id, member_key, user_id, username, replica,"
+                  " opened_at, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                   (connection_id, room_id, author.key, author.user_id, author.username, replica, now, now))
             if open_already:
                 return None
-            join = Entry(new_id(), room_id, last + 1, Kind.JOIN, author.user_id, author.username, "", None, now)
+            join = Entry(new_id(), room_id, last + 1, Kind.JOIN, author.user_id, author.username, "", None,
+                         now)
             return self._add(q, join, author.key, last)
 
         return await self._write(connect)
@@ -271,7 +280,8 @@ class SqlChatStore(abc.ABC):
         return await self._write(disconnect)
 
     async def touch(self, replica: str, now: float) -> None:
-        await self._write(lambda q: q.run("UPDATE chat_connections SET seen_at = ? WHERE replica = ?", (now, replica)))
+        await self._write(
+            lambda q: q.run("UPDATE chat_connections SET seen_at = ? WHERE replica = ?", (now, replica)))
 
     async def stale_connections(self, seen_before: float) -> list[str]:
         rows = await self._read(lambda q: q.all(

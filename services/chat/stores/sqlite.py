@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from services.chat.stores.sql import Query, SqlChatStore, schema
-from services.kit.bus.outbox import OutboxRelay
-from services.kit.bus.port import EventBus
 from services.kit.bus.stores.sqlite import SqliteOutbox
 from services.kit.stores.sqlite import SqliteDatabase
 from services.kit.telemetry.metrics import timed_operations
@@ -37,7 +35,7 @@ class SqliteChatStore(SqlChatStore):
     async def _write(self, fn: Callable[[Query], T]) -> T:
         return await self.db.transaction(lambda conn: fn(self._query(conn)))
 
-    async def open(self) -> None:
+    async def start(self) -> None:
         def create(q: Query) -> None:
             for statement in schema(self.blob):
                 q.run(statement)
@@ -52,8 +50,8 @@ class SqliteChatStore(SqlChatStore):
     async def ping(self) -> bool:
         return await self.db.ping()
 
-    def outbox_relay(self, bus: EventBus) -> OutboxRelay:
-        return OutboxRelay(bus, self.outbox, lambda: sqlite3.connect(self.path, timeout=5.0, check_same_thread=False))
+    def relay_connection(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
 
     async def prune_outbox(self, older_than: float) -> None:
         await self.db.run(lambda conn: self.outbox.prune(conn, older_than))

@@ -45,7 +45,8 @@ def test_new_auction_names_every_bad_field():
 
 def test_unset_fields_take_server_defaults():
     a = auction(min_increment=None, increment_currency=None, window=None, extension=None)
-    assert a.min_increment == 1 and a.window == RULES.default_window and a.extension == RULES.default_extension
+    assert (a.min_increment == 1 and a.window == RULES.default_window
+            and a.extension == RULES.default_extension)
 
 
 def test_increment_in_another_currency_is_refused():
@@ -59,7 +60,8 @@ def test_first_bid_needs_the_starting_price_then_each_beats_by_the_increment():
     with pytest.raises(BidTooLow):
         bid(a, 99)
     first = bid(a, 100)
-    assert first.bid.sequence == 1 and first.after.current_price == 100 and first.after.minimum_next_bid == 110
+    assert (first.bid.sequence == 1 and first.after.current_price == 100
+            and first.after.minimum_next_bid == 110)
     with pytest.raises(BidTooLow) as err:
         bid(first.after, 109)
     assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION

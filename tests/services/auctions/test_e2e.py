@@ -134,7 +134,8 @@ async def test_signup_login_create_two_users_bid_over_websockets_close_and_winne
                     assert closed["winnerId"] == alice["id"] and closed["price"]["amountMinor"] == "200"
                     assert int(next(f for f in s.frames if "closed" in f)["sequence"]) == len(amounts) + 1
                 rejected = next(f["rejected"] for f in b.frames if "rejected" in f)
-                assert rejected["reason"] == "BID_TOO_LOW" and rejected["minimumNextBid"]["amountMinor"] == "210"
+                assert (rejected["reason"] == "BID_TOO_LOW"
+                        and rejected["minimumNextBid"]["amountMinor"] == "210")
                 assert not any("rejected" in f for f in a.frames)
             await asyncio.wait_for(watcher, WAIT)
             assert [f.sequence for f in grpc_frames] == list(range(len(amounts) + 2))
@@ -145,7 +146,8 @@ async def test_signup_login_create_two_users_bid_over_websockets_close_and_winne
                                                                                     resume_from=3))]
             assert [f.WhichOneof("event") for f in resumed] == ["bid", "bid", "closed"]
             with pytest.raises(grpc.aio.AioRpcError) as err:
-                async for _ in stub.WatchAuction(apb.WatchAuctionRequest(auction_id=auction_id, resume_from=99)):
+                async for _ in stub.WatchAuction(apb.WatchAuctionRequest(auction_id=auction_id,
+                                                                         resume_from=99)):
                     pass
             assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE
 
@@ -167,7 +169,8 @@ async def test_signup_login_create_two_users_bid_over_websockets_close_and_winne
             await bus.delete_group(group)
     event = next(unpack(e, events_pb2.AuctionClosed) for e in closed_events
                  if unpack(e, events_pb2.AuctionClosed).auction_id == auction_id)
-    assert event.sold and event.winner_id == alice["id"] and event.price.amount_minor == 200 and event.bid_count == 5
+    assert (event.sold and event.winner_id == alice["id"] and event.price.amount_minor == 200
+            and event.bid_count == 5)
 
 
 async def test_sse_watch_through_the_bridge_resumes_from_last_event_id(mesh):
@@ -229,13 +232,15 @@ async def test_200_concurrent_equal_bids_exactly_one_wins_and_sequences_have_no_
 
         # a second wave of 200 racing bids with different amounts: the store keeps the maximum accepted
         wave = await asyncio.gather(*(bid(bidders[i % 10][2], 510 + 7 * (i % 50)) for i in range(200)))
-        amounts = [r.bid.amount.amount_minor for r in [accepted[0], *wave] if not isinstance(r, grpc.aio.AioRpcError)]
+        amounts = [r.bid.amount.amount_minor for r in [accepted[0], *wave]
+                   if not isinstance(r, grpc.aio.AioRpcError)]
         state = (await stub.GetAuction(apb.GetAuctionRequest(auction_id=auction.id))).auction
         assert state.current_price.amount_minor == max(amounts)
         assert state.bid_count == len(amounts)
         listed, token = [], ""
         while True:
-            page = await stub.ListBids(apb.ListBidsRequest(auction_id=auction.id, page_size=37, page_token=token))
+            page = await stub.ListBids(apb.ListBidsRequest(auction_id=auction.id, page_size=37,
+                                                           page_token=token))
             listed.extend(page.bids)
             token = page.next_page_token
             if not token:
@@ -262,7 +267,8 @@ async def test_bidding_needs_a_live_session_and_not_your_own_auction(mesh):
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
         # own auction: 403
-        reply = await anonymous.post(bids, json={"amount": usd(100)}, headers={"authorization": f"Bearer {seller}"})
+        reply = await anonymous.post(bids, json={"amount": usd(100)},
+                                     headers={"authorization": f"Bearer {seller}"})
         assert reply.status_code == 403 and "own auction" in reply.json()["message"]
 
         # a cookie session without the CSRF header: 403; with it: accepted
@@ -291,7 +297,8 @@ async def test_bidding_needs_a_live_session_and_not_your_own_auction(mesh):
         reply = await asyncio.wait_for(rejected_after_revocation(), 5.0)
         assert reply.status_code == 401, reply.text
         # ... but the revoked token can still watch (watching needs no session)
-        got = await anonymous.get(f"/v1/auctions/{auction.id}", headers={"authorization": f"Bearer {user['token']}"})
+        got = await anonymous.get(f"/v1/auctions/{auction.id}",
+                                  headers={"authorization": f"Bearer {user['token']}"})
         assert got.status_code == 200
         del seller_id
 
@@ -314,7 +321,8 @@ async def test_bid_stream_over_grpc_rejects_without_ending_the_stream(mesh):
         await outbox.put(apb.BidStreamRequest(product_id=auction.id))
         first = await asyncio.wait_for(call.read(), WAIT)
         assert first.WhichOneof("event") == "snapshot"
-        await outbox.put(apb.BidStreamRequest(amount=Money(currency_code="USD", amount_minor=100), request_id="r1"))
+        await outbox.put(apb.BidStreamRequest(amount=Money(currency_code="USD", amount_minor=100),
+                                              request_id="r1"))
         reply = await asyncio.wait_for(call.read(), WAIT)
         assert reply.rejected.reason == "OWN_AUCTION" and reply.rejected.request_id == "r1"
         assert reply.rejected.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
@@ -325,10 +333,12 @@ async def test_bid_stream_over_grpc_rejects_without_ending_the_stream(mesh):
 
 
 async def test_bad_input_gets_clear_statuses(mesh):
-    async with mesh.channel("identity") as ich, httpx.AsyncClient(base_url=mesh.http_url, timeout=WAIT) as http:
+    async with mesh.channel("identity") as ich, \
+            httpx.AsyncClient(base_url=mesh.http_url, timeout=WAIT) as http:
         _, _, seller = await sign_up_and_login(ich)
         auth = {"authorization": f"Bearer {seller}"}
-        reply = await http.post("/v1/auctions", headers=auth, json={"product_name": "", "auction_end": _end_in(0)})
+        reply = await http.post("/v1/auctions", headers=auth,
+                                json={"product_name": "", "auction_end": _end_in(0)})
         assert reply.status_code == 400
         fields = {v["field"] for d in reply.json()["details"] for v in d.get("fieldViolations", [])}
         assert {"product_name", "starting_price"} <= fields  # the declared rules, checked by the kit
@@ -337,7 +347,8 @@ async def test_bad_input_gets_clear_statuses(mesh):
             "product_name": "lamp", "starting_price": {"currency_code": "USD", "amount_minor": 100},
             "auction_end": _end_in(0)})
         assert reply.status_code == 400
-        assert "auction_end" in {v["field"] for d in reply.json()["details"] for v in d.get("fieldViolations", [])}
+        assert "auction_end" in {v["field"] for d in reply.json()["details"]
+                                 for v in d.get("fieldViolations", [])}
         assert (await http.get("/v1/auctions/nope")).status_code == 404
         assert (await http.get("/v1/auctions?page_token=garbage")).status_code == 400
         assert (await http.get("/v1/auctions?page_size=-1")).status_code == 400

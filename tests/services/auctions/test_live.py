@@ -24,7 +24,7 @@ def _render_close(auction):
 
 async def _store_with_bids(tmp_path, count: int):
     store = SqliteAuctionStore(tmp_path / "a.sqlite3")
-    await store.open()
+    await store.start()
     now = datetime.now(timezone.utc)
     a = domain.new_auction(auction_id=str(uuid.uuid4()), seller_id="s", seller_name="s", product_name="x",
                            description="", currency="USD", starting_price=1, increment_currency="USD",

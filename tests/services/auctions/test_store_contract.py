@@ -22,9 +22,10 @@ async def store(request, tmp_path):
     if request.param == "sqlite":
         s = SqliteAuctionStore(tmp_path / "auctions.sqlite3")
     else:
-        s = PostgresAuctionStore(request.getfixturevalue("postgres_url"), schema=f"t{uuid.uuid4().hex[:10]}_auctions")
-    await s.open()
-    await s.open()  # idempotent
+        s = PostgresAuctionStore(request.getfixturevalue("postgres_url"),
+                                 schema=f"t{uuid.uuid4().hex[:10]}_auctions")
+    await s.start()
+    await s.start()  # idempotent
     try:
         yield s
     finally:
@@ -40,7 +41,8 @@ def _now() -> datetime:
 async def _auction(store, *, seller="seller", seconds=60.0, window=0.0):
     now = _now()
     a = domain.new_auction(
-        auction_id=str(uuid.uuid4()), seller_id=seller, seller_name=seller, product_name="lamp", description="d",
+        auction_id=str(uuid.uuid4()), seller_id=seller, seller_name=seller, product_name="lamp",
+        description="d",
         currency="USD", starting_price=100, increment_currency="USD", min_increment=10,
         auction_end=now + timedelta(seconds=seconds), window=timedelta(seconds=window),
         extension=timedelta(seconds=window), now=now, rules=RULES)
@@ -59,7 +61,8 @@ def _decider(bidder: str, amount: int, request_id: str = ""):
 
 
 async def _bid(store, auction_id, bidder, amount, request_id=""):
-    return await store.place_bid(auction_id, bidder, request_id, _decider(bidder, amount, request_id), lambda p: [])
+    return await store.place_bid(auction_id, bidder, request_id, _decider(bidder, amount, request_id),
+                                 lambda p: [])
 
 
 async def test_created_auction_reads_back(store):
@@ -103,7 +106,8 @@ async def test_a_request_id_is_answered_once(store):
 
 async def test_equal_concurrent_bids_one_wins(store):
     a = await _auction(store)
-    results = await asyncio.gather(*(_bid(store, a.id, f"b{i}", 100) for i in range(20)), return_exceptions=True)
+    results = await asyncio.gather(*(_bid(store, a.id, f"b{i}", 100) for i in range(20)),
+                                   return_exceptions=True)
     accepted = [r for r in results if not isinstance(r, Exception)]
     refused = [r for r in results if isinstance(r, Exception)]
     assert len(accepted) == 1
@@ -138,7 +142,8 @@ async def test_closing_is_conditional_and_happens_once(store):
     a = await _auction(store, seconds=0.05)
     await asyncio.sleep(0.1)
     now = _now()
-    first, second = await asyncio.gather(store.close_due(now, lambda x: []), store.close_due(now, lambda x: []))
+    first, second = await asyncio.gather(store.close_due(now, lambda x: []),
+                                         store.close_due(now, lambda x: []))
     assert len(first) + len(second) == 1
     with pytest.raises(domain.AuctionClosed):
         await _bid(store, a.id, "b1", 100)
@@ -157,7 +162,7 @@ async def test_bid_and_close_write_their_events_to_the_outbox(store):
     await store.place_bid(a.id, "b1", "", _decider("b1", 100), event)
     await asyncio.sleep(0.35)
     await store.close_due(_now(), event)
-    conn = store.connect_relay()
+    conn = store.relay_connection()
     try:
         assert len(store.outbox.claim(conn, 10)) == 2
         store.outbox.release(conn)

@@ -48,7 +48,8 @@ async def chat_server(settings: Settings, *, store: ChatStore | None = None, **o
     runtime = Runtime(settings)
     options.setdefault("sessions", FakeSessions({"alice-token": Caller("u-alice", "alice")}))
     spec = await build(runtime, store=store, **options)
-    server = DomainServer(spec, host="127.0.0.1", port=0, grace=1.0, health_interval=5.0, lifecycle=runtime.lifecycle)
+    server = DomainServer(spec, host="127.0.0.1", port=0, grace=1.0, health_interval=5.0,
+                          lifecycle=runtime.lifecycle)
     await server.start()
     try:
         yield ChatServer(server.address, server, runtime)
@@ -119,7 +120,8 @@ class ChatClient:
 
     async def next(self) -> chat_pb2.ChatResponse:
         reply = await asyncio.wait_for(self.call.read(), WAIT)
-        assert reply is not grpc.aio.EOF, f"stream ended: {await self.call.code()} {await self.call.details()}"
+        assert reply is not grpc.aio.EOF, \
+            f"stream ended: {await self.call.code()} {await self.call.details()}"
         return reply
 
     async def messages(self, count: int, kinds=(chat_pb2.MESSAGE_KIND_MESSAGE,)) -> list[chat_pb2.Message]:

@@ -67,13 +67,16 @@ async def test_two_websockets_and_a_grpc_client_see_the_same_messages_in_order(m
         seen_bob = [(m["sequence"], m["text"]) for m in await bob.entries(9)]
         seen_carol = [(str(m.sequence), m.text) for m in await carol.messages(9)]
         assert seen_ann == seen_bob == seen_carol
-        assert sorted(t for _, t in seen_ann) == sorted(f"{who} {i}" for who in ("ann", "bob", "carol") for i in range(3))
+        assert sorted(t for _, t in seen_ann) == sorted(f"{who} {i}" for who in ("ann", "bob", "carol")
+                                                        for i in range(3))
         carol.close()
     async with httpx.AsyncClient(base_url=f"http://{address}", timeout=WAIT) as http:
         history = (await http.get("/v1/rooms/general/messages", params={"limit": 50})).json()
-        said = [(m["sequence"], m["text"]) for m in history["messages"] if m["kind"] == "MESSAGE_KIND_MESSAGE"]
+        said = [(m["sequence"], m["text"]) for m in history["messages"]
+                if m["kind"] == "MESSAGE_KIND_MESSAGE"]
         assert said[::-1] == seen_ann
-        assert len((await http.get("/v1/rooms/general/messages", params={"limit": 2})).json()["messages"]) == 2
+        two = (await http.get("/v1/rooms/general/messages", params={"limit": 2})).json()
+        assert len(two["messages"]) == 2
         room = (await http.get("/v1/rooms/general")).json()
         assert {m["username"] for m in room["members"]} == {"ann", "bob"}
     await ann.ws.close()
@@ -94,7 +97,8 @@ async def test_join_leave_and_resume_over_websocket(mesh):
     await watcher.ws.close()
     async with httpx.AsyncClient(base_url=f"http://{address}", timeout=WAIT) as http:
         for i in range(4):
-            reply = await http.post("/v1/rooms/general/messages", json={"username": "bob", "text": f"while away {i}"})
+            reply = await http.post("/v1/rooms/general/messages",
+                                    json={"username": "bob", "text": f"while away {i}"})
             assert reply.status_code == 200, reply.text
     back = await WsClient.open(f"ws://{address}/v1/rooms/general/chat?username=watcher&resume_from={last}")
     assert int((await back.next())["sequence"]) == last
@@ -117,7 +121,8 @@ async def test_bad_input_maps_to_http_statuses(mesh):
                "data": base64.b64encode(b"MZ").decode()}
         forbidden = await post("/v1/rooms/general/messages", {"username": "bob", "attachment": exe})
         assert forbidden.status_code == 400 and "content_type" in forbidden.json()["message"]
-        png = {"filename": "dot.png", "contentType": "image/png", "data": base64.b64encode(b"\x89PNG").decode()}
+        png = {"filename": "dot.png", "contentType": "image/png",
+               "data": base64.b64encode(b"\x89PNG").decode()}
         ok = await post("/v1/rooms/general/messages", {"username": "bob", "attachment": png})
         assert ok.status_code == 200
         attachment = ok.json()["message"]["attachment"]

@@ -6,6 +6,7 @@ import pytest
 
 from services.chat import domain
 from services.chat.domain import Author, Upload
+from services.kit import paging
 from services.kit.errors import InvalidArgument
 
 ALICE = Author("", "alice")
@@ -59,12 +60,12 @@ def test_rooms_and_tokens():
     with pytest.raises(InvalidArgument) as exc:
         domain.check_new_room("Bad Id", "", "d" * 1001)
     assert set(exc.value.violations) == {"room_id", "title", "description"}
-    token = domain.encode_token("before", 42)
-    assert domain.decode_token(token, "before") == 42
-    assert domain.decode_token("", "before") is None
-    for forged in ("nonsense!", domain.encode_token("rooms", 3)):
+    token = paging.encode_token(42, "history", "general")
+    assert paging.decode_token(token, "history", "general", kind=paging.offset) == 42
+    assert paging.decode_token("", "history", "general", kind=paging.offset) is None
+    for forged in ("nonsense!", paging.encode_token(3, "rooms")):
         with pytest.raises(InvalidArgument):
-            domain.decode_token(forged, "before")
+            paging.decode_token(forged, "history", "general", kind=paging.offset)
     assert domain.page_size(0, "limit") == 50 and domain.page_size(10_000, "limit") == 500
     with pytest.raises(InvalidArgument):
         domain.page_size(-1, "limit")

@@ -40,11 +40,13 @@ async def test_members_and_watchers_see_the_same_entries_in_the_same_order(stub)
         for i in range(5):
             ann.send(f"ann {i}")
             bob.send(f"bob {i}")
-        await stub.Send(chat_pb2.SendRequest(room_id=room, username="carol", text="carol says hi"), timeout=WAIT)
+        await stub.Send(chat_pb2.SendRequest(room_id=room, username="carol", text="carol says hi"),
+                        timeout=WAIT)
         seen_ann = await ann.messages(11)
         seen_bob = await bob.messages(11)
         assert [m.id for m in seen_ann] == [m.id for m in seen_bob]
-        assert sorted(m.text for m in seen_ann) == sorted([f"ann {i}" for i in range(5)] + [f"bob {i}" for i in range(5)] + ["carol says hi"])
+        assert sorted(m.text for m in seen_ann) == sorted(
+            [f"ann {i}" for i in range(5)] + [f"bob {i}" for i in range(5)] + ["carol says hi"])
         seqs = [m.sequence for m in seen_ann]
         assert seqs == sorted(seqs)
         watched = []
@@ -130,12 +132,15 @@ async def test_bad_input_gets_a_clear_status(stub):
     assert "attachment.content_type" in violations(error)
     await fails(stub.Send(chat_pb2.SendRequest(room_id="no-such-room", username="bob", text="hi")),
                 grpc.StatusCode.NOT_FOUND)
-    await fails(stub.Send(chat_pb2.SendRequest(room_id=room, text="who am i")), grpc.StatusCode.INVALID_ARGUMENT)
+    await fails(stub.Send(chat_pb2.SendRequest(room_id=room, text="who am i")),
+                grpc.StatusCode.INVALID_ARGUMENT)
     await fails(stub.History(chat_pb2.HistoryRequest(room_id="no-such-room")), grpc.StatusCode.NOT_FOUND)
     await fails(stub.History(chat_pb2.HistoryRequest(room_id=room, page_token="forged")),
                 grpc.StatusCode.INVALID_ARGUMENT)
-    await fails(stub.CreateRoom(chat_pb2.CreateRoomRequest(title="anonymous")), grpc.StatusCode.UNAUTHENTICATED)
-    await fails(stub.Send(chat_pb2.SendRequest(room_id=room, text="x"), metadata=[("authorization", "Bearer nope")]),
+    await fails(stub.CreateRoom(chat_pb2.CreateRoomRequest(title="anonymous")),
+                grpc.StatusCode.UNAUTHENTICATED)
+    await fails(stub.Send(chat_pb2.SendRequest(room_id=room, text="x"),
+                          metadata=[("authorization", "Bearer nope")]),
                 grpc.StatusCode.UNAUTHENTICATED)
     # A refused frame in Chat gets `rejected` and the stream stays open.
     bob = ChatClient(stub, chat_pb2.ChatRequest(room_id=room, username="bob"))
@@ -144,7 +149,8 @@ async def test_bad_input_gets_a_clear_status(stub):
     bob.send("fine")
     replies = [await bob.next() for _ in range(3)]
     rejected = next(r.rejected for r in replies if r.HasField("rejected"))
-    assert rejected.client_message_id == "too-long" and rejected.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert (rejected.client_message_id == "too-long"
+            and rejected.code == grpc.StatusCode.INVALID_ARGUMENT.value[0])
     assert "fine" in [r.message.text for r in replies if r.HasField("message")]
     bob.send(room_id="general", text="wrong room")
     with pytest.raises(grpc.aio.AioRpcError) as wrong_room:
@@ -167,8 +173,10 @@ async def test_signed_in_author_attachments_and_history_pages(stub):
     retry = await stub.Send(chat_pb2.SendRequest(room_id=room, text="as alice", client_message_id="k1"),
                             metadata=ALICE, timeout=WAIT)
     assert retry.message == again.message
-    pdf = chat_pb2.AttachmentUpload(filename="doc.pdf", content_type="application/pdf", data=b"%PDF-1.4 " * 100)
-    with_file = await stub.Send(chat_pb2.SendRequest(room_id=room, username="bob", attachment=pdf), timeout=WAIT)
+    pdf = chat_pb2.AttachmentUpload(filename="doc.pdf", content_type="application/pdf",
+                                    data=b"%PDF-1.4 " * 100)
+    with_file = await stub.Send(chat_pb2.SendRequest(room_id=room, username="bob", attachment=pdf),
+                                timeout=WAIT)
     assert with_file.message.attachment.size_bytes == 900 and not with_file.message.attachment.data
     got = await stub.GetAttachment(chat_pb2.GetAttachmentRequest(
         room_id=room, attachment_id=with_file.message.attachment.id), timeout=WAIT)
@@ -179,7 +187,8 @@ async def test_signed_in_author_attachments_and_history_pages(stub):
         await stub.Send(chat_pb2.SendRequest(room_id=room, username="bob", text=f"p{i}"), timeout=WAIT)
     seen, token = [], ""
     while True:
-        page = await stub.History(chat_pb2.HistoryRequest(room_id=room, limit=3, page_token=token), timeout=WAIT)
+        page = await stub.History(chat_pb2.HistoryRequest(room_id=room, limit=3, page_token=token),
+                                  timeout=WAIT)
         seen += [m.sequence for m in page.messages]
         token = page.next_page_token
         if not token:
@@ -193,7 +202,8 @@ async def test_slow_consumer_is_ended_with_resource_exhausted_and_can_resume(tmp
     async with chat_server(Settings(data_dir=tmp_path), feed_capacity=8) as server:
         # No BDP probing: the client's receive window stays small, so a client that stops reading
         # really stops the server's writes.
-        async with grpc.aio.insecure_channel(server.address, options=[("grpc.http2.bdp_probe", 0)]) as channel:
+        options = [("grpc.http2.bdp_probe", 0)]
+        async with grpc.aio.insecure_channel(server.address, options=options) as channel:
             stub = chat_pb2_grpc.ChatServiceStub(channel)
             room = await new_room(stub)
             await stub.Send(chat_pb2.SendRequest(room_id=room, username="fast", text="first"), timeout=WAIT)
@@ -202,7 +212,8 @@ async def test_slow_consumer_is_ended_with_resource_exhausted_and_can_resume(tmp
             assert (await asyncio.wait_for(lazy.read(), WAIT)).sequence == 2  # subscribed
             text = "z" * 4000
             for i in range(3, 121):
-                await stub.Send(chat_pb2.SendRequest(room_id=room, username="fast", text=f"{i} {text}"), timeout=WAIT)
+                await stub.Send(chat_pb2.SendRequest(room_id=room, username="fast", text=f"{i} {text}"),
+                                timeout=WAIT)
             last = 2
             with pytest.raises(grpc.aio.AioRpcError) as exc:
                 while True:

@@ -1,4 +1,5 @@
-"""Two chat processes (`python -m services.chat`, real backends) form one chat over RabbitMQ and PostgreSQL."""
+"""Two chat processes (`python -m services.chat`, real backends) form one chat over RabbitMQ and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def database(postgres_url):
     admin.cursor().execute(f'CREATE DATABASE "{name}"')
     parts = urlsplit(postgres_url)
     yield urlunsplit(parts._replace(path=f"/{name}"))
-    admin.cursor().execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+    admin.cursor().execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                           (name,))
     admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}"')
     admin.close()
 
@@ -42,13 +44,15 @@ async def serving(address: str, process: subprocess.Popen, log: Path) -> None:
         for _ in range(300):
             assert process.poll() is None, f"chat process exited early:\n{log.read_text()[-3000:]}"
             try:
-                reply = await health.Check(health_pb2.HealthCheckRequest(service="agora.chat.v1.ChatService"), timeout=1)
+                reply = await health.Check(
+                    health_pb2.HealthCheckRequest(service="agora.chat.v1.ChatService"), timeout=1)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.aio.AioRpcError:
                 pass
             await asyncio.sleep(0.1)
-    raise AssertionError(f"chat process at {address} did not become SERVING within 30 s:\n{log.read_text()[-3000:]}")
+    raise AssertionError(
+        f"chat process at {address} did not become SERVING within 30 s:\n{log.read_text()[-3000:]}")
 
 
 async def test_clients_on_different_processes_talk(database, amqp_url, tmp_path):
@@ -65,7 +69,8 @@ async def test_clients_on_different_processes_talk(database, amqp_url, tmp_path)
             addresses.append(f"127.0.0.1:{port}")
         for (process, log), address in zip(processes, addresses, strict=True):
             await serving(address, process, log)
-        async with grpc.aio.insecure_channel(addresses[0]) as one, grpc.aio.insecure_channel(addresses[1]) as two:
+        async with grpc.aio.insecure_channel(addresses[0]) as one, \
+                grpc.aio.insecure_channel(addresses[1]) as two:
             stub1, stub2 = chat_pb2_grpc.ChatServiceStub(one), chat_pb2_grpc.ChatServiceStub(two)
             ann = ChatClient(stub1, chat_pb2.ChatRequest(username="ann"))
             bob = ChatClient(stub2, chat_pb2.ChatRequest(username="bob"))
@@ -82,7 +87,8 @@ async def test_clients_on_different_processes_talk(database, amqp_url, tmp_path)
             seen_ann = [(m.sequence, m.text) for m in await ann.messages(11)]
             seen_bob = [(m.sequence, m.text) for m in await bob.messages(11)]
             assert seen_ann == seen_bob
-            assert {t for _, t in seen_ann} == {f"from {w} {i}" for w in ("one", "two") for i in range(5)} | {"unary on one"}
+            assert {t for _, t in seen_ann} == (
+                {f"from {w} {i}" for w in ("one", "two") for i in range(5)} | {"unary on one"})
             ann.close()
             bob.close()
     finally:

@@ -22,8 +22,8 @@ async def store(request, tmp_path):
         adapter = SqliteChatStore(tmp_path / "chat.sqlite3")
     else:
         adapter = PostgresChatStore(request.getfixturevalue("postgres_url"), schema=unique("chat_contract"))
-    await adapter.open()
-    await adapter.open()  # idempotent
+    await adapter.start()
+    await adapter.start()  # idempotent
     yield adapter
     if isinstance(adapter, PostgresChatStore):
         await adapter.drop()
@@ -110,6 +110,7 @@ async def test_connections_of_a_dead_replica_go_stale(store):
 
 async def test_every_entry_is_in_the_outbox(store):
     from services.kit.bus.inprocess import InProcessBus
+    from services.kit.bus.outbox import outbox_relay
 
     bus = InProcessBus()
     await bus.start()
@@ -121,7 +122,7 @@ async def test_every_entry_is_in_the_outbox(store):
     await bus.subscribe(unique("g").replace("_", "-"), ["chat.#"], handler)
     await store.append(draft("general", "hello"), time.time())
     await store.connect("general", ANN, "c1", "r", time.time())
-    relay = store.outbox_relay(bus)
+    relay = outbox_relay(bus, store)
     try:
         assert await relay.relay_once() == 2
     finally:

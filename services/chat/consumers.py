@@ -11,8 +11,8 @@ import uuid
 
 from agora.events.v1.envelope_pb2 import Envelope
 
+from services.chat.events import entry_from
 from services.chat.feed import RoomFeed
-from services.chat.wire import entry_from
 from services.kit.bus.port import EventBus, Subscription, replica_group
 
 
@@ -22,22 +22,15 @@ def replica_name() -> str:
 
 
 class RoomFanout:
-    def __init__(self, bus: EventBus, feed: RoomFeed, replica: str) -> None:
-        self.bus, self.feed = bus, feed
+    def __init__(self, feed: RoomFeed, replica: str) -> None:
+        self.feed = feed
         self.group = replica
-        self._subscription: Subscription | None = None
 
     async def handle(self, envelope: Envelope) -> None:
         entry = entry_from(envelope)
         if entry is not None:
             await self.feed.deliver(entry)
 
-    async def start(self) -> None:
-        self._subscription = await self.bus.subscribe(
-            self.group, ["chat.#"], self.handle, prefetch=256, ephemeral=True
-        )
-
-    async def stop(self) -> None:
-        if self._subscription is not None:
-            await self._subscription.cancel()
-            self._subscription = None
+    async def subscribe(self, bus: EventBus) -> Subscription:
+        """Consume every `chat.*` event into the feed; the subscription's `cancel()` stops it."""
+        return await bus.subscribe(self.group, ["chat.#"], self.handle, prefetch=256, ephemeral=True)
