@@ -10,14 +10,9 @@ from datetime import datetime, timezone
 from enum import Enum
 
 from services.kit.errors import InvalidArgument
+from services.kit.values import Money
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-
-
-@dataclass(frozen=True)
-class Money:
-    currency_code: str
-    amount_minor: int
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from services.catalog.domain import (
-    Money,
     Product,
     ProductMissing,
     Reservation,
@@ -29,9 +28,9 @@ from services.catalog.domain import (
     search_words,
     with_stock,
 )
-from services.kit.bus.outbox import OutboxRelay
 from services.kit.stores.mongo import MongoDatabase
 from services.kit.telemetry.metrics import timed_operations
+from services.kit.values import Money
 
 log = logging.getLogger("agora.catalog.mongo")
 
@@ -306,8 +305,8 @@ class MongoCatalogStore:
         self._follow_thread = threading.Thread(target=tail, name="catalog-change-stream", daemon=True)
         self._follow_thread.start()
 
-    def relay(self, bus) -> OutboxRelay:
-        return OutboxRelay(bus, self.outbox, lambda: _Handle(self.db))
+    def relay_connection(self) -> _Handle:
+        return _Handle(self.db)
 
     async def ping(self) -> bool:
         return await self.mongo.ping()

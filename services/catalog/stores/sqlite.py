@@ -10,7 +10,6 @@ from datetime import datetime
 from pathlib import Path
 
 from services.catalog.domain import (
-    Money,
     Product,
     ProductMissing,
     Reservation,
@@ -23,10 +22,10 @@ from services.catalog.domain import (
     search_words,
     with_stock,
 )
-from services.kit.bus.outbox import OutboxRelay
 from services.kit.bus.stores.sqlite import SqliteOutbox
 from services.kit.stores.sqlite import SqliteDatabase
 from services.kit.telemetry.metrics import timed_operations
+from services.kit.values import Money
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS products (
@@ -239,8 +238,8 @@ class SqliteCatalogStore:
     async def follow(self, on_change) -> None:
         """One process owns the file: the service sees every change it makes itself."""
 
-    def relay(self, bus) -> OutboxRelay:
-        return OutboxRelay(bus, self.outbox, lambda: sqlite3.connect(self.path, check_same_thread=False))
+    def relay_connection(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, check_same_thread=False)
 
     async def ping(self) -> bool:
         return await self.db.ping()

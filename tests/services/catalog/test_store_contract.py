@@ -19,7 +19,7 @@ from services.catalog.domain import (
     StockShort,
     VersionMismatch,
 )
-from services.catalog.service import stock_events
+from services.catalog.events import stock_events
 from services.kit.bus import new_envelope
 
 EVENT = new_envelope("catalog.product.created", "catalog", "k", ProductCreated())
@@ -149,6 +149,7 @@ async def test_concurrent_reservations_never_oversell(store):
 
 async def test_stock_events_go_to_the_outbox(store):
     from services.kit.bus.inprocess import InProcessBus
+    from services.kit.bus.outbox import outbox_relay
 
     a = await make(store, stock=3)
     bus = InProcessBus()
@@ -160,7 +161,7 @@ async def test_stock_events_go_to_the_outbox(store):
 
     await bus.subscribe("t", ["catalog.#"], handler)
     await store.reserve("o1", ((a.id, 2),), domain.now(), no_events)
-    relay = store.relay(bus)
+    relay = outbox_relay(bus, store)
     while await relay.relay_once():
         pass
     await relay.stop()
