@@ -9,7 +9,7 @@ import pytest
 
 from services.customers import domain
 from services.customers.domain import EmailTaken, Kind, Party
-from services.customers.service import created_event
+from services.customers.events import created_event
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -91,6 +91,7 @@ async def test_list_pages_oldest_first_and_searches(store):
 
 async def test_create_writes_the_event_to_the_outbox(store):
     from services.kit.bus.inprocess import InProcessBus
+    from services.kit.bus.outbox import outbox_relay
 
     bus = InProcessBus()
     await bus.start()
@@ -103,7 +104,7 @@ async def test_create_writes_the_event_to_the_outbox(store):
     p = party(Kind.CLIENT, "Outboxed", "o@example.com")
     event = created_event(p)
     await store.create(p, event)
-    relay = store.relay(bus)
+    relay = outbox_relay(bus, store)
     assert await relay.relay_once() == 1
     await relay.stop()
     for _ in range(100):
