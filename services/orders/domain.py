@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from enum import IntEnum
 
 from services.kit.errors import FailedPrecondition, InvalidArgument
+from services.kit.values import Money
 
 PAYMENT_TIMEOUT = timedelta(minutes=15)
 _REQUEST_IDS = uuid.UUID("6f1c2a52-4d0e-4c3b-9a55-0f6e9b1d8a11")
@@ -25,12 +26,6 @@ class Status(IntEnum):
 
 
 FINAL = {Status.PAYMENT_FAILED, Status.REFUNDED}
-
-
-@dataclass(frozen=True)
-class Money:
-    currency_code: str
-    amount_minor: int
 
 
 @dataclass(frozen=True)
@@ -188,4 +183,7 @@ def transition_event_id(order: Order) -> str:
     return str(uuid.uuid5(_REQUEST_IDS, f"{order.id}#{order.last_sequence}"))
 
 
-
+def as_of(order: Order, sequence: int) -> Order:
+    """The order as it was right after history entry `sequence`."""
+    history = tuple(c for c in order.history if c.sequence <= sequence)
+    return dataclasses.replace(order, history=history, status=history[-1].status, updated_at=history[-1].at)

@@ -12,7 +12,7 @@ from services.orders.domain import Order, Status
 
 class OrderStore(Protocol):
     async def start(self) -> None:
-        """Create tables if missing."""
+        """Connect; create tables if missing."""
 
     async def create(self, order: Order, event: Envelope) -> None:
         """Store a new order (by id, by client, its first history entry) and its event, together."""
@@ -41,8 +41,12 @@ class OrderStore(Protocol):
     async def pending_due(self, at, limit: int) -> list[Order]:
         """PENDING orders whose payment_due_at is at or before `at`, oldest due first."""
 
-    def relay(self, bus):
-        """An OutboxRelay moving this store's events onto `bus`."""
+    @property
+    def outbox(self):
+        """The outbox table the store writes events to (the relay claims from it)."""
+
+    def relay_connection(self):
+        """A connection of the relay's own (services.kit.bus.outbox.outbox_relay)."""
 
     async def ping(self) -> bool: ...
 

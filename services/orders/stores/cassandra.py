@@ -4,14 +4,14 @@
   history entry is a clustering row (sequence) — GetOrder, WatchOrder replay: one partition read.
 - orders_by_client: (client_id) -> (created_at DESC, order_id) — ListOrdersByClient, newest first.
 - orders_outbox: (hour bucket) -> (timeuuid) — events written in the same logged batch as a new
-  order, relayed by the kit's OutboxRelay and deleted once the broker confirmed them.
+  order, relayed by the kit's outbox relay and deleted once the broker confirmed them.
 - orders_by_due: (day of payment_due_at) -> (payment_due_at, order_id) — the payment-timeout sweeper.
 
 Status changes are compare-and-set: a lightweight transaction (`IF status = ?`, Cassandra 2.1+)
 over the order's own partition (status + the new history row). A conditional batch cannot span
 partitions, so the change's event goes to the outbox right after it is applied; the event id is
 derived from (order, sequence), so a writer interrupted in between re-emits the same event when
-the change's cause is redelivered (see OrderService.change), and consumers dedupe by id.
+the change's cause is redelivered (see OrderLedger.change), and consumers dedupe by id.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from datetime import datetime, timedelta, timezone
 from cassandra.query import BatchStatement, BatchType
 from cassandra.util import uuid_from_time
 
-from services.kit.bus.outbox import OutboxRelay
 from services.kit.config import Settings
 from services.kit.stores.cassandra import CassandraDatabase
 from services.kit.telemetry.metrics import timed_operations
-from services.orders.domain import Line, Money, Order, Status, StatusChange
+from services.kit.values import Money
+from services.orders.domain import Line, Order, Status, StatusChange
 
 OrderLine = namedtuple("OrderLine", "product_id quantity currency_code unit_price_minor product_name seller_id")
 
@@ -87,9 +87,20 @@ def to_order(rows) -> Order | None:
                  payment_id=first.payment_id or "")
 
 
+class _Handle:
+    """The relay's 'connection': the shared session (the database closes it, not the relay)."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+
+    def close(self) -> None:
+        pass
+
+
 class CassandraOutbox:
     """The kit's OutboxRelay over a Cassandra table bucketed by hour. The relay keeps a cursor on the
-    oldest bucket that may hold rows (from `lookback` ago at start) so it never rereads deleted rows."""
+    oldest bucket that may hold rows (from `lookback` ago at start) so it never rereads deleted rows.
+    Producers `add` to their batch; the relay's calls get its `_Handle` (the shared session)."""
 
     def __init__(self, table: str, *, lookback: timedelta = timedelta(hours=48)) -> None:
         self.table = table
@@ -102,7 +113,8 @@ class CassandraOutbox:
             at = datetime.now(timezone.utc)
             batch.add(insert, (_bucket(at), uuid_from_time(at), e.SerializeToString()))
 
-    def claim(self, session, limit: int) -> list[tuple[tuple[str, uuid.UUID], bytes]]:
+    def claim(self, conn: _Handle, limit: int) -> list[tuple[tuple[str, uuid.UUID], bytes]]:
+        session = conn.session
         now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
         if self._oldest is None:
             self._oldest = now - self.lookback
@@ -116,35 +128,11 @@ class CassandraOutbox:
             hour += timedelta(hours=1)
         return out
 
-    def mark_sent(self, session, keys) -> None:
-        delete = session.prepare(f"DELETE FROM {self.table} WHERE bucket = ? AND id = ?")
-        futures = [session.execute_async(delete, key) for key in keys]
+    def mark_sent(self, conn: _Handle, keys) -> None:
+        delete = conn.session.prepare(f"DELETE FROM {self.table} WHERE bucket = ? AND id = ?")
+        futures = [conn.session.execute_async(delete, key) for key in keys]
         for f in futures:
             f.result()
-
-    def release(self, session) -> None:
-        pass
-
-
-class _Handle:
-    """The relay's 'connection': the shared session (the database closes it, not the relay)."""
-
-    def __init__(self, session) -> None:
-        self.session = session
-
-    def close(self) -> None:
-        pass
-
-
-class _RelayOutbox:
-    def __init__(self, outbox: CassandraOutbox) -> None:
-        self.outbox = outbox
-
-    def claim(self, conn: _Handle, limit: int):
-        return self.outbox.claim(conn.session, limit)
-
-    def mark_sent(self, conn: _Handle, keys) -> None:
-        self.outbox.mark_sent(conn.session, keys)
 
     def release(self, conn: _Handle) -> None:
         pass
@@ -300,8 +288,8 @@ class CassandraOrderStore:
 
         return await asyncio.to_thread(read)
 
-    def relay(self, bus) -> OutboxRelay:
-        return OutboxRelay(bus, _RelayOutbox(self.outbox), lambda: _Handle(self._session))
+    def relay_connection(self) -> _Handle:
+        return _Handle(self._session)
 
     async def ping(self) -> bool:
         return await self.db.ping()

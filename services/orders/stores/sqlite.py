@@ -7,11 +7,11 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
-from services.kit.bus.outbox import OutboxRelay
 from services.kit.bus.stores.sqlite import SqliteOutbox
 from services.kit.stores.sqlite import SqliteDatabase
 from services.kit.telemetry.metrics import timed_operations
-from services.orders.domain import Line, Money, Order, Status, StatusChange
+from services.kit.values import Money
+from services.orders.domain import Line, Order, Status, StatusChange
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -154,8 +154,8 @@ class SqliteOrderStore:
 
         return await self.db.run(read)
 
-    def relay(self, bus) -> OutboxRelay:
-        return OutboxRelay(bus, self.outbox, lambda: sqlite3.connect(self.path, check_same_thread=False))
+    def relay_connection(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, check_same_thread=False)
 
     async def ping(self) -> bool:
         return await self.db.ping()

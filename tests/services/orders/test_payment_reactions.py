@@ -10,10 +10,12 @@ from agora.events.v1 import orders_pb2, payments_pb2
 
 from services.kit.bus import new_envelope, unpack
 from services.kit.bus.inprocess import InProcessBus
+from services.kit.bus.outbox import outbox_relay
 from services.orders import domain
+from services.orders.clocks import PaymentTimeouts
+from services.orders.consumers import PaymentOutcomes
 from services.orders.domain import Money, ProductInfo, Status
-from services.orders.handlers import PaymentOutcomes, PaymentTimeouts
-from services.orders.service import OrderService
+from services.orders.ledger import OrderLedger
 from services.orders.stores.sqlite import SqliteOrderStore
 
 PRODUCTS = {"p1": ProductInfo("p1", "Pen", "s1", Money("USD", 150))}
@@ -31,9 +33,9 @@ async def orders(tmp_path):
         published.append(envelope)
 
     await bus.subscribe("test-sink", ["orders.#"], record)
-    relay = store.relay(bus)
+    relay = outbox_relay(bus, store)
     await relay.start()
-    service = OrderService(store, mesh=None, wake=relay.wake)
+    service = OrderLedger(store, wake=relay.wake)
     service.published = published
     yield service
     await relay.stop()
