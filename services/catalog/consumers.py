@@ -28,7 +28,8 @@ class StockConsumer:
         try:
             if envelope.type == "orders.order.created":
                 created = unpack(envelope, order_events.OrderCreated)
-                await self.stock.reserve(created.order_id, [(i.product_id, i.quantity) for i in created.items])
+                items = [(i.product_id, i.quantity) for i in created.items]
+                await self.stock.reserve(created.order_id, items)
             elif envelope.type == "orders.order.failed":
                 failed = unpack(envelope, order_events.OrderFailed)
                 await self.stock.release(failed.order_id, failed.reason or "order failed")

@@ -140,7 +140,8 @@ def apply_update(current: Product, given: Product, paths: list[str], *, at: date
         top, _, sub = path.partition(".")
         if top not in MUTABLE or (sub and top != "attributes"):
             raise InvalidArgument.field(
-                "update_mask", f"{path!r} cannot be updated; mutable paths: {', '.join(MUTABLE)}, attributes.<key>"
+                "update_mask",
+                f"{path!r} cannot be updated; mutable paths: {', '.join(MUTABLE)}, attributes.<key>",
             )
         if top == "attributes":
             if sub:
@@ -156,8 +157,9 @@ def apply_update(current: Product, given: Product, paths: list[str], *, at: date
     updated = dataclasses.replace(current, **changes)
     problems: dict[str, str] = {}
     updated = _check_fields(updated, problems)
-    if "price" in changes and updated.price is not None and updated.price.currency_code != current.price.currency_code:
-        problems["product.price.currency_code"] = f"the currency cannot change (it is {current.price.currency_code})"
+    currency = current.price.currency_code
+    if "price" in changes and updated.price is not None and updated.price.currency_code != currency:
+        problems["product.price.currency_code"] = f"the currency cannot change (it is {currency})"
     if problems:
         raise InvalidArgument.fields(problems)
     changed = [f for f in MUTABLE if getattr(updated, f) != getattr(current, f)]

@@ -1,4 +1,5 @@
-"""The CatalogServicer (agora.catalog.v1.CatalogService): proto in, proto out; rules in domain.py, storage behind store.py."""
+"""The CatalogServicer (agora.catalog.v1.CatalogService): proto in, proto out; rules in domain.py,
+storage behind store.py."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ class NotEnoughStock(FailedPrecondition):
     """FAILED_PRECONDITION whose PreconditionFailure names every product short of stock."""
 
     def __init__(self, shortages: dict[str, tuple[int, int]]) -> None:
-        text = "; ".join(f"product {pid!r}: {want} wanted, {have} available" for pid, (want, have) in shortages.items())
+        text = "; ".join(f"product {pid!r}: {want} wanted, {have} available"
+                         for pid, (want, have) in shortages.items())
         super().__init__(f"not enough stock: {text}")
         self.shortages = shortages
 
@@ -77,7 +79,8 @@ class SellerDirectory:
 
     async def exists(self, seller_id: str) -> bool:
         try:
-            await self.stub.GetSeller(customers_pb2.GetSellerRequest(seller_id=seller_id), timeout=remaining(5.0))
+            await self.stub.GetSeller(customers_pb2.GetSellerRequest(seller_id=seller_id),
+                                      timeout=remaining(5.0))
             return True
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
@@ -123,7 +126,8 @@ class Stock:
         except ReservationReleased:
             raise FailedPrecondition(f"the reservation of order {order_id!r} was already released") from None
         except ReservationConflict:
-            raise AlreadyExists(f"order {order_id!r} already holds a reservation with different items") from None
+            raise AlreadyExists(
+                f"order {order_id!r} already holds a reservation with different items") from None
         self.on_change([c.after for c in changed])
         return reservation
 
@@ -188,7 +192,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         product = domain.new_product(from_proto(request.product))
         owner = await self.sellers.owner(product.seller_id)
         if owner is None:
-            raise InvalidArgument.field("product.seller_id", f"no seller {product.seller_id!r} in CustomerService")
+            raise InvalidArgument.field("product.seller_id",
+                                        f"no seller {product.seller_id!r} in CustomerService")
         if owner and not is_internal(context):
             who = signed_in_caller()
             if who is None:
@@ -209,7 +214,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             if attempt == 0:
                 await self._check_seller(current.seller_id, context)
             if request.expected_version and request.expected_version != current.version:
-                raise Aborted(f"product is at version {current.version}, not {request.expected_version}; re-read")
+                raise Aborted(
+                    f"product is at version {current.version}, not {request.expected_version}; re-read")
             updated, changed = domain.apply_update(current, given, list(request.update_mask.paths))
             if not changed:
                 return pb.UpdateProductResponse(product=to_proto(current))
@@ -218,7 +224,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             if details:
                 envelopes.append(product_updated(current, updated, details))
             if "stock" in changed:
-                envelopes += stock_events([StockChange(current, updated)], Reason.STOCK_CHANGE_REASON_ADJUSTED)
+                envelopes += stock_events([StockChange(current, updated)],
+                                          Reason.STOCK_CHANGE_REASON_ADJUSTED)
             try:
                 await self.store.replace(updated, current.version, envelopes)
             except VersionMismatch:

@@ -16,7 +16,8 @@ def to_proto(p: Product) -> pb.Product:
     attributes.update(p.attributes)
     return pb.Product(id=p.id, seller_id=p.seller_id, name=p.name, description=p.description,
                       category=p.category, price=money(p.price), stock=p.stock, attributes=attributes,
-                      version=p.version, created_at=timestamp(p.created_at), updated_at=timestamp(p.updated_at))
+                      version=p.version, created_at=timestamp(p.created_at),
+                      updated_at=timestamp(p.updated_at))
 
 
 def from_proto(m: pb.Product) -> Product:

@@ -77,7 +77,8 @@ class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
         return pb.GetClientResponse(client=to_proto(party))
 
     async def UpdateClient(self, request, context):
-        party = await self._update(Kind.CLIENT, request.client_id, request.client, request.update_mask, context)
+        party = await self._update(Kind.CLIENT, request.client_id, request.client, request.update_mask,
+                                   context)
         return pb.UpdateClientResponse(client=to_proto(party))
 
     async def ListClients(self, request, context):
@@ -108,7 +109,8 @@ class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
         return pb.GetSellerResponse(seller=to_proto(await self._get(Kind.SELLER, request.seller_id)))
 
     async def UpdateSeller(self, request, context):
-        party = await self._update(Kind.SELLER, request.seller_id, request.seller, request.update_mask, context)
+        party = await self._update(Kind.SELLER, request.seller_id, request.seller, request.update_mask,
+                                   context)
         return pb.UpdateSellerResponse(seller=to_proto(party))
 
     async def ListSellers(self, request, context):

@@ -116,22 +116,26 @@ def order_id_for(client_id: str, request_id: str) -> str:
 
 
 def place(order_id: str, client_id: str, user_id: str, items: list[tuple[str, int]],
-          products: dict[str, ProductInfo], at: datetime, payment_timeout: timedelta = PAYMENT_TIMEOUT) -> Order:
+          products: dict[str, ProductInfo], at: datetime,
+          payment_timeout: timedelta = PAYMENT_TIMEOUT) -> Order:
     """A PENDING order whose lines capture each product's current price, name and seller."""
     lines = tuple(
         Line(pid, qty, products[pid].price, products[pid].name, products[pid].seller_id) for pid, qty in items
     )
     currencies = {line.unit_price.currency_code for line in lines}
     if len(currencies) > 1:
-        raise InvalidArgument.field("items", f"products are priced in different currencies: {', '.join(sorted(currencies))}")
+        raise InvalidArgument.field(
+            "items", f"products are priced in different currencies: {', '.join(sorted(currencies))}")
     placed = StatusChange(1, Status.PENDING, at, "order placed")
-    return Order(id=order_id, client_id=client_id.strip(), items=lines, status=Status.PENDING, history=(placed,),
-                 created_at=at, updated_at=at, payment_due_at=at + payment_timeout, user_id=user_id)
+    return Order(id=order_id, client_id=client_id.strip(), items=lines, status=Status.PENDING,
+                 history=(placed,), created_at=at, updated_at=at, payment_due_at=at + payment_timeout,
+                 user_id=user_id)
 
 
 def advance(order: Order, status: Status, reason: str, at: datetime, event_id: str = "", **changes) -> Order:
     change = StatusChange(order.last_sequence + 1, status, at, reason, event_id)
-    return dataclasses.replace(order, status=status, history=order.history + (change,), updated_at=at, **changes)
+    return dataclasses.replace(order, status=status, history=order.history + (change,), updated_at=at,
+                               **changes)
 
 
 def cancel(order: Order, reason: str, at: datetime) -> Order | None:
@@ -156,7 +160,8 @@ def payment_failed(order: Order, payment_id: str, reason: str, at: datetime, eve
     """`payments.payment.failed`: PENDING -> PAYMENT_FAILED (final; stock released); else nothing."""
     if order.status is not Status.PENDING:
         return None
-    return advance(order, Status.PAYMENT_FAILED, reason or "payment failed", at, event_id, payment_id=payment_id)
+    return advance(order, Status.PAYMENT_FAILED, reason or "payment failed", at, event_id,
+                   payment_id=payment_id)
 
 
 def refunded(order: Order, payment_id: str, at: datetime, event_id: str) -> Order | None:

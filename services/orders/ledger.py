@@ -21,7 +21,8 @@ from services.orders.wire import watch_response
 
 
 class OrderLedger:
-    def __init__(self, store: OrderStore, *, wake: Callable[[], None] = lambda: None, capacity: int = 256) -> None:
+    def __init__(self, store: OrderStore, *, wake: Callable[[], None] = lambda: None,
+                 capacity: int = 256) -> None:
         self.store = store
         self.wake = wake
         self.log: SequencedLog[str, pb.WatchOrderResponse] = SequencedLog(name="orders", capacity=capacity)

@@ -90,7 +90,8 @@ class Mesh:
 
     async def reserve(self, order_id: str, items: list[tuple[str, int]]) -> None:
         request = catalog_pb2.ReserveStockRequest(
-            order_id=order_id, items=[catalog_pb2.ReservationItem(product_id=p, quantity=q) for p, q in items])
+            order_id=order_id,
+            items=[catalog_pb2.ReservationItem(product_id=p, quantity=q) for p, q in items])
         try:
             await self.catalog.ReserveStock(request, timeout=remaining(CALL_TIMEOUT))
         except grpc.aio.AioRpcError as exc:
@@ -157,7 +158,8 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         else:
             problems = {}
             if owner and client_of != owner:
-                raise PermissionDenied("this client belongs to another user: order for a client you registered")
+                raise PermissionDenied(
+                    "this client belongs to another user: order for a client you registered")
         products = dict(zip(distinct, found))
         for i, (pid, _) in enumerate(items):
             if products[pid] is None:

@@ -21,7 +21,8 @@ class OrderStore(Protocol):
         """The order with its full status history."""
 
     async def list_by_client(self, client_id: str, cursor: str, limit: int) -> tuple[list[Order], str]:
-        """Up to `limit` of the client's orders, newest first, from `cursor`; and the next cursor ('' at the end)."""
+        """Up to `limit` of the client's orders, newest first, from `cursor`; and the next cursor
+        ('' at the end)."""
 
     async def list_all(self, status: Status | None, cursor: str, limit: int) -> tuple[list[Order], str]:
         """Orders in a stable, unspecified order (optionally only those in `status`); and the next cursor."""

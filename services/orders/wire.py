@@ -1,4 +1,5 @@
-"""Orders on the wire: the domain's values as orders protos (Timestamp and Money from services/kit/wire.py)."""
+"""Orders on the wire: the domain's values as orders protos
+(Timestamp and Money from services/kit/wire.py)."""
 
 from __future__ import annotations
 

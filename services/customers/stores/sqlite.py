@@ -69,8 +69,8 @@ class SqliteCustomerStore:
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"UPDATE {TABLES[party.kind]} SET name=?, email=?, email_key=?, phone=?, address=?, description=?,"
-                " updated_at=? WHERE id = ?",
+                f"UPDATE {TABLES[party.kind]} SET name=?, email=?, email_key=?, phone=?, address=?,"
+                " description=?, updated_at=? WHERE id = ?",
                 (name, email, email_key, phone, address, description, party.updated_at.isoformat(), pid),
             )
 

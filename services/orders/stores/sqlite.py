@@ -51,12 +51,13 @@ def _read(conn: sqlite3.Connection, order_id: str) -> Order | None:
     if row is None:
         return None
     oid, client, user, items, status, payment, due, created, updated = tuple(row)
-    history = conn.execute("SELECT sequence, status, at, reason, event_id FROM order_history WHERE order_id = ?"
-                           " ORDER BY sequence", (oid,)).fetchall()
+    history = conn.execute("SELECT sequence, status, at, reason, event_id FROM order_history"
+                           " WHERE order_id = ? ORDER BY sequence", (oid,)).fetchall()
     return Order(
         id=oid, client_id=client, user_id=user, status=Status(status), payment_id=payment,
         items=tuple(Line(p, q, Money(c, a), n, s) for p, q, c, a, n, s in json.loads(items)),
-        history=tuple(StatusChange(h[0], Status(h[1]), datetime.fromisoformat(h[2]), h[3], h[4]) for h in history),
+        history=tuple(StatusChange(h[0], Status(h[1]), datetime.fromisoformat(h[2]), h[3], h[4])
+                      for h in history),
         payment_due_at=datetime.fromisoformat(due), created_at=datetime.fromisoformat(created),
         updated_at=datetime.fromisoformat(updated),
     )
@@ -85,10 +86,11 @@ class SqliteOrderStore:
     async def create(self, order: Order, event) -> None:
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO orders (id, client_id, user_id, items, status, payment_id, payment_due_at, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO orders (id, client_id, user_id, items, status, payment_id, payment_due_at,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (order.id, order.client_id, order.user_id, _items(order), int(order.status), order.payment_id,
-                 order.payment_due_at.isoformat(), order.created_at.isoformat(), order.updated_at.isoformat()))
+                 order.payment_due_at.isoformat(), order.created_at.isoformat(),
+                 order.updated_at.isoformat()))
             _change(conn, order)
             self.outbox.add(conn, [event])
 

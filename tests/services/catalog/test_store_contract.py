@@ -46,7 +46,8 @@ async def store(request, tmp_path):
     await s.close()
 
 
-async def make(store, name="Widget", stock=10, seller="s1", category="tools", description="", attributes=None):
+async def make(store, name="Widget", stock=10, seller="s1", category="tools", description="",
+               attributes=None):
     p = domain.new_product(Product(id="", seller_id=seller, name=name, price=Money("USD", 1999), stock=stock,
                                    category=category, description=description, attributes=attributes or {}))
     await store.create(p, EVENT)
@@ -62,7 +63,8 @@ async def test_create_get_roundtrip(store):
 
 async def test_replace_is_conditional_on_version(store):
     p = await make(store)
-    updated, changed = domain.apply_update(p, Product(id="", seller_id="", name="Gadget", price=None), ["name"])
+    updated, changed = domain.apply_update(p, Product(id="", seller_id="", name="Gadget", price=None),
+                                           ["name"])
     assert changed == ["name"]
     await store.replace(updated, p.version, [])
     assert (await store.get(p.id)).name == "Gadget"

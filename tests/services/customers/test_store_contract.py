@@ -36,7 +36,8 @@ def party(kind: Kind, name: str, email: str) -> Party:
 
 async def test_create_get_roundtrip(store):
     p = party(Kind.CLIENT, "Ada Lovelace", "Ada@Example.com")
-    p = dataclasses.replace(p, phone="+5511987654321", address=domain.Address(city="London", country_code="GB"))
+    p = dataclasses.replace(p, phone="+5511987654321",
+                            address=domain.Address(city="London", country_code="GB"))
     await store.create(p, created_event(p))
     got = await store.get(Kind.CLIENT, p.id)
     assert got == p
@@ -59,7 +60,8 @@ async def test_update_replaces_fields_and_keeps_email_unique(store):
     b = party(Kind.SELLER, "Shop B", "b@example.com")
     for p in (a, b):
         await store.create(p, created_event(p))
-    changed = domain.apply_update(a, Party(kind=Kind.SELLER, id="", name="Shop A2", email="", description="hi"),
+    changed = domain.apply_update(a, Party(kind=Kind.SELLER, id="", name="Shop A2", email="",
+                                           description="hi"),
                                   ["name", "description"])
     await store.update(changed)
     got = await store.get(Kind.SELLER, a.id)

@@ -71,8 +71,8 @@ async def start(settings: Settings, *, bridge: bool = True, domains: tuple[str, 
     if bridge:
         http_port = free_port()
         upstreams = {DOMAINS[name].service: settings.target(name) for name in domains}
-        server = make_gateway_server(DESCRIPTORS.read_bytes(), upstreams, port=http_port, default_timeout=30.0,
-                                     heartbeat_interval=0.5)
+        server = make_gateway_server(DESCRIPTORS.read_bytes(), upstreams, port=http_port,
+                                     default_timeout=30.0, heartbeat_interval=0.5)
         mesh.bridge = server
         mesh.bridge_task = asyncio.ensure_future(server.serve())
         while not server.started:

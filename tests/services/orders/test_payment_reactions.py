@@ -44,7 +44,8 @@ async def orders(tmp_path):
 
 
 async def place(service, due_in: timedelta):
-    order = domain.place(str(uuid.uuid4()), "c1", "", [("p1", 2)], PRODUCTS, domain.now(), payment_timeout=due_in)
+    order = domain.place(str(uuid.uuid4()), "c1", "", [("p1", 2)], PRODUCTS, domain.now(),
+                         payment_timeout=due_in)
     await service.store.create(order, new_envelope("orders.order.created", "orders", order.id,
                                                    orders_pb2.OrderCreated(order_id=order.id)))
     return order
@@ -77,9 +78,9 @@ async def test_success_then_redelivery_changes_once(orders):
 
 async def test_failure_publishes_order_failed_with_lines(orders):
     order = await place(orders, timedelta(minutes=5))
+    outcome = payments_pb2.PaymentFailed(payment_id="p", order_id=order.id, reason="card_declined")
     await PaymentOutcomes(orders).handle(new_envelope("payments.payment.failed", "payments", order.id,
-                                                      payments_pb2.PaymentFailed(payment_id="p", order_id=order.id,
-                                                                                 reason="card_declined")))
+                                                      outcome))
     [failed] = await published(orders, "orders.order.failed", order.id)
     body = unpack(failed, orders_pb2.OrderFailed)
     assert body.reason == "card_declined" and [(i.product_id, i.quantity) for i in body.items] == [("p1", 2)]

@@ -140,7 +140,8 @@ async def test_transition_is_compare_and_set_under_a_race(store):
     at = domain.now()
     paid = domain.paid(order, "pay-1", at, "evt-1")
     cancelled = domain.cancel(order, "", at)
-    results = await asyncio.gather(*(store.transition(o, None, expect=Status.PENDING) for o in (paid, cancelled)))
+    results = await asyncio.gather(*(store.transition(o, None, expect=Status.PENDING)
+                                     for o in (paid, cancelled)))
     assert sorted(results) == [False, True]  # exactly one writer wins
     got = await store.get(order.id)
     assert len(got.history) == 2 and got.status in (Status.PAID, Status.CANCELLED)
