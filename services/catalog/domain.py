@@ -10,14 +10,9 @@ from datetime import datetime, timezone
 from enum import Enum
 
 from services.kit.errors import InvalidArgument
+from services.kit.values import Money
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-
-
-@dataclass(frozen=True)
-class Money:
-    currency_code: str
-    amount_minor: int
 
 
 @dataclass(frozen=True)
@@ -145,7 +140,8 @@ def apply_update(current: Product, given: Product, paths: list[str], *, at: date
         top, _, sub = path.partition(".")
         if top not in MUTABLE or (sub and top != "attributes"):
             raise InvalidArgument.field(
-                "update_mask", f"{path!r} cannot be updated; mutable paths: {', '.join(MUTABLE)}, attributes.<key>"
+                "update_mask",
+                f"{path!r} cannot be updated; mutable paths: {', '.join(MUTABLE)}, attributes.<key>",
             )
         if top == "attributes":
             if sub:
@@ -161,8 +157,9 @@ def apply_update(current: Product, given: Product, paths: list[str], *, at: date
     updated = dataclasses.replace(current, **changes)
     problems: dict[str, str] = {}
     updated = _check_fields(updated, problems)
-    if "price" in changes and updated.price is not None and updated.price.currency_code != current.price.currency_code:
-        problems["product.price.currency_code"] = f"the currency cannot change (it is {current.price.currency_code})"
+    currency = current.price.currency_code
+    if "price" in changes and updated.price is not None and updated.price.currency_code != currency:
+        problems["product.price.currency_code"] = f"the currency cannot change (it is {currency})"
     if problems:
         raise InvalidArgument.fields(problems)
     changed = [f for f in MUTABLE if getattr(updated, f) != getattr(current, f)]

@@ -1,4 +1,5 @@
-"""The CatalogService servicer: proto in, proto out; rules in domain.py, storage behind store.py."""
+"""The CatalogServicer (agora.catalog.v1.CatalogService): proto in, proto out; rules in domain.py,
+storage behind store.py."""
 
 from __future__ import annotations
 
@@ -7,30 +8,28 @@ import logging
 import grpc
 from agora.catalog.v1 import catalog_pb2 as pb
 from agora.catalog.v1 import catalog_pb2_grpc
-from agora.common.v1.money_pb2 import Money as MoneyPb
 from agora.customers.v1 import customers_pb2, customers_pb2_grpc
-from agora.events.v1 import catalog_pb2 as events
-from google.protobuf import any_pb2, json_format, struct_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
+from google.protobuf import any_pb2
 from google.rpc import error_details_pb2
 
 from services.catalog import domain
+from services.catalog.consumers import ProductChanges, StockConsumer
 from services.catalog.domain import (
-    Money,
     Product,
     ProductMissing,
     Reservation,
     ReservationConflict,
     ReservationReleased,
-    ReservationState,
     StockChange,
     StockShort,
     VersionMismatch,
 )
+from services.catalog.events import Reason, product_created, product_updated, stock_events
 from services.catalog.store import CatalogStore, open_store
+from services.catalog.wire import from_proto, reservation_proto, snapshot, to_proto
 from services.kit import paging
 from services.kit.auth import is_internal, owner_or_internal, signed_in_caller
-from services.kit.bus import new_envelope
+from services.kit.bus.outbox import outbox_relay
 from services.kit.errors import (
     Aborted,
     AlreadyExists,
@@ -48,14 +47,13 @@ from services.kit.streams import SnapshotFeed
 
 log = logging.getLogger("agora.catalog")
 
-Reason = events.StockChangeReason
-
 
 class NotEnoughStock(FailedPrecondition):
     """FAILED_PRECONDITION whose PreconditionFailure names every product short of stock."""
 
     def __init__(self, shortages: dict[str, tuple[int, int]]) -> None:
-        text = "; ".join(f"product {pid!r}: {want} wanted, {have} available" for pid, (want, have) in shortages.items())
+        text = "; ".join(f"product {pid!r}: {want} wanted, {have} available"
+                         for pid, (want, have) in shortages.items())
         super().__init__(f"not enough stock: {text}")
         self.shortages = shortages
 
@@ -73,59 +71,6 @@ def _pack(message) -> any_pb2.Any:
     return packed
 
 
-def _ts(value) -> Timestamp:
-    ts = Timestamp()
-    if value is not None:
-        ts.FromDatetime(value)
-    return ts
-
-
-def _money(m: Money) -> MoneyPb:
-    return MoneyPb(currency_code=m.currency_code, amount_minor=m.amount_minor)
-
-
-def to_proto(p: Product) -> pb.Product:
-    attributes = struct_pb2.Struct()
-    attributes.update(p.attributes)
-    return pb.Product(id=p.id, seller_id=p.seller_id, name=p.name, description=p.description, category=p.category,
-                      price=_money(p.price), stock=p.stock, attributes=attributes, version=p.version,
-                      created_at=_ts(p.created_at), updated_at=_ts(p.updated_at))
-
-
-def from_proto(m: pb.Product) -> Product:
-    price = Money(m.price.currency_code.strip(), m.price.amount_minor) if m.HasField("price") else None
-    return Product(id="", seller_id=m.seller_id, name=m.name, description=m.description, category=m.category,
-                   price=price, stock=m.stock, attributes=json_format.MessageToDict(m.attributes))
-
-
-def reservation_proto(r: Reservation) -> pb.Reservation:
-    out = pb.Reservation(
-        order_id=r.order_id, items=[pb.ReservationItem(product_id=p, quantity=q) for p, q in r.items],
-        state=pb.RESERVATION_STATE_RESERVED if r.state is ReservationState.RESERVED else pb.RESERVATION_STATE_RELEASED,
-        release_reason=r.release_reason,
-    )
-    if r.reserved_at:
-        out.reserved_at.CopyFrom(_ts(r.reserved_at))
-    if r.released_at:
-        out.released_at.CopyFrom(_ts(r.released_at))
-    return out
-
-
-def snapshot(p: Product) -> pb.WatchProductResponse:
-    return pb.WatchProductResponse(sequence=p.version, product_id=p.id, price=_money(p.price), stock=p.stock,
-                                   updated_at=_ts(p.updated_at))
-
-
-def stock_events(changes: list[StockChange], reason: int, order_id: str = "") -> list:
-    return [
-        new_envelope("catalog.product.stock_changed", "catalog", c.after.id, events.ProductStockChanged(
-            product_id=c.after.id, previous_stock=c.before.stock, stock=c.after.stock,
-            delta=c.after.stock - c.before.stock, reason=reason, order_id=order_id, version=c.after.version,
-            changed_at=_ts(c.after.updated_at)))
-        for c in changes
-    ]
-
-
 class SellerDirectory:
     """Asks CustomerService whether a seller exists (with the caller's remaining deadline)."""
 
@@ -134,7 +79,8 @@ class SellerDirectory:
 
     async def exists(self, seller_id: str) -> bool:
         try:
-            await self.stub.GetSeller(customers_pb2.GetSellerRequest(seller_id=seller_id), timeout=remaining(5.0))
+            await self.stub.GetSeller(customers_pb2.GetSellerRequest(seller_id=seller_id),
+                                      timeout=remaining(5.0))
             return True
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
@@ -180,7 +126,8 @@ class Stock:
         except ReservationReleased:
             raise FailedPrecondition(f"the reservation of order {order_id!r} was already released") from None
         except ReservationConflict:
-            raise AlreadyExists(f"order {order_id!r} already holds a reservation with different items") from None
+            raise AlreadyExists(
+                f"order {order_id!r} already holds a reservation with different items") from None
         self.on_change([c.after for c in changed])
         return reservation
 
@@ -198,13 +145,14 @@ class Stock:
         return reservation
 
 
-class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
+class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     def __init__(self, store: CatalogStore, sellers: SellerDirectory, *, wake=lambda: None,
                  feed: SnapshotFeed | None = None) -> None:
         self.store = store
         self.sellers = sellers
         self.wake = wake
-        self.feed: SnapshotFeed[str, pb.WatchProductResponse] = feed or SnapshotFeed(name="catalog", min_interval=0.05)
+        self.feed: SnapshotFeed[str, pb.WatchProductResponse] = feed or SnapshotFeed(name="catalog",
+                                                                                     min_interval=0.05)
         self.stock = Stock(store, self.changed)
 
     def changed(self, products: list[Product]) -> None:
@@ -244,18 +192,15 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
         product = domain.new_product(from_proto(request.product))
         owner = await self.sellers.owner(product.seller_id)
         if owner is None:
-            raise InvalidArgument.field("product.seller_id", f"no seller {product.seller_id!r} in CustomerService")
+            raise InvalidArgument.field("product.seller_id",
+                                        f"no seller {product.seller_id!r} in CustomerService")
         if owner and not is_internal(context):
             who = signed_in_caller()
             if who is None:
                 owner_or_internal(context)  # UNAUTHENTICATED: sign in as the seller's user
             if who.user_id != owner:
                 raise PermissionDenied("this seller belongs to another user")
-        event = new_envelope("catalog.product.created", "catalog", product.id, events.ProductCreated(
-            product_id=product.id, seller_id=product.seller_id, name=product.name, description=product.description,
-            category=product.category, price=_money(product.price), stock=product.stock, version=product.version,
-            created_at=_ts(product.created_at)))
-        await self.store.create(product, event)
+        await self.store.create(product, product_created(product))
         self.wake()
         return pb.CreateProductResponse(product=to_proto(product))
 
@@ -269,20 +214,18 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
             if attempt == 0:
                 await self._check_seller(current.seller_id, context)
             if request.expected_version and request.expected_version != current.version:
-                raise Aborted(f"product is at version {current.version}, not {request.expected_version}; re-read")
+                raise Aborted(
+                    f"product is at version {current.version}, not {request.expected_version}; re-read")
             updated, changed = domain.apply_update(current, given, list(request.update_mask.paths))
             if not changed:
                 return pb.UpdateProductResponse(product=to_proto(current))
             envelopes = []
             details = [f for f in changed if f != "stock"]
             if details:
-                envelopes.append(new_envelope("catalog.product.updated", "catalog", updated.id, events.ProductUpdated(
-                    product_id=updated.id, seller_id=updated.seller_id, name=updated.name,
-                    description=updated.description, category=updated.category, price=_money(updated.price),
-                    previous_price=_money(current.price), changed_fields=details, version=updated.version,
-                    updated_at=_ts(updated.updated_at))))
+                envelopes.append(product_updated(current, updated, details))
             if "stock" in changed:
-                envelopes += stock_events([StockChange(current, updated)], Reason.STOCK_CHANGE_REASON_ADJUSTED)
+                envelopes += stock_events([StockChange(current, updated)],
+                                          Reason.STOCK_CHANGE_REASON_ADJUSTED)
             try:
                 await self.store.replace(updated, current.version, envelopes)
             except VersionMismatch:
@@ -344,36 +287,18 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
 
 
 async def build(runtime) -> ServiceSpec:
-    from services.catalog.handlers import StockConsumer
-
     store = open_store(runtime.settings)
-    await store.start()
     bus = await runtime.bus()
-    relay = store.relay(bus)
-    servicer = CatalogService(store, SellerDirectory(runtime.channel("customers")), wake=relay.wake)
-    consumer = StockConsumer(servicer.stock)
-    subscription = None
-
-    async def start() -> None:
-        nonlocal subscription
-        await relay.start()
-        await store.follow(servicer.observe)
-        subscription = await consumer.subscribe(bus)
-
-    async def stop() -> None:
-        if subscription is not None:
-            await subscription.cancel()
-        await relay.stop()
-        await store.close()
-
+    relay = outbox_relay(bus, store)
+    servicer = CatalogServicer(store, SellerDirectory(runtime.channel("customers")), wake=relay.wake)
     return ServiceSpec(
         domain=DOMAINS["catalog"],
         register=lambda server: catalog_pb2_grpc.add_CatalogServiceServicer_to_server(servicer, server),
         probes={"store": store.ping, "bus": bus_probe(bus)},
-        on_start=[start],
-        on_stop=[stop],
+        stores=[store],
+        relay=relay,
+        workers=[ProductChanges(store, servicer.observe)],  # follows the store once it has started
+        consumers=[StockConsumer(servicer.stock)],
+        bus=bus,
         sessions=runtime.sessions(),
     )
-
-
-

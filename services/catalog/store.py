@@ -21,7 +21,7 @@ OnChange = Callable[[Product], None]
 
 class CatalogStore(Protocol):
     async def start(self) -> None:
-        """Create collections/tables and indexes if missing."""
+        """Connect; create collections/tables and indexes if missing."""
 
     async def create(self, product: Product, event: Envelope) -> Product: ...
 
@@ -52,8 +52,12 @@ class CatalogStore(Protocol):
         """Call `on_change` (on the loop) for product changes made by other processes, if the backend
         can tell (MongoDB change streams); a no-op otherwise."""
 
-    def relay(self, bus):
-        """An OutboxRelay moving this store's events onto `bus`."""
+    @property
+    def outbox(self):
+        """The outbox the store writes events to (the relay claims from it)."""
+
+    def relay_connection(self):
+        """A connection of the relay's own (services.kit.bus.outbox.outbox_relay)."""
 
     async def ping(self) -> bool: ...
 

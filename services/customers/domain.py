@@ -121,7 +121,8 @@ def apply_update(current: Party, given: Party, paths: list[str], *, now: datetim
         top, _, sub = path.partition(".")
         if top not in mutable or (sub and (top != "address" or sub not in ADDRESS_FIELDS)):
             raise InvalidArgument.field(
-                "update_mask", f"{path!r} cannot be updated; mutable paths: {', '.join(mutable)}, address.<field>"
+                "update_mask",
+                f"{path!r} cannot be updated; mutable paths: {', '.join(mutable)}, address.<field>",
             )
         if top == "address":
             if sub:

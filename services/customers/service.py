@@ -1,59 +1,26 @@
-"""The CustomerService servicer: proto in, proto out; rules in domain.py, storage behind store.py."""
+"""The CustomerServicer (agora.customers.v1.CustomerService): proto in, proto out; rules in domain.py,
+storage behind store.py."""
 
 from __future__ import annotations
 
 from agora.customers.v1 import customers_pb2 as pb
 from agora.customers.v1 import customers_pb2_grpc
-from agora.events.v1 import customers_pb2 as events
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.customers import domain
-from services.customers.domain import Address, EmailTaken, Kind, Party
+from services.customers.domain import EmailTaken, Kind, Party
+from services.customers.events import created_event
 from services.customers.store import CustomerStore, open_store
+from services.customers.wire import from_proto, to_proto
 from services.kit import paging
 from services.kit.auth import caller, owner_or_internal
-from services.kit.bus import new_envelope
+from services.kit.bus.outbox import outbox_relay
 from services.kit.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from services.kit.health import bus_probe
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
 
-_MESSAGE = {Kind.CLIENT: pb.Client, Kind.SELLER: pb.Seller}
 
-
-def _ts(value) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
-def to_proto(p: Party):
-    message = _MESSAGE[p.kind](
-        id=p.id, name=p.name, email=p.email, phone=p.phone, address=pb.Address(**p.address.as_dict()),
-        user_id=p.user_id, created_at=_ts(p.created_at), updated_at=_ts(p.updated_at),
-    )
-    if p.kind is Kind.SELLER:
-        message.description = p.description
-    return message
-
-
-def from_proto(kind: Kind, message) -> Party:
-    a = message.address
-    return Party(
-        kind=kind, id="", name=message.name, email=message.email, phone=message.phone,
-        address=Address(a.line1, a.line2, a.city, a.region, a.postal_code, a.country_code),
-        description=getattr(message, "description", ""),
-    )
-
-
-def created_event(p: Party):
-    cls = events.ClientCreated if p.kind is Kind.CLIENT else events.SellerCreated
-    payload = cls(name=p.name, email=p.email, phone=p.phone, user_id=p.user_id, created_at=_ts(p.created_at))
-    setattr(payload, f"{p.kind.value}_id", p.id)
-    return new_envelope(f"customers.{p.kind.value}.created", "customers", p.id, payload)
-
-
-class CustomerService(customers_pb2_grpc.CustomerServiceServicer):
+class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
     def __init__(self, store: CustomerStore, on_commit=lambda: None) -> None:
         self.store = store
         self.on_commit = on_commit  # wakes the outbox relay
@@ -89,7 +56,8 @@ class CustomerService(customers_pb2_grpc.CustomerServiceServicer):
         except EmailTaken:
             raise AlreadyExists(f"another {kind.value} already has the email {updated.email!r}") from None
 
-    async def _list(self, kind: Kind, request, owner: str | None = None, scope: str = "") -> tuple[list[Party], str]:
+    async def _list(self, kind: Kind, request, owner: str | None = None,
+                    scope: str = "") -> tuple[list[Party], str]:
         size = paging.page_size(request.page_size)
         query = request.query.strip()
         # a token is good only for the list it came from: the same kind, filter, owner and route
@@ -109,7 +77,8 @@ class CustomerService(customers_pb2_grpc.CustomerServiceServicer):
         return pb.GetClientResponse(client=to_proto(party))
 
     async def UpdateClient(self, request, context):
-        party = await self._update(Kind.CLIENT, request.client_id, request.client, request.update_mask, context)
+        party = await self._update(Kind.CLIENT, request.client_id, request.client, request.update_mask,
+                                   context)
         return pb.UpdateClientResponse(client=to_proto(party))
 
     async def ListClients(self, request, context):
@@ -120,7 +89,8 @@ class CustomerService(customers_pb2_grpc.CustomerServiceServicer):
     # -- the seed shop's open routes: its clients belong to nobody, and no one else's show there
 
     async def SeedCreateClient(self, request, context):
-        return pb.SeedCreateClientResponse(client=to_proto(await self._create(Kind.CLIENT, request.client, owner="")))
+        party = await self._create(Kind.CLIENT, request.client, owner="")
+        return pb.SeedCreateClientResponse(client=to_proto(party))
 
     async def SeedGetClient(self, request, context):
         party = await self._get(Kind.CLIENT, request.client_id)
@@ -139,7 +109,8 @@ class CustomerService(customers_pb2_grpc.CustomerServiceServicer):
         return pb.GetSellerResponse(seller=to_proto(await self._get(Kind.SELLER, request.seller_id)))
 
     async def UpdateSeller(self, request, context):
-        party = await self._update(Kind.SELLER, request.seller_id, request.seller, request.update_mask, context)
+        party = await self._update(Kind.SELLER, request.seller_id, request.seller, request.update_mask,
+                                   context)
         return pb.UpdateSellerResponse(seller=to_proto(party))
 
     async def ListSellers(self, request, context):
@@ -156,20 +127,15 @@ def _check_owner(party: Party, who) -> None:
 
 async def build(runtime) -> ServiceSpec:
     store = open_store(runtime.settings)
-    await store.start()
     bus = await runtime.bus()
-    relay = store.relay(bus)
-    servicer = CustomerService(store, on_commit=relay.wake)
-
-    async def stop() -> None:
-        await relay.stop()
-        await store.close()
-
+    relay = outbox_relay(bus, store)
+    servicer = CustomerServicer(store, on_commit=relay.wake)
     return ServiceSpec(
         domain=DOMAINS["customers"],
         register=lambda server: customers_pb2_grpc.add_CustomerServiceServicer_to_server(servicer, server),
         probes={"store": store.ping, "bus": bus_probe(bus)},
-        on_start=[relay.start],
-        on_stop=[stop],
+        stores=[store],
+        relay=relay,
+        bus=bus,
         sessions=runtime.sessions(),
     )

@@ -12,7 +12,7 @@ from services.kit.config import Settings
 
 class CustomerStore(Protocol):
     async def start(self) -> None:
-        """Create the tables if missing."""
+        """Connect; create the tables if missing."""
 
     async def create(self, party: Party, event: Envelope) -> Party:
         """Insert the party and its event (outbox) in one transaction; EmailTaken if the email is used."""
@@ -28,8 +28,12 @@ class CustomerStore(Protocol):
         `query` is a case-insensitive substring of name or email ('' for all); `owner` keeps only the
         parties of that user id ('' = those that belong to nobody; None = everyone's)."""
 
-    def relay(self, bus):
-        """An OutboxRelay moving this store's events onto `bus`."""
+    @property
+    def outbox(self):
+        """The outbox table the store writes events to (the relay claims from it)."""
+
+    def relay_connection(self):
+        """A connection of the relay's own (services.kit.bus.outbox.outbox_relay)."""
 
     async def ping(self) -> bool: ...
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from enum import IntEnum
 
 from services.kit.errors import FailedPrecondition, InvalidArgument
+from services.kit.values import Money
 
 PAYMENT_TIMEOUT = timedelta(minutes=15)
 _REQUEST_IDS = uuid.UUID("6f1c2a52-4d0e-4c3b-9a55-0f6e9b1d8a11")
@@ -25,12 +26,6 @@ class Status(IntEnum):
 
 
 FINAL = {Status.PAYMENT_FAILED, Status.REFUNDED}
-
-
-@dataclass(frozen=True)
-class Money:
-    currency_code: str
-    amount_minor: int
 
 
 @dataclass(frozen=True)
@@ -121,22 +116,26 @@ def order_id_for(client_id: str, request_id: str) -> str:
 
 
 def place(order_id: str, client_id: str, user_id: str, items: list[tuple[str, int]],
-          products: dict[str, ProductInfo], at: datetime, payment_timeout: timedelta = PAYMENT_TIMEOUT) -> Order:
+          products: dict[str, ProductInfo], at: datetime,
+          payment_timeout: timedelta = PAYMENT_TIMEOUT) -> Order:
     """A PENDING order whose lines capture each product's current price, name and seller."""
     lines = tuple(
         Line(pid, qty, products[pid].price, products[pid].name, products[pid].seller_id) for pid, qty in items
     )
     currencies = {line.unit_price.currency_code for line in lines}
     if len(currencies) > 1:
-        raise InvalidArgument.field("items", f"products are priced in different currencies: {', '.join(sorted(currencies))}")
+        raise InvalidArgument.field(
+            "items", f"products are priced in different currencies: {', '.join(sorted(currencies))}")
     placed = StatusChange(1, Status.PENDING, at, "order placed")
-    return Order(id=order_id, client_id=client_id.strip(), items=lines, status=Status.PENDING, history=(placed,),
-                 created_at=at, updated_at=at, payment_due_at=at + payment_timeout, user_id=user_id)
+    return Order(id=order_id, client_id=client_id.strip(), items=lines, status=Status.PENDING,
+                 history=(placed,), created_at=at, updated_at=at, payment_due_at=at + payment_timeout,
+                 user_id=user_id)
 
 
 def advance(order: Order, status: Status, reason: str, at: datetime, event_id: str = "", **changes) -> Order:
     change = StatusChange(order.last_sequence + 1, status, at, reason, event_id)
-    return dataclasses.replace(order, status=status, history=order.history + (change,), updated_at=at, **changes)
+    return dataclasses.replace(order, status=status, history=order.history + (change,), updated_at=at,
+                               **changes)
 
 
 def cancel(order: Order, reason: str, at: datetime) -> Order | None:
@@ -161,7 +160,8 @@ def payment_failed(order: Order, payment_id: str, reason: str, at: datetime, eve
     """`payments.payment.failed`: PENDING -> PAYMENT_FAILED (final; stock released); else nothing."""
     if order.status is not Status.PENDING:
         return None
-    return advance(order, Status.PAYMENT_FAILED, reason or "payment failed", at, event_id, payment_id=payment_id)
+    return advance(order, Status.PAYMENT_FAILED, reason or "payment failed", at, event_id,
+                   payment_id=payment_id)
 
 
 def refunded(order: Order, payment_id: str, at: datetime, event_id: str) -> Order | None:
@@ -188,4 +188,7 @@ def transition_event_id(order: Order) -> str:
     return str(uuid.uuid5(_REQUEST_IDS, f"{order.id}#{order.last_sequence}"))
 
 
-
+def as_of(order: Order, sequence: int) -> Order:
+    """The order as it was right after history entry `sequence`."""
+    history = tuple(c for c in order.history if c.sequence <= sequence)
+    return dataclasses.replace(order, history=history, status=history[-1].status, updated_at=history[-1].at)

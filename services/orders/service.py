@@ -1,4 +1,5 @@
-"""The OrderService servicer: proto in, proto out; rules in domain.py, storage behind store.py.
+"""The OrderServicer (agora.orders.v1.OrderService): proto in, proto out; rules in domain.py,
+storage behind store.py, status changes through ledger.py.
 
 CreateOrder checks the client (CustomerService) and products (CatalogService) and reserves stock
 (CatalogService.ReserveStock, keyed by the order id) over gRPC with the caller's deadline."""
@@ -6,30 +7,24 @@ CreateOrder checks the client (CustomerService) and products (CatalogService) an
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-from collections.abc import Callable
 from datetime import timedelta
-from typing import ClassVar
 
 import grpc
 from agora.catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from agora.common.v1.money_pb2 import Money as MoneyPb
 from agora.customers.v1 import customers_pb2, customers_pb2_grpc
-from agora.events.v1 import orders_pb2 as events
 from agora.orders.v1 import orders_pb2 as pb
 from agora.orders.v1 import orders_pb2_grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_status import rpc_status
 
 from services.kit import paging
 from services.kit.auth import owner_or_internal, require_user
-from services.kit.bus import new_envelope
+from services.kit.bus.outbox import outbox_relay
 from services.kit.errors import (
-    Aborted,
     DomainError,
     InvalidArgument,
     NotFound,
+    OutOfRange,
     PermissionDenied,
     Unavailable,
     enum_value,
@@ -38,18 +33,18 @@ from services.kit.health import bus_probe
 from services.kit.interceptors import remaining
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
-from services.kit.streams import SequencedLog
-from services.orders import domain, handlers
-from services.orders.domain import Money, Order, ProductInfo, Status
-from services.orders.handlers import PaymentOutcomes, PaymentTimeouts
-from services.orders.store import OrderStore, open_store
+from services.kit.wire import from_money
+from services.orders import consumers, domain
+from services.orders.clocks import PaymentTimeouts
+from services.orders.consumers import PaymentOutcomes
+from services.orders.domain import Order, ProductInfo, Status
+from services.orders.events import created_event
+from services.orders.ledger import OrderLedger
+from services.orders.store import open_store
+from services.orders.wire import to_proto, watch_response
 
 log = logging.getLogger("agora.orders")
 CALL_TIMEOUT = 5.0  # seconds for a downstream call when the caller set no deadline
-
-
-class OutOfRange(DomainError):
-    code: ClassVar[grpc.StatusCode] = grpc.StatusCode.OUT_OF_RANGE
 
 
 class Upstream(DomainError):
@@ -62,80 +57,6 @@ class Upstream(DomainError):
 
     def details(self):
         return list(self.status.details) if self.status else []
-
-
-def _ts(value) -> Timestamp:
-    ts = Timestamp()
-    if value is not None:
-        ts.FromDatetime(value)
-    return ts
-
-
-def _money(m: Money) -> MoneyPb:
-    return MoneyPb(currency_code=m.currency_code, amount_minor=m.amount_minor)
-
-
-def change_proto(c: domain.StatusChange) -> pb.StatusChange:
-    return pb.StatusChange(sequence=c.sequence, status=int(c.status), at=_ts(c.at), reason=c.reason,
-                           event_id=c.event_id)
-
-
-def to_proto(o: Order) -> pb.Order:
-    return pb.Order(
-        id=o.id, client_id=o.client_id, status=int(o.status), user_id=o.user_id, payment_id=o.payment_id,
-        items=[pb.LineItem(product_id=i.product_id, quantity=i.quantity, unit_price=_money(i.unit_price),
-                           line_total=_money(i.total), product_name=i.product_name, seller_id=i.seller_id)
-               for i in o.items],
-        total=_money(o.total), history=[change_proto(c) for c in o.history], payment_due_at=_ts(o.payment_due_at),
-        created_at=_ts(o.created_at), updated_at=_ts(o.updated_at),
-    )
-
-
-def _lines(o: Order) -> list[events.OrderLine]:
-    return [events.OrderLine(product_id=i.product_id, quantity=i.quantity, unit_price=_money(i.unit_price),
-                             line_total=_money(i.total), product_name=i.product_name, seller_id=i.seller_id)
-            for i in o.items]
-
-
-def created_event(o: Order, card_token: str):
-    return new_envelope("orders.order.created", "orders", o.id, events.OrderCreated(
-        order_id=o.id, client_id=o.client_id, user_id=o.user_id, items=_lines(o), total=_money(o.total),
-        payment_card_token=card_token or "tok_ok", payment_due_at=_ts(o.payment_due_at),
-        created_at=_ts(o.created_at)), occurred_at=_ts(o.created_at))
-
-
-def cancelled_event(o: Order, was_paid: bool):
-    change = o.history[-1]
-    return new_envelope("orders.order.cancelled", "orders", o.id, events.OrderCancelled(
-        order_id=o.id, client_id=o.client_id, user_id=o.user_id, payment_id=o.payment_id, was_paid=was_paid,
-        reason=change.reason, items=_lines(o), total=_money(o.total), cancelled_at=_ts(change.at)),
-        occurred_at=_ts(change.at), id=domain.transition_event_id(o))
-
-
-def paid_event(o: Order):
-    change = o.history[-1]
-    return new_envelope("orders.order.paid", "orders", o.id, events.OrderPaid(
-        order_id=o.id, client_id=o.client_id, user_id=o.user_id, payment_id=o.payment_id, amount=_money(o.total),
-        paid_at=_ts(change.at)), occurred_at=_ts(change.at), id=domain.transition_event_id(o))
-
-
-def failed_event(o: Order, reason: str):
-    change = o.history[-1]
-    return new_envelope("orders.order.failed", "orders", o.id, events.OrderFailed(
-        order_id=o.id, client_id=o.client_id, user_id=o.user_id, payment_id=o.payment_id, reason=reason,
-        items=_lines(o), total=_money(o.total), failed_at=_ts(change.at)),
-        occurred_at=_ts(change.at), id=domain.transition_event_id(o))
-
-
-def event_for(before: Order, after: Order, reason: str = ""):
-    """The event a status change publishes (None for REFUNDED: payments already announced it)."""
-    if after.status is Status.PAID:
-        return paid_event(after)
-    if after.status is Status.PAYMENT_FAILED:
-        return failed_event(after, reason or after.history[-1].reason)
-    if after.status is Status.CANCELLED:
-        return cancelled_event(after, before.status is Status.PAID)
-    return None
 
 
 class Mesh:
@@ -165,11 +86,12 @@ class Mesh:
                 return None
             raise _unavailable("CatalogService", exc) from None
         p = reply.product
-        return ProductInfo(p.id, p.name, p.seller_id, Money(p.price.currency_code, p.price.amount_minor))
+        return ProductInfo(p.id, p.name, p.seller_id, from_money(p.price))
 
     async def reserve(self, order_id: str, items: list[tuple[str, int]]) -> None:
         request = catalog_pb2.ReserveStockRequest(
-            order_id=order_id, items=[catalog_pb2.ReservationItem(product_id=p, quantity=q) for p, q in items])
+            order_id=order_id,
+            items=[catalog_pb2.ReservationItem(product_id=p, quantity=q) for p, q in items])
         try:
             await self.catalog.ReserveStock(request, timeout=remaining(CALL_TIMEOUT))
         except grpc.aio.AioRpcError as exc:
@@ -188,50 +110,13 @@ def _unavailable(service: str, exc: grpc.aio.AioRpcError) -> DomainError:
     return Unavailable(f"{service} did not answer ({exc.code().name}); nothing was reserved or stored; retry")
 
 
-class OrderService(orders_pb2_grpc.OrderServiceServicer):
-    def __init__(self, store: OrderStore, mesh: Mesh, *, wake=lambda: None, capacity: int = 256,
+class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
+    def __init__(self, ledger: OrderLedger, mesh: Mesh, *,
                  payment_timeout: timedelta = domain.PAYMENT_TIMEOUT) -> None:
-        self.store = store
+        self.ledger = ledger
+        self.store = ledger.store
         self.mesh = mesh
-        self.wake = wake
         self.payment_timeout = payment_timeout
-        self.log: SequencedLog[str, pb.WatchOrderResponse] = SequencedLog(name="orders", capacity=capacity)
-
-    async def change(self, order_id: str, decide: Callable[[Order], Order | None], *, reason: str = "",
-                     cause: str = "", check=None) -> Order | None:
-        """Read, decide, compare-and-set, announce; re-read and decide again when another writer won.
-
-        `cause` is the id of the event that asks for the change: if the order's latest change
-        already came from it (a redelivery after an interrupted write), its event is queued again."""
-        for _ in range(8):
-            order = await self.store.get(order_id)
-            if order is None:
-                return None
-            if check is not None:
-                check(order)
-            after = decide(order)
-            if after is None:
-                if domain.caused_by(order, cause) and len(order.history) > 1:
-                    previous = _as_of(order, order.history[-2].sequence)
-                    event = event_for(previous, order, reason)
-                    if event is not None:
-                        await self.store.emit(event)
-                        self.wake()
-                return order
-            if await self.store.transition(after, event_for(order, after, reason), expect=order.status):
-                self._announce(after)
-                return after
-        raise Aborted(f"order {order_id} kept changing under this request; retry")
-
-    def _announce(self, order: Order) -> None:
-        """After a commit: wake the relay, feed WatchOrder."""
-        self.wake()
-        change = order.history[-1]
-        self.log.append(order.id, change.sequence,
-                        pb.WatchOrderResponse(sequence=change.sequence, change=change_proto(change),
-                                              order=to_proto(order)))
-        if order.is_over(paid_before=bool(order.payment_id)):
-            self.log.close(order.id)
 
     @staticmethod
     def _check_access(order: Order, context=None) -> None:
@@ -273,7 +158,8 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
         else:
             problems = {}
             if owner and client_of != owner:
-                raise PermissionDenied("this client belongs to another user: order for a client you registered")
+                raise PermissionDenied(
+                    "this client belongs to another user: order for a client you registered")
         products = dict(zip(distinct, found))
         for i, (pid, _) in enumerate(items):
             if products[pid] is None:
@@ -291,7 +177,7 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
             except grpc.aio.AioRpcError as exc:
                 log.warning("could not release the stock of unstored order %s: %s", order.id, exc.code().name)
             raise
-        self._announce(order)
+        self.ledger.announce(order)
         return order
 
     async def GetOrder(self, request, context):
@@ -351,8 +237,9 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
 
     async def CancelOrder(self, request, context):
         order = await self._order(request.order_id, context)
-        after = await self.change(order.id, lambda o: domain.cancel(o, request.reason.strip(), domain.now()),
-                                  check=lambda o: self._check_access(o, context))
+        after = await self.ledger.change(
+            order.id, lambda o: domain.cancel(o, request.reason.strip(), domain.now()),
+            check=lambda o: self._check_access(o, context))
         return pb.CancelOrderResponse(order=to_proto(after))
 
     async def WatchOrder(self, request, context):
@@ -363,55 +250,35 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
 
         async def replay(after: int, upto: int):
             stored = await self.store.get(order.id)
-            return [(c.sequence, pb.WatchOrderResponse(sequence=c.sequence, change=change_proto(c),
-                                                       order=to_proto(_as_of(stored, c.sequence))))
+            return [(c.sequence, watch_response(domain.as_of(stored, c.sequence), c))
                     for c in stored.history if after < c.sequence <= upto]
 
         if order.is_over(paid_before=bool(order.payment_id)):
             for _, item in await replay(request.resume_from, last):
                 yield item
             return
-        self.log.seed(order.id, last)
-        async for _, item in self.log.subscribe(order.id, request.resume_from, replay=replay):
+        self.ledger.log.seed(order.id, last)
+        async for _, item in self.ledger.log.subscribe(order.id, request.resume_from, replay=replay):
             yield item
-
-
-def _as_of(order: Order, sequence: int) -> Order:
-    """The order as it was right after history entry `sequence`."""
-    history = tuple(c for c in order.history if c.sequence <= sequence)
-    return dataclasses.replace(order, history=history, status=history[-1].status, updated_at=history[-1].at)
 
 
 async def build(runtime, *, payment_timeout: timedelta | None = None, sweep_interval: float = 5.0,
                 group: str | None = None) -> ServiceSpec:
     store = open_store(runtime.settings)
-    await store.start()
     bus = await runtime.bus()
-    relay = store.relay(bus)
+    relay = outbox_relay(bus, store)
+    ledger = OrderLedger(store, wake=relay.wake)
     mesh = Mesh(runtime.channel("customers"), runtime.channel("catalog"))
     timeout = payment_timeout or timedelta(seconds=runtime.settings.orders_payment_timeout)
-    servicer = OrderService(store, mesh, wake=relay.wake, payment_timeout=timeout)
-    outcomes = PaymentOutcomes(servicer, group or handlers.GROUP)
-    sweeper = PaymentTimeouts(servicer, interval=sweep_interval)
-    subscriptions = []
-
-    async def start() -> None:
-        await relay.start()
-        subscriptions.append(await outcomes.subscribe(bus))
-        await sweeper.start()
-
-    async def stop() -> None:
-        await sweeper.stop()
-        for subscription in subscriptions:
-            await subscription.cancel()
-        await relay.stop()
-        await store.close()
-
+    servicer = OrderServicer(ledger, mesh, payment_timeout=timeout)
     return ServiceSpec(
         domain=DOMAINS["orders"],
         register=lambda server: orders_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server),
         probes={"store": store.ping, "bus": bus_probe(bus)},
-        on_start=[start],
-        on_stop=[stop],
+        stores=[store],
+        relay=relay,
+        workers=[PaymentTimeouts(ledger, interval=sweep_interval)],
+        consumers=[PaymentOutcomes(ledger, group or consumers.GROUP)],
+        bus=bus,
         sessions=runtime.sessions(),
     )

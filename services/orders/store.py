@@ -12,7 +12,7 @@ from services.orders.domain import Order, Status
 
 class OrderStore(Protocol):
     async def start(self) -> None:
-        """Create tables if missing."""
+        """Connect; create tables if missing."""
 
     async def create(self, order: Order, event: Envelope) -> None:
         """Store a new order (by id, by client, its first history entry) and its event, together."""
@@ -21,7 +21,8 @@ class OrderStore(Protocol):
         """The order with its full status history."""
 
     async def list_by_client(self, client_id: str, cursor: str, limit: int) -> tuple[list[Order], str]:
-        """Up to `limit` of the client's orders, newest first, from `cursor`; and the next cursor ('' at the end)."""
+        """Up to `limit` of the client's orders, newest first, from `cursor`; and the next cursor
+        ('' at the end)."""
 
     async def list_all(self, status: Status | None, cursor: str, limit: int) -> tuple[list[Order], str]:
         """Orders in a stable, unspecified order (optionally only those in `status`); and the next cursor."""
@@ -41,8 +42,12 @@ class OrderStore(Protocol):
     async def pending_due(self, at, limit: int) -> list[Order]:
         """PENDING orders whose payment_due_at is at or before `at`, oldest due first."""
 
-    def relay(self, bus):
-        """An OutboxRelay moving this store's events onto `bus`."""
+    @property
+    def outbox(self):
+        """The outbox table the store writes events to (the relay claims from it)."""
+
+    def relay_connection(self):
+        """A connection of the relay's own (services.kit.bus.outbox.outbox_relay)."""
 
     async def ping(self) -> bool: ...
 

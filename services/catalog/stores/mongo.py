@@ -16,7 +16,6 @@ from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from services.catalog.domain import (
-    Money,
     Product,
     ProductMissing,
     Reservation,
@@ -29,9 +28,9 @@ from services.catalog.domain import (
     search_words,
     with_stock,
 )
-from services.kit.bus.outbox import OutboxRelay
 from services.kit.stores.mongo import MongoDatabase
 from services.kit.telemetry.metrics import timed_operations
+from services.kit.values import Money
 
 log = logging.getLogger("agora.catalog.mongo")
 
@@ -43,7 +42,8 @@ def _utc(value: datetime | None) -> datetime | None:
 def to_doc(p: Product) -> dict:
     return {
         "_id": p.id, "seller_id": p.seller_id, "name": p.name, "description": p.description,
-        "category": p.category, "price": {"currency_code": p.price.currency_code, "amount_minor": p.price.amount_minor},
+        "category": p.category,
+        "price": {"currency_code": p.price.currency_code, "amount_minor": p.price.amount_minor},
         "stock": p.stock, "attributes": p.attributes, "version": p.version,
         "created_at": p.created_at, "updated_at": p.updated_at,
     }
@@ -77,7 +77,8 @@ class MongoOutbox:
     def add(self, db, session, envelopes) -> None:
         if envelopes:
             db[self.collection].insert_many(
-                [{"_id": ObjectId(), "event_id": e.id, "type": e.type, "body": e.SerializeToString()} for e in envelopes],
+                [{"_id": ObjectId(), "event_id": e.id, "type": e.type, "body": e.SerializeToString()}
+                 for e in envelopes],
                 session=session,
             )
 
@@ -133,7 +134,8 @@ class MongoCatalogStore:
     def _transaction(self, body):
         with self.db.client.start_session() as session:
             return session.with_transaction(
-                lambda s: body(s), read_concern=ReadConcern("snapshot"), write_concern=WriteConcern("majority")
+                lambda s: body(s), read_concern=ReadConcern("snapshot"),
+                write_concern=WriteConcern("majority"),
             )
 
     async def _run_tx(self, body):
@@ -155,8 +157,8 @@ class MongoCatalogStore:
         def body(s) -> None:
             doc = to_doc(product)
             doc.pop("_id")
-            done = self.db.products.update_one({"_id": product.id, "version": expected_version}, {"$set": doc},
-                                               session=s)
+            done = self.db.products.update_one({"_id": product.id, "version": expected_version},
+                                               {"$set": doc}, session=s)
             if done.matched_count == 0:
                 if self.db.products.count_documents({"_id": product.id}, session=s) == 0:
                     raise ProductMissing(product.id)
@@ -202,7 +204,8 @@ class MongoCatalogStore:
             raise ProductMissing(product_id)
         shortages[product_id] = (wanted, int(doc["stock"]))
 
-    async def adjust(self, product_id: str, delta: int, request_id: str, reason: str, at, events_for) -> Product:
+    async def adjust(self, product_id: str, delta: int, request_id: str, reason: str, at,
+                     events_for) -> Product:
         def body(s) -> Product:
             # Look before inserting: a failed write would abort the whole transaction.
             if request_id and self.db.stock_adjustments.find_one({"_id": request_id}, session=s) is not None:
@@ -246,8 +249,8 @@ class MongoCatalogStore:
                     changes.append(change)
             if shortages:
                 raise StockShort(shortages)  # aborts the transaction: nothing was taken
-            doc = {"_id": order_id, "items": [list(i) for i in items], "state": ReservationState.RESERVED.value,
-                   "reserved_at": at}
+            doc = {"_id": order_id, "items": [list(i) for i in items],
+                   "state": ReservationState.RESERVED.value, "reserved_at": at}
             self.db.reservations.insert_one(doc, session=s)
             self.outbox.add(self.db, s, events_for(changes))
             return to_reservation(doc)
@@ -271,7 +274,8 @@ class MongoCatalogStore:
             changes = [c for pid, q in found.items if (c := self._change_stock(s, pid, q, at)) is not None]
             self.db.reservations.update_one(
                 {"_id": order_id},
-                {"$set": {"state": ReservationState.RELEASED.value, "released_at": at, "release_reason": reason}},
+                {"$set": {"state": ReservationState.RELEASED.value, "released_at": at,
+                          "release_reason": reason}},
                 session=s)
             self.outbox.add(self.db, s, events_for(changes))
             existing.update(state=ReservationState.RELEASED.value, released_at=at, release_reason=reason)
@@ -290,7 +294,8 @@ class MongoCatalogStore:
         def tail() -> None:
             while not stop.is_set():
                 try:
-                    with self.db.products.watch(full_document="updateLookup", max_await_time_ms=300) as stream:
+                    watch = self.db.products.watch(full_document="updateLookup", max_await_time_ms=300)
+                    with watch as stream:
                         while not stop.is_set():
                             change = stream.try_next()
                             doc = change and change.get("fullDocument")
@@ -306,8 +311,8 @@ class MongoCatalogStore:
         self._follow_thread = threading.Thread(target=tail, name="catalog-change-stream", daemon=True)
         self._follow_thread.start()
 
-    def relay(self, bus) -> OutboxRelay:
-        return OutboxRelay(bus, self.outbox, lambda: _Handle(self.db))
+    def relay_connection(self) -> _Handle:
+        return _Handle(self.db)
 
     async def ping(self) -> bool:
         return await self.mongo.ping()

@@ -10,7 +10,6 @@ from datetime import datetime
 from pathlib import Path
 
 from services.catalog.domain import (
-    Money,
     Product,
     ProductMissing,
     Reservation,
@@ -23,10 +22,10 @@ from services.catalog.domain import (
     search_words,
     with_stock,
 )
-from services.kit.bus.outbox import OutboxRelay
 from services.kit.bus.stores.sqlite import SqliteOutbox
 from services.kit.stores.sqlite import SqliteDatabase
 from services.kit.telemetry.metrics import timed_operations
+from services.kit.values import Money
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS products (
@@ -61,8 +60,8 @@ CREATE TABLE IF NOT EXISTS stock_adjustments (
     at TEXT NOT NULL
 );
 """
-_COLUMNS = ("id, seller_id, name, description, category, currency_code, amount_minor, stock, attributes, version,"
-            " created_at, updated_at")
+_COLUMNS = ("id, seller_id, name, description, category, currency_code, amount_minor, stock, attributes,"
+            " version, created_at, updated_at")
 
 
 def _time(value: str | None) -> datetime | None:
@@ -77,8 +76,8 @@ def to_product(row) -> Product:
     (pid, seller, name, description, category, currency, amount, stock, attributes, version, created,
      updated) = tuple(row)[:12]
     return Product(id=pid, seller_id=seller, name=name, description=description, category=category,
-                   price=Money(currency, amount), stock=stock, attributes=json.loads(attributes), version=version,
-                   created_at=_time(created), updated_at=_time(updated))
+                   price=Money(currency, amount), stock=stock, attributes=json.loads(attributes),
+                   version=version, created_at=_time(created), updated_at=_time(updated))
 
 
 def _values(p: Product) -> tuple:
@@ -89,8 +88,8 @@ def _values(p: Product) -> tuple:
 def to_reservation(row) -> Reservation:
     order_id, items, state, reserved, released, reason = tuple(row)
     return Reservation(order_id=order_id, items=tuple((pid, q) for pid, q in json.loads(items)),
-                       state=ReservationState(state), reserved_at=_time(reserved), released_at=_time(released),
-                       release_reason=reason)
+                       state=ReservationState(state), reserved_at=_time(reserved),
+                       released_at=_time(released), release_reason=reason)
 
 
 @timed_operations
@@ -128,8 +127,8 @@ class SqliteCatalogStore:
         def write(conn: sqlite3.Connection) -> None:
             v = _values(product)
             cur = conn.execute(
-                "UPDATE products SET name=?, description=?, category=?, currency_code=?, amount_minor=?, stock=?,"
-                " attributes=?, version=?, updated_at=? WHERE id = ? AND version = ?",
+                "UPDATE products SET name=?, description=?, category=?, currency_code=?, amount_minor=?,"
+                " stock=?, attributes=?, version=?, updated_at=? WHERE id = ? AND version = ?",
                 (*v[2:10], v[11], product.id, expected_version))
             if cur.rowcount == 0:
                 if self._get(conn, product.id) is None:
@@ -170,10 +169,12 @@ class SqliteCatalogStore:
                      (after.stock, after.version, _iso(at), product_id))
         return StockChange(before, after)
 
-    async def adjust(self, product_id: str, delta: int, request_id: str, reason: str, at, events_for) -> Product:
+    async def adjust(self, product_id: str, delta: int, request_id: str, reason: str, at,
+                     events_for) -> Product:
         def write(conn: sqlite3.Connection) -> Product:
             if request_id:
-                seen = conn.execute("SELECT 1 FROM stock_adjustments WHERE request_id = ?", (request_id,)).fetchone()
+                seen = conn.execute("SELECT 1 FROM stock_adjustments WHERE request_id = ?",
+                                    (request_id,)).fetchone()
                 if seen:
                     current = self._get(conn, product_id)
                     if current is None:
@@ -214,7 +215,8 @@ class SqliteCatalogStore:
             if shortages:
                 raise StockShort(shortages)  # rolls the transaction back: nothing was taken
             conn.execute("INSERT INTO reservations (order_id, items, state, reserved_at) VALUES (?, ?, ?, ?)",
-                         (order_id, json.dumps([list(i) for i in items]), ReservationState.RESERVED.value, _iso(at)))
+                         (order_id, json.dumps([list(i) for i in items]), ReservationState.RESERVED.value,
+                          _iso(at)))
             self.outbox.add(conn, events_for(changes))
             return self._reservation(conn, order_id)
 
@@ -226,11 +228,14 @@ class SqliteCatalogStore:
             if found is None:
                 conn.execute(
                     "INSERT INTO reservations (order_id, items, state, released_at, release_reason)"
-                    " VALUES (?, '[]', ?, ?, ?)", (order_id, ReservationState.RELEASED.value, _iso(at), reason))
+                    " VALUES (?, '[]', ?, ?, ?)",
+                    (order_id, ReservationState.RELEASED.value, _iso(at), reason))
             elif found.state is ReservationState.RESERVED:
-                changes = [c for pid, q in found.items if (c := self._change_stock(conn, pid, q, at)) is not None]
+                changes = [c for pid, q in found.items
+                           if (c := self._change_stock(conn, pid, q, at)) is not None]
                 conn.execute("UPDATE reservations SET state = ?, released_at = ?, release_reason = ?"
-                             " WHERE order_id = ?", (ReservationState.RELEASED.value, _iso(at), reason, order_id))
+                             " WHERE order_id = ?",
+                             (ReservationState.RELEASED.value, _iso(at), reason, order_id))
                 self.outbox.add(conn, events_for(changes))
             return self._reservation(conn, order_id)
 
@@ -239,8 +244,8 @@ class SqliteCatalogStore:
     async def follow(self, on_change) -> None:
         """One process owns the file: the service sees every change it makes itself."""
 
-    def relay(self, bus) -> OutboxRelay:
-        return OutboxRelay(bus, self.outbox, lambda: sqlite3.connect(self.path, check_same_thread=False))
+    def relay_connection(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, check_same_thread=False)
 
     async def ping(self) -> bool:
         return await self.db.ping()

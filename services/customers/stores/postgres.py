@@ -9,7 +9,6 @@ import psycopg2.errors
 
 from services.customers.domain import EmailTaken, Kind, Party
 from services.customers.stores.rows import COLUMNS, TABLES, like_pattern, to_party, values
-from services.kit.bus.outbox import OutboxRelay
 from services.kit.bus.stores.postgres import PostgresOutbox
 from services.kit.stores.postgres import PostgresDatabase
 from services.kit.telemetry.metrics import timed_operations
@@ -121,8 +120,8 @@ class PostgresCustomerStore:
 
         return [to_party(kind, row) for row in await self.db.transaction(read)]
 
-    def relay(self, bus) -> OutboxRelay:
-        return OutboxRelay(bus, self.outbox, self._connect)
+    def relay_connection(self):
+        return self._connect()
 
     async def ping(self) -> bool:
         return await self.db.ping()

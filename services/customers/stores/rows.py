@@ -1,4 +1,8 @@
-"""Row <-> Party conversion shared by the SQL adapters (same columns in both)."""
+"""Row <-> Party conversion shared by the SQL adapters (same columns in both).
+
+The shared room of customers' two SQL adapters, kept under this name rather than sql.py: they share
+the tables, columns and row mapping, while each keeps its statements (the column types, PostgreSQL's
+`id::text` cast, SQLite's LIKE ESCAPE and ISO-text times differ)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from services.customers.domain import EmailTaken, Kind, Party
 from services.customers.stores.rows import COLUMNS, TABLES, like_pattern, to_party, values
-from services.kit.bus.outbox import OutboxRelay
 from services.kit.bus.stores.sqlite import SqliteOutbox
 from services.kit.stores.sqlite import SqliteDatabase
 from services.kit.telemetry.metrics import timed_operations
@@ -70,8 +69,8 @@ class SqliteCustomerStore:
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"UPDATE {TABLES[party.kind]} SET name=?, email=?, email_key=?, phone=?, address=?, description=?,"
-                " updated_at=? WHERE id = ?",
+                f"UPDATE {TABLES[party.kind]} SET name=?, email=?, email_key=?, phone=?, address=?,"
+                " description=?, updated_at=? WHERE id = ?",
                 (name, email, email_key, phone, address, description, party.updated_at.isoformat(), pid),
             )
 
@@ -94,8 +93,8 @@ class SqliteCustomerStore:
         rows = await self.db.run(lambda c: c.execute(sql, (*args, limit)).fetchall())
         return [to_party(kind, tuple(row)) for row in rows]
 
-    def relay(self, bus) -> OutboxRelay:
-        return OutboxRelay(bus, self.outbox, lambda: sqlite3.connect(self.path, check_same_thread=False))
+    def relay_connection(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, check_same_thread=False)
 
     async def ping(self) -> bool:
         return await self.db.ping()

@@ -4,14 +4,14 @@
   history entry is a clustering row (sequence) — GetOrder, WatchOrder replay: one partition read.
 - orders_by_client: (client_id) -> (created_at DESC, order_id) — ListOrdersByClient, newest first.
 - orders_outbox: (hour bucket) -> (timeuuid) — events written in the same logged batch as a new
-  order, relayed by the kit's OutboxRelay and deleted once the broker confirmed them.
+  order, relayed by the kit's outbox relay and deleted once the broker confirmed them.
 - orders_by_due: (day of payment_due_at) -> (payment_due_at, order_id) — the payment-timeout sweeper.
 
 Status changes are compare-and-set: a lightweight transaction (`IF status = ?`, Cassandra 2.1+)
 over the order's own partition (status + the new history row). A conditional batch cannot span
 partitions, so the change's event goes to the outbox right after it is applied; the event id is
 derived from (order, sequence), so a writer interrupted in between re-emits the same event when
-the change's cause is redelivered (see OrderService.change), and consumers dedupe by id.
+the change's cause is redelivered (see OrderLedger.change), and consumers dedupe by id.
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from datetime import datetime, timedelta, timezone
 from cassandra.query import BatchStatement, BatchType
 from cassandra.util import uuid_from_time
 
-from services.kit.bus.outbox import OutboxRelay
 from services.kit.config import Settings
 from services.kit.stores.cassandra import CassandraDatabase
 from services.kit.telemetry.metrics import timed_operations
-from services.orders.domain import Line, Money, Order, Status, StatusChange
+from services.kit.values import Money
+from services.orders.domain import Line, Order, Status, StatusChange
 
-OrderLine = namedtuple("OrderLine", "product_id quantity currency_code unit_price_minor product_name seller_id")
+OrderLine = namedtuple("OrderLine",
+                       "product_id quantity currency_code unit_price_minor product_name seller_id")
 
 SCHEMA = [
     ("CREATE TYPE IF NOT EXISTS order_line (product_id text, quantity bigint, currency_code text,"
@@ -43,8 +44,10 @@ SCHEMA = [
     " change_status int, change_at timestamp, change_reason text, change_event_id text,"
     " PRIMARY KEY (order_id, sequence))"),
     ("CREATE TABLE IF NOT EXISTS orders_by_client (client_id text, created_at timestamp, order_id text,"
-    " PRIMARY KEY (client_id, created_at, order_id)) WITH CLUSTERING ORDER BY (created_at DESC, order_id ASC)"),
-    "CREATE TABLE IF NOT EXISTS orders_outbox (bucket text, id timeuuid, body blob, PRIMARY KEY (bucket, id))",
+    " PRIMARY KEY (client_id, created_at, order_id))"
+    " WITH CLUSTERING ORDER BY (created_at DESC, order_id ASC)"),
+    ("CREATE TABLE IF NOT EXISTS orders_outbox (bucket text, id timeuuid, body blob,"
+     " PRIMARY KEY (bucket, id))"),
     ("CREATE TABLE IF NOT EXISTS orders_by_due (bucket text, payment_due_at timestamp, order_id text,"
      " PRIMARY KEY (bucket, payment_due_at, order_id))"),
 ]
@@ -79,17 +82,29 @@ def to_order(rows) -> Order | None:
     first = rows[0]
     items = tuple(Line(i.product_id, i.quantity, Money(i.currency_code, i.unit_price_minor), i.product_name,
                        i.seller_id) for i in (first.items or ()))
-    history = tuple(StatusChange(r.sequence, Status(r.change_status), _utc(r.change_at), r.change_reason or "",
-                                 r.change_event_id or "") for r in rows if r.sequence is not None)
+    history = tuple(StatusChange(r.sequence, Status(r.change_status), _utc(r.change_at),
+                                 r.change_reason or "", r.change_event_id or "")
+                    for r in rows if r.sequence is not None)
     return Order(id=first.order_id, client_id=first.client_id, items=items, status=Status(first.status),
                  history=history, created_at=_utc(first.created_at), updated_at=_utc(first.updated_at),
                  payment_due_at=_utc(first.payment_due_at), user_id=first.user_id or "",
                  payment_id=first.payment_id or "")
 
 
+class _Handle:
+    """The relay's 'connection': the shared session (the database closes it, not the relay)."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+
+    def close(self) -> None:
+        pass
+
+
 class CassandraOutbox:
     """The kit's OutboxRelay over a Cassandra table bucketed by hour. The relay keeps a cursor on the
-    oldest bucket that may hold rows (from `lookback` ago at start) so it never rereads deleted rows."""
+    oldest bucket that may hold rows (from `lookback` ago at start) so it never rereads deleted rows.
+    Producers `add` to their batch; the relay's calls get its `_Handle` (the shared session)."""
 
     def __init__(self, table: str, *, lookback: timedelta = timedelta(hours=48)) -> None:
         self.table = table
@@ -102,7 +117,8 @@ class CassandraOutbox:
             at = datetime.now(timezone.utc)
             batch.add(insert, (_bucket(at), uuid_from_time(at), e.SerializeToString()))
 
-    def claim(self, session, limit: int) -> list[tuple[tuple[str, uuid.UUID], bytes]]:
+    def claim(self, conn: _Handle, limit: int) -> list[tuple[tuple[str, uuid.UUID], bytes]]:
+        session = conn.session
         now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
         if self._oldest is None:
             self._oldest = now - self.lookback
@@ -116,35 +132,11 @@ class CassandraOutbox:
             hour += timedelta(hours=1)
         return out
 
-    def mark_sent(self, session, keys) -> None:
-        delete = session.prepare(f"DELETE FROM {self.table} WHERE bucket = ? AND id = ?")
-        futures = [session.execute_async(delete, key) for key in keys]
+    def mark_sent(self, conn: _Handle, keys) -> None:
+        delete = conn.session.prepare(f"DELETE FROM {self.table} WHERE bucket = ? AND id = ?")
+        futures = [conn.session.execute_async(delete, key) for key in keys]
         for f in futures:
             f.result()
-
-    def release(self, session) -> None:
-        pass
-
-
-class _Handle:
-    """The relay's 'connection': the shared session (the database closes it, not the relay)."""
-
-    def __init__(self, session) -> None:
-        self.session = session
-
-    def close(self) -> None:
-        pass
-
-
-class _RelayOutbox:
-    def __init__(self, outbox: CassandraOutbox) -> None:
-        self.outbox = outbox
-
-    def claim(self, conn: _Handle, limit: int):
-        return self.outbox.claim(conn.session, limit)
-
-    def mark_sent(self, conn: _Handle, keys) -> None:
-        self.outbox.mark_sent(conn.session, keys)
 
     def release(self, conn: _Handle) -> None:
         pass
@@ -171,25 +163,29 @@ class CassandraOrderStore:
     def _prepare(self, session) -> None:
         self._insert_order = session.prepare(
             "INSERT INTO orders_by_id (order_id, sequence, client_id, user_id, items, status, payment_id,"
-            " payment_due_at, created_at, updated_at, change_status, change_at, change_reason, change_event_id)"
+            " payment_due_at, created_at, updated_at, change_status, change_at, change_reason,"
+            " change_event_id)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         self._insert_by_client = session.prepare(
             "INSERT INTO orders_by_client (client_id, created_at, order_id) VALUES (?, ?, ?)")
         self._update_status = session.prepare(
             "UPDATE orders_by_id SET status = ?, payment_id = ?, updated_at = ? WHERE order_id = ?")
         self._insert_change = session.prepare(
-            "INSERT INTO orders_by_id (order_id, sequence, change_status, change_at, change_reason, change_event_id)"
+            "INSERT INTO orders_by_id (order_id, sequence, change_status, change_at, change_reason,"
+            " change_event_id)"
             " VALUES (?, ?, ?, ?, ?, ?)")
         self._select_order = session.prepare("SELECT * FROM orders_by_id WHERE order_id = ?")
         self._select_by_client = session.prepare(
             "SELECT order_id FROM orders_by_client WHERE client_id = ?")
         self._select_ids = session.prepare("SELECT DISTINCT order_id, status FROM orders_by_id")
         self._update_status_if = session.prepare(
-            "UPDATE orders_by_id SET status = ?, payment_id = ?, updated_at = ? WHERE order_id = ? IF status = ?")
+            "UPDATE orders_by_id SET status = ?, payment_id = ?, updated_at = ? WHERE order_id = ?"
+            " IF status = ?")
         self._insert_due = session.prepare(
             "INSERT INTO orders_by_due (bucket, payment_due_at, order_id) VALUES (?, ?, ?)")
         self._select_due = session.prepare(
-            "SELECT payment_due_at, order_id FROM orders_by_due WHERE bucket = ? AND payment_due_at <= ? LIMIT ?")
+            "SELECT payment_due_at, order_id FROM orders_by_due WHERE bucket = ? AND payment_due_at <= ?"
+            " LIMIT ?")
         self._delete_due = session.prepare(
             "DELETE FROM orders_by_due WHERE bucket = ? AND payment_due_at = ? AND order_id = ?")
         self._attach_payment = session.prepare("UPDATE orders_by_id SET payment_id = ? WHERE order_id = ?")
@@ -203,9 +199,9 @@ class CassandraOrderStore:
         def write() -> None:
             batch = BatchStatement(batch_type=BatchType.LOGGED)
             batch.add(self._insert_order, (
-                order.id, first.sequence, order.client_id, order.user_id, items, int(order.status), order.payment_id,
-                order.payment_due_at, order.created_at, order.updated_at, int(first.status), first.at, first.reason,
-                first.event_id))
+                order.id, first.sequence, order.client_id, order.user_id, items, int(order.status),
+                order.payment_id, order.payment_due_at, order.created_at, order.updated_at, int(first.status),
+                first.at, first.reason, first.event_id))
             batch.add(self._insert_by_client, (order.client_id, order.created_at, order.id))
             batch.add(self._insert_due, (_day(order.payment_due_at), order.payment_due_at, order.id))
             self.outbox.add(batch, session, [event])
@@ -247,12 +243,14 @@ class CassandraOrderStore:
     async def transition(self, order: Order, event, *, expect: Status | None = None) -> bool:
         session = self._session
         change = order.history[-1]
-        history_row = (order.id, change.sequence, int(change.status), change.at, change.reason, change.event_id)
+        history_row = (order.id, change.sequence, int(change.status), change.at, change.reason,
+                       change.event_id)
 
         def write() -> bool:
             if expect is None:
                 batch = BatchStatement(batch_type=BatchType.LOGGED)
-                batch.add(self._update_status, (int(order.status), order.payment_id, order.updated_at, order.id))
+                batch.add(self._update_status,
+                          (int(order.status), order.payment_id, order.updated_at, order.id))
                 batch.add(self._insert_change, history_row)
                 if event is not None:
                     self.outbox.add(batch, session, [event])
@@ -261,8 +259,8 @@ class CassandraOrderStore:
             # One partition: the status (static) and the new history row, applied only if the status
             # is still what the caller read.
             batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            batch.add(self._update_status_if, (int(order.status), order.payment_id, order.updated_at, order.id,
-                                               int(expect)))
+            batch.add(self._update_status_if,
+                      (int(order.status), order.payment_id, order.updated_at, order.id, int(expect)))
             batch.add(self._insert_change, history_row)
             if not session.execute(batch, timeout=10).was_applied:
                 return False
@@ -281,7 +279,8 @@ class CassandraOrderStore:
         await asyncio.to_thread(self._emit, event)
 
     async def attach_payment(self, order_id: str, payment_id: str) -> None:
-        await asyncio.to_thread(self._session.execute, self._attach_payment, (payment_id, order_id), timeout=10)
+        await asyncio.to_thread(self._session.execute, self._attach_payment, (payment_id, order_id),
+                                timeout=10)
 
     async def pending_due(self, at: datetime, limit: int) -> list[Order]:
         def read() -> list[Order]:
@@ -300,8 +299,8 @@ class CassandraOrderStore:
 
         return await asyncio.to_thread(read)
 
-    def relay(self, bus) -> OutboxRelay:
-        return OutboxRelay(bus, _RelayOutbox(self.outbox), lambda: _Handle(self._session))
+    def relay_connection(self) -> _Handle:
+        return _Handle(self._session)
 
     async def ping(self) -> bool:
         return await self.db.ping()

@@ -7,11 +7,11 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
-from services.kit.bus.outbox import OutboxRelay
 from services.kit.bus.stores.sqlite import SqliteOutbox
 from services.kit.stores.sqlite import SqliteDatabase
 from services.kit.telemetry.metrics import timed_operations
-from services.orders.domain import Line, Money, Order, Status, StatusChange
+from services.kit.values import Money
+from services.orders.domain import Line, Order, Status, StatusChange
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -51,12 +51,13 @@ def _read(conn: sqlite3.Connection, order_id: str) -> Order | None:
     if row is None:
         return None
     oid, client, user, items, status, payment, due, created, updated = tuple(row)
-    history = conn.execute("SELECT sequence, status, at, reason, event_id FROM order_history WHERE order_id = ?"
-                           " ORDER BY sequence", (oid,)).fetchall()
+    history = conn.execute("SELECT sequence, status, at, reason, event_id FROM order_history"
+                           " WHERE order_id = ? ORDER BY sequence", (oid,)).fetchall()
     return Order(
         id=oid, client_id=client, user_id=user, status=Status(status), payment_id=payment,
         items=tuple(Line(p, q, Money(c, a), n, s) for p, q, c, a, n, s in json.loads(items)),
-        history=tuple(StatusChange(h[0], Status(h[1]), datetime.fromisoformat(h[2]), h[3], h[4]) for h in history),
+        history=tuple(StatusChange(h[0], Status(h[1]), datetime.fromisoformat(h[2]), h[3], h[4])
+                      for h in history),
         payment_due_at=datetime.fromisoformat(due), created_at=datetime.fromisoformat(created),
         updated_at=datetime.fromisoformat(updated),
     )
@@ -85,10 +86,11 @@ class SqliteOrderStore:
     async def create(self, order: Order, event) -> None:
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO orders (id, client_id, user_id, items, status, payment_id, payment_due_at, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO orders (id, client_id, user_id, items, status, payment_id, payment_due_at,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (order.id, order.client_id, order.user_id, _items(order), int(order.status), order.payment_id,
-                 order.payment_due_at.isoformat(), order.created_at.isoformat(), order.updated_at.isoformat()))
+                 order.payment_due_at.isoformat(), order.created_at.isoformat(),
+                 order.updated_at.isoformat()))
             _change(conn, order)
             self.outbox.add(conn, [event])
 
@@ -154,8 +156,8 @@ class SqliteOrderStore:
 
         return await self.db.run(read)
 
-    def relay(self, bus) -> OutboxRelay:
-        return OutboxRelay(bus, self.outbox, lambda: sqlite3.connect(self.path, check_same_thread=False))
+    def relay_connection(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, check_same_thread=False)
 
     async def ping(self) -> bool:
         return await self.db.ping()

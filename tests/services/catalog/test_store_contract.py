@@ -19,7 +19,7 @@ from services.catalog.domain import (
     StockShort,
     VersionMismatch,
 )
-from services.catalog.service import stock_events
+from services.catalog.events import stock_events
 from services.kit.bus import new_envelope
 
 EVENT = new_envelope("catalog.product.created", "catalog", "k", ProductCreated())
@@ -46,7 +46,8 @@ async def store(request, tmp_path):
     await s.close()
 
 
-async def make(store, name="Widget", stock=10, seller="s1", category="tools", description="", attributes=None):
+async def make(store, name="Widget", stock=10, seller="s1", category="tools", description="",
+               attributes=None):
     p = domain.new_product(Product(id="", seller_id=seller, name=name, price=Money("USD", 1999), stock=stock,
                                    category=category, description=description, attributes=attributes or {}))
     await store.create(p, EVENT)
@@ -62,7 +63,8 @@ async def test_create_get_roundtrip(store):
 
 async def test_replace_is_conditional_on_version(store):
     p = await make(store)
-    updated, changed = domain.apply_update(p, Product(id="", seller_id="", name="Gadget", price=None), ["name"])
+    updated, changed = domain.apply_update(p, Product(id="", seller_id="", name="Gadget", price=None),
+                                           ["name"])
     assert changed == ["name"]
     await store.replace(updated, p.version, [])
     assert (await store.get(p.id)).name == "Gadget"
@@ -149,6 +151,7 @@ async def test_concurrent_reservations_never_oversell(store):
 
 async def test_stock_events_go_to_the_outbox(store):
     from services.kit.bus.inprocess import InProcessBus
+    from services.kit.bus.outbox import outbox_relay
 
     a = await make(store, stock=3)
     bus = InProcessBus()
@@ -160,7 +163,7 @@ async def test_stock_events_go_to_the_outbox(store):
 
     await bus.subscribe("t", ["catalog.#"], handler)
     await store.reserve("o1", ((a.id, 2),), domain.now(), no_events)
-    relay = store.relay(bus)
+    relay = outbox_relay(bus, store)
     while await relay.relay_once():
         pass
     await relay.stop()

@@ -9,7 +9,7 @@ import pytest
 
 from services.customers import domain
 from services.customers.domain import EmailTaken, Kind, Party
-from services.customers.service import created_event
+from services.customers.events import created_event
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -36,7 +36,8 @@ def party(kind: Kind, name: str, email: str) -> Party:
 
 async def test_create_get_roundtrip(store):
     p = party(Kind.CLIENT, "Ada Lovelace", "Ada@Example.com")
-    p = dataclasses.replace(p, phone="+5511987654321", address=domain.Address(city="London", country_code="GB"))
+    p = dataclasses.replace(p, phone="+5511987654321",
+                            address=domain.Address(city="London", country_code="GB"))
     await store.create(p, created_event(p))
     got = await store.get(Kind.CLIENT, p.id)
     assert got == p
@@ -59,7 +60,8 @@ async def test_update_replaces_fields_and_keeps_email_unique(store):
     b = party(Kind.SELLER, "Shop B", "b@example.com")
     for p in (a, b):
         await store.create(p, created_event(p))
-    changed = domain.apply_update(a, Party(kind=Kind.SELLER, id="", name="Shop A2", email="", description="hi"),
+    changed = domain.apply_update(a, Party(kind=Kind.SELLER, id="", name="Shop A2", email="",
+                                           description="hi"),
                                   ["name", "description"])
     await store.update(changed)
     got = await store.get(Kind.SELLER, a.id)
@@ -91,6 +93,7 @@ async def test_list_pages_oldest_first_and_searches(store):
 
 async def test_create_writes_the_event_to_the_outbox(store):
     from services.kit.bus.inprocess import InProcessBus
+    from services.kit.bus.outbox import outbox_relay
 
     bus = InProcessBus()
     await bus.start()
@@ -103,7 +106,7 @@ async def test_create_writes_the_event_to_the_outbox(store):
     p = party(Kind.CLIENT, "Outboxed", "o@example.com")
     event = created_event(p)
     await store.create(p, event)
-    relay = store.relay(bus)
+    relay = outbox_relay(bus, store)
     assert await relay.relay_once() == 1
     await relay.stop()
     for _ in range(100):

@@ -43,11 +43,11 @@ class Commerce:
 def unique_names(monkeypatch_setattr, run_id: str) -> None:
     """Give this run its own bus consumer groups and PostgreSQL schema (other runs share the servers)."""
     import services.audit.handlers as audit_handlers
-    import services.catalog.handlers as catalog_handlers
+    import services.catalog.consumers as catalog_consumers
     import services.customers.stores.postgres as customers_pg
 
     monkeypatch_setattr(audit_handlers, "GROUP", f"test-audit-{run_id}")
-    monkeypatch_setattr(catalog_handlers, "GROUP", f"test-catalog-stock-{run_id}")
+    monkeypatch_setattr(catalog_consumers, "GROUP", f"test-catalog-stock-{run_id}")
     monkeypatch_setattr(customers_pg, "SCHEMA", f"test_customers_{run_id}")
 
 
@@ -71,8 +71,8 @@ async def start(settings: Settings, *, bridge: bool = True, domains: tuple[str, 
     if bridge:
         http_port = free_port()
         upstreams = {DOMAINS[name].service: settings.target(name) for name in domains}
-        server = make_gateway_server(DESCRIPTORS.read_bytes(), upstreams, port=http_port, default_timeout=30.0,
-                                     heartbeat_interval=0.5)
+        server = make_gateway_server(DESCRIPTORS.read_bytes(), upstreams, port=http_port,
+                                     default_timeout=30.0, heartbeat_interval=0.5)
         mesh.bridge = server
         mesh.bridge_task = asyncio.ensure_future(server.serve())
         while not server.started:

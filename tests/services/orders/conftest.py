@@ -1,4 +1,5 @@
-"""One Cassandra keyspace for the orders tests of this run (DDL on Cassandra 2.1 is slow): made once, dropped after."""
+"""One Cassandra keyspace for the orders tests of this run (DDL on Cassandra 2.1 is slow): made once,
+dropped after."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 async def orders_cassandra(cassandra_settings):
     from services.orders.stores.cassandra import CassandraOrderStore
 
-    settings = dataclasses.replace(cassandra_settings, cassandra_keyspace=f"test_orders_{uuid.uuid4().hex[:10]}")
+    settings = dataclasses.replace(cassandra_settings,
+                                   cassandra_keyspace=f"test_orders_{uuid.uuid4().hex[:10]}")
     store = CassandraOrderStore(settings)
     await store.start()
     yield settings, store
@@ -38,7 +40,8 @@ async def commerce(request, tmp_path_factory):
             require(server)
         settings = harness.real_settings(base, run_id)
     else:
-        settings = dataclasses.replace(base, backends="embedded", data_dir=tmp_path_factory.mktemp("commerce"))
+        settings = dataclasses.replace(base, backends="embedded",
+                                       data_dir=tmp_path_factory.mktemp("commerce"))
     mesh = await harness.start(settings)
     mesh.run_id = run_id
     try:

@@ -30,7 +30,8 @@ def uid() -> str:
 
 @pytest.fixture
 async def http(commerce):
-    async with httpx.AsyncClient(base_url=commerce.base_url, timeout=30.0, headers=operator(commerce.runtime)) as client:
+    async with httpx.AsyncClient(base_url=commerce.base_url, timeout=30.0,
+                                 headers=operator(commerce.runtime)) as client:
         yield client
 
 
@@ -126,7 +127,8 @@ async def test_order_flow_over_rest_with_audit_trail(commerce, http):
     # in order: what happened first was recorded as happening first
     position = {t: types.index(t) for t in set(types)}
     assert position["customers.client.created"] < position["customers.seller.created"] \
-        < position["catalog.product.created"] < position["orders.order.created"] < position["web.checkout.completed"]
+        < position["catalog.product.created"] < position["orders.order.created"] \
+        < position["web.checkout.completed"]
     created = next(e for e in events if e["type"] == "orders.order.created")
     assert created["payload"]["paymentCardToken"] == "[redacted]"
     assert created["payloadType"] == "agora.events.v1.OrderCreated"
@@ -160,7 +162,8 @@ async def test_watch_order_streams_history_and_cancel(commerce, http):
         # Over gRPC: the bridge routes GET /v1/orders/{id}:watch to GetOrder (reported to the lead).
         async with grpc.aio.insecure_channel(commerce.target("orders")) as channel:
             stub = orders_pb2_grpc.OrderServiceStub(channel)
-            async for message in stub.WatchOrder(orders_pb2.WatchOrderRequest(order_id=order["id"]), timeout=30,
+            async for message in stub.WatchOrder(orders_pb2.WatchOrderRequest(order_id=order["id"]),
+                                                  timeout=30,
                                                   metadata=tuple(operator(commerce.runtime).items())):
                 seen.append(json_format.MessageToDict(message))
 
@@ -195,8 +198,10 @@ async def test_bad_input_is_a_clear_4xx(commerce, http):
 
     r = await http.post("/api/orders", json={"client_id": client["id"], "items": [
         {"product_id": product["id"], "quantity": 1}, {"product_id": ghost, "quantity": 1}]})
-    assert r.status_code == 400 and "items[1].product_id" in r.json()["message"] and ghost in r.json()["message"]
-    violations = [v for d in r.json()["details"] for v in d.get("field_violations", d.get("fieldViolations", []))]
+    assert r.status_code == 400 and "items[1].product_id" in r.json()["message"] \
+        and ghost in r.json()["message"]
+    violations = [v for d in r.json()["details"]
+                  for v in d.get("field_violations", d.get("fieldViolations", []))]
     assert [v["field"] for v in violations] == ["items[1].product_id"]
 
     r = await http.post("/api/orders", json={"client_id": client["id"], "items": [
@@ -220,7 +225,8 @@ async def test_bad_input_is_a_clear_4xx(commerce, http):
     assert r.status_code == 409, r.text
 
     r = await http.post("/api/clients", json={"name": "", "email": "not-an-email"})
-    assert r.status_code == 400 and "client.email" in r.json()["message"] and "client.name" in r.json()["message"]
+    assert r.status_code == 400 and "client.email" in r.json()["message"] \
+        and "client.name" in r.json()["message"]
 
     assert (await http.get(f"/api/orders/{ghost}")).status_code == 404
     assert (await http.get(f"/api/clients/{ghost}")).status_code == 404
@@ -248,14 +254,17 @@ async def test_hundred_concurrent_orders_on_stock_of_ten(commerce, http):
 async def test_lists_page_and_search(commerce, http):
     tag = uid()
     for i in range(3):
-        r = await http.post("/api/clients", json={"name": f"Pager {tag} {i}", "email": f"p{i}-{tag}@example.com"})
+        r = await http.post("/api/clients",
+                            json={"name": f"Pager {tag} {i}", "email": f"p{i}-{tag}@example.com"})
         assert r.status_code == 200
     r = await http.get("/v1/clients", params={"query": tag, "page_size": 2})
     assert r.status_code == 200, r.text
     first = r.json()
     assert [c["name"] for c in first["clients"]] == [f"Pager {tag} 0", f"Pager {tag} 1"]
-    r = await http.get("/v1/clients", params={"query": tag, "page_size": 2, "page_token": first["nextPageToken"]})
-    assert [c["name"] for c in r.json()["clients"]] == [f"Pager {tag} 2"] and not r.json().get("nextPageToken")
+    r = await http.get("/v1/clients",
+                       params={"query": tag, "page_size": 2, "page_token": first["nextPageToken"]})
+    assert [c["name"] for c in r.json()["clients"]] == [f"Pager {tag} 2"] \
+        and not r.json().get("nextPageToken")
     seller = await make_seller(http)
     await make_product(http, seller["id"], f"Lamp{tag}")
     r = await http.get("/v1/products", params={"query": f"lamp{tag}"})
@@ -282,7 +291,8 @@ async def test_watch_product_streams_stock_changes(commerce, http):
     async def watch():
         async with grpc.aio.insecure_channel(commerce.target("catalog")) as channel:
             stub = catalog_pb2_grpc.CatalogServiceStub(channel)
-            async for snap in stub.WatchProduct(catalog_pb2.WatchProductRequest(product_id=product["id"]), timeout=30):
+            request = catalog_pb2.WatchProductRequest(product_id=product["id"])
+            async for snap in stub.WatchProduct(request, timeout=30):
                 seen.append((snap.sequence, snap.stock))
                 if snap.stock == 12:
                     return

@@ -10,10 +10,12 @@ from agora.events.v1 import orders_pb2, payments_pb2
 
 from services.kit.bus import new_envelope, unpack
 from services.kit.bus.inprocess import InProcessBus
+from services.kit.bus.outbox import outbox_relay
 from services.orders import domain
+from services.orders.clocks import PaymentTimeouts
+from services.orders.consumers import PaymentOutcomes
 from services.orders.domain import Money, ProductInfo, Status
-from services.orders.handlers import PaymentOutcomes, PaymentTimeouts
-from services.orders.service import OrderService
+from services.orders.ledger import OrderLedger
 from services.orders.stores.sqlite import SqliteOrderStore
 
 PRODUCTS = {"p1": ProductInfo("p1", "Pen", "s1", Money("USD", 150))}
@@ -31,9 +33,9 @@ async def orders(tmp_path):
         published.append(envelope)
 
     await bus.subscribe("test-sink", ["orders.#"], record)
-    relay = store.relay(bus)
+    relay = outbox_relay(bus, store)
     await relay.start()
-    service = OrderService(store, mesh=None, wake=relay.wake)
+    service = OrderLedger(store, wake=relay.wake)
     service.published = published
     yield service
     await relay.stop()
@@ -42,7 +44,8 @@ async def orders(tmp_path):
 
 
 async def place(service, due_in: timedelta):
-    order = domain.place(str(uuid.uuid4()), "c1", "", [("p1", 2)], PRODUCTS, domain.now(), payment_timeout=due_in)
+    order = domain.place(str(uuid.uuid4()), "c1", "", [("p1", 2)], PRODUCTS, domain.now(),
+                         payment_timeout=due_in)
     await service.store.create(order, new_envelope("orders.order.created", "orders", order.id,
                                                    orders_pb2.OrderCreated(order_id=order.id)))
     return order
@@ -75,9 +78,9 @@ async def test_success_then_redelivery_changes_once(orders):
 
 async def test_failure_publishes_order_failed_with_lines(orders):
     order = await place(orders, timedelta(minutes=5))
+    outcome = payments_pb2.PaymentFailed(payment_id="p", order_id=order.id, reason="card_declined")
     await PaymentOutcomes(orders).handle(new_envelope("payments.payment.failed", "payments", order.id,
-                                                      payments_pb2.PaymentFailed(payment_id="p", order_id=order.id,
-                                                                                 reason="card_declined")))
+                                                      outcome))
     [failed] = await published(orders, "orders.order.failed", order.id)
     body = unpack(failed, orders_pb2.OrderFailed)
     assert body.reason == "card_declined" and [(i.product_id, i.quantity) for i in body.items] == [("p1", 2)]

@@ -108,6 +108,7 @@ async def test_list_all_filters_by_status(store):
 
 async def test_events_go_through_the_outbox(store):
     from services.kit.bus.inprocess import InProcessBus
+    from services.kit.bus.outbox import outbox_relay
 
     bus = InProcessBus()
     await bus.start()
@@ -119,7 +120,7 @@ async def test_events_go_through_the_outbox(store):
     await bus.subscribe("t", ["orders.#"], handler)
     order, event = placed()
     await store.create(order, event)
-    relay = store.relay(bus)
+    relay = outbox_relay(bus, store)
     assert await relay.relay_once() == 1
     assert await relay.relay_once() == 0  # sent rows are not sent again
     await relay.stop()
@@ -139,7 +140,8 @@ async def test_transition_is_compare_and_set_under_a_race(store):
     at = domain.now()
     paid = domain.paid(order, "pay-1", at, "evt-1")
     cancelled = domain.cancel(order, "", at)
-    results = await asyncio.gather(*(store.transition(o, None, expect=Status.PENDING) for o in (paid, cancelled)))
+    results = await asyncio.gather(*(store.transition(o, None, expect=Status.PENDING)
+                                     for o in (paid, cancelled)))
     assert sorted(results) == [False, True]  # exactly one writer wins
     got = await store.get(order.id)
     assert len(got.history) == 2 and got.status in (Status.PAID, Status.CANCELLED)
