@@ -18,7 +18,8 @@ class PaymentStore(Protocol):
         """Create tables if missing."""
 
     async def open(self, payment: Payment) -> tuple[Payment, bool]:
-        """Store `payment` unless its order already has one; (the order's payment, created now?)."""
+        """Store `payment` unless its order already has one; (the order's payment, created now?).
+        (Opens a payment, not the store; the name is a metrics label: PostgresPaymentStore.open.)"""
 
     async def save(self, payment: Payment, expect: Iterable[Status], event: Envelope | None = None) -> bool:
         """Write `payment`'s state (not its cancel flag) if the stored status is one of `expect`,
