@@ -154,7 +154,8 @@ class Passwords:
 
     def __init__(self, rules: IdentityRules) -> None:
         self._hasher = PasswordHasher(
-            time_cost=rules.argon2_time_cost, memory_cost=rules.argon2_memory_kib, parallelism=rules.argon2_parallelism
+            time_cost=rules.argon2_time_cost, memory_cost=rules.argon2_memory_kib,
+            parallelism=rules.argon2_parallelism,
         )
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
 

@@ -6,23 +6,20 @@ import asyncio
 import uuid
 from datetime import datetime, timezone
 
-from agora.events.v1 import identity_pb2 as events_pb2
 from agora.identity.v1 import identity_pb2 as pb
 from agora.identity.v1 import identity_pb2_grpc
-from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.identity import domain
-from services.identity.domain import IdentityRules, LoginThrottle, Passwords, User
+from services.identity import domain, events, wire
+from services.identity.domain import IdentityRules, LoginThrottle, Passwords
 from services.identity.store import IdentityStore, open_store
-from services.kit import auth, revocation
-from services.kit.auth import Caller
-from services.kit.bus import new_envelope
-from services.kit.bus.outbox import OutboxRelay
+from services.kit import auth
+from services.kit.auth import Caller, require_user
+from services.kit.bus.outbox import OutboxRelay, outbox_relay
 from services.kit.errors import InvalidArgument, NotFound, Unauthenticated
 from services.kit.health import bus_probe
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
+from services.kit.wire import duration, timestamp
 
 # The session cookie the bridge reads (gateway/auth.py SESSION_COOKIE), HttpOnly. The CSRF cookie
 # is the bridge's own; it passes the token it minted for it as this metadata (gateway/auth.py).
@@ -33,17 +30,6 @@ WRONG_CREDENTIALS = "unknown user or wrong password"
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _ts(t: datetime) -> Timestamp:
-    out = Timestamp()
-    out.FromDatetime(t)
-    return out
-
-
-def _user_pb(user: User, *, with_email: bool) -> pb.User:
-    return pb.User(id=user.id, user_name=user.user_name, email=user.email if with_email else "", bio=user.bio,
-                   created_at=_ts(user.created_at))
 
 
 def _cookie(name: str, value: str, max_age: int, *, http_only: bool) -> tuple[str, str]:
@@ -83,13 +69,6 @@ class LocalSessions:
         return Caller(session.user.id, session.user.user_name, digest)
 
 
-def signed_in() -> Caller:
-    found = auth.caller()
-    if found is None or not found.user_id:
-        raise Unauthenticated("this call needs a live session: log in and send `authorization: Bearer <token>`")
-    return found
-
-
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     def __init__(self, store: IdentityStore, rules: IdentityRules, passwords: Passwords,
                  relay: OutboxRelay | None = None) -> None:
@@ -104,12 +83,11 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self.throttle.check_sign_up(client_address(context))
         password_hash = await asyncio.to_thread(self.passwords.hash, request.password)
         user_id, now = str(uuid.uuid4()), _now()
-        event = new_envelope("identity.user.registered", "identity", user_id, events_pb2.UserRegistered(
-            user_id=user_id, user_name=new.user_name, email=new.email, registered_at=_ts(now)))
-        user = await self.store.create_user(user_id, new, password_hash, now, [event])
+        user = await self.store.create_user(user_id, new, password_hash, now,
+                                            [events.user_registered(user_id, new, now)])
         if self.relay is not None:
             self.relay.wake()
-        return pb.SignUpResponse(user_id=user.id, user=_user_pb(user, with_email=True))
+        return pb.SignUpResponse(user_id=user.id, user=wire.user(user, with_email=True))
 
     async def Login(self, request: pb.LoginRequest, context) -> pb.LoginResponse:
         return await self._login(request.email, request.user_name, request.password, context)
@@ -136,19 +114,18 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         # A new session id at every login (no fixation). The CSRF cookie is the bridge's and
         # survives login and logout, as gorilla/csrf's does.
         await context.send_initial_metadata((_cookie(SESSION_COOKIE, token, max_age, http_only=True),))
-        return pb.LoginResponse(session_token=token, expires_at=_ts(expires_at), user=_user_pb(user, with_email=True))
+        return pb.LoginResponse(session_token=token, expires_at=timestamp(expires_at),
+                                user=wire.user(user, with_email=True))
 
     async def Logout(self, request: pb.LogoutRequest, context) -> pb.LogoutResponse:
-        me = signed_in()
+        me = require_user()
         now = _now()
-        # Every process ends this session's streams and forgets it from its cache on this event
-        # (services/kit/revocation.py); it is written with the revocation, so never lost.
-        revoked = events_pb2.SessionRevoked(user_id=me.user_id, session_digest="" if request.all_sessions else me.token_hash,
-                                            all_sessions=request.all_sessions, revoked_at=_ts(now))
-        events = [new_envelope(revocation.SESSION_REVOKED, "identity", me.user_id, revoked)]
+        # Written with the revocation, so never lost (events.session_revoked says who acts on it).
+        revoked = [events.session_revoked(me.user_id, "" if request.all_sessions else me.token_hash,
+                                          request.all_sessions, now)]
         if request.all_sessions:
-            await self.store.revoke_all_sessions(me.user_id, now, events)
-        elif not await self.store.revoke_session(me.token_hash, now, events):
+            await self.store.revoke_all_sessions(me.user_id, now, revoked)
+        elif not await self.store.revoke_session(me.token_hash, now, revoked):
             raise Unauthenticated("the session is unknown, expired or already revoked")
         if self.relay is not None:
             self.relay.wake()
@@ -156,12 +133,12 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         return pb.LogoutResponse()
 
     async def WhoAmI(self, request: pb.WhoAmIRequest, context) -> pb.WhoAmIResponse:
-        me = signed_in()
+        me = require_user()
         session = await self.store.find_session(me.token_hash, _now())
         if session is None:
             raise Unauthenticated("the session is unknown, expired or revoked: log in again")
-        return pb.WhoAmIResponse(user=_user_pb(session.user, with_email=True),
-                                 session_expires_at=_ts(session.expires_at))
+        return pb.WhoAmIResponse(user=wire.user(session.user, with_email=True),
+                                 session_expires_at=timestamp(session.expires_at))
 
     async def GetUser(self, request: pb.GetUserRequest, context) -> pb.GetUserResponse:
         try:
@@ -172,22 +149,21 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         if user is None:
             raise NotFound.of("user", user_id)
         me = auth.caller()
-        return pb.GetUserResponse(user=_user_pb(user, with_email=me is not None and me.user_id == user.id))
+        return pb.GetUserResponse(user=wire.user(user, with_email=me is not None and me.user_id == user.id))
 
     async def CheckSession(self, request: pb.CheckSessionRequest, context) -> pb.CheckSessionResponse:
         if not request.session_token:
             raise InvalidArgument.field("session_token", "must not be empty")
-        ttl = Duration()
-        ttl.FromTimedelta(self.rules.cache_ttl)
+        ttl = duration(self.rules.cache_ttl)
         session = await self.store.find_session(domain.token_digest(request.session_token), _now())
         if session is None:
             return pb.CheckSessionResponse(valid=False, cache_ttl=ttl)
         return pb.CheckSessionResponse(valid=True, user_id=session.user.id, user_name=session.user.user_name,
-                                       expires_at=_ts(session.expires_at), cache_ttl=ttl)
+                                       expires_at=timestamp(session.expires_at), cache_ttl=ttl)
 
     async def GetCsrfToken(self, request: pb.GetCsrfTokenRequest, context) -> pb.GetCsrfTokenResponse:
         expires_at = _now() + self.rules.csrf_ttl
-        return pb.GetCsrfTokenResponse(csrf_token=csrf_token(context), expires_at=_ts(expires_at))
+        return pb.GetCsrfTokenResponse(csrf_token=csrf_token(context), expires_at=timestamp(expires_at))
 
     # -- GoBid's own routes: the same accounts and sessions, the seed's rules and words
 
@@ -206,7 +182,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         await self.Logout(pb.LogoutRequest(), context)
         return pb.SeedLogoutResponse(message="logged out sucessfully")
 
-    async def GetSeedCsrfToken(self, request: pb.GetSeedCsrfTokenRequest, context) -> pb.GetSeedCsrfTokenResponse:
+    async def GetSeedCsrfToken(self, request: pb.GetSeedCsrfTokenRequest,
+                               context) -> pb.GetSeedCsrfTokenResponse:
         return pb.GetSeedCsrfTokenResponse(csrf_token=csrf_token(context))
 
 
@@ -222,20 +199,18 @@ def csrf_token(context) -> str:
     return domain.new_token()
 
 
-async def build(runtime, *, store: IdentityStore | None = None, rules: IdentityRules | None = None) -> ServiceSpec:
+async def build(runtime, *, store: IdentityStore | None = None,
+                rules: IdentityRules | None = None) -> ServiceSpec:
     rules = rules or IdentityRules()
     store = store or open_store(runtime.settings)
-    await store.open()
     bus = await runtime.bus()
-    relay = OutboxRelay(bus, store.outbox, store.connect_relay)
+    relay = outbox_relay(bus, store)
     passwords = await asyncio.to_thread(Passwords, rules)
     servicer = IdentityServicer(store, rules, passwords, relay)
-
     return ServiceSpec(
         domain=DOMAINS["identity"],
         register=lambda server: identity_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, server),
         probes={"store": store.ping, "bus": bus_probe(bus)},
-        on_start=[relay.start],
-        on_stop=[relay.stop, store.close],
+        stores=[store], relay=relay, bus=bus,
         sessions=LocalSessions(store),
     )

@@ -15,7 +15,7 @@ from services.kit.config import Settings
 class IdentityStore(Protocol):
     outbox: Any  # the bus outbox table the relay drains (services.kit.bus.outbox.Outbox)
 
-    async def open(self) -> None:
+    async def start(self) -> None:
         """Create the tables if missing."""
 
     async def create_user(self, user_id: str, new: NewUser, password_hash: str, created_at: datetime,
@@ -27,7 +27,8 @@ class IdentityStore(Protocol):
 
     async def get_user(self, user_id: str) -> User | None: ...
 
-    async def create_session(self, token_hash: str, user_id: str, created_at: datetime, expires_at: datetime) -> None: ...
+    async def create_session(self, token_hash: str, user_id: str, created_at: datetime,
+                             expires_at: datetime) -> None: ...
 
     async def find_session(self, token_hash: str, now: datetime) -> Session | None:
         """The live (not expired, not revoked) session with this token hash."""
@@ -39,7 +40,7 @@ class IdentityStore(Protocol):
     async def revoke_all_sessions(self, user_id: str, now: datetime, events: Sequence[Envelope] = ()) -> int:
         """Revoke every live session of the user (with `events`, when there was one); how many."""
 
-    def connect_relay(self) -> Any:
+    def relay_connection(self) -> Any:
         """A fresh connection for the outbox relay (it keeps its own)."""
 
     async def ping(self) -> bool: ...
@@ -48,7 +49,8 @@ class IdentityStore(Protocol):
 
 
 def open_store(settings: Settings, *, schema: str = "identity") -> IdentityStore:
-    """PostgreSQL (in `schema`) for real backends, a SQLite file under data_dir otherwise (not opened yet)."""
+    """PostgreSQL (in `schema`) for real backends, a SQLite file under data_dir otherwise (not started
+    yet: the server starts it)."""
     if settings.real:
         from services.identity.stores.postgres import PostgresIdentityStore
 

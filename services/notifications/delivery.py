@@ -31,7 +31,11 @@ class NotificationBook:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
+        """Seed the live log at the store's last change (the store has started)."""
         self.log.seed(FEED, await self.store.last_sequence())
+
+    async def close(self) -> None:
+        """Nothing to let go: the store closes itself."""
 
     async def create(self, notifications: Sequence[Notification]) -> list[Notification]:
         async with self._lock:
@@ -56,7 +60,8 @@ class Dispatcher:
         self.book, self.email, self.sms, self.rules = book, email, sms, rules
         self.poll, self.batch, self.lease = poll, batch, lease
         self._worker = Worker(self._step, name="notification-dispatcher", backoff=poll, max_backoff=poll,
-                              on_error=lambda exc, _: log.error("dispatching notifications failed", exc_info=exc))
+                              on_error=lambda exc, _: log.error("dispatching notifications failed",
+                                                                exc_info=exc))
 
     def wake(self) -> None:
         """Notifications were just queued: dispatch now rather than at the next poll."""
@@ -75,7 +80,8 @@ class Dispatcher:
         else:
             after = domain.delivered(n, domain.now())
         if after.status is not domain.Status.SENT:
-            log.info("notification %s attempt %d: %s (%s)", n.id, after.attempts, after.status.name, after.last_error)
+            log.info("notification %s attempt %d: %s (%s)", n.id, after.attempts, after.status.name,
+                     after.last_error)
         await self.book.record(after)
 
     async def dispatch_once(self) -> int:

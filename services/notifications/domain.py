@@ -38,7 +38,8 @@ class DeliveryRules:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryRules:
-        return cls(max_attempts=settings.notifications_max_attempts, retry_delay=settings.notifications_retry_delay)
+        return cls(max_attempts=settings.notifications_max_attempts,
+                   retry_delay=settings.notifications_retry_delay)
 
     def delay_after(self, attempts: int) -> float:
         return min(self.retry_delay * 2 ** max(attempts - 1, 0), self.max_retry_delay)
@@ -125,13 +126,14 @@ def intents(event_type: str, payload) -> list[Intent]:
                        user_id=payload.user_id)]
     if event_type == "auctions.auction.closed":
         context = {"auction_id": payload.auction_id, "product_name": payload.product_name,
-                   "winner_name": payload.winner_name, "price": _amount(payload.price) if payload.sold else "",
+                   "winner_name": payload.winner_name,
+                   "price": _amount(payload.price) if payload.sold else "",
                    "outcome": "sold" if payload.sold else "closed without bids"}
         out = [Intent("auction_closed", f"user:{payload.seller_id}", context, auction_id=payload.auction_id,
                       user_id=payload.seller_id)]
         if payload.sold and payload.winner_id:
-            out.append(Intent("auction_won", f"user:{payload.winner_id}", context, auction_id=payload.auction_id,
-                              user_id=payload.winner_id))
+            out.append(Intent("auction_won", f"user:{payload.winner_id}", context,
+                              auction_id=payload.auction_id, user_id=payload.winner_id))
         return out
     # payments.payment.succeeded / failed: the order's own events (paid / failed) tell the customer.
     return []
@@ -140,14 +142,15 @@ def intents(event_type: str, payload) -> list[Intent]:
 TEMPLATES: dict[str, tuple[str, str, str]] = {
     # template: (e-mail subject, e-mail body, SMS body)
     "order_placed": ("Order {order_id} received",
-                     "Thank you! We received your order {order_id} ({amount}) and are taking the payment now.",
+                     "Thank you! We received your order {order_id} ({amount}) and are taking the payment "
+                     "now.",
                      "Agora: order {order_id} received ({amount})."),
     "order_paid": ("Order {order_id} is paid",
                    "Your payment of {amount} for order {order_id} went through. We are preparing it.",
                    "Agora: order {order_id} paid ({amount})."),
     "payment_failed": ("Payment failed for order {order_id}",
-                       "We could not take the payment for order {order_id} ({reason}). The order is cancelled "
-                       "and nothing was charged. Please place it again with another card.",
+                       "We could not take the payment for order {order_id} ({reason}). The order is "
+                       "cancelled and nothing was charged. Please place it again with another card.",
                        "Agora: payment for order {order_id} failed ({reason})."),
     "order_cancelled": ("Order {order_id} cancelled",
                         "Your order {order_id} was cancelled ({reason}). Any payment taken will be refunded.",
@@ -182,8 +185,10 @@ def queue(event_id: str, event_type: str, intent: Intent, channel: Channel, reci
           at: datetime) -> Notification:
     subject, body = render(intent.template, channel, intent.context)
     return Notification(id=str(uuid.uuid4()), event_id=event_id, event_type=event_type,
-                        recipient=recipient.strip().lower() if channel is Channel.EMAIL else recipient.strip(),
-                        channel=channel, template=intent.template, subject=subject, body=body, status=Status.QUEUED,
+                        recipient=recipient.strip().lower() if channel is Channel.EMAIL
+                        else recipient.strip(),
+                        channel=channel, template=intent.template, subject=subject, body=body,
+                        status=Status.QUEUED,
                         created_at=at, updated_at=at, order_id=intent.order_id, auction_id=intent.auction_id,
                         user_id=intent.user_id)
 
@@ -199,9 +204,10 @@ def attempt_failed(n: Notification, error: str, rules: DeliveryRules, at: dateti
                    ) -> Notification:
     attempts = n.attempts + 1
     if permanent or attempts >= rules.max_attempts:
-        return dataclasses.replace(n, status=Status.FAILED, attempts=attempts, last_error=error[:500], updated_at=at,
-                                   next_attempt_at=None)
-    return dataclasses.replace(n, status=Status.RETRYING, attempts=attempts, last_error=error[:500], updated_at=at,
+        return dataclasses.replace(n, status=Status.FAILED, attempts=attempts, last_error=error[:500],
+                                   updated_at=at, next_attempt_at=None)
+    return dataclasses.replace(n, status=Status.RETRYING, attempts=attempts, last_error=error[:500],
+                               updated_at=at,
                                next_attempt_at=at + timedelta(seconds=rules.delay_after(attempts)))
 
 
@@ -227,7 +233,8 @@ class NotificationFilter:
                 and (not self.user_id or n.user_id == self.user_id))
 
     def parts(self) -> tuple[str, ...]:
-        return (self.recipient, self.order_id, str(int(self.channel or 0)), str(int(self.status or 0)), self.user_id)
+        return (self.recipient, self.order_id, str(int(self.channel or 0)), str(int(self.status or 0)),
+                self.user_id)
 
 
 

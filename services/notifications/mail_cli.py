@@ -42,7 +42,8 @@ def _mail_dir(args: argparse.Namespace) -> Path:
 def _list(args: argparse.Namespace) -> int:
     directory = _mail_dir(args)
     for nid, message in read_mail(directory):
-        row = {"id": nid, "date": str(message["Date"]), "to": str(message["To"]), "subject": str(message["Subject"])}
+        row = {"id": nid, "date": str(message["Date"]), "to": str(message["To"]),
+               "subject": str(message["Subject"])}
         print(json.dumps(row) if args.json else "\t".join(row.values()))
     return 0
 

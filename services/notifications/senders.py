@@ -66,7 +66,8 @@ class EmailSender:
                 raise Undeliverable(f"the relay refused the recipient: {exc.recipients}") from None
             raise DeliveryFailed(f"the relay refused the recipient for now: {exc.recipients}") from None
         except smtplib.SMTPResponseException as exc:
-            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            text = (exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes)
+                    else str(exc.smtp_error))
             if 500 <= exc.smtp_code < 600 and exc.smtp_code not in (502, 503, 504):
                 raise Undeliverable(f"SMTP {exc.smtp_code} {text}") from None
             raise DeliveryFailed(f"SMTP {exc.smtp_code} {text}") from None
@@ -74,7 +75,8 @@ class EmailSender:
             raise DeliveryFailed(f"SMTP relay {s.host}:{s.port} unreachable: {exc}") from None
 
     async def send(self, notification_id: str, recipient: str, subject: str, body: str) -> None:
-        await asyncio.to_thread(self._send, compose(self.settings.sender, notification_id, recipient, subject, body))
+        await asyncio.to_thread(self._send,
+                                compose(self.settings.sender, notification_id, recipient, subject, body))
 
 
 def compose(sender: str, notification_id: str, recipient: str, subject: str, body: str) -> EmailMessage:
@@ -123,8 +125,8 @@ def read_mail(directory: Path) -> list[tuple[str, EmailMessage]]:
         with contextlib.suppress(FileNotFoundError):  # replaced by a resend while we read
             stamp = path.stat().st_mtime_ns
             message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
-            found.append((stamp, path.name, str(message["Message-ID"] or "").strip("<>").removesuffix("@agora.local"),
-                          message))
+            nid = str(message["Message-ID"] or "").strip("<>").removesuffix("@agora.local")
+            found.append((stamp, path.name, nid, message))
     found.sort(key=lambda item: item[:2])
     return [(nid, message) for _, _, nid, message in found]
 

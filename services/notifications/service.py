@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-import grpc
 from agora.notifications.v1 import notifications_pb2 as pb
 from agora.notifications.v1 import notifications_pb2_grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.kit import paging
 from services.kit.auth import owner_or_internal
-from services.kit.errors import DomainError, InvalidArgument, NotFound, PermissionDenied, enum_value
+from services.kit.errors import InvalidArgument, NotFound, OutOfRange, PermissionDenied, enum_value
 from services.kit.health import bus_probe
 from services.kit.registry import DOMAINS
 from services.kit.server import ServiceSpec
+from services.notifications import wire
+from services.notifications.consumers import GROUP, Directory, EventNotifier
 from services.notifications.delivery import FEED, Dispatcher, NotificationBook
-from services.notifications.domain import Channel, DeliveryRules, Notification, NotificationFilter, Status
-from services.notifications.handlers import GROUP, Directory, EventNotifier
+from services.notifications.domain import Channel, DeliveryRules, NotificationFilter, Status
 from services.notifications.senders import (
     EmailSender,
     LoggingSmsProvider,
@@ -28,32 +25,11 @@ from services.notifications.senders import (
 from services.notifications.store import NotificationStore, open_store
 
 
-class OutOfRange(DomainError):
-    code: ClassVar[grpc.StatusCode] = grpc.StatusCode.OUT_OF_RANGE
-
-
-def _ts(value) -> Timestamp | None:
-    if value is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
-def to_proto(n: Notification) -> pb.Notification:
-    return pb.Notification(
-        id=n.id, event_id=n.event_id, event_type=n.event_type, recipient=n.recipient, channel=int(n.channel),
-        template=n.template, subject=n.subject, body=n.body, status=int(n.status), attempts=n.attempts,
-        last_error=n.last_error, order_id=n.order_id, auction_id=n.auction_id, user_id=n.user_id,
-        created_at=_ts(n.created_at), updated_at=_ts(n.updated_at), sent_at=_ts(n.sent_at),
-        next_attempt_at=_ts(n.next_attempt_at))
-
-
 def _enum(kind, value: int, name: str):
     return enum_value(kind, value, name) if value else None
 
 
-class NotificationService(notifications_pb2_grpc.NotificationServiceServicer):
+class NotificationServicer(notifications_pb2_grpc.NotificationServiceServicer):
     def __init__(self, book: NotificationBook) -> None:
         self.book = book
         self.store = book.store
@@ -67,7 +43,7 @@ class NotificationService(notifications_pb2_grpc.NotificationServiceServicer):
             raise NotFound.of("notification", request.notification_id)
         if who is not None and n.user_id != who.user_id:
             raise PermissionDenied("this notification belongs to another user")
-        return pb.GetNotificationResponse(notification=to_proto(n))
+        return pb.GetNotificationResponse(notification=wire.notification(n))
 
     async def ListNotifications(self, request, context):
         who = owner_or_internal(context)
@@ -78,8 +54,9 @@ class NotificationService(notifications_pb2_grpc.NotificationServiceServicer):
                                     user_id=who.user_id if who else "").normalised()
         cursor = paging.decode_token(request.page_token, *filter.parts(), kind=str) or ""
         found, after = await self.store.list(filter, cursor, size)
-        return pb.ListNotificationsResponse(notifications=[to_proto(n) for n in found],
-                                            next_page_token=paging.encode_token(after, *filter.parts()) if after else "")
+        token = paging.encode_token(after, *filter.parts()) if after else ""
+        return pb.ListNotificationsResponse(notifications=[wire.notification(n) for n in found],
+                                            next_page_token=token)
 
     async def WatchNotifications(self, request, context):
         who = owner_or_internal(context)
@@ -102,7 +79,7 @@ class NotificationService(notifications_pb2_grpc.NotificationServiceServicer):
         async for seq, n in self.book.log.subscribe(FEED, request.resume_from, replay=replay,
                                                     start_at_tail=request.resume_from == 0):
             if filter.matches(n):
-                yield pb.WatchNotificationsResponse(sequence=seq, notification=to_proto(n))
+                yield pb.WatchNotificationsResponse(sequence=seq, notification=wire.notification(n))
 
 
 def _api_key_metadata(key: str) -> tuple:
@@ -114,39 +91,27 @@ async def build(runtime, *, store: NotificationStore | None = None, rules: Deliv
                 group: str | None = None, poll: float = 0.5) -> ServiceSpec:
     settings = runtime.settings
     store = store or open_store(settings, schema=schema or settings.notifications_schema)
-    await store.start()
     book = NotificationBook(store)
-    await book.start()
     if smtp is None and settings.mail_dir is not None:
         email = MaildirSender(settings.mail_dir, settings.smtp_from)  # the embedded run's own sink
     else:
         email = EmailSender(smtp or SmtpSettings.from_settings(settings))
-    dispatcher = Dispatcher(book, email,
-                            sms or LoggingSmsProvider(), rules or DeliveryRules.from_settings(settings), poll=poll)
+    dispatcher = Dispatcher(book, email, sms or LoggingSmsProvider(),
+                            rules or DeliveryRules.from_settings(settings), poll=poll)
     notifier = EventNotifier(book, Directory(runtime.channel("customers"), store,
                                              _api_key_metadata(settings.service_api_key)),
                              wake=dispatcher.wake, group=group or GROUP)
-    servicer = NotificationService(book)
+    servicer = NotificationServicer(book)
     bus = await runtime.bus()
-    subscriptions = []
-
-    async def start() -> None:
-        await dispatcher.start()
-        subscriptions.append(await notifier.subscribe(bus))
-
-    async def stop() -> None:
-        for subscription in subscriptions:
-            await subscription.cancel()
-        await dispatcher.stop()
-        await store.close()
-
+    register = notifications_pb2_grpc.add_NotificationServiceServicer_to_server
     spec = ServiceSpec(
         domain=DOMAINS["notifications"],
-        register=lambda server: notifications_pb2_grpc.add_NotificationServiceServicer_to_server(servicer, server),
+        register=lambda server: register(servicer, server),
         probes={"store": store.ping, "bus": bus_probe(bus)},
-        on_start=[start],
-        on_stop=[stop],
-        sessions=runtime.sessions(),
+        # The book starts with the stores (its live log is seeded from the store's last change)
+        # so that no watch sees the port answer before the log knows where it is.
+        stores=[store, book], workers=[dispatcher], consumers=[notifier],
+        bus=bus, sessions=runtime.sessions(),
     )
     spec.dispatcher = dispatcher  # tests reach the SMS provider and nudge delivery through it
     return spec

@@ -18,7 +18,8 @@ class NotificationStore(Protocol):
     async def start(self) -> None: ...
 
     async def create(self, notifications: Sequence[Notification]) -> list[tuple[int, Notification]]:
-        """Insert each unless (event_id, channel, recipient) exists; the ones inserted, with their change sequence."""
+        """Insert each unless (event_id, channel, recipient) exists; the ones inserted, with their change
+        sequence."""
 
     async def claim_due(self, at: datetime, limit: int, lease_seconds: float) -> list[Notification]:
         """QUEUED, or RETRYING and due, not leased by another dispatcher: leased to this one."""
@@ -28,7 +29,8 @@ class NotificationStore(Protocol):
 
     async def get(self, notification_id: str) -> Notification | None: ...
 
-    async def list(self, filter: NotificationFilter, cursor: str, limit: int) -> tuple[list[Notification], str]:
+    async def list(self, filter: NotificationFilter, cursor: str,
+                   limit: int) -> tuple[list[Notification], str]:
         """Newest first from `cursor`; and the next cursor ('' at the end)."""
 
     async def changes(self, after: int, upto: int, limit: int) -> list[tuple[int, Notification]]:

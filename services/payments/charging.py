@@ -14,50 +14,15 @@ import asyncio
 import dataclasses
 import logging
 
-from agora.common.v1.money_pb2 import Money as MoneyPb
-from agora.events.v1 import payments_pb2 as events
-from google.protobuf.timestamp_pb2 import Timestamp
-
-from services.kit.bus import new_envelope
 from services.kit.errors import Unavailable
+from services.kit.values import Money
 from services.payments import domain
-from services.payments.domain import CANCELLED_REASON, Money, Payment, PaymentRules, Status
+from services.payments.domain import CANCELLED_REASON, Payment, PaymentRules, Status
+from services.payments.events import failed_event, refunded_event, succeeded_event
 from services.payments.provider import Charged, Declined, PaymentProvider, ProviderUnavailable
 from services.payments.store import PaymentStore
 
 log = logging.getLogger("agora.payments")
-
-
-def _ts(value) -> Timestamp:
-    ts = Timestamp()
-    if value is not None:
-        ts.FromDatetime(value)
-    return ts
-
-
-def _money(m: Money) -> MoneyPb:
-    return MoneyPb(currency_code=m.currency_code, amount_minor=m.amount_minor)
-
-
-def succeeded_event(p: Payment):
-    return new_envelope("payments.payment.succeeded", "payments", p.order_id, events.PaymentSucceeded(
-        payment_id=p.id, order_id=p.order_id, client_id=p.client_id, user_id=p.user_id, amount=_money(p.amount),
-        provider=p.provider, provider_reference=p.provider_reference, card_hint=p.card_hint, attempts=p.attempts,
-        succeeded_at=_ts(p.completed_at)), occurred_at=_ts(p.completed_at))
-
-
-def failed_event(p: Payment, message: str = ""):
-    return new_envelope("payments.payment.failed", "payments", p.order_id, events.PaymentFailed(
-        payment_id=p.id, order_id=p.order_id, client_id=p.client_id, user_id=p.user_id, amount=_money(p.amount),
-        reason=p.failure_reason, message=message, attempts=p.attempts, failed_at=_ts(p.completed_at)),
-        occurred_at=_ts(p.completed_at))
-
-
-def refunded_event(p: Payment):
-    return new_envelope("payments.payment.refunded", "payments", p.order_id, events.PaymentRefunded(
-        payment_id=p.id, order_id=p.order_id, client_id=p.client_id, user_id=p.user_id, amount=_money(p.amount),
-        refund_reference=p.refund_reference, reason=p.refund_reason, refunded_at=_ts(p.refunded_at)),
-        occurred_at=_ts(p.refunded_at))
 
 
 class Cashier:
@@ -67,10 +32,11 @@ class Cashier:
                  wake=lambda: None) -> None:
         self.store, self.provider, self.rules, self.wake = store, provider, rules, wake
 
-    async def charge(self, order_id: str, client_id: str, user_id: str, amount: Money, card_token: str) -> Payment:
+    async def charge(self, order_id: str, client_id: str, user_id: str, amount: Money,
+                     card_token: str) -> Payment:
         """Charge the order unless it already has an outcome; the payment as it ends up."""
-        payment, _ = await self.store.open(domain.open_payment(order_id, client_id, user_id, amount, card_token,
-                                                               self.provider.name, domain.now()))
+        payment, _ = await self.store.open(domain.open_payment(order_id, client_id, user_id, amount,
+                                                               card_token, self.provider.name, domain.now()))
         while not payment.final:
             if payment.cancel_requested:
                 return await self._finish(payment, domain.failed(payment, CANCELLED_REASON, domain.now()),
@@ -96,7 +62,8 @@ class Cashier:
             except asyncio.TimeoutError:
                 result = None
             if isinstance(result, Charged):
-                payment = await self._finish(payment, domain.succeeded(payment, result.reference, domain.now()))
+                payment = await self._finish(payment,
+                                             domain.succeeded(payment, result.reference, domain.now()))
                 break
             if isinstance(result, Declined):
                 return await self._finish(payment, domain.failed(payment, result.reason, domain.now()),
@@ -124,7 +91,8 @@ class Cashier:
             return after
         return await self.store.get(before.id)
 
-    async def cancel(self, order_id: str, client_id: str, user_id: str, amount: Money, reason: str) -> Payment:
+    async def cancel(self, order_id: str, client_id: str, user_id: str, amount: Money,
+                     reason: str) -> Payment:
         """The order was cancelled (or timed out): stop charging it, refund it if it was charged.
 
         The cancellation may overtake the order's `created` event (another consumer group): then a
@@ -132,7 +100,8 @@ class Cashier:
         payment = await self.store.request_cancel(order_id)
         if payment is None:
             tombstone = dataclasses.replace(
-                domain.open_payment(order_id, client_id, user_id, amount, "", self.provider.name, domain.now()),
+                domain.open_payment(order_id, client_id, user_id, amount, "", self.provider.name,
+                                    domain.now()),
                 card_hint="", cancel_requested=True)
             payment, created = await self.store.open(tombstone)
             if created:

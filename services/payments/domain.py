@@ -10,6 +10,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from services.kit.errors import FailedPrecondition
+from services.kit.values import Money
 
 if TYPE_CHECKING:
     from services.kit.config import Settings
@@ -27,12 +28,6 @@ class Status(IntEnum):
 
 FINAL = {Status.SUCCEEDED, Status.FAILED, Status.REFUNDED}
 CANCELLED_REASON = "order_cancelled"
-
-
-@dataclass(frozen=True)
-class Money:
-    currency_code: str
-    amount_minor: int
 
 
 @dataclass(frozen=True)
@@ -96,8 +91,8 @@ def card_hint(token: str) -> str:
 def open_payment(order_id: str, client_id: str, user_id: str, amount: Money, token: str, provider: str,
                  at: datetime) -> Payment:
     """A PENDING payment for an order, before any provider call."""
-    return Payment(id=str(uuid.uuid4()), order_id=order_id, client_id=client_id, user_id=user_id, amount=amount,
-                   status=Status.PENDING, provider=provider, created_at=at, updated_at=at,
+    return Payment(id=str(uuid.uuid4()), order_id=order_id, client_id=client_id, user_id=user_id,
+                   amount=amount, status=Status.PENDING, provider=provider, created_at=at, updated_at=at,
                    card_hint=card_hint(token))
 
 
@@ -119,7 +114,8 @@ def failed(p: Payment, reason: str, at: datetime) -> Payment:
 
 def retry_later(p: Payment, reason: str, rules: PaymentRules, at: datetime) -> Payment:
     due = at + timedelta(seconds=rules.delay_after(p.attempts))
-    return dataclasses.replace(p, status=Status.PENDING, failure_reason=reason, updated_at=at, next_attempt_at=due)
+    return dataclasses.replace(p, status=Status.PENDING, failure_reason=reason, updated_at=at,
+                               next_attempt_at=due)
 
 
 def refunded(p: Payment, reference: str, reason: str, at: datetime) -> Payment:

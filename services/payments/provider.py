@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from services.payments.domain import Money
+from services.kit.values import Money
 
 
 @dataclass(frozen=True)

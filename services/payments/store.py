@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from agora.events.v1.envelope_pb2 import Envelope
 
@@ -12,11 +12,14 @@ from services.payments.domain import Payment, PaymentFilter, Status
 
 
 class PaymentStore(Protocol):
+    outbox: Any  # the bus outbox table the relay drains (services.kit.bus.outbox.Outbox)
+
     async def start(self) -> None:
         """Create tables if missing."""
 
     async def open(self, payment: Payment) -> tuple[Payment, bool]:
-        """Store `payment` unless its order already has one; (the order's payment, created now?)."""
+        """Store `payment` unless its order already has one; (the order's payment, created now?).
+        (Opens a payment, not the store; the name is a metrics label: PostgresPaymentStore.open.)"""
 
     async def save(self, payment: Payment, expect: Iterable[Status], event: Envelope | None = None) -> bool:
         """Write `payment`'s state (not its cancel flag) if the stored status is one of `expect`,
@@ -32,8 +35,8 @@ class PaymentStore(Protocol):
     async def list(self, filter: PaymentFilter, cursor: str, limit: int) -> tuple[list[Payment], str]:
         """Newest first from `cursor`; and the next cursor ('' at the end)."""
 
-    def relay(self, bus):
-        """An OutboxRelay moving this store's events onto `bus`."""
+    def relay_connection(self) -> Any:
+        """A fresh connection for the outbox relay (it keeps its own)."""
 
     async def ping(self) -> bool: ...
 
@@ -41,7 +44,8 @@ class PaymentStore(Protocol):
 
 
 def open_store(settings: Settings, *, schema: str = "payments") -> PaymentStore:
-    """PostgreSQL (in `schema`) for real backends, a SQLite file under data_dir otherwise (not opened yet)."""
+    """PostgreSQL (in `schema`) for real backends, a SQLite file under data_dir otherwise (not started
+    yet: the server starts it)."""
     if settings.real:
         from services.payments.stores.postgres import PostgresPaymentStore
 

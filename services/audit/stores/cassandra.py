@@ -34,8 +34,8 @@ SCHEMA = [
     (f"CREATE TABLE IF NOT EXISTS events_by_day_type (day text, sequence bigint, {_EVENT_COLUMNS},"
     " PRIMARY KEY ((day, type), occurred_at, sequence))"),
     "CREATE TABLE IF NOT EXISTS types_by_day (day text, type text, PRIMARY KEY (day, type))",
-    ("CREATE TABLE IF NOT EXISTS events_by_id (id text PRIMARY KEY, day text, type text, occurred_at timestamp,"
-    " sequence bigint)"),
+    ("CREATE TABLE IF NOT EXISTS events_by_id (id text PRIMARY KEY, day text, type text,"
+    " occurred_at timestamp, sequence bigint)"),
     (f"CREATE TABLE IF NOT EXISTS events_by_sequence (bucket bigint, sequence bigint, {_EVENT_COLUMNS},"
     " PRIMARY KEY (bucket, sequence))"),
     "CREATE TABLE IF NOT EXISTS audit_sequence (name text PRIMARY KEY, next bigint)",
@@ -49,9 +49,10 @@ def _utc(value: datetime) -> datetime:
 
 
 def to_event(r) -> AuditEvent:
-    return AuditEvent(id=r.id, type=r.type, source=r.source or "", key=r.key or "", occurred_at=_utc(r.occurred_at),
-                      recorded_at=_utc(r.recorded_at), payload=json.loads(r.payload or "{}"),
-                      payload_type=r.payload_type or "", headers=json.loads(r.headers or "{}"), sequence=r.sequence)
+    return AuditEvent(id=r.id, type=r.type, source=r.source or "", key=r.key or "",
+                      occurred_at=_utc(r.occurred_at), recorded_at=_utc(r.recorded_at),
+                      payload=json.loads(r.payload or "{}"), payload_type=r.payload_type or "",
+                      headers=json.loads(r.headers or "{}"), sequence=r.sequence)
 
 
 def _pages(result):
@@ -104,7 +105,8 @@ class CassandraAuditStore:
         self._read_by_seq = s.prepare(
             f"SELECT {_FIELDS} FROM events_by_sequence WHERE bucket = ? AND sequence > ? AND sequence <= ?")
         self._read_block = s.prepare("SELECT next FROM audit_sequence WHERE name = 'events'")
-        self._first_block = s.prepare("INSERT INTO audit_sequence (name, next) VALUES ('events', ?) IF NOT EXISTS")
+        self._first_block = s.prepare(
+            "INSERT INTO audit_sequence (name, next) VALUES ('events', ?) IF NOT EXISTS")
         self._next_block = s.prepare("UPDATE audit_sequence SET next = ? WHERE name = 'events' IF next = ?")
 
     # -- sequences: blocks claimed with compare-and-set, handed out in order under a lock
@@ -150,7 +152,8 @@ class CassandraAuditStore:
     async def record(self, event: AuditEvent) -> tuple[AuditEvent, bool]:
         def write() -> tuple[AuditEvent, bool]:
             s = self._session
-            if not s.execute(self._claim_id, (event.id, event.day, event.type, event.occurred_at)).was_applied:
+            claim = (event.id, event.day, event.type, event.occurred_at)
+            if not s.execute(self._claim_id, claim).was_applied:
                 earlier = self._read(event.id)
                 if earlier is not None:
                     return earlier, False
@@ -172,8 +175,8 @@ class CassandraAuditStore:
     async def get(self, event_id: str) -> AuditEvent | None:
         return await asyncio.to_thread(self._read, event_id)
 
-    async def query(self, start, end, pattern: TypePattern | None, key: str, source: str, after: Cursor | None,
-                    limit: int) -> list[AuditEvent]:
+    async def query(self, start, end, pattern: TypePattern | None, key: str, source: str,
+                    after: Cursor | None, limit: int) -> list[AuditEvent]:
         def read() -> list[AuditEvent]:
             s = self._session
             low = start

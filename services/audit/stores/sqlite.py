@@ -51,7 +51,8 @@ class SqliteAuditStore:
         await self.db.run(lambda c: c.executescript(_SCHEMA))
 
     async def last_sequence(self) -> int:
-        return await self.db.run(lambda c: c.execute("SELECT coalesce(max(sequence), 0) FROM events").fetchone()[0])
+        return await self.db.run(
+            lambda c: c.execute("SELECT coalesce(max(sequence), 0) FROM events").fetchone()[0])
 
     async def record(self, event: AuditEvent) -> tuple[AuditEvent, bool]:
         def write(conn: sqlite3.Connection) -> tuple[AuditEvent, bool]:
@@ -70,8 +71,8 @@ class SqliteAuditStore:
                                                     (event_id,)).fetchone())
         return to_event(row) if row else None
 
-    async def query(self, start, end, pattern: TypePattern | None, key: str, source: str, after: Cursor | None,
-                    limit: int) -> list[AuditEvent]:
+    async def query(self, start, end, pattern: TypePattern | None, key: str, source: str,
+                    after: Cursor | None, limit: int) -> list[AuditEvent]:
         where, args = ["occurred_at >= ?", "occurred_at < ?"], [epoch_ms(start), epoch_ms(end)]
         if after is not None:
             where.append("(occurred_at > ? OR (occurred_at = ? AND sequence > ?))")
@@ -85,7 +86,8 @@ class SqliteAuditStore:
         if source:
             where.append("source = ?")
             args.append(source)
-        sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY occurred_at, sequence LIMIT ?"
+        sql = (f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)}"
+               " ORDER BY occurred_at, sequence LIMIT ?")
         rows = await self.db.run(lambda c: c.execute(sql, (*args, limit)).fetchall())
         return [to_event(r) for r in rows]
 

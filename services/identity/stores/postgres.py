@@ -61,7 +61,7 @@ class PostgresIdentityStore:
 
         return await self.db.transaction(go)
 
-    async def open(self) -> None:
+    async def start(self) -> None:
         def create(conn) -> None:
             with conn.cursor() as cur:
                 # Two replicas starting at once must not race on CREATE TABLE.
@@ -72,7 +72,7 @@ class PostgresIdentityStore:
         await asyncio.to_thread(self._create_outbox)
 
     def _create_outbox(self) -> None:
-        conn = self.connect_relay()  # the outbox's DDL commits on its own connection
+        conn = self.relay_connection()  # the outbox's DDL commits on its own connection
         try:
             self.outbox.create_schema(conn)
         finally:
@@ -84,8 +84,8 @@ class PostgresIdentityStore:
             with conn.cursor() as cur:
                 try:
                     cur.execute(
-                        "INSERT INTO users (id, user_name, user_name_key, email, email_key, bio, password_hash,"
-                        " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        "INSERT INTO users (id, user_name, user_name_key, email, email_key, bio,"
+                        " password_hash, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                         (user_id, new.user_name, new.user_name_key, new.email, new.email_key, new.bio,
                          password_hash, created_at),
                     )
@@ -107,7 +107,8 @@ class PostgresIdentityStore:
         row = await self._run(f"SELECT {_USER} FROM users u WHERE u.id = %s", (user_id,), fetch="one")
         return _user(row) if row else None
 
-    async def create_session(self, token_hash: str, user_id: str, created_at: datetime, expires_at: datetime) -> None:
+    async def create_session(self, token_hash: str, user_id: str, created_at: datetime,
+                             expires_at: datetime) -> None:
         await self._run(
             "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (%s, %s, %s, %s)",
             (token_hash, user_id, created_at, expires_at),
@@ -145,7 +146,7 @@ class PostgresIdentityStore:
 
         return await self.db.transaction(revoke)
 
-    def connect_relay(self):
+    def relay_connection(self):
         return psycopg2.connect(self.url, connect_timeout=3, options=f"-c search_path={self.schema},public")
 
     async def ping(self) -> bool:

@@ -55,7 +55,7 @@ class SqliteIdentityStore:
         self.db = SqliteDatabase(path)
         self.outbox = SqliteOutbox()
 
-    async def open(self) -> None:
+    async def start(self) -> None:
         def create(conn: sqlite3.Connection) -> None:
             conn.executescript(SCHEMA)
             self.outbox.create_schema(conn)
@@ -69,8 +69,8 @@ class SqliteIdentityStore:
                 if conn.execute(f"SELECT 1 FROM users WHERE {column} = ?", (key,)).fetchone():
                     raise NameTaken(column.removesuffix("_key"))
             conn.execute(
-                "INSERT INTO users (id, user_name, user_name_key, email, email_key, bio, password_hash, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO users (id, user_name, user_name_key, email, email_key, bio, password_hash,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (user_id, new.user_name, new.user_name_key, new.email, new.email_key, new.bio, password_hash,
                  _us(created_at)),
             )
@@ -81,14 +81,17 @@ class SqliteIdentityStore:
 
     async def find_login(self, by: str, key: str) -> tuple[User, str] | None:
         column = {"email": "email_key", "user_name": "user_name_key"}[by]
-        row = await self.db.run(lambda c: c.execute(f"SELECT * FROM users WHERE {column} = ?", (key,)).fetchone())
+        row = await self.db.run(lambda c: c.execute(f"SELECT * FROM users WHERE {column} = ?",
+                                                    (key,)).fetchone())
         return (_user(row), row["password_hash"]) if row else None
 
     async def get_user(self, user_id: str) -> User | None:
-        row = await self.db.run(lambda c: c.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone())
+        row = await self.db.run(lambda c: c.execute("SELECT * FROM users WHERE id = ?",
+                                                    (user_id,)).fetchone())
         return _user(row) if row else None
 
-    async def create_session(self, token_hash: str, user_id: str, created_at: datetime, expires_at: datetime) -> None:
+    async def create_session(self, token_hash: str, user_id: str, created_at: datetime,
+                             expires_at: datetime) -> None:
         await self.db.run(lambda c: c.execute(
             "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
             (token_hash, user_id, _us(created_at), _us(expires_at)),
@@ -105,7 +108,8 @@ class SqliteIdentityStore:
     async def revoke_session(self, token_hash: str, now: datetime, events: Sequence[Envelope] = ()) -> bool:
         def revoke(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "UPDATE sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL AND expires_at > ?",
+                "UPDATE sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL"
+                " AND expires_at > ?",
                 (_us(now), token_hash, _us(now)),
             )
             if cursor.rowcount == 1:
@@ -117,7 +121,8 @@ class SqliteIdentityStore:
     async def revoke_all_sessions(self, user_id: str, now: datetime, events: Sequence[Envelope] = ()) -> int:
         def revoke(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(
-                "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?",
+                "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL"
+                " AND expires_at > ?",
                 (_us(now), user_id, _us(now)),
             )
             if cursor.rowcount:
@@ -126,7 +131,7 @@ class SqliteIdentityStore:
 
         return await self.db.transaction(revoke)
 
-    def connect_relay(self) -> sqlite3.Connection:
+    def relay_connection(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout=5000")
         return conn

@@ -1,49 +1,22 @@
-"""Payments on SQLite (embedded): payments (unique per order) and the outbox in one file."""
+"""Payments on SQLite (embedded): payments (unique per order) and the outbox in one file. The SQL is
+shared with PostgreSQL (sql.py); the dialect is here: times as fixed-width text, so text order is
+time order."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from services.kit.bus.outbox import OutboxRelay
 from services.kit.bus.stores.sqlite import SqliteOutbox
 from services.kit.stores.sqlite import SqliteDatabase
 from services.kit.telemetry.metrics import timed_operations
-from services.payments.domain import Money, Payment, PaymentFilter, Status
+from services.payments.domain import Payment
+from services.payments.stores.sql import SqlPaymentStore, schema, shared_operations
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS payments (
-    id TEXT PRIMARY KEY,
-    order_id TEXT NOT NULL UNIQUE,
-    client_id TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    currency_code TEXT NOT NULL,
-    amount_minor INTEGER NOT NULL,
-    status INTEGER NOT NULL,
-    provider TEXT NOT NULL,
-    provider_reference TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    failure_reason TEXT NOT NULL,
-    card_hint TEXT NOT NULL,
-    refund_reference TEXT NOT NULL,
-    refund_reason TEXT NOT NULL,
-    next_attempt_at TEXT,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    completed_at TEXT,
-    refunded_at TEXT,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS payments_newest ON payments (created_at DESC, id DESC);
-CREATE INDEX IF NOT EXISTS payments_by_client ON payments (client_id, created_at DESC, id DESC);
-"""
-_COLUMNS = ("id, order_id, client_id, user_id, currency_code, amount_minor, status, provider, provider_reference,"
-            " attempts, failure_reason, card_hint, refund_reference, refund_reason, next_attempt_at, created_at,"
-            " updated_at, completed_at, refunded_at, cancel_requested")
-_STATE = ("status", "provider_reference", "attempts", "failure_reason", "refund_reference", "refund_reason",
-          "next_attempt_at", "updated_at", "completed_at", "refunded_at")
+_SCHEMA = schema(time="TEXT", false="0")
 
 
 def _text(at: datetime | None) -> str | None:
@@ -51,41 +24,43 @@ def _text(at: datetime | None) -> str | None:
     return at.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00") if at is not None else None
 
 
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
-def _row(p: Payment) -> tuple:
-    return (p.id, p.order_id, p.client_id, p.user_id, p.amount.currency_code, p.amount.amount_minor, int(p.status),
-            p.provider, p.provider_reference, p.attempts, p.failure_reason, p.card_hint, p.refund_reference,
-            p.refund_reason, _text(p.next_attempt_at), _text(p.created_at), _text(p.updated_at),
-            _text(p.completed_at), _text(p.refunded_at), int(p.cancel_requested))
-
-
-def _payment(row) -> Payment | None:
-    if row is None:
-        return None
-    (pid, order_id, client_id, user_id, currency, amount, status, provider, reference, attempts, reason, hint,
-     refund_reference, refund_reason, next_at, created, updated, completed, refunded_at, cancel) = tuple(row)
-    return Payment(id=pid, order_id=order_id, client_id=client_id, user_id=user_id, amount=Money(currency, amount),
-                   status=Status(status), provider=provider, provider_reference=reference, attempts=attempts,
-                   failure_reason=reason, card_hint=hint, refund_reference=refund_reference,
-                   refund_reason=refund_reason, next_attempt_at=_time(next_at), created_at=_time(created),
-                   updated_at=_time(updated), completed_at=_time(completed), refunded_at=_time(refunded_at),
-                   cancel_requested=bool(cancel))
-
-
-def _state(p: Payment) -> list:
-    row = dict(zip([c.strip() for c in _COLUMNS.split(",")], _row(p)))
-    return [row[c] for c in _STATE]
-
-
 @timed_operations
-class SqlitePaymentStore:
+@shared_operations
+class SqlitePaymentStore(SqlPaymentStore):
+    _INSERT_NEW = "INSERT OR IGNORE INTO payments ({columns}) VALUES ({values})"
+
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         self.db = SqliteDatabase(path)
         self.outbox = SqliteOutbox("payments_outbox")
+
+    async def _transaction(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        return await self.db.transaction(fn)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        return await self.db.run(fn)
+
+    def _execute(self, conn: sqlite3.Connection, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return conn.execute(sql.replace("%s", "?"), tuple(args))
+
+    def _db_time(self, at: datetime | None) -> str | None:
+        return _text(at)
+
+    def _py_time(self, value: str | None) -> datetime | None:
+        return datetime.fromisoformat(value) if value else None
+
+    def _cursor_time(self, at: datetime) -> str:
+        return _text(at)
+
+    def _status_in(self, wanted: list[int]) -> tuple[str, list[Any]]:
+        return f"status IN ({', '.join(['%s'] * len(wanted))})", wanted
+
+    def _older_than(self, created: str, payment_id: str) -> tuple[str, list[Any]]:
+        return "(created_at < %s OR (created_at = %s AND id < %s))", [created, created, payment_id]
+
+    def _flag_cancel(self, conn: sqlite3.Connection, order_id: str) -> Payment | None:
+        self._execute(conn, "UPDATE payments SET cancel_requested = 1 WHERE order_id = %s", (order_id,))
+        return self._by_order(conn, order_id)
 
     async def start(self) -> None:
         def create(conn: sqlite3.Connection) -> None:
@@ -94,81 +69,11 @@ class SqlitePaymentStore:
 
         await self.db.run(create)
 
-    async def open(self, payment: Payment) -> tuple[Payment, bool]:
-        def write(conn: sqlite3.Connection):
-            cur = conn.execute(f"INSERT OR IGNORE INTO payments ({_COLUMNS}) VALUES ({', '.join('?' * 20)})",
-                               _row(payment))
-            if cur.rowcount == 1:
-                return payment, True
-            return _payment(conn.execute(f"SELECT {_COLUMNS} FROM payments WHERE order_id = ?",
-                                         (payment.order_id,)).fetchone()), False
-
-        return await self.db.transaction(write)
-
-    async def save(self, payment: Payment, expect: Iterable[Status], event=None) -> bool:
-        wanted = [int(s) for s in expect]
-
-        def write(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute(
-                f"UPDATE payments SET {', '.join(f'{c} = ?' for c in _STATE)} WHERE id = ?"
-                f" AND status IN ({', '.join('?' * len(wanted))})",
-                (*_state(payment), payment.id, *wanted))
-            if cur.rowcount != 1:
-                return False
-            if event is not None:
-                self.outbox.add(conn, [event])
-            return True
-
-        return await self.db.transaction(write)
-
-    async def request_cancel(self, order_id: str) -> Payment | None:
-        def write(conn: sqlite3.Connection):
-            conn.execute("UPDATE payments SET cancel_requested = 1 WHERE order_id = ?", (order_id,))
-            return _payment(conn.execute(f"SELECT {_COLUMNS} FROM payments WHERE order_id = ?",
-                                         (order_id,)).fetchone())
-
-        return await self.db.transaction(write)
-
-    async def get(self, payment_id: str) -> Payment | None:
-        return await self.db.run(lambda c: _payment(
-            c.execute(f"SELECT {_COLUMNS} FROM payments WHERE id = ?", (payment_id,)).fetchone()))
-
-    async def get_by_order(self, order_id: str) -> Payment | None:
-        return await self.db.run(lambda c: _payment(
-            c.execute(f"SELECT {_COLUMNS} FROM payments WHERE order_id = ?", (order_id,)).fetchone()))
-
-    async def list(self, filter: PaymentFilter, cursor: str, limit: int) -> tuple[list[Payment], str]:
-        where, args = ["1 = 1"], []
-        for column, value in (("order_id", filter.order_id), ("client_id", filter.client_id),
-                              ("user_id", filter.user_id)):
-            if value:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if filter.status is not None:
-            where.append("status = ?")
-            args.append(int(filter.status))
-        if cursor:
-            created, _, pid = cursor.partition("|")
-            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
-            args += [created, created, pid]
-
-        def read(conn: sqlite3.Connection):
-            rows = conn.execute(f"SELECT {_COLUMNS} FROM payments WHERE {' AND '.join(where)}"
-                                " ORDER BY created_at DESC, id DESC LIMIT ?", (*args, limit + 1)).fetchall()
-            page = [_payment(r) for r in rows[:limit]]
-            after = f"{_text(page[-1].created_at)}|{page[-1].id}" if len(rows) > limit else ""
-            return page, after
-
-        return await self.db.run(read)
-
-    def relay(self, bus) -> OutboxRelay:
-        return OutboxRelay(bus, self.outbox, lambda: sqlite3.connect(self.path, check_same_thread=False),
-                           idle_wait=0.2)
+    def relay_connection(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, check_same_thread=False)
 
     async def ping(self) -> bool:
         return await self.db.ping()
 
     async def close(self) -> None:
         await self.db.close()
-
-

@@ -1,4 +1,5 @@
-"""One Cassandra keyspace for the audit tests of this run (DDL on Cassandra 2.1 is slow): made once, dropped after."""
+"""One Cassandra keyspace for the audit tests of this run (DDL on Cassandra 2.1 is slow): made once,
+dropped after."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 async def audit_cassandra(cassandra_settings):
     from services.audit.stores.cassandra import CassandraAuditStore
 
-    settings = dataclasses.replace(cassandra_settings, cassandra_keyspace=f"test_audit_{uuid.uuid4().hex[:10]}")
+    settings = dataclasses.replace(cassandra_settings,
+                                   cassandra_keyspace=f"test_audit_{uuid.uuid4().hex[:10]}")
     store = CassandraAuditStore(settings)
     await store.start()
     yield settings, store

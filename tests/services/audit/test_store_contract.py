@@ -70,11 +70,12 @@ async def test_query_by_range_type_key_source_in_time_order(store):
         made.append((await store.record(e))[0])
     start, end = base, base + timedelta(days=2)
     everything = await store.query(start, end, None, "", "", None, 50)
-    assert [e.id for e in everything] == [e.id for e in made], [(e.type, e.key, e.occurred_at) for e in everything]
+    assert [e.id for e in everything] == [e.id for e in made], [(e.type, e.key, e.occurred_at)
+                                                                for e in everything]
     orders = await store.query(start, end, TypePattern.parse("orders.*"), "", "", None, 50)
     assert [e.id for e in orders] == [made[0].id, made[2].id, made[4].id]
-    assert [e.id for e in await store.query(start, end, TypePattern.parse("*.created"), "k-even", "", None, 50)] \
-        == [made[0].id, made[4].id]
+    assert [e.id for e in await store.query(start, end, TypePattern.parse("*.created"), "k-even", "", None,
+                                            50)] == [made[0].id, made[4].id]
     assert [e.id for e in await store.query(start, end, None, "", "web", None, 50)] == [made[4].id]
     exact = await store.query(start, end, TypePattern.parse("orders.order.paid"), "", "", None, 50)
     assert [e.id for e in exact] == [made[2].id]

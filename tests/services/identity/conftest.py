@@ -11,7 +11,8 @@ from tests.services.identity.harness import start_mesh, stop_mesh
 async def mesh(request, tmp_path_factory):
     urls = {}
     if request.param == "real":
-        urls = {"postgres_url": request.getfixturevalue("postgres_url"), "amqp_url": request.getfixturevalue("amqp_url")}
+        urls = {"postgres_url": request.getfixturevalue("postgres_url"),
+                "amqp_url": request.getfixturevalue("amqp_url")}
     m = await start_mesh(request.param, tmp_path_factory.mktemp("identity"), **urls)
     try:
         yield m

@@ -76,7 +76,8 @@ async def start_mesh(backend: str, data_dir: Path, *, postgres_url: str = "", am
     identity = DomainServer(spec, host="127.0.0.1", port=0, grace=1.0, lifecycle=runtime.lifecycle)
     await identity.start()
     runtime.settings = dataclasses.replace(runtime.settings, targets={"identity": identity.address})
-    spec = await auctions_service.build(runtime, store=auction_store, rules=auction_rules, closer_poll=closer_poll)
+    spec = await auctions_service.build(runtime, store=auction_store, rules=auction_rules,
+                                        closer_poll=closer_poll)
     auctions = DomainServer(spec, host="127.0.0.1", port=0, grace=1.0, lifecycle=runtime.lifecycle)
     await auctions.start()
     mesh = Mesh(backend, runtime, identity, auctions, identity_store, auction_store)
@@ -125,7 +126,8 @@ async def sign_up_and_login(channel: grpc.aio.Channel, name: str | None = None,
     """(user_id, user_name, session token) of a fresh account."""
     stub = identity_pb2_grpc.IdentityServiceStub(channel)
     name = name or f"u{uuid.uuid4().hex[:12]}"
-    reply = await stub.SignUp(ipb.SignUpRequest(user_name=name, email=f"{name}@example.test", password=password))
+    reply = await stub.SignUp(ipb.SignUpRequest(user_name=name, email=f"{name}@example.test",
+                                                password=password))
     login = await stub.Login(ipb.LoginRequest(user_name=name, password=password))
     return reply.user_id, name, login.session_token
 
@@ -150,7 +152,8 @@ async def create_auction(channel: grpc.aio.Channel, token: str, *, seconds: floa
     end.FromDatetime(datetime.now(timezone.utc) + timedelta(seconds=seconds))
     stub = auctions_pb2_grpc.AuctionServiceStub(channel)
     reply = await stub.CreateAuction(apb.CreateAuctionRequest(
-        product_name="lamp", description="a lamp", starting_price=Money(currency_code="USD", amount_minor=start),
+        product_name="lamp", description="a lamp",
+        starting_price=Money(currency_code="USD", amount_minor=start),
         min_increment=Money(currency_code="USD", amount_minor=increment), auction_end=end,
         anti_sniping_window=Duration(seconds=int(window), nanos=int((window % 1) * 1e9)),
         anti_sniping_extension=Duration(seconds=int(extension), nanos=int((extension % 1) * 1e9)),
@@ -158,7 +161,8 @@ async def create_auction(channel: grpc.aio.Channel, token: str, *, seconds: floa
     return reply.auction
 
 
-async def http_login(client: httpx.AsyncClient, name: str, password: str = "correct horse battery") -> httpx.Response:
+async def http_login(client: httpx.AsyncClient, name: str,
+                     password: str = "correct horse battery") -> httpx.Response:
     """Cookie login through the bridge, as a page does: the client's jar keeps agora_session and the
     bridge's signed agora_csrf cookie; the token for writes is on `client.headers`."""
     token = (await client.get("/v1/auth/csrftoken")).json()["csrfToken"]

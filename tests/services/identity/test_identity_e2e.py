@@ -57,7 +57,8 @@ async def test_sign_up_login_whoami_logout_over_grpc(mesh):
         # revoked at once, for identity itself and for CheckSession (what other services ask)
         assert (await _fail(stub.WhoAmI(pb.WhoAmIRequest(), metadata=bearer(token)))).code() == \
             grpc.StatusCode.UNAUTHENTICATED
-        assert not (await stub.CheckSession(pb.CheckSessionRequest(session_token=token), metadata=internal(mesh))).valid
+        assert not (await stub.CheckSession(pb.CheckSessionRequest(session_token=token),
+                                            metadata=internal(mesh))).valid
         # a dead token does not stop its holder from logging in again
         again = await stub.Login(pb.LoginRequest(user_name=name, password=PASSWORD), metadata=bearer(token))
         assert again.session_token and again.session_token != token
@@ -145,7 +146,8 @@ async def _database_dump(mesh) -> str:
 
     def dump(conn) -> str:
         with conn.cursor() as cur:
-            cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (store.schema,))
+            cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                        (store.schema,))
             tables = [r[0] for r in cur.fetchall()]
             rows = []
             for table in tables:
@@ -167,8 +169,10 @@ async def test_login_is_throttled_per_account_and_per_address(tmp_path):
             _, name, _ = await sign_up_and_login(channel)
             here = [("x-forwarded-for", "198.51.100.7")]
             for _ in range(3):
-                await _fail(stub.Login(pb.LoginRequest(user_name=name, password="wrong password"), metadata=here))
-            throttled = await _fail(stub.Login(pb.LoginRequest(user_name=name, password=PASSWORD), metadata=here))
+                await _fail(stub.Login(pb.LoginRequest(user_name=name, password="wrong password"),
+                                       metadata=here))
+            throttled = await _fail(stub.Login(pb.LoginRequest(user_name=name, password=PASSWORD),
+                                               metadata=here))
             assert throttled.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             details = rpc_status.from_call(throttled).details
             assert any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in details)
@@ -177,7 +181,8 @@ async def test_login_is_throttled_per_account_and_per_address(tmp_path):
                 code = (await _fail(stub.Login(pb.LoginRequest(user_name=f"x{i}abc", password="pw-pw-pw"),
                                                metadata=here))).code()
                 assert code == grpc.StatusCode.UNAUTHENTICATED
-            blocked = await _fail(stub.Login(pb.LoginRequest(user_name="y1abc", password="pw-pw-pw"), metadata=here))
+            blocked = await _fail(stub.Login(pb.LoginRequest(user_name="y1abc", password="pw-pw-pw"),
+                                             metadata=here))
             assert blocked.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             elsewhere = [("x-forwarded-for", "203.0.113.9")]
             code = (await _fail(stub.Login(pb.LoginRequest(user_name="y1abc", password="pw-pw-pw"),

@@ -21,9 +21,10 @@ async def store(request, tmp_path):
     if request.param == "sqlite":
         s = SqliteIdentityStore(tmp_path / "identity.sqlite3")
     else:
-        s = PostgresIdentityStore(request.getfixturevalue("postgres_url"), schema=f"t{uuid.uuid4().hex[:10]}_identity")
-    await s.open()
-    await s.open()  # idempotent
+        s = PostgresIdentityStore(request.getfixturevalue("postgres_url"),
+                                  schema=f"t{uuid.uuid4().hex[:10]}_identity")
+    await s.start()
+    await s.start()  # idempotent
     try:
         yield s
     finally:
@@ -38,8 +39,8 @@ def _event(user_id: str):
 
 async def _user(store, name: str = "Alice"):
     user_id = str(uuid.uuid4())
-    return await store.create_user(user_id, NewUser(name, f"{name}@Example.test", "bio"), "$argon2id$hash", NOW,
-                                   _event(user_id))
+    return await store.create_user(user_id, NewUser(name, f"{name}@Example.test", "bio"), "$argon2id$hash",
+                                   NOW, _event(user_id))
 
 
 async def test_users_are_found_case_insensitively(store):
@@ -64,7 +65,7 @@ async def test_user_name_and_email_are_unique(store):
 
 async def test_sign_up_writes_its_event_to_the_outbox(store):
     await _user(store)
-    conn = store.connect_relay()
+    conn = store.relay_connection()
     try:
         assert len(store.outbox.claim(conn, 10)) == 1
         store.outbox.release(conn)

@@ -27,7 +27,8 @@ def test_auction_closed_tells_seller_and_winner():
                                         winner_id="w", winner_name="Bo", price=Money(currency_code="EUR",
                                                                                       amount_minor=500))
     intents = domain.intents("auctions.auction.closed", closed)
-    assert [(i.template, i.audience) for i in intents] == [("auction_closed", "user:s"), ("auction_won", "user:w")]
+    assert [(i.template, i.audience) for i in intents] == [("auction_closed", "user:s"),
+                                                           ("auction_won", "user:w")]
     assert "5.00 EUR" in domain.render("auction_won", Channel.EMAIL, intents[1].context)[1]
 
 
@@ -40,5 +41,6 @@ def test_retries_back_off_then_fail():
     assert (once.status, (once.next_attempt_at - n.created_at).total_seconds()) == (Status.RETRYING, 1.0)
     assert (twice.next_attempt_at - n.created_at).total_seconds() == 2.0
     assert domain.attempt_failed(twice, "down", rules, n.created_at).status is Status.FAILED
-    assert domain.attempt_failed(n, "550 no such user", rules, n.created_at, permanent=True).status is Status.FAILED
+    assert domain.attempt_failed(n, "550 no such user", rules, n.created_at,
+                                 permanent=True).status is Status.FAILED
     assert domain.Notification.from_json(once.to_json()) == once

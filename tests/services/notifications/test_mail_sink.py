@@ -28,7 +28,9 @@ def test_an_empty_or_missing_sink_reads_as_no_mail(tmp_path: Path):
 
 
 def test_the_sink_is_the_embedded_default_and_smtp_the_real_one(tmp_path: Path):
-    assert Settings.from_env(backends="embedded", data_dir=tmp_path, mail_sink="auto").mail_dir == tmp_path / "mail"
+    assert Settings.from_env(backends="embedded", data_dir=tmp_path,
+                             mail_sink="auto").mail_dir == tmp_path / "mail"
     assert Settings.from_env(backends="real", data_dir=tmp_path, mail_sink="auto").mail_dir is None
-    assert Settings.from_env(backends="real", data_dir=tmp_path, mail_sink="maildir").mail_dir == tmp_path / "mail"
+    assert Settings.from_env(backends="real", data_dir=tmp_path,
+                             mail_sink="maildir").mail_dir == tmp_path / "mail"
     assert Settings.from_env(backends="embedded", data_dir=tmp_path, mail_sink="smtp").mail_dir is None

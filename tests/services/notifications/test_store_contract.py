@@ -31,8 +31,8 @@ async def store(request, tmp_path):
 
 
 def queued(event_id="e1", channel=Channel.EMAIL, recipient="Ada@Example.com", order_id="o1", user_id=""):
-    intent = Intent("order_paid", "client:c1", {"order_id": order_id, "amount": "1.00 USD"}, order_id=order_id,
-                    user_id=user_id)
+    intent = Intent("order_paid", "client:c1", {"order_id": order_id, "amount": "1.00 USD"},
+                    order_id=order_id, user_id=user_id)
     return domain.queue(event_id, "orders.order.paid", intent, channel, recipient, domain.now())
 
 

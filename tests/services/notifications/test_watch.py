@@ -36,20 +36,23 @@ async def embedded(tmp_path_factory):
 async def test_watch_streams_each_change_and_resumes(embedded):
     tag = uuid.uuid4().hex[:8]
     address = f"watch-{tag}@example.com"
-    async with httpx.AsyncClient(base_url=embedded.base_url, timeout=30, headers=operator(embedded.mesh.runtime)) as http:
+    async with httpx.AsyncClient(base_url=embedded.base_url, timeout=30,
+                                 headers=operator(embedded.mesh.runtime)) as http:
         r = await http.post("/api/clients", json={"name": "W", "email": address})
         assert r.status_code == 200, r.text
         client = r.json()
         seller = (await http.post("/api/sellers", json={"name": "S", "email": f"s-{tag}@example.com"})).json()
         product = (await http.post("/api/products", json={"seller_id": seller["id"], "name": "P", "stock": 3,
-                                                          "price": {"currency_code": "USD", "amount_minor": "5"}})).json()
+                                                          "price": {"currency_code": "USD",
+                                                                    "amount_minor": "5"}})).json()
         seen: list = []
         async with grpc.aio.insecure_channel(embedded.target("notifications")) as channel:
             stub = notifications_pb2_grpc.NotificationServiceStub(channel)
 
             async def watch():
-                async for m in stub.WatchNotifications(pb.WatchNotificationsRequest(recipient=address.upper()),
-                                                       timeout=30, metadata=tuple(operator(embedded.mesh.runtime).items())):
+                async for m in stub.WatchNotifications(
+                        pb.WatchNotificationsRequest(recipient=address.upper()), timeout=30,
+                        metadata=tuple(operator(embedded.mesh.runtime).items())):
                     seen.append(m)
 
             task = asyncio.create_task(watch())
@@ -75,7 +78,8 @@ async def test_watch_streams_each_change_and_resumes(embedded):
                     break
             assert replayed == sequences[1:]
             with pytest.raises(grpc.aio.AioRpcError) as err:
-                async for _ in stub.WatchNotifications(pb.WatchNotificationsRequest(resume_from=10**9), timeout=5,
-                                                   metadata=tuple(operator(embedded.mesh.runtime).items())):
+                async for _ in stub.WatchNotifications(
+                        pb.WatchNotificationsRequest(resume_from=10**9), timeout=5,
+                        metadata=tuple(operator(embedded.mesh.runtime).items())):
                     pass
             assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE

@@ -78,7 +78,8 @@ class Pipeline:
     def payments_builder(self, provider=None):
         async def build(runtime):
             return await payments_service.build(
-                runtime, provider=provider or self.provider, rules=FAST_PAYMENTS, schema=self.schemas["payments"],
+                runtime, provider=provider or self.provider, rules=FAST_PAYMENTS,
+                schema=self.schemas["payments"],
                 groups=(self.groups["payments.charge"], self.groups["payments.cancel"]))
         return build
 
@@ -104,13 +105,14 @@ class Pipeline:
             return await identity_service.build(runtime, store=store, rules=TEST_IDENTITY_RULES)
 
         async def orders(runtime):
-            return await orders_service.build(runtime, payment_timeout=timedelta(seconds=60), sweep_interval=0.2,
-                                              group=self.groups["orders.payments"])
+            return await orders_service.build(runtime, payment_timeout=timedelta(seconds=60),
+                                              sweep_interval=0.2, group=self.groups["orders.payments"])
 
         async def notifications(runtime):
             return await notifications_service.build(
-                runtime, rules=FAST_DELIVERY, smtp=SmtpSettings(port=self.mailbox.port, timeout=3.0), sms=self.sms,
-                schema=self.schemas["notifications"], group=self.groups["notifications"], poll=0.1)
+                runtime, rules=FAST_DELIVERY, smtp=SmtpSettings(port=self.mailbox.port, timeout=3.0),
+                sms=self.sms, schema=self.schemas["notifications"], group=self.groups["notifications"],
+                poll=0.1)
 
         return {"identity": identity, "orders": orders, "payments": self.payments_builder(),
                 "notifications": notifications}

@@ -43,7 +43,8 @@ def operator(runtime) -> dict:
 
 @pytest.fixture
 async def http(pipeline):
-    async with httpx.AsyncClient(base_url=pipeline.base_url, timeout=30.0, headers=operator(pipeline.mesh.runtime)) as client:
+    async with httpx.AsyncClient(base_url=pipeline.base_url, timeout=30.0,
+                                 headers=operator(pipeline.mesh.runtime)) as client:
         yield client
 
 
@@ -53,12 +54,14 @@ async def test_payments_killed_between_charge_and_publish_charges_once(pipeline,
     await pipeline.restart("payments", pipeline.payments_builder(dying))
     client, book = await shop(http)
     order = (await http.post("/api/orders", json={"client_id": client["id"], "card_token": "tok_ok",
-                                                  "items": [{"product_id": book["id"], "quantity": 1}]})).json()
+                                                  "items": [{"product_id": book["id"],
+                                                             "quantity": 1}]})).json()
     await asyncio.wait_for(dying.charged.wait(), 30)
     # The kill: the server stops with the handler stuck after the provider charged; its event was never
     # acknowledged, so the broker hands it to the restarted consumer.
     await pipeline.restart("payments", pipeline.payments_builder(ledger))
-    paid = await wait_for(lambda: order_status(http, order["id"], "ORDER_STATUS_PAID"), "PAID after the restart")
+    paid = await wait_for(lambda: order_status(http, order["id"], "ORDER_STATUS_PAID"),
+                          "PAID after the restart")
     payment = (await http.get(f"/v1/orders/{order['id']}/payment")).json()["payment"]
     assert paid["paymentId"] == payment["id"]
     assert ledger.calls[payment["id"]] == 2  # the charge was resumed with the same idempotency key ...
@@ -83,7 +86,8 @@ async def test_smtp_down_retried_and_delivered_later_once(pipeline, http):
     try:
         client, book = await shop(http)
         order = (await http.post("/api/orders", json={"client_id": client["id"],
-                                                      "items": [{"product_id": book["id"], "quantity": 1}]})).json()
+                                                      "items": [{"product_id": book["id"],
+                                                                 "quantity": 1}]})).json()
 
         async def retrying():
             r = await http.get("/v1/notifications", params={"order_id": order["id"],
@@ -99,9 +103,11 @@ async def test_smtp_down_retried_and_delivered_later_once(pipeline, http):
     mails = await wait_for(lambda: _mails(pipeline, client["email"], 2), "the e-mails once the relay is back")
 
     async def all_sent():
-        r = await http.get("/v1/notifications", params={"order_id": order["id"], "channel": "NOTIFICATION_CHANNEL_EMAIL"})
+        r = await http.get("/v1/notifications", params={"order_id": order["id"],
+                                                        "channel": "NOTIFICATION_CHANNEL_EMAIL"})
         rows = r.json().get("notifications", [])
-        return rows if len(rows) == 2 and all(n["status"] == "NOTIFICATION_STATUS_SENT" for n in rows) else None
+        sent = len(rows) == 2 and all(n["status"] == "NOTIFICATION_STATUS_SENT" for n in rows)
+        return rows if sent else None
 
     retried = {n["id"]: n["attempts"] for n in rows}
     rows = await wait_for(all_sent, "both e-mail notifications SENT")
@@ -133,7 +139,8 @@ async def test_rabbitmq_restart_mid_flow_every_order_final(pipeline, http):
     first = await asyncio.gather(*(place(i) for i in range(10)))
     try:
         await asyncio.to_thread(_rabbitmqctl, "stop_app")
-        during = await asyncio.gather(*(place(i) for i in range(10, 20)))  # outbox keeps them while it is down
+        # the outbox keeps them while it is down
+        during = await asyncio.gather(*(place(i) for i in range(10, 20)))
         await asyncio.sleep(1.0)
     finally:
         await asyncio.to_thread(_rabbitmqctl, "start_app")
@@ -147,14 +154,15 @@ async def test_rabbitmq_restart_mid_flow_every_order_final(pipeline, http):
             statuses[order_id] = (await http.get(f"/api/orders/{order_id}")).json()["status"]
         return statuses if set(statuses.values()) <= final else None
 
-    statuses = await wait_for(all_final, "every order to reach PAID or PAYMENT_FAILED", timeout=120, delay=0.5)
+    statuses = await wait_for(all_final, "every order to reach PAID or PAYMENT_FAILED", timeout=120,
+                              delay=0.5)
     for i, order_id in enumerate(ids):
         expected = "ORDER_STATUS_PAYMENT_FAILED" if tokens[i % 3] == "tok_decline" else "ORDER_STATUS_PAID"
         assert statuses[order_id] == expected, (i, tokens[i % 3])
     # nothing charged twice
     charged = [(await http.get(f"/v1/orders/{o}/payment")).json()["payment"] for o in ids]
-    assert all(pipeline.provider.calls[p["id"]] == p["attempts"] for p in charged if p["status"].endswith("SUCCEEDED")
-               and p["attempts"] == 1)
+    assert all(pipeline.provider.calls[p["id"]] == p["attempts"] for p in charged
+               if p["status"].endswith("SUCCEEDED") and p["attempts"] == 1)
     # the stock of failed orders came back: 100 - paid orders
     paid = sum(1 for s in statuses.values() if s == "ORDER_STATUS_PAID")
 

@@ -31,7 +31,8 @@ def uid() -> str:
 
 @pytest.fixture
 async def http(pipeline):
-    async with httpx.AsyncClient(base_url=pipeline.base_url, timeout=30.0, headers=operator(pipeline.mesh.runtime)) as client:
+    async with httpx.AsyncClient(base_url=pipeline.base_url, timeout=30.0,
+                                 headers=operator(pipeline.mesh.runtime)) as client:
         yield client
 
 
@@ -41,7 +42,8 @@ async def shop(http, stock=5, amount="2500", phone=""):
     if phone:
         body["phone"] = phone
     client = (await http.post("/api/clients", json=body)).json()
-    seller = (await http.post("/api/sellers", json={"name": "Shop", "email": f"shop-{uid()}@example.com"})).json()
+    seller = (await http.post("/api/sellers", json={"name": "Shop",
+                                                    "email": f"shop-{uid()}@example.com"})).json()
     r = await http.post("/api/products", json={"seller_id": seller["id"], "name": "Blue book", "stock": stock,
                                                "price": {"currency_code": "USD", "amount_minor": amount}})
     assert r.status_code == 200, r.text
@@ -71,7 +73,8 @@ async def test_paid_order_end_to_end(pipeline, http):
     seen: list = []
     watcher = asyncio.create_task(watch_order(pipeline, order["id"], seen))
 
-    paid = await wait_for(lambda: order_status(http, order["id"], "ORDER_STATUS_PAID"), "the order to be PAID")
+    paid = await wait_for(lambda: order_status(http, order["id"], "ORDER_STATUS_PAID"),
+                          "the order to be PAID")
     payment = (await http.get(f"/v1/orders/{order['id']}/payment")).json()["payment"]
     assert payment["status"] == "PAYMENT_STATUS_SUCCEEDED" and payment["attempts"] == 1
     assert payment["amount"] == {"currencyCode": "USD", "amountMinor": "5000"}
@@ -147,7 +150,8 @@ async def test_declined_card_fails_order_releases_stock_and_mails(pipeline, http
 async def test_test_provider_tokens(pipeline, http, token, status, reason, attempts):
     client, book = await shop(http)
     order = (await http.post("/api/orders", json={"client_id": client["id"], "card_token": token,
-                                                  "items": [{"product_id": book["id"], "quantity": 1}]})).json()
+                                                  "items": [{"product_id": book["id"],
+                                                             "quantity": 1}]})).json()
 
     async def outcome():
         r = await http.get(f"/v1/orders/{order['id']}/payment")
@@ -155,7 +159,8 @@ async def test_test_provider_tokens(pipeline, http, token, status, reason, attem
         return p if p and p["status"] in ("PAYMENT_STATUS_SUCCEEDED", "PAYMENT_STATUS_FAILED") else None
 
     payment = await wait_for(outcome, f"the payment outcome for {token}")
-    assert (payment["status"], payment.get("failureReason", ""), payment["attempts"]) == (status, reason, attempts)
+    assert (payment["status"], payment.get("failureReason", ""), payment["attempts"]) == (
+        status, reason, attempts)
     final = "ORDER_STATUS_PAID" if status == "PAYMENT_STATUS_SUCCEEDED" else "ORDER_STATUS_PAYMENT_FAILED"
     await wait_for(lambda: order_status(http, order["id"], final), f"the order to be {final}")
 
@@ -163,24 +168,29 @@ async def test_test_provider_tokens(pipeline, http, token, status, reason, attem
 async def test_cancel_paid_order_refunds_it(pipeline, http):
     client, book = await shop(http)
     order = (await http.post("/api/orders", json={"client_id": client["id"],
-                                                  "items": [{"product_id": book["id"], "quantity": 1}]})).json()
+                                                  "items": [{"product_id": book["id"],
+                                                             "quantity": 1}]})).json()
     await wait_for(lambda: order_status(http, order["id"], "ORDER_STATUS_PAID"), "PAID")
     r = await http.post(f"/v1/orders/{order['id']}:cancel", json={"reason": "changed my mind"})
     assert r.status_code == 200 and r.json()["order"]["status"] == "ORDER_STATUS_CANCELLED"
     refunded = await wait_for(lambda: order_status(http, order["id"], "ORDER_STATUS_REFUNDED"), "REFUNDED")
-    assert [h["status"] for h in refunded["history"]][-2:] == ["ORDER_STATUS_CANCELLED", "ORDER_STATUS_REFUNDED"]
+    assert [h["status"] for h in refunded["history"]][-2:] == ["ORDER_STATUS_CANCELLED",
+                                                               "ORDER_STATUS_REFUNDED"]
     payment = (await http.get(f"/v1/orders/{order['id']}/payment")).json()["payment"]
     assert payment["status"] == "PAYMENT_STATUS_REFUNDED" and payment["refundReference"].startswith("test_")
     # refunding again answers it unchanged
     again = await http.post(f"/v1/payments/{payment['id']}:refund", json={})
-    assert again.status_code == 200 and again.json()["payment"]["refundReference"] == payment["refundReference"]
-    await wait_for(lambda: _mails_with(pipeline, client["email"], f"Refund for order {order['id']}"), "refund e-mail")
+    assert again.status_code == 200 and (
+        again.json()["payment"]["refundReference"] == payment["refundReference"])
+    await wait_for(lambda: _mails_with(pipeline, client["email"], f"Refund for order {order['id']}"),
+                   "refund e-mail")
 
 
 async def test_refund_of_a_failed_payment_is_a_precondition_failure(pipeline, http):
     client, book = await shop(http)
     order = (await http.post("/api/orders", json={"client_id": client["id"], "card_token": "tok_decline",
-                                                  "items": [{"product_id": book["id"], "quantity": 1}]})).json()
+                                                  "items": [{"product_id": book["id"],
+                                                             "quantity": 1}]})).json()
     await wait_for(lambda: order_status(http, order["id"], "ORDER_STATUS_PAYMENT_FAILED"), "PAYMENT_FAILED")
     payment = (await http.get(f"/v1/orders/{order['id']}/payment")).json()["payment"]
     r = await http.post(f"/v1/payments/{payment['id']}:refund", json={})
@@ -198,7 +208,8 @@ async def test_a_user_cannot_read_another_users_order(pipeline, http):
             r = await fresh.post("/v1/users", json={"user_name": name, "email": f"{name}@example.com",
                                                     "password": "correct horse battery"})
             assert r.status_code == 200, r.text
-            r = await fresh.post("/v1/auth/login", json={"user_name": name, "password": "correct horse battery"})
+            r = await fresh.post("/v1/auth/login",
+                                 json={"user_name": name, "password": "correct horse battery"})
             assert r.status_code == 200, r.text
         return {"Authorization": f"Bearer {r.json()['sessionToken']}"}
 
@@ -209,7 +220,8 @@ async def test_a_user_cannot_read_another_users_order(pipeline, http):
     client = r.json()["client"]
     _, book = await shop(http)
     r = await http.post("/v1/orders", json={"client_id": client["id"],
-                                            "items": [{"product_id": book["id"], "quantity": 1}]}, headers=alice)
+                                            "items": [{"product_id": book["id"], "quantity": 1}]},
+                        headers=alice)
     assert r.status_code == 200, r.text
     order = r.json()["order"]
     assert order["userId"]

@@ -22,7 +22,8 @@ async def store(request, tmp_path):
     else:
         from services.payments.stores.postgres import PostgresPaymentStore
 
-        s = PostgresPaymentStore(request.getfixturevalue("postgres_url"), schema=f"test_payments_{uuid.uuid4().hex[:10]}")
+        s = PostgresPaymentStore(request.getfixturevalue("postgres_url"),
+                                 schema=f"test_payments_{uuid.uuid4().hex[:10]}")
     await s.start()
     yield s
     if request.param == "postgres":
@@ -31,8 +32,8 @@ async def store(request, tmp_path):
 
 
 def new(order_id=None, client="c1", user="", at=None):
-    return domain.open_payment(order_id or str(uuid.uuid4()), client, user, Money("USD", 1234), "tok_ok", "test",
-                               at or domain.now())
+    return domain.open_payment(order_id or str(uuid.uuid4()), client, user, Money("USD", 1234), "tok_ok",
+                               "test", at or domain.now())
 
 
 async def test_one_payment_per_order(store):

@@ -12,8 +12,8 @@ import logging
 from agora.events.v1 import orders_pb2 as order_events
 
 from services.kit.bus import unpack
+from services.kit.wire import from_money
 from services.payments.charging import Cashier
-from services.payments.domain import Money
 
 log = logging.getLogger("agora.payments.handlers")
 
@@ -22,10 +22,6 @@ CANCEL_GROUP = "payments.cancel"
 # An order that timed out waiting for its payment is failed by orders: treat it as a cancellation,
 # so a charge that succeeds too late is given back.
 TIMED_OUT = "payment_timed_out"
-
-
-def _money(m) -> Money:
-    return Money(m.currency_code, m.amount_minor)
 
 
 class ChargeConsumer:
@@ -38,7 +34,7 @@ class ChargeConsumer:
     async def handle(self, envelope) -> None:
         created = unpack(envelope, order_events.OrderCreated)
         payment = await self.cashier.charge(created.order_id, created.client_id, created.user_id,
-                                            _money(created.total), created.payment_card_token)
+                                            from_money(created.total), created.payment_card_token)
         log.info("order %s: payment %s %s", created.order_id, payment.id, payment.status.name)
 
 
@@ -47,7 +43,8 @@ class CancelConsumer:
         self.cashier, self.group = cashier, group
 
     async def subscribe(self, bus):
-        return await bus.subscribe(self.group, ["orders.order.cancelled", "orders.order.failed"], self.handle)
+        return await bus.subscribe(self.group, ["orders.order.cancelled", "orders.order.failed"],
+                                   self.handle)
 
     async def handle(self, envelope) -> None:
         if envelope.type == "orders.order.cancelled":
@@ -58,4 +55,5 @@ class CancelConsumer:
             if event.reason != TIMED_OUT:
                 return  # failed because its payment failed: nothing to stop
             reason = "order timed out waiting for its payment"
-        await self.cashier.cancel(event.order_id, event.client_id, event.user_id, _money(event.total), reason)
+        await self.cashier.cancel(event.order_id, event.client_id, event.user_id, from_money(event.total),
+                                  reason)
