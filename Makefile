@@ -21,7 +21,7 @@ contracts: bootstrap     ## buf lint, buf breaking against main, stubs in sync w
 	bash tools/buf_check.sh
 
 lint: bootstrap          ## ruff over all the Python (the generated stubs are excluded in pyproject.toml)
-	.venv/bin/ruff check services gateway tests tools bench clients
+	.venv/bin/ruff check services gateway tests tools bench clients examples
 
 bench: bootstrap servers ## benchmarks (not tests): figures go to bench/RESULTS.md
 	for b in bench/*_bench.py; do .venv/bin/python $$b || exit 1; done

@@ -110,22 +110,29 @@ def store_operation() -> str:
 
 
 def timed_operations(cls: type[C]) -> type[C]:
-    """Class decorator for a store adapter: each public coroutine method names itself as the
-    operation its database calls are timed under (agora_store_duration_seconds). Explicit, so no
-    stack is walked: a method the decorator does not see counts as 'unknown'."""
+    """Class decorator for a store adapter (or the shared SQL base of several): each public coroutine
+    method names itself as the operation its database calls are timed under, by the class of the
+    store it runs on ('PostgresPaymentStore.open', even where the method is the shared base's).
+    Explicit, so no stack is walked: a method the decorator does not see counts as 'unknown'."""
     for name, method in list(vars(cls).items()):
         if name.startswith("_") or not inspect.iscoroutinefunction(method):
             continue
-        setattr(cls, name, _naming(method, f"{cls.__name__}.{name}"))
+        setattr(cls, name, _naming(method, name))
     return cls
 
 
-def _naming(method: Callable[..., Awaitable[T]], operation: str) -> Callable[..., Awaitable[T]]:
+def _naming(method: Callable[..., Awaitable[T]], name: str) -> Callable[..., Awaitable[T]]:
+    labels: dict[type, str] = {}
+
     @functools.wraps(method)
-    async def named(*args: Any, **kwargs: Any) -> T:
-        token = current_operation.set(operation)
+    async def named(self: Any, *args: Any, **kwargs: Any) -> T:
+        kind = type(self)
+        label = labels.get(kind)
+        if label is None:
+            label = labels[kind] = f"{kind.__name__}.{name}"
+        token = current_operation.set(label)
         try:
-            return await method(*args, **kwargs)
+            return await method(self, *args, **kwargs)
         finally:
             current_operation.reset(token)
 

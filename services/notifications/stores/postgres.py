@@ -11,7 +11,7 @@ from typing import Any
 from services.kit.stores.postgres import PostgresDatabase
 from services.kit.telemetry.metrics import timed_operations
 from services.notifications.domain import Notification
-from services.notifications.stores.sql import SqlNotificationStore, schema, shared_operations
+from services.notifications.stores.sql import SqlNotificationStore, schema
 
 SCHEMA = schema(time="TIMESTAMPTZ", seq="BIGSERIAL PRIMARY KEY", indexes="""\
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications (status, next_attempt_at)
@@ -20,7 +20,6 @@ CREATE INDEX IF NOT EXISTS notifications_by_order ON notifications (order_id);""
 
 
 @timed_operations
-@shared_operations
 class PostgresNotificationStore(SqlNotificationStore):
     _INSERT_NEW = ("INSERT INTO notifications ({columns}) VALUES ({values})"
                    " ON CONFLICT (event_id, channel, recipient) DO NOTHING")

@@ -11,14 +11,12 @@ dispatchers on several replicas share the due rows) and `_older_than` (the page 
 from __future__ import annotations
 
 import abc
-import inspect
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
+from services.kit.telemetry.metrics import timed_operations
 from services.notifications.domain import Channel, Notification, NotificationFilter, Status
-
-C = TypeVar("C", bound=type)
 
 
 def schema(*, time: str, seq: str, indexes: str) -> str:
@@ -63,6 +61,7 @@ COLUMNS = ("id, event_id, event_type, recipient, channel, template, subject, bod
 _VALUES = ", ".join(["%s"] * len(COLUMNS.split(",")))
 
 
+@timed_operations
 class SqlNotificationStore(abc.ABC):
     _INSERT_NEW: str  # INSERT ... ({columns}) VALUES ({values}) that does nothing on a duplicate
 
@@ -209,13 +208,3 @@ class SqlNotificationStore(abc.ABC):
         row = await self._read(lambda conn: self._execute(
             conn, "SELECT email FROM contacts WHERE user_id = %s", (user_id,)).fetchone())
         return row[0] if row else None
-
-
-def shared_operations(cls: C) -> C:
-    """Put SqlNotificationStore's operations on the adapter class itself, so `@timed_operations`
-    (applied after this) times them under the adapter's name (PostgresNotificationStore.create), as
-    before the SQL was shared."""
-    for name, method in vars(SqlNotificationStore).items():
-        if not name.startswith("_") and inspect.iscoroutinefunction(method) and name not in vars(cls):
-            setattr(cls, name, method)
-    return cls

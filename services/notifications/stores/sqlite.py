@@ -13,7 +13,7 @@ from typing import Any
 from services.kit.stores.sqlite import SqliteDatabase
 from services.kit.telemetry.metrics import timed_operations
 from services.notifications.domain import Notification
-from services.notifications.stores.sql import SqlNotificationStore, schema, shared_operations
+from services.notifications.stores.sql import SqlNotificationStore, schema
 
 _SCHEMA = schema(time="TEXT", seq="INTEGER PRIMARY KEY AUTOINCREMENT", indexes="""\
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications (status, next_attempt_at);""")
@@ -24,7 +24,6 @@ def _text(at: datetime | None) -> str | None:
 
 
 @timed_operations
-@shared_operations
 class SqliteNotificationStore(SqlNotificationStore):
     _INSERT_NEW = "INSERT OR IGNORE INTO notifications ({columns}) VALUES ({values})"
 

@@ -14,14 +14,13 @@ from services.kit.bus.stores.postgres import PostgresOutbox
 from services.kit.stores.postgres import PostgresDatabase
 from services.kit.telemetry.metrics import timed_operations
 from services.payments.domain import Payment
-from services.payments.stores.sql import COLUMNS, SqlPaymentStore, schema, shared_operations
+from services.payments.stores.sql import COLUMNS, SqlPaymentStore, schema
 
 SCHEMA = schema(time="TIMESTAMPTZ", false="false") + (
     "CREATE INDEX IF NOT EXISTS payments_by_user ON payments (user_id, created_at DESC, id DESC);\n")
 
 
 @timed_operations
-@shared_operations
 class PostgresPaymentStore(SqlPaymentStore):
     _INSERT_NEW = "INSERT INTO payments ({columns}) VALUES ({values}) ON CONFLICT (order_id) DO NOTHING"
 

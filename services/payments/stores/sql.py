@@ -10,15 +10,13 @@ SQLite), and the statements that differ: `_INSERT_NEW` (a second payment of an o
 from __future__ import annotations
 
 import abc
-import inspect
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
+from services.kit.telemetry.metrics import timed_operations
 from services.kit.values import Money
 from services.payments.domain import Payment, PaymentFilter, Status
-
-C = TypeVar("C", bound=type)
 
 
 def schema(*, time: str, false: str) -> str:
@@ -61,6 +59,7 @@ _STATE = ("status", "provider_reference", "attempts", "failure_reason", "refund_
 _VALUES = ", ".join(["%s"] * len(COLUMNS.split(",")))
 
 
+@timed_operations
 class SqlPaymentStore(abc.ABC):
     outbox: Any
     _INSERT_NEW: str  # INSERT ... ({columns}) VALUES ({values}) that does nothing when the order has one
@@ -191,13 +190,3 @@ class SqlPaymentStore(abc.ABC):
             return page, after
 
         return await self._read(read)
-
-
-def shared_operations(cls: C) -> C:
-    """Put SqlPaymentStore's operations on the adapter class itself, so `@timed_operations` (applied
-    after this) times them under the adapter's name (PostgresPaymentStore.open), as before the SQL
-    was shared."""
-    for name, method in vars(SqlPaymentStore).items():
-        if not name.startswith("_") and inspect.iscoroutinefunction(method) and name not in vars(cls):
-            setattr(cls, name, method)
-    return cls

@@ -14,7 +14,7 @@ from services.kit.bus.stores.sqlite import SqliteOutbox
 from services.kit.stores.sqlite import SqliteDatabase
 from services.kit.telemetry.metrics import timed_operations
 from services.payments.domain import Payment
-from services.payments.stores.sql import SqlPaymentStore, schema, shared_operations
+from services.payments.stores.sql import SqlPaymentStore, schema
 
 _SCHEMA = schema(time="TEXT", false="0")
 
@@ -25,7 +25,6 @@ def _text(at: datetime | None) -> str | None:
 
 
 @timed_operations
-@shared_operations
 class SqlitePaymentStore(SqlPaymentStore):
     _INSERT_NEW = "INSERT OR IGNORE INTO payments ({columns}) VALUES ({values})"
 

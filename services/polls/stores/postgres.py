@@ -17,13 +17,12 @@ from psycopg2.extras import Json, execute_values
 from services.kit.bus.stores.postgres import PostgresOutbox
 from services.kit.stores.postgres import PostgresDatabase
 from services.kit.telemetry.metrics import timed_operations
-from services.polls.stores.sql import SqlPollStore, own_methods, schema
+from services.polls.stores.sql import SqlPollStore, schema
 
 SCHEMA = schema("JSONB")
 
 
 @timed_operations
-@own_methods
 class PostgresPollStore(SqlPollStore):
     _LOCK = " FOR UPDATE"
     # SKIP LOCKED: another replica's clock closing the same polls right now takes them.

@@ -12,14 +12,14 @@ voter's second vote sees the first.
 from __future__ import annotations
 
 import abc
-import inspect
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from agora.events.v1.envelope_pb2 import Envelope
 
 from services.kit.errors import DomainError
+from services.kit.telemetry.metrics import timed_operations
 from services.polls.domain import (
     Ballot,
     Choice,
@@ -88,7 +88,6 @@ _BALLOT_COLUMNS = ("vote_id, poll_id, number, option, voter_key, user_id, replac
                    "previous_option, previous_vote_id, request_id, cast_at")
 
 PollEvents = Callable[[Poll, int], list[Envelope]]
-C = TypeVar("C", bound=type)
 
 
 def _ballot(row: Any) -> Ballot:
@@ -97,16 +96,7 @@ def _ballot(row: Any) -> Ballot:
                   previous_vote_id=row[8], request_id=row[9] or "", cast_at=row[10])
 
 
-def own_methods(cls: C) -> C:
-    """Put the shared public methods on the adapter itself, under @timed_operations (which names
-    what a class defines): its store metrics keep their names (PostgresPollStore.cast_votes)."""
-    for base in cls.__mro__[1:]:
-        for name, method in vars(base).items():
-            if not name.startswith("_") and inspect.iscoroutinefunction(method) and name not in vars(cls):
-                setattr(cls, name, method)
-    return cls
-
-
+@timed_operations
 class SqlPollStore(abc.ABC):
     """The PollStore port in portable SQL (store.py); the adapters are its dialects."""
 

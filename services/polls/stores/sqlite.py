@@ -17,7 +17,7 @@ from services.kit.bus.stores.sqlite import SqliteOutbox
 from services.kit.stores.sqlite import SqliteDatabase
 from services.kit.telemetry.metrics import timed_operations
 from services.polls.domain import Tally, TallyChange
-from services.polls.stores.sql import SqlPollStore, own_methods, schema
+from services.polls.stores.sql import SqlPollStore, schema
 
 SCHEMA = schema("TEXT", " WITHOUT ROWID")
 TALLY_SCHEMA = """
@@ -37,7 +37,6 @@ def _in(values: Sequence[Any]) -> str:
 
 
 @timed_operations
-@own_methods
 class SqlitePollStore(SqlPollStore):
     _DUE = " ORDER BY closes_at"
 

@@ -42,11 +42,11 @@ class Commerce:
 
 def unique_names(monkeypatch_setattr, run_id: str) -> None:
     """Give this run its own bus consumer groups and PostgreSQL schema (other runs share the servers)."""
-    import services.audit.handlers as audit_handlers
+    import services.audit.consumers as audit_consumers
     import services.catalog.consumers as catalog_consumers
     import services.customers.stores.postgres as customers_pg
 
-    monkeypatch_setattr(audit_handlers, "GROUP", f"test-audit-{run_id}")
+    monkeypatch_setattr(audit_consumers, "GROUP", f"test-audit-{run_id}")
     monkeypatch_setattr(catalog_consumers, "GROUP", f"test-catalog-stock-{run_id}")
     monkeypatch_setattr(customers_pg, "SCHEMA", f"test_customers_{run_id}")
 
