@@ -31,7 +31,8 @@ def main() -> None:
     upstreams = dict(item.split("=", 1) for item in args.upstream) or {"*": "127.0.0.1:50051"}
     asyncio.run(
         serve_gateway(blob, upstreams, args.host, args.port, default_timeout=args.timeout,
-                      cors_origins=args.cors_origin, log_level="info")
+                      cors_origins=args.cors_origin, log_level="info",
+                      csrf_key=settings.csrf_key.encode() or None, edge_key=settings.service_api_key)
     )
 
 

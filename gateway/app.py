@@ -57,12 +57,14 @@ def create_app(
     channel_credentials: grpc.ChannelCredentials | None = None,
     csrf_key: bytes | None = None,
     max_metadata_bytes: int = 7 * 1024,
+    edge_key: str = "",
 ) -> Starlette:
     """The bridge for every service in `descriptor_set` that has an upstream ("*" names a default).
 
     `client_limits` turns on per-address rate limits (login, writes); `frame_limits` bounds WebSocket
     frames; `channel_credentials` makes the upstream channels TLS; `csrf_key` signs the CSRF cookie
-    (random per process when not given: bridge replicas behind one load balancer must share one).
+    (random per process when not given: bridge replicas behind one load balancer must share one);
+    `edge_key` (the service credential) signs the caller's address for servers that limit by it.
     """
     bridge = Bridge(
         descriptor_set,
@@ -79,6 +81,7 @@ def create_app(
         channel_credentials=channel_credentials,
         csrf_key=csrf_key,
         max_metadata_bytes=max_metadata_bytes,
+        edge_key=edge_key,
     )
 
     async def openapi(_: Request) -> Response:

@@ -13,6 +13,7 @@ from http.cookies import CookieError, SimpleCookie
 from google.rpc import code_pb2
 
 from gateway.errors import BridgeError
+from services.kit.auth import EDGE_ADDRESS
 
 SESSION_COOKIE = "agora_session"
 CSRF_COOKIE = "agora_csrf"
@@ -26,7 +27,7 @@ _KEY = re.compile(r"^[0-9a-z_.\-]+$")
 # Keys gRPC or HTTP/2 own, and the ones the bridge itself vouches for (the caller's address,
 # its credentials): a client must not smuggle them in through Grpc-Metadata-*.
 _RESERVED = frozenset({"content-type", "te", "user-agent", "host", "connection", "content-length",
-                       "x-forwarded-for", "authorization"})
+                       "x-forwarded-for", "authorization", EDGE_ADDRESS})
 
 
 def _printable(value: str) -> bool:

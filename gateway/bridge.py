@@ -55,6 +55,7 @@ class Bridge:
         channel_credentials: grpc.ChannelCredentials | None = None,
         csrf_key: bytes | None = None,
         max_metadata_bytes: int = 7 * 1024,
+        edge_key: str = "",
     ):
         self.ds = descriptors.load(descriptor_set)
         csrf = auth.CsrfGuard(csrf_key)
@@ -64,7 +65,7 @@ class Bridge:
         self.bindings = build_bindings(self.ds, served)
         self.table = RouteTable(self.bindings)
         self.codec = Codec(self.ds.pool)
-        metadata = OutgoingMetadata(csrf, max_metadata_bytes)
+        metadata = OutgoingMetadata(csrf, max_metadata_bytes, edge_key=edge_key)
         self.http = HttpCalls(self.codec, self.upstreams, metadata, BodyReader(max_body_bytes), csrf=csrf,
                               default_timeout=default_timeout, heartbeat=heartbeat_interval)
         self.websocket = WebSocketCalls(self.table, self.codec, self.upstreams, metadata,

@@ -14,14 +14,18 @@ from gateway import auth, telemetry
 from gateway.edge import metadata_size
 from gateway.errors import BridgeError
 from gateway.request_id import request_id
+from services.kit.auth import EDGE_ADDRESS, edge_address
 
 Metadata = list[tuple[str, str | bytes]]
 
 
 class OutgoingMetadata:
-    def __init__(self, csrf: auth.CsrfGuard, max_bytes: int):
+    def __init__(self, csrf: auth.CsrfGuard, max_bytes: int, *, edge_key: str = ""):
+        """`edge_key`: the mesh's service credential, which signs the caller's address for the servers
+        that limit by address (services.kit.auth.EDGE_ADDRESS); '' sends the bare address only."""
         self.csrf = csrf
         self.max_bytes = max_bytes
+        self.edge_key = edge_key
 
     def build(self, scope, method: str, *, websocket: bool = False,
               extra: Iterable[tuple[str, str]] = ()) -> Metadata:
@@ -37,6 +41,8 @@ class OutgoingMetadata:
         client = scope.get("client")
         if client:
             metadata.append(("x-forwarded-for", client[0]))
+            if self.edge_key:
+                metadata.append((EDGE_ADDRESS, edge_address(self.edge_key, client[0])))
         return metadata
 
     def check_size(self, metadata: Metadata) -> None:

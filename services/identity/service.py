@@ -38,12 +38,13 @@ def _cookie(name: str, value: str, max_age: int, *, http_only: bool) -> tuple[st
 
 
 def client_address(context) -> str:
-    """The caller's address: the bridge's x-forwarded-for (its last entry, the one the bridge
-    appended), else the gRPC peer without its port."""
-    forwarded = [v for k, v in (context.invocation_metadata() or ()) if k == "x-forwarded-for"]
-    if forwarded:
-        value = forwarded[-1]
-        return (value if isinstance(value, str) else value.decode()).split(",")[-1].strip()
+    """The caller's address: the one the bridge vouched for (kit.auth.vouched_address, signed with
+    the service credential), else the gRPC peer without its port. A bare x-forwarded-for is
+    ignored: any direct caller could write one and spend someone else's sign-up budget, or dodge
+    its own."""
+    vouched = auth.vouched_address(context)
+    if vouched:
+        return vouched
     peer = context.peer() or "unknown"
     kind, _, rest = peer.partition(":")
     if kind == "ipv6":

@@ -7,7 +7,9 @@ turns the token into a Caller. Handlers ask `caller()` (may be None) or `require
 
 from __future__ import annotations
 
+import base64
 import contextvars
+import hmac
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -118,9 +120,37 @@ def use_service_key(key: str) -> contextvars.Token | None:
     return _service_key.set(key) if key else None
 
 
-def _sent_service_key(context) -> bool:
-    import hmac
+# The caller's address as the bridge vouches for it: "<address> <signature>", the signature an HMAC of
+# the address under the service credential. A bare x-forwarded-for is anyone's to write, so a
+# server that limits by address (identity's sign-up and login budgets) trusts only this.
+EDGE_ADDRESS = "agora-edge-address"
 
+
+def edge_signature(key: str, address: str) -> str:
+    digest = hmac.new(key.encode(), address.encode(), "sha256").digest()[:18]
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+def edge_address(key: str, address: str) -> str:
+    """The EDGE_ADDRESS value the bridge sends for `address`."""
+    return f"{address} {edge_signature(key, address)}"
+
+
+def vouched_address(context) -> str | None:
+    """The address the bridge vouched for on this call, or None (none sent, a signature that is not
+    under this server's credential, or no credential configured)."""
+    key = _service_key.get()
+    if not key or context is None:
+        return None
+    for k, v in context.invocation_metadata() or ():
+        if k == EDGE_ADDRESS:
+            address, _, signature = (v if isinstance(v, str) else v.decode()).rpartition(" ")
+            if address and hmac.compare_digest(signature, edge_signature(key, address)):
+                return address
+    return None
+
+
+def _sent_service_key(context) -> bool:
     expected = _service_key.get()
     given = next((v for k, v in (context.invocation_metadata() or ()) if k == "x-api-key"),
                  "") if context else ""

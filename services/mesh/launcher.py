@@ -176,7 +176,8 @@ async def start_gateway(settings: Settings) -> RunningGateway:
                                              max_connections=settings.http_max_connections,
                                              max_connections_per_client=settings.http_max_connections_per_client),
                       trusted_proxies=settings.trusted_proxies, idle_timeout=settings.http_idle_timeout,
-                      max_metadata_bytes=settings.http_max_metadata_bytes),
+                      max_metadata_bytes=settings.http_max_metadata_bytes,
+                      edge_key=settings.service_api_key),
         name="gateway",
     )
     waiter = asyncio.create_task(ready.wait())

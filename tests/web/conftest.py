@@ -11,7 +11,8 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from tests.security.mesh import Mesh
+from services.kit.auth import EDGE_ADDRESS, edge_address
+from tests.security.mesh import API_KEY, Mesh
 
 PASSWORD = "correct horse battery"
 SESSION_COOKIE = "agora_session"
@@ -41,7 +42,8 @@ async def http(base):
 async def make_user(mesh, prefix: str = "u") -> dict:
     """A new account: {name, password, id, token} (token: its session, for API calls and the cookie).
 
-    Made over gRPC from an address of its own: each is a different person, and the identity
+    Made over gRPC from an address of its own (signed with the mesh's service credential, as the bridge signs
+    it): each is a different person, and the identity
     service allows only 20 sign-ups an hour from one address (the browser's own sign-ups, in
     test_signin.py, go through the bridge)."""
     import grpc
@@ -51,7 +53,7 @@ async def make_user(mesh, prefix: str = "u") -> dict:
     name = f"{prefix}{uuid.uuid4().hex[:8]}"
     n = next(ADDRESSES)
     address = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
-    metadata = [("x-forwarded-for", address)]
+    metadata = [(EDGE_ADDRESS, edge_address(API_KEY, address))]  # as the bridge vouches for a caller
     async with grpc.aio.insecure_channel(mesh.target("identity")) as channel:
         stub = identity_pb2_grpc.IdentityServiceStub(channel)
         reply = await stub.SignUp(ipb.SignUpRequest(user_name=name, email=f"{name}@example.com",

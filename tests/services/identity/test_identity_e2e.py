@@ -20,6 +20,7 @@ from grpc_status import rpc_status
 
 from services.identity.domain import IdentityRules
 from services.identity.service import build
+from services.kit.auth import EDGE_ADDRESS, edge_address
 from services.kit.config import Settings
 from services.kit.server import DomainServer
 from services.mesh.launcher import Runtime
@@ -27,6 +28,9 @@ from tests.services.identity.harness import bearer, sign_up_and_login
 
 PASSWORD = "correct horse battery"
 CLIENT_LOGGERS = ("httpcore", "httpx", "hpack", "websockets")
+
+
+EDGE_KEY = "k-edge-test"  # the service credential the bridge would sign addresses with
 
 
 def internal(mesh) -> tuple:
@@ -161,13 +165,14 @@ async def _database_dump(mesh) -> str:
 async def test_login_is_throttled_per_account_and_per_address(tmp_path):
     rules = IdentityRules(user_failures=3, user_window=60, address_attempts=6, address_window=60)
     runtime = Runtime(Settings.from_env(backends="embedded", data_dir=tmp_path))
-    server = DomainServer(await build(runtime, rules=rules), host="127.0.0.1", port=0, grace=0.5)
+    server = DomainServer(await build(runtime, rules=rules), host="127.0.0.1", port=0, grace=0.5,
+                          service_api_key=EDGE_KEY)
     await server.start()
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
             stub = identity_pb2_grpc.IdentityServiceStub(channel)
             _, name, _ = await sign_up_and_login(channel)
-            here = [("x-forwarded-for", "198.51.100.7")]
+            here = [(EDGE_ADDRESS, edge_address(EDGE_KEY, "198.51.100.7"))]  # as the bridge vouches
             for _ in range(3):
                 await _fail(stub.Login(pb.LoginRequest(user_name=name, password="wrong password"),
                                        metadata=here))
@@ -184,9 +189,40 @@ async def test_login_is_throttled_per_account_and_per_address(tmp_path):
             blocked = await _fail(stub.Login(pb.LoginRequest(user_name="y1abc", password="pw-pw-pw"),
                                              metadata=here))
             assert blocked.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            elsewhere = [("x-forwarded-for", "203.0.113.9")]
+            elsewhere = [(EDGE_ADDRESS, edge_address(EDGE_KEY, "203.0.113.9"))]
             code = (await _fail(stub.Login(pb.LoginRequest(user_name="y1abc", password="pw-pw-pw"),
                                            metadata=elsewhere))).code()
+            assert code == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        await server.stop()
+        await runtime.close()
+        await asyncio.sleep(0)
+
+
+async def test_an_address_only_counts_when_the_bridge_vouched_for_it(tmp_path):
+    """A direct gRPC caller cannot pick the address its attempts are counted under: a bare
+    x-forwarded-for, or an edge address signed with another key, counts as the caller's own peer."""
+    rules = IdentityRules(user_failures=100, user_window=60, address_attempts=3, address_window=60)
+    runtime = Runtime(Settings.from_env(backends="embedded", data_dir=tmp_path))
+    server = DomainServer(await build(runtime, rules=rules), host="127.0.0.1", port=0, grace=0.5,
+                          service_api_key=EDGE_KEY)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = identity_pb2_grpc.IdentityServiceStub(channel)
+            claims = [[("x-forwarded-for", f"198.51.100.{n}")] for n in range(1, 3)]
+            claims.append([(EDGE_ADDRESS, edge_address("not-the-key", "198.51.100.9"))])
+            for metadata in claims:  # three attempts, all from 127.0.0.1 whatever they claim
+                code = (await _fail(stub.Login(pb.LoginRequest(user_name="nobody1", password="pw-pw-pw"),
+                                               metadata=metadata))).code()
+                assert code == grpc.StatusCode.UNAUTHENTICATED
+            blocked = await _fail(stub.Login(pb.LoginRequest(user_name="nobody1", password="pw-pw-pw"),
+                                             metadata=[("x-forwarded-for", "203.0.113.50")]))
+            assert blocked.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            # the bridge's word for another address is taken: that address has its own budget
+            vouched = [(EDGE_ADDRESS, edge_address(EDGE_KEY, "203.0.113.50"))]
+            code = (await _fail(stub.Login(pb.LoginRequest(user_name="nobody1", password="pw-pw-pw"),
+                                           metadata=vouched))).code()
             assert code == grpc.StatusCode.UNAUTHENTICATED
     finally:
         await server.stop()
