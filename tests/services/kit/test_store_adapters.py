@@ -1,0 +1,180 @@
+"""The store adapters' shared plumbing (services/kit/stores): what every domain's adapter inherits."""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import psycopg2
+import pytest
+from prometheus_client import REGISTRY
+
+from services.kit.bus.stores.postgres import PostgresOutbox
+from services.kit.stores.postgres import (
+    PostgresAdapter,
+    PostgresDatabase,
+    PostgresTimes,
+    PostgresTransactions,
+)
+from services.kit.stores.sqlite import (
+    SqliteAdapter,
+    SqliteDatabase,
+    SqliteTimes,
+    SqliteTransactions,
+    fixed_width_time,
+    from_text_time,
+)
+from services.kit.telemetry.metrics import timed_operations
+
+
+def _count(backend: str, operation: str) -> float:
+    return REGISTRY.get_sample_value("agora_store_duration_seconds_count",
+                                     {"backend": backend, "operation": operation, "outcome": "ok"}) or 0.0
+
+
+class Dialect(abc.ABC):
+    """Like a domain's shared SQL base: the adapter must supply these."""
+
+    @abc.abstractmethod
+    async def _transaction(self, fn: Callable[[Any], Any]) -> Any: ...
+
+    @abc.abstractmethod
+    async def _read(self, fn: Callable[[Any], Any]) -> Any: ...
+
+    @abc.abstractmethod
+    def _execute(self, conn: Any, sql: str, args: Sequence[Any] = ()) -> Any: ...
+
+    async def put(self, name: str, at: datetime) -> None:
+        await self._transaction(lambda conn: self._execute(
+            conn, "INSERT INTO shelf (name, at) VALUES (%s, %s)", (name, self._db_time(at))))
+
+    async def names(self) -> list[tuple[str, datetime]]:
+        rows = await self._read(lambda conn: self._execute(conn, "SELECT name, at FROM shelf ORDER BY at")
+                                .fetchall())
+        return [(name, self._py_time(at)) for name, at in rows]
+
+
+@timed_operations
+class SqliteShelf(SqliteAdapter, SqliteTransactions, SqliteTimes, Dialect):
+    relay_busy_timeout = 1234
+
+    def __init__(self, path: Any) -> None:
+        self.db = SqliteDatabase(path)
+
+    async def start(self) -> None:
+        await self.db.run(lambda conn: conn.execute("CREATE TABLE shelf (name TEXT, at TEXT)"))
+
+
+@timed_operations
+class PostgresShelf(PostgresAdapter, PostgresTransactions, PostgresTimes, Dialect):
+    def __init__(self, url: str, schema: str) -> None:
+        self.url, self.schema = url, schema
+        self.db = PostgresDatabase(url, schema=schema, max_connections=2)
+        self.outbox = PostgresOutbox("shelf_outbox")
+
+    async def start(self) -> None:
+        await self.db.transaction(lambda conn: self._execute(
+            conn, "CREATE TABLE IF NOT EXISTS shelf (name TEXT, at TIMESTAMPTZ)"))
+        self._create_outbox()
+
+
+def test_fixed_width_text_keeps_time_order_and_round_trips():
+    early = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    late = early + timedelta(microseconds=7)
+    assert fixed_width_time(early) == "2026-01-02T03:04:05.000000+00:00"
+    assert len(fixed_width_time(early)) == len(fixed_width_time(late))
+    assert fixed_width_time(early) < fixed_width_time(late)
+    assert from_text_time(fixed_width_time(late)) == late
+    assert fixed_width_time(None) is None
+    assert from_text_time(None) is None and from_text_time("") is None
+
+
+async def test_sqlite_adapter_gives_the_dialect_its_connection_plumbing(tmp_path):
+    store = SqliteShelf(tmp_path / "shelf.db")
+    try:
+        await store.start()
+        at = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc)
+        await store.put("a", at + timedelta(seconds=1))
+        await store.put("b", at)
+        assert await store.names() == [("b", at), ("a", at + timedelta(seconds=1))]
+        assert await store.ping() is True
+
+        conn = store.relay_connection()  # its own connection to the same file
+        try:
+            assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 1234
+            assert conn.execute("SELECT name, at FROM shelf ORDER BY at").fetchall() == [
+                ("b", "2026-05-06T07:08:09.123456+00:00"), ("a", "2026-05-06T07:08:10.123456+00:00")]
+        finally:
+            conn.close()
+    finally:
+        await store.close()
+
+
+async def test_sqlite_relay_connection_passes_a_timeout_only_when_the_adapter_names_one(tmp_path):
+    class Named(SqliteShelf):
+        relay_timeout = 0.25
+        relay_busy_timeout = None
+
+    default, named = SqliteShelf(tmp_path / "a.db"), Named(tmp_path / "b.db")
+    default.relay_busy_timeout = None
+    try:
+        for store, ms in ((default, 5000), (named, 250)):  # sqlite3.connect's own default is 5 s
+            conn = store.relay_connection()
+            try:
+                assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == ms
+            finally:
+                conn.close()
+    finally:
+        await default.close()
+        await named.close()
+
+
+async def test_postgres_adapter_gives_the_dialect_its_schema_outbox_and_drop(postgres_url):
+    schema = f"kit_adapter_{uuid.uuid4().hex[:8]}"
+    store = PostgresShelf(postgres_url, schema)
+    try:
+        await store.start()
+        at = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc)
+        await store.put("a", at)
+        assert await store.names() == [("a", at)]
+        assert store._cursor_time(at) == at.isoformat()
+        assert await store.ping() is True
+
+        conn = store.relay_connection()
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("SHOW search_path")
+                assert cur.fetchone()[0] == f"{schema},public"
+                cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s"
+                            " ORDER BY table_name", (schema,))
+                assert [r[0] for r in cur.fetchall()] == ["shelf", "shelf_outbox"]
+        finally:
+            conn.close()
+
+        before = _count("postgres", "PostgresShelf.drop")
+        await store.drop()
+        assert _count("postgres", "PostgresShelf.drop") == before + 1  # named by the adapter's class
+        assert _schema_count(postgres_url, schema) == 0
+    finally:
+        await store.close()
+        _schema_count(postgres_url, schema, drop=True)  # (left behind only when the test failed)
+
+
+def _schema_count(url: str, schema: str, *, drop: bool = False) -> int:
+    conn = psycopg2.connect(url, connect_timeout=3)
+    try:
+        with conn, conn.cursor() as cur:
+            if drop:
+                cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            cur.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,))
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("cls", [SqliteShelf, PostgresShelf])
+def test_the_mixins_satisfy_the_shared_bases_abstract_methods(cls):
+    assert not getattr(cls, "__abstractmethods__", None)
