@@ -139,8 +139,8 @@ class PostgresTransactions:
 
 
 class PostgresTimes:
-    """Times as a shared SQL base keeps them on PostgreSQL: TIMESTAMPTZ columns take and give datetimes;
-    a page cursor carries the ISO text."""
+    """Times as a shared SQL base keeps them on PostgreSQL (services/kit/stores/sql.py's SqlTimes):
+    TIMESTAMPTZ columns take and give datetimes; a page cursor carries the ISO text."""
 
     def _db_time(self, at: datetime | None) -> datetime | None:
         return at
@@ -150,3 +150,7 @@ class PostgresTimes:
 
     def _cursor_time(self, at: datetime) -> str:
         return at.isoformat()
+
+    def _older_than(self, created: str, row_id: str) -> tuple[str, list[Any]]:
+        """The newest-first page cursor's condition `(created_at, id) < the cursor's`, and its arguments."""
+        return "(created_at, id) < (%s::timestamptz, %s)", [created, row_id]

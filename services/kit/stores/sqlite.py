@@ -131,7 +131,8 @@ def from_text_time(value: str | None) -> datetime | None:
 
 
 class SqliteTimes:
-    """Times as a shared SQL base keeps them on SQLite: fixed-width text in columns and page cursors."""
+    """Times as a shared SQL base keeps them on SQLite (services/kit/stores/sql.py's SqlTimes):
+    fixed-width text in columns and page cursors."""
 
     def _db_time(self, at: datetime | None) -> str | None:
         return fixed_width_time(at)
@@ -141,3 +142,7 @@ class SqliteTimes:
 
     def _cursor_time(self, at: datetime) -> str:
         return fixed_width_time(at)
+
+    def _older_than(self, created: str, row_id: str) -> tuple[str, list[Any]]:
+        """The newest-first page cursor's condition `(created_at, id) < the cursor's`, and its arguments."""
+        return "(created_at < %s OR (created_at = %s AND id < %s))", [created, created, row_id]

@@ -46,9 +46,6 @@ class PostgresNotificationStore(PostgresAdapter, PostgresTransactions, PostgresT
                           (until, [r[0] for r in rows]))
         return rows
 
-    def _older_than(self, created: str, notification_id: str) -> tuple[str, list[Any]]:
-        return "(created_at, id) < (%s::timestamptz, %s)", [created, notification_id]
-
     async def start(self) -> None:
         def create(conn) -> None:
             # Two replicas starting at once must not race on CREATE TABLE.

@@ -11,10 +11,11 @@ dispatchers on several replicas share the due rows) and `_older_than` (the page 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from services.kit.stores.sql import SqlDialect, SqlTimes
 from services.kit.telemetry.metrics import timed_operations
 from services.notifications.domain import Channel, Notification, NotificationFilter, Status
 
@@ -62,32 +63,8 @@ _VALUES = ", ".join(["%s"] * len(COLUMNS.split(",")))
 
 
 @timed_operations
-class SqlNotificationStore(abc.ABC):
+class SqlNotificationStore(SqlDialect, SqlTimes):
     _INSERT_NEW: str  # INSERT ... ({columns}) VALUES ({values}) that does nothing on a duplicate
-
-    @abc.abstractmethod
-    async def _transaction(self, fn: Callable[[Any], Any]) -> Any:
-        """Provided by each backend's adapter."""
-
-    @abc.abstractmethod
-    async def _read(self, fn: Callable[[Any], Any]) -> Any:
-        """Provided by each backend's adapter."""
-
-    @abc.abstractmethod
-    def _execute(self, conn: Any, sql: str, args: Sequence[Any] = ()) -> Any:
-        """Provided by each backend's adapter."""
-
-    @abc.abstractmethod
-    def _db_time(self, at: datetime | None) -> Any:
-        """A time as the dialect stores it."""
-
-    @abc.abstractmethod
-    def _py_time(self, value: Any) -> datetime | None:
-        """A stored time back as a datetime."""
-
-    @abc.abstractmethod
-    def _cursor_time(self, at: datetime) -> str:
-        """A time as the page cursor carries it."""
 
     @abc.abstractmethod
     def _log(self, conn: Any, n: Notification) -> int:
@@ -96,10 +73,6 @@ class SqlNotificationStore(abc.ABC):
     @abc.abstractmethod
     def _lease(self, conn: Any, at: datetime, limit: int, until: datetime) -> list[Any]:
         """The due rows (QUEUED, or RETRYING and due, not leased), leased until `until`."""
-
-    @abc.abstractmethod
-    def _older_than(self, created: str, notification_id: str) -> tuple[str, list[Any]]:
-        """The condition `(created_at, id) < the cursor's`, and its arguments."""
 
     def _row(self, n: Notification) -> tuple:
         t = self._db_time

@@ -41,8 +41,5 @@ class SqliteNotificationStore(SqliteAdapter, SqliteTransactions, SqliteTimes, Sq
                          [(fixed_width_time(until), r[0]) for r in rows])
         return rows
 
-    def _older_than(self, created: str, notification_id: str) -> tuple[str, list[Any]]:
-        return "(created_at < %s OR (created_at = %s AND id < %s))", [created, created, notification_id]
-
     async def start(self) -> None:
         await self.db.run(lambda conn: conn.executescript(_SCHEMA))

@@ -34,9 +34,6 @@ class PostgresPaymentStore(PostgresAdapter, PostgresTransactions, PostgresTimes,
     def _status_in(self, wanted: list[int]) -> tuple[str, list[Any]]:
         return "status = ANY(%s)", [wanted]
 
-    def _older_than(self, created: str, payment_id: str) -> tuple[str, list[Any]]:
-        return "(created_at, id) < (%s::timestamptz, %s)", [created, payment_id]
-
     def _flag_cancel(self, conn: Any, order_id: str) -> Payment | None:
         return self._payment(self._execute(
             conn, f"UPDATE payments SET cancel_requested = true WHERE order_id = %s RETURNING {COLUMNS}",

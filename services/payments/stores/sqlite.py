@@ -28,9 +28,6 @@ class SqlitePaymentStore(SqliteAdapter, SqliteTransactions, SqliteTimes, SqlPaym
     def _status_in(self, wanted: list[int]) -> tuple[str, list[Any]]:
         return f"status IN ({', '.join(['%s'] * len(wanted))})", wanted
 
-    def _older_than(self, created: str, payment_id: str) -> tuple[str, list[Any]]:
-        return "(created_at < %s OR (created_at = %s AND id < %s))", [created, created, payment_id]
-
     def _flag_cancel(self, conn: sqlite3.Connection, order_id: str) -> Payment | None:
         self._execute(conn, "UPDATE payments SET cancel_requested = 1 WHERE order_id = %s", (order_id,))
         return self._by_order(conn, order_id)

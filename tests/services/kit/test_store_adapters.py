@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import abc
 import uuid
-from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -19,6 +17,7 @@ from services.kit.stores.postgres import (
     PostgresTimes,
     PostgresTransactions,
 )
+from services.kit.stores.sql import SqlDialect, SqlTimes
 from services.kit.stores.sqlite import (
     SqliteAdapter,
     SqliteDatabase,
@@ -35,17 +34,8 @@ def _count(backend: str, operation: str) -> float:
                                      {"backend": backend, "operation": operation, "outcome": "ok"}) or 0.0
 
 
-class Dialect(abc.ABC):
-    """Like a domain's shared SQL base: the adapter must supply these."""
-
-    @abc.abstractmethod
-    async def _transaction(self, fn: Callable[[Any], Any]) -> Any: ...
-
-    @abc.abstractmethod
-    async def _read(self, fn: Callable[[Any], Any]) -> Any: ...
-
-    @abc.abstractmethod
-    def _execute(self, conn: Any, sql: str, args: Sequence[Any] = ()) -> Any: ...
+class Dialect(SqlDialect, SqlTimes):
+    """Like a domain's shared SQL base (services/<domain>/stores/sql.py): the adapter supplies the rest."""
 
     async def put(self, name: str, at: datetime) -> None:
         await self._transaction(lambda conn: self._execute(
@@ -55,6 +45,13 @@ class Dialect(abc.ABC):
         rows = await self._read(lambda conn: self._execute(conn, "SELECT name, at FROM shelf ORDER BY at")
                                 .fetchall())
         return [(name, self._py_time(at)) for name, at in rows]
+
+    async def older(self, than: datetime, name: str) -> list[str]:
+        """Names older than the cursor (at, name), newest first (the page cursor's condition)."""
+        where, args = self._older_than(self._cursor_time(than), name)
+        sql = f"SELECT name FROM shelf WHERE {where.replace('created_at', 'at').replace('id', 'name')}" \
+              " ORDER BY at DESC, name DESC"
+        return [r[0] for r in await self._read(lambda conn: self._execute(conn, sql, args).fetchall())]
 
 
 @timed_operations
@@ -100,13 +97,17 @@ async def test_sqlite_adapter_gives_the_dialect_its_connection_plumbing(tmp_path
         await store.put("a", at + timedelta(seconds=1))
         await store.put("b", at)
         assert await store.names() == [("b", at), ("a", at + timedelta(seconds=1))]
+        await store.put("c", at)
+        assert await store.older(at + timedelta(seconds=1), "a") == ["c", "b"]
+        assert await store.older(at, "c") == ["b"]
         assert await store.ping() is True
 
         conn = store.relay_connection()  # its own connection to the same file
         try:
             assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 1234
-            assert conn.execute("SELECT name, at FROM shelf ORDER BY at").fetchall() == [
-                ("b", "2026-05-06T07:08:09.123456+00:00"), ("a", "2026-05-06T07:08:10.123456+00:00")]
+            assert conn.execute("SELECT name, at FROM shelf ORDER BY at, name").fetchall() == [
+                ("b", "2026-05-06T07:08:09.123456+00:00"), ("c", "2026-05-06T07:08:09.123456+00:00"),
+                ("a", "2026-05-06T07:08:10.123456+00:00")]
         finally:
             conn.close()
     finally:
@@ -140,6 +141,10 @@ async def test_postgres_adapter_gives_the_dialect_its_schema_outbox_and_drop(pos
         at = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc)
         await store.put("a", at)
         assert await store.names() == [("a", at)]
+        await store.put("b", at)
+        await store.put("c", at - timedelta(seconds=1))
+        assert await store.older(at, "b") == ["a", "c"]
+        assert await store.older(at + timedelta(seconds=1), "") == ["b", "a", "c"]
         assert store._cursor_time(at) == at.isoformat()
         assert await store.ping() is True
 
