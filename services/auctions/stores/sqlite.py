@@ -19,6 +19,7 @@ class SqliteAuctionStore(SqliteAdapter, SqliteTransactions, SqlAuctionStore):
         self.path = str(path)
         self.db = SqliteDatabase(path)
         self.outbox = SqliteOutbox()
+
     async def start(self) -> None:
         def create(conn: sqlite3.Connection) -> None:
             self.create_schema(conn)

@@ -31,6 +31,7 @@ class SqliteNotificationStore(SqliteAdapter, SqliteTransactions, SqliteTimes, Sq
 
     def __init__(self, path: Path | str) -> None:
         self.db = SqliteDatabase(path)
+
     def _log(self, conn: sqlite3.Connection, n: Notification) -> int:
         return self._execute(conn, "INSERT INTO notification_changes (notification_id, snapshot)"
                                    " VALUES (%s, %s)", (n.id, n.to_json())).lastrowid

@@ -25,6 +25,7 @@ class SqlitePaymentStore(SqliteAdapter, SqliteTransactions, SqliteTimes, SqlPaym
         self.path = str(path)
         self.db = SqliteDatabase(path)
         self.outbox = SqliteOutbox("payments_outbox")
+
     def _status_in(self, wanted: list[int]) -> tuple[str, list[Any]]:
         return f"status IN ({', '.join(['%s'] * len(wanted))})", wanted
 
