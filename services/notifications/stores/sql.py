@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.kit.stores.sql import SqlDialect, SqlTimes
+from services.kit.stores.sql import SqlTimes
 from services.kit.telemetry.metrics import timed_operations
 from services.notifications.domain import Channel, Notification, NotificationFilter, Status
 
@@ -63,7 +63,7 @@ _VALUES = ", ".join(["%s"] * len(COLUMNS.split(",")))
 
 
 @timed_operations
-class SqlNotificationStore(SqlDialect, SqlTimes):
+class SqlNotificationStore(SqlTimes):
     _INSERT_NEW: str  # INSERT ... ({columns}) VALUES ({values}) that does nothing on a duplicate
 
     @abc.abstractmethod
@@ -146,21 +146,8 @@ class SqlNotificationStore(SqlDialect, SqlTimes):
             if value is not None:
                 where.append(f"{column} = %s")
                 args.append(int(value))
-        if cursor:
-            created, _, nid = cursor.partition("|")
-            older, more = self._older_than(created, nid)
-            where.append(older)
-            args += more
-
-        def read(conn):
-            rows = self._execute(conn, f"SELECT {COLUMNS} FROM notifications WHERE {' AND '.join(where)}"
-                                       " ORDER BY created_at DESC, id DESC LIMIT %s",
-                                 (*args, limit + 1)).fetchall()
-            page = [self._notification(r) for r in rows[:limit]]
-            after = f"{self._cursor_time(page[-1].created_at)}|{page[-1].id}" if len(rows) > limit else ""
-            return page, after
-
-        return await self._read(read)
+        return await self._newest_first(f"SELECT {COLUMNS} FROM notifications", where, args, cursor, limit,
+                                        self._notification)
 
     async def changes(self, after: int, upto: int, limit: int) -> list[tuple[int, Notification]]:
         rows = await self._read(lambda conn: self._execute(

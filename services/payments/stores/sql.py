@@ -13,7 +13,7 @@ import abc
 from collections.abc import Iterable
 from typing import Any
 
-from services.kit.stores.sql import SqlDialect, SqlTimes
+from services.kit.stores.sql import SqlTimes
 from services.kit.telemetry.metrics import timed_operations
 from services.kit.values import Money
 from services.payments.domain import Payment, PaymentFilter, Status
@@ -60,7 +60,7 @@ _VALUES = ", ".join(["%s"] * len(COLUMNS.split(",")))
 
 
 @timed_operations
-class SqlPaymentStore(SqlDialect, SqlTimes):
+class SqlPaymentStore(SqlTimes):
     outbox: Any
     _INSERT_NEW: str  # INSERT ... ({columns}) VALUES ({values}) that does nothing when the order has one
 
@@ -147,18 +147,5 @@ class SqlPaymentStore(SqlDialect, SqlTimes):
         if filter.status is not None:
             where.append("status = %s")
             args.append(int(filter.status))
-        if cursor:
-            created, _, pid = cursor.partition("|")
-            older, more = self._older_than(created, pid)
-            where.append(older)
-            args += more
-
-        def read(conn):
-            rows = self._execute(conn, f"SELECT {COLUMNS} FROM payments WHERE {' AND '.join(where)}"
-                                       " ORDER BY created_at DESC, id DESC LIMIT %s",
-                                 (*args, limit + 1)).fetchall()
-            page = [self._payment(r) for r in rows[:limit]]
-            after = f"{self._cursor_time(page[-1].created_at)}|{page[-1].id}" if len(rows) > limit else ""
-            return page, after
-
-        return await self._read(read)
+        return await self._newest_first(f"SELECT {COLUMNS} FROM payments", where, args, cursor, limit,
+                                        self._payment)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg2
 import pytest
@@ -17,7 +17,7 @@ from services.kit.stores.postgres import (
     PostgresTimes,
     PostgresTransactions,
 )
-from services.kit.stores.sql import SqlDialect, SqlTimes
+from services.kit.stores.sql import SqlTimes
 from services.kit.stores.sqlite import (
     SqliteAdapter,
     SqliteDatabase,
@@ -34,24 +34,30 @@ def _count(backend: str, operation: str) -> float:
                                      {"backend": backend, "operation": operation, "outcome": "ok"}) or 0.0
 
 
-class Dialect(SqlDialect, SqlTimes):
+class Row(NamedTuple):
+    id: str
+    created_at: datetime
+
+
+class Dialect(SqlTimes):
     """Like a domain's shared SQL base (services/<domain>/stores/sql.py): the adapter supplies the rest."""
 
-    async def put(self, name: str, at: datetime) -> None:
+    async def put(self, row_id: str, at: datetime) -> None:
         await self._transaction(lambda conn: self._execute(
-            conn, "INSERT INTO shelf (name, at) VALUES (%s, %s)", (name, self._db_time(at))))
+            conn, "INSERT INTO shelf (id, created_at) VALUES (%s, %s)", (row_id, self._db_time(at))))
 
-    async def names(self) -> list[tuple[str, datetime]]:
-        rows = await self._read(lambda conn: self._execute(conn, "SELECT name, at FROM shelf ORDER BY at")
-                                .fetchall())
-        return [(name, self._py_time(at)) for name, at in rows]
+    async def rows(self) -> list[Row]:
+        found = await self._read(lambda conn: self._execute(
+            conn, "SELECT id, created_at FROM shelf ORDER BY created_at, id").fetchall())
+        return [self._row(r) for r in found]
 
-    async def older(self, than: datetime, name: str) -> list[str]:
-        """Names older than the cursor (at, name), newest first (the page cursor's condition)."""
-        where, args = self._older_than(self._cursor_time(than), name)
-        sql = f"SELECT name FROM shelf WHERE {where.replace('created_at', 'at').replace('id', 'name')}" \
-              " ORDER BY at DESC, name DESC"
-        return [r[0] for r in await self._read(lambda conn: self._execute(conn, sql, args).fetchall())]
+    def _row(self, row: Any) -> Row:
+        return Row(row[0], self._py_time(row[1]))
+
+    async def page(self, cursor: str, limit: int) -> tuple[list[str], str]:
+        rows, after = await self._newest_first("SELECT id, created_at FROM shelf", ["1 = 1"], [], cursor,
+                                               limit, self._row)
+        return [r.id for r in rows], after
 
 
 @timed_operations
@@ -62,7 +68,7 @@ class SqliteShelf(SqliteAdapter, SqliteTransactions, SqliteTimes, Dialect):
         self.db = SqliteDatabase(path)
 
     async def start(self) -> None:
-        await self.db.run(lambda conn: conn.execute("CREATE TABLE shelf (name TEXT, at TEXT)"))
+        await self.db.run(lambda conn: conn.execute("CREATE TABLE shelf (id TEXT, created_at TEXT)"))
 
 
 @timed_operations
@@ -74,7 +80,7 @@ class PostgresShelf(PostgresAdapter, PostgresTransactions, PostgresTimes, Dialec
 
     async def start(self) -> None:
         await self.db.transaction(lambda conn: self._execute(
-            conn, "CREATE TABLE IF NOT EXISTS shelf (name TEXT, at TIMESTAMPTZ)"))
+            conn, "CREATE TABLE IF NOT EXISTS shelf (id TEXT, created_at TIMESTAMPTZ)"))
         self._create_outbox()
 
 
@@ -96,16 +102,17 @@ async def test_sqlite_adapter_gives_the_dialect_its_connection_plumbing(tmp_path
         at = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc)
         await store.put("a", at + timedelta(seconds=1))
         await store.put("b", at)
-        assert await store.names() == [("b", at), ("a", at + timedelta(seconds=1))]
+        assert await store.rows() == [("b", at), ("a", at + timedelta(seconds=1))]
         await store.put("c", at)
-        assert await store.older(at + timedelta(seconds=1), "a") == ["c", "b"]
-        assert await store.older(at, "c") == ["b"]
+        first, after = await store.page("", 2)
+        assert (first, after) == (["a", "c"], "2026-05-06T07:08:09.123456+00:00|c")
+        assert await store.page(after, 2) == (["b"], "")
         assert await store.ping() is True
 
         conn = store.relay_connection()  # its own connection to the same file
         try:
             assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 1234
-            assert conn.execute("SELECT name, at FROM shelf ORDER BY at, name").fetchall() == [
+            assert conn.execute("SELECT id, created_at FROM shelf ORDER BY created_at, id").fetchall() == [
                 ("b", "2026-05-06T07:08:09.123456+00:00"), ("c", "2026-05-06T07:08:09.123456+00:00"),
                 ("a", "2026-05-06T07:08:10.123456+00:00")]
         finally:
@@ -140,12 +147,12 @@ async def test_postgres_adapter_gives_the_dialect_its_schema_outbox_and_drop(pos
         await store.start()
         at = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc)
         await store.put("a", at)
-        assert await store.names() == [("a", at)]
+        assert await store.rows() == [("a", at)]
         await store.put("b", at)
         await store.put("c", at - timedelta(seconds=1))
-        assert await store.older(at, "b") == ["a", "c"]
-        assert await store.older(at + timedelta(seconds=1), "") == ["b", "a", "c"]
-        assert store._cursor_time(at) == at.isoformat()
+        first, after = await store.page("", 2)
+        assert (first, after) == (["b", "a"], f"{at.isoformat()}|a")
+        assert await store.page(after, 2) == (["c"], "")
         assert await store.ping() is True
 
         conn = store.relay_connection()
