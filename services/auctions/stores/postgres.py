@@ -22,9 +22,7 @@ class PostgresAuctionStore(PostgresAdapter, PostgresTransactions, SqlAuctionStor
 
     async def start(self) -> None:
         def create(conn: Any) -> None:
-            # Two replicas starting at once must not race on CREATE TABLE.
-            self._execute(conn, "SELECT pg_advisory_xact_lock(hashtext(%s))",
-                          (f"{self.schema}.auctions.schema",))
+            self._lock_schema(conn, "auctions")
             self.create_schema(conn)
 
         await self.db.transaction(create)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from services.auctions.stores.sql import SqlAuctionStore
@@ -21,8 +20,4 @@ class SqliteAuctionStore(SqliteAdapter, SqliteTransactions, SqlAuctionStore):
         self.outbox = SqliteOutbox()
 
     async def start(self) -> None:
-        def create(conn: sqlite3.Connection) -> None:
-            self.create_schema(conn)
-            self.outbox.create_schema(conn)
-
-        await self.db.run(create)
+        await self._create_tables(self.create_schema)

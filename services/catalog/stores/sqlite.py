@@ -100,11 +100,7 @@ class SqliteCatalogStore(SqliteAdapter):
         self.outbox = SqliteOutbox("catalog_outbox")
 
     async def start(self) -> None:
-        def create(conn: sqlite3.Connection) -> None:
-            conn.executescript(_SCHEMA)
-            self.outbox.create_schema(conn)
-
-        await self.db.run(create)
+        await self._create_tables(_SCHEMA)
 
     async def create(self, product: Product, event) -> Product:
         def insert(conn: sqlite3.Connection) -> None:

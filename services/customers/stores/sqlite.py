@@ -39,9 +39,8 @@ class SqliteCustomerStore(SqliteAdapter):
         def create(conn: sqlite3.Connection) -> None:
             for table in TABLES.values():
                 conn.executescript(_SCHEMA.format(table=table))
-            self.outbox.create_schema(conn)
 
-        await self.db.run(create)
+        await self._create_tables(create)
 
     async def create(self, party: Party, event) -> Party:
         def insert(conn: sqlite3.Connection) -> None:

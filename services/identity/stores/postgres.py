@@ -63,9 +63,8 @@ class PostgresIdentityStore(PostgresAdapter):
 
     async def start(self) -> None:
         def create(conn) -> None:
+            self._lock_schema(conn, "identity")
             with conn.cursor() as cur:
-                # Two replicas starting at once must not race on CREATE TABLE.
-                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}.identity.schema",))
                 cur.execute(SCHEMA)
 
         await self.db.transaction(create)

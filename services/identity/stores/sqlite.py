@@ -58,11 +58,7 @@ class SqliteIdentityStore(SqliteAdapter):
         self.outbox = SqliteOutbox()
 
     async def start(self) -> None:
-        def create(conn: sqlite3.Connection) -> None:
-            conn.executescript(SCHEMA)
-            self.outbox.create_schema(conn)
-
-        await self.db.run(create)
+        await self._create_tables(SCHEMA)
 
     async def create_user(self, user_id: str, new: NewUser, password_hash: str, created_at: datetime,
                           events: Sequence[Envelope]) -> User:

@@ -102,6 +102,11 @@ class PostgresAdapter:
         """A plain connection of its own in the schema (the outbox manages its transactions)."""
         return psycopg2.connect(self.url, connect_timeout=3, options=f"-c search_path={self.schema},public")
 
+    def _lock_schema(self, conn: Any, name: str) -> None:
+        """Two replicas starting at once must not race on CREATE TABLE: a transaction's advisory lock on
+        `<schema>.<name>.schema`, taken before the tables are made in the same transaction."""
+        self._execute(conn, "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}.{name}.schema",))
+
     def _create_outbox(self) -> None:
         conn = self.relay_connection()  # the outbox's DDL commits on its own connection
         try:

@@ -101,6 +101,19 @@ class SqliteAdapter:
     def _execute(self, conn: sqlite3.Connection, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         return conn.execute(sql.replace("%s", "?"), tuple(args))  # the shared SQL is written with %s
 
+    async def _create_tables(self, tables: str | Callable[[sqlite3.Connection], Any]) -> None:
+        """The adapter's tables (a script, or fn(conn) that makes them), then `self.outbox`'s, in one call
+        on the database thread (timed as the method that called: `start`)."""
+
+        def create(conn: sqlite3.Connection) -> None:
+            if isinstance(tables, str):
+                conn.executescript(tables)
+            else:
+                tables(conn)
+            self.outbox.create_schema(conn)
+
+        await self.db.run(create)
+
     async def ping(self) -> bool:
         return await self.db.ping()
 

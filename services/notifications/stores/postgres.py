@@ -48,9 +48,7 @@ class PostgresNotificationStore(PostgresAdapter, PostgresTransactions, PostgresT
 
     async def start(self) -> None:
         def create(conn) -> None:
-            # Two replicas starting at once must not race on CREATE TABLE.
-            self._execute(conn, "SELECT pg_advisory_xact_lock(hashtext(%s))",
-                          (f"{self.schema}.notifications.schema",))
+            self._lock_schema(conn, "notifications")
             self._execute(conn, SCHEMA)
 
         await self.db.transaction(create)

@@ -77,11 +77,7 @@ class SqliteOrderStore(SqliteAdapter):
         self.outbox = SqliteOutbox("orders_outbox")
 
     async def start(self) -> None:
-        def create(conn: sqlite3.Connection) -> None:
-            conn.executescript(_SCHEMA)
-            self.outbox.create_schema(conn)
-
-        await self.db.run(create)
+        await self._create_tables(_SCHEMA)
 
     async def create(self, order: Order, event) -> None:
         def write(conn: sqlite3.Connection) -> None:

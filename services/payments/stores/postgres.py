@@ -41,9 +41,7 @@ class PostgresPaymentStore(PostgresAdapter, PostgresTransactions, PostgresTimes,
 
     async def start(self) -> None:
         def create(conn) -> None:
-            # Two replicas starting at once must not race on CREATE TABLE.
-            self._execute(conn, "SELECT pg_advisory_xact_lock(hashtext(%s))",
-                          (f"{self.schema}.payments.schema",))
+            self._lock_schema(conn, "payments")
             self._execute(conn, SCHEMA)
 
         await self.db.transaction(create)

@@ -34,8 +34,4 @@ class SqlitePaymentStore(SqliteAdapter, SqliteTransactions, SqliteTimes, SqlPaym
         return self._by_order(conn, order_id)
 
     async def start(self) -> None:
-        def create(conn: sqlite3.Connection) -> None:
-            conn.executescript(_SCHEMA)
-            self.outbox.create_schema(conn)
-
-        await self.db.run(create)
+        await self._create_tables(_SCHEMA)

@@ -48,11 +48,7 @@ class SqlitePollStore(SqliteAdapter, SqlPollStore):
         self._ready = False
 
     async def start(self) -> None:
-        def create(conn: sqlite3.Connection) -> None:
-            conn.executescript(SCHEMA)
-            self.outbox.create_schema(conn)
-
-        await self.db.run(create)
+        await self._create_tables(SCHEMA)
         self._ready = True
 
     async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.kit.bus.stores.postgres import PostgresOutbox
+from services.kit.bus.stores.sqlite import SqliteOutbox
 from services.kit.stores.postgres import (
     PostgresAdapter,
     PostgresDatabase,
@@ -66,9 +67,10 @@ class SqliteShelf(SqliteAdapter, SqliteTransactions, SqliteTimes, Dialect):
 
     def __init__(self, path: Any) -> None:
         self.db = SqliteDatabase(path)
+        self.outbox = SqliteOutbox("shelf_outbox")
 
     async def start(self) -> None:
-        await self.db.run(lambda conn: conn.execute("CREATE TABLE shelf (id TEXT, created_at TEXT)"))
+        await self._create_tables("CREATE TABLE IF NOT EXISTS shelf (id TEXT, created_at TEXT);")
 
 
 @timed_operations
@@ -79,8 +81,11 @@ class PostgresShelf(PostgresAdapter, PostgresTransactions, PostgresTimes, Dialec
         self.outbox = PostgresOutbox("shelf_outbox")
 
     async def start(self) -> None:
-        await self.db.transaction(lambda conn: self._execute(
-            conn, "CREATE TABLE IF NOT EXISTS shelf (id TEXT, created_at TIMESTAMPTZ)"))
+        def create(conn: Any) -> None:
+            self._lock_schema(conn, "shelf")
+            self._execute(conn, "CREATE TABLE IF NOT EXISTS shelf (id TEXT, created_at TIMESTAMPTZ)")
+
+        await self.db.transaction(create)
         self._create_outbox()
 
 
@@ -112,6 +117,9 @@ async def test_sqlite_adapter_gives_the_dialect_its_connection_plumbing(tmp_path
         conn = store.relay_connection()  # its own connection to the same file
         try:
             assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 1234
+            tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
+                                  " AND name LIKE 'shelf%' ORDER BY name")
+            assert [r[0] for r in tables.fetchall()] == ["shelf", "shelf_outbox"]
             assert conn.execute("SELECT id, created_at FROM shelf ORDER BY created_at, id").fetchall() == [
                 ("b", "2026-05-06T07:08:09.123456+00:00"), ("c", "2026-05-06T07:08:09.123456+00:00"),
                 ("a", "2026-05-06T07:08:10.123456+00:00")]
