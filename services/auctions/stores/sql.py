@@ -6,7 +6,6 @@ Each adapter supplies `_transaction(fn)` (run fn(conn) in one transaction off th
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -16,6 +15,7 @@ from agora.events.v1.envelope_pb2 import Envelope
 from services.auctions.domain import CLOSED, OPEN, Auction, Bid
 from services.auctions.store import CloseEvents, Decide, PlacedBid, PlanEvents
 from services.kit.errors import NotFound
+from services.kit.stores.sql import SqlDialect
 from services.kit.telemetry.metrics import timed_operations
 
 SCHEMA = [
@@ -96,19 +96,11 @@ def _auction(row: Sequence[Any]) -> Auction:
 
 
 @timed_operations
-class SqlAuctionStore(abc.ABC):
+class SqlAuctionStore(SqlDialect):
     outbox: Any
-
-    @abc.abstractmethod
-    async def _transaction(self, fn: Callable[[Any], Any]) -> Any:
-        """Provided by each backend's adapter."""
 
     async def _read(self, fn: Callable[[Any], Any]) -> Any:
         return await self._transaction(fn)
-
-    @abc.abstractmethod
-    def _execute(self, conn: Any, sql: str, args: Sequence[Any] = ()) -> Any:
-        """Provided by each backend's adapter."""
 
     def _add_events(self, conn: Any, events: Sequence[Envelope]) -> None:
         if events:

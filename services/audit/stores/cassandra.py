@@ -23,7 +23,7 @@ from cassandra.query import BatchStatement, BatchType
 
 from services.audit.domain import AuditEvent, Cursor, TypePattern, days_between, epoch_ms, now
 from services.kit.config import Settings
-from services.kit.stores.cassandra import CassandraDatabase
+from services.kit.stores.cassandra import CassandraAdapter, CassandraDatabase
 from services.kit.telemetry.metrics import timed_operations
 
 BUCKET = 100_000
@@ -66,7 +66,7 @@ def _pages(result):
 
 
 @timed_operations
-class CassandraAuditStore:
+class CassandraAuditStore(CassandraAdapter):
     def __init__(self, settings: Settings) -> None:
         self.db = CassandraDatabase(settings)
         self._session = None
@@ -75,15 +75,7 @@ class CassandraAuditStore:
         self._block_end = 0
 
     async def start(self) -> None:
-        session = await self.db.session()
-
-        def create() -> None:
-            for statement in SCHEMA:
-                session.execute(statement, timeout=30)
-            self._prepare(session)
-
-        await asyncio.to_thread(create)
-        self._session = session
+        self._session = await self._create_tables(SCHEMA)
 
     def _prepare(self, s) -> None:
         self._claim_id = s.prepare(
@@ -211,15 +203,8 @@ class CassandraAuditStore:
 
         return await asyncio.to_thread(read)
 
-    async def ping(self) -> bool:
-        return await self.db.ping()
-
     async def truncate(self) -> None:
         """Empty every table (tests: the schema is made once per session)."""
-        for table in TABLES:
-            await self.db.execute(f"TRUNCATE {table}", timeout=30)
+        await self._truncate(TABLES)
         with self._lock:
             self._next = self._block_end = 0
-
-    async def close(self) -> None:
-        await self.db.close()

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from services.audit.domain import AuditEvent, Cursor, TypePattern, epoch_ms, now
-from services.kit.stores.sqlite import SqliteDatabase
+from services.kit.stores.sqlite import SqliteAdapter, SqliteDatabase
 from services.kit.telemetry.metrics import timed_operations
 
 _SCHEMA = """
@@ -43,7 +43,8 @@ def to_event(row) -> AuditEvent:
 
 
 @timed_operations
-class SqliteAuditStore:
+class SqliteAuditStore(SqliteAdapter):
+    # No outbox (audit publishes nothing): the kit's relay_connection goes unused.
     def __init__(self, path: Path | str) -> None:
         self.db = SqliteDatabase(path)
 
@@ -96,9 +97,3 @@ class SqliteAuditStore:
             f"SELECT {_COLUMNS} FROM events WHERE sequence > ? AND sequence <= ? ORDER BY sequence",
             (after, upto)).fetchall())
         return [to_event(r) for r in rows]
-
-    async def ping(self) -> bool:
-        return await self.db.ping()
-
-    async def close(self) -> None:
-        await self.db.close()

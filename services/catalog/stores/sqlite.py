@@ -23,7 +23,7 @@ from services.catalog.domain import (
     with_stock,
 )
 from services.kit.bus.stores.sqlite import SqliteOutbox
-from services.kit.stores.sqlite import SqliteDatabase
+from services.kit.stores.sqlite import SqliteAdapter, SqliteDatabase
 from services.kit.telemetry.metrics import timed_operations
 from services.kit.values import Money
 
@@ -93,18 +93,14 @@ def to_reservation(row) -> Reservation:
 
 
 @timed_operations
-class SqliteCatalogStore:
+class SqliteCatalogStore(SqliteAdapter):
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         self.db = SqliteDatabase(path)
         self.outbox = SqliteOutbox("catalog_outbox")
 
     async def start(self) -> None:
-        def create(conn: sqlite3.Connection) -> None:
-            conn.executescript(_SCHEMA)
-            self.outbox.create_schema(conn)
-
-        await self.db.run(create)
+        await self._create_tables(_SCHEMA)
 
     async def create(self, product: Product, event) -> Product:
         def insert(conn: sqlite3.Connection) -> None:
@@ -243,12 +239,3 @@ class SqliteCatalogStore:
 
     async def follow(self, on_change) -> None:
         """One process owns the file: the service sees every change it makes itself."""
-
-    def relay_connection(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, check_same_thread=False)
-
-    async def ping(self) -> bool:
-        return await self.db.ping()
-
-    async def close(self) -> None:
-        await self.db.close()

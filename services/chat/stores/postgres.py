@@ -11,14 +11,14 @@ import psycopg2.extensions
 from services.chat.stores.sql import Query, SqlChatStore, schema
 from services.kit.bus.stores.postgres import PostgresOutbox
 from services.kit.errors import Unavailable
-from services.kit.stores.postgres import PostgresDatabase
+from services.kit.stores.postgres import PostgresAdapter, PostgresDatabase
 from services.kit.telemetry.metrics import timed_operations
 
 T = TypeVar("T")
 
 
 @timed_operations
-class PostgresChatStore(SqlChatStore):
+class PostgresChatStore(PostgresAdapter, SqlChatStore):
     blob = "BYTEA"
     lock_room = " FOR UPDATE"  # the room row carries the sequence: writers to one room queue here
 
@@ -44,7 +44,7 @@ class PostgresChatStore(SqlChatStore):
         import time
 
         def create() -> None:
-            conn = self.relay_connection()
+            conn = self.relay_connection()  # the schema's own, as the relay's and the prune's
             try:
                 # Two replicas starting together must not race on CREATE TABLE IF NOT EXISTS:
                 # a session lock (released when the connection closes) covers both steps.
@@ -64,17 +64,6 @@ class PostgresChatStore(SqlChatStore):
         await asyncio.to_thread(create)
         await self.db.ping()  # opens the pool (its own CREATE SCHEMA IF NOT EXISTS is a no-op now)
 
-    def relay_connection(self) -> psycopg2.extensions.connection:
-        """A plain connection of its own (the outbox manages its transactions): the relay's, and the
-        schema's and the prune's."""
-        return psycopg2.connect(self.url, connect_timeout=3, options=f"-c search_path={self.schema},public")
-
-    async def close(self) -> None:
-        await self.db.close()
-
-    async def ping(self) -> bool:
-        return await self.db.ping()
-
     async def prune_outbox(self, older_than: float) -> None:
         import asyncio
 
@@ -86,8 +75,3 @@ class PostgresChatStore(SqlChatStore):
                 conn.close()
 
         await asyncio.to_thread(prune)
-
-    async def drop(self) -> None:
-        """Remove the schema and everything in it (tests)."""
-        await self.db.transaction(
-            lambda conn: conn.cursor().execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))

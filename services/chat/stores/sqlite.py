@@ -10,14 +10,15 @@ from typing import TypeVar
 
 from services.chat.stores.sql import Query, SqlChatStore, schema
 from services.kit.bus.stores.sqlite import SqliteOutbox
-from services.kit.stores.sqlite import SqliteDatabase
+from services.kit.stores.sqlite import SqliteAdapter, SqliteDatabase
 from services.kit.telemetry.metrics import timed_operations
 
 T = TypeVar("T")
 
 
 @timed_operations
-class SqliteChatStore(SqlChatStore):
+class SqliteChatStore(SqliteAdapter, SqlChatStore):
+    relay_timeout = 5.0
     blob = "BLOB"
     lock_room = ""  # BEGIN IMMEDIATE: one writer at a time
 
@@ -43,15 +44,6 @@ class SqliteChatStore(SqlChatStore):
             self._default_room(q, time.time())
 
         await self.db.run(lambda conn: create(self._query(conn)))
-
-    async def close(self) -> None:
-        await self.db.close()
-
-    async def ping(self) -> bool:
-        return await self.db.ping()
-
-    def relay_connection(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
 
     async def prune_outbox(self, older_than: float) -> None:
         await self.db.run(lambda conn: self.outbox.prune(conn, older_than))

@@ -10,7 +10,7 @@ import psycopg2.errors
 from services.customers.domain import EmailTaken, Kind, Party
 from services.customers.stores.rows import COLUMNS, TABLES, like_pattern, to_party, values
 from services.kit.bus.stores.postgres import PostgresOutbox
-from services.kit.stores.postgres import PostgresDatabase
+from services.kit.stores.postgres import PostgresAdapter, PostgresDatabase
 from services.kit.telemetry.metrics import timed_operations
 
 _SCHEMA = """
@@ -34,7 +34,7 @@ SCHEMA = "customers"  # the PostgreSQL schema customers keeps its tables in
 
 
 @timed_operations
-class PostgresCustomerStore:
+class PostgresCustomerStore(PostgresAdapter):
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = url
         self.schema = schema or SCHEMA
@@ -49,16 +49,6 @@ class PostgresCustomerStore:
 
         await self.db.transaction(create)
         await asyncio.to_thread(self._create_outbox)
-
-    def _connect(self):
-        return psycopg2.connect(self.url, options=f"-c search_path={self.schema},public", connect_timeout=3)
-
-    def _create_outbox(self) -> None:
-        conn = self._connect()  # the outbox manages its own transaction
-        try:
-            self.outbox.create_schema(conn)
-        finally:
-            conn.close()
 
     async def create(self, party: Party, event) -> Party:
         table = TABLES[party.kind]
@@ -119,21 +109,3 @@ class PostgresCustomerStore:
                 return cur.fetchall()
 
         return [to_party(kind, row) for row in await self.db.transaction(read)]
-
-    def relay_connection(self):
-        return self._connect()
-
-    async def ping(self) -> bool:
-        return await self.db.ping()
-
-    async def close(self) -> None:
-        await self.db.close()
-
-    async def drop(self) -> None:
-        """Remove the schema and everything in it (tests)."""
-
-        def drop(conn) -> None:
-            with conn.cursor() as cur:
-                cur.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
-
-        await self.db.transaction(drop)

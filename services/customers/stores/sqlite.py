@@ -8,7 +8,7 @@ from pathlib import Path
 from services.customers.domain import EmailTaken, Kind, Party
 from services.customers.stores.rows import COLUMNS, TABLES, like_pattern, to_party, values
 from services.kit.bus.stores.sqlite import SqliteOutbox
-from services.kit.stores.sqlite import SqliteDatabase
+from services.kit.stores.sqlite import SqliteAdapter, SqliteDatabase
 from services.kit.telemetry.metrics import timed_operations
 
 _SCHEMA = """
@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS {table} (
 
 
 @timed_operations
-class SqliteCustomerStore:
+class SqliteCustomerStore(SqliteAdapter):
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         self.db = SqliteDatabase(path)
@@ -39,9 +39,8 @@ class SqliteCustomerStore:
         def create(conn: sqlite3.Connection) -> None:
             for table in TABLES.values():
                 conn.executescript(_SCHEMA.format(table=table))
-            self.outbox.create_schema(conn)
 
-        await self.db.run(create)
+        await self._create_tables(create)
 
     async def create(self, party: Party, event) -> Party:
         def insert(conn: sqlite3.Connection) -> None:
@@ -92,12 +91,3 @@ class SqliteCustomerStore:
         sql = f"SELECT {COLUMNS} FROM {TABLES[kind]} WHERE {where} ORDER BY seq LIMIT ?"
         rows = await self.db.run(lambda c: c.execute(sql, (*args, limit)).fetchall())
         return [to_party(kind, tuple(row)) for row in rows]
-
-    def relay_connection(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, check_same_thread=False)
-
-    async def ping(self) -> bool:
-        return await self.db.ping()
-
-    async def close(self) -> None:
-        await self.db.close()

@@ -12,7 +12,7 @@ from agora.events.v1.envelope_pb2 import Envelope
 
 from services.identity.domain import NameTaken, NewUser, Session, User
 from services.kit.bus.stores.postgres import PostgresOutbox
-from services.kit.stores.postgres import PostgresDatabase
+from services.kit.stores.postgres import PostgresAdapter, PostgresDatabase
 from services.kit.telemetry.metrics import timed_operations
 
 SCHEMA = """
@@ -44,7 +44,7 @@ def _user(row) -> User:
 
 
 @timed_operations
-class PostgresIdentityStore:
+class PostgresIdentityStore(PostgresAdapter):
     def __init__(self, url: str, *, schema: str = "identity") -> None:
         self.url = url
         self.schema = schema
@@ -63,20 +63,12 @@ class PostgresIdentityStore:
 
     async def start(self) -> None:
         def create(conn) -> None:
+            self._lock_schema(conn, "identity")
             with conn.cursor() as cur:
-                # Two replicas starting at once must not race on CREATE TABLE.
-                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}.identity.schema",))
                 cur.execute(SCHEMA)
 
         await self.db.transaction(create)
         await asyncio.to_thread(self._create_outbox)
-
-    def _create_outbox(self) -> None:
-        conn = self.relay_connection()  # the outbox's DDL commits on its own connection
-        try:
-            self.outbox.create_schema(conn)
-        finally:
-            conn.close()
 
     async def create_user(self, user_id: str, new: NewUser, password_hash: str, created_at: datetime,
                           events: Sequence[Envelope]) -> User:
@@ -145,20 +137,3 @@ class PostgresIdentityStore:
                 return cur.rowcount
 
         return await self.db.transaction(revoke)
-
-    def relay_connection(self):
-        return psycopg2.connect(self.url, connect_timeout=3, options=f"-c search_path={self.schema},public")
-
-    async def ping(self) -> bool:
-        return await self.db.ping()
-
-    async def close(self) -> None:
-        await self.db.close()
-
-    async def drop(self) -> None:
-        """Remove the whole schema (tests)."""
-        def go(conn) -> None:
-            with conn.cursor() as cur:
-                cur.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
-
-        await self.db.transaction(go)

@@ -11,7 +11,7 @@ from agora.events.v1.envelope_pb2 import Envelope
 
 from services.identity.domain import NameTaken, NewUser, Session, User
 from services.kit.bus.stores.sqlite import SqliteOutbox
-from services.kit.stores.sqlite import SqliteDatabase
+from services.kit.stores.sqlite import SqliteAdapter, SqliteDatabase
 from services.kit.telemetry.metrics import timed_operations
 
 SCHEMA = """
@@ -49,18 +49,16 @@ def _user(row) -> User:
 
 
 @timed_operations
-class SqliteIdentityStore:
+class SqliteIdentityStore(SqliteAdapter):
+    relay_busy_timeout = 5000
+
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         self.db = SqliteDatabase(path)
         self.outbox = SqliteOutbox()
 
     async def start(self) -> None:
-        def create(conn: sqlite3.Connection) -> None:
-            conn.executescript(SCHEMA)
-            self.outbox.create_schema(conn)
-
-        await self.db.run(create)
+        await self._create_tables(SCHEMA)
 
     async def create_user(self, user_id: str, new: NewUser, password_hash: str, created_at: datetime,
                           events: Sequence[Envelope]) -> User:
@@ -130,14 +128,3 @@ class SqliteIdentityStore:
             return cursor.rowcount
 
         return await self.db.transaction(revoke)
-
-    def relay_connection(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=5000")
-        return conn
-
-    async def ping(self) -> bool:
-        return await self.db.ping()
-
-    async def close(self) -> None:
-        await self.db.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from cassandra import ConsistencyLevel
@@ -20,7 +21,12 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, S
 from cassandra.policies import RoundRobinPolicy
 
 from services.kit.config import Settings
-from services.kit.telemetry.metrics import cassandra_operation, observe_cassandra_requests, store_operation
+from services.kit.telemetry.metrics import (
+    cassandra_operation,
+    observe_cassandra_requests,
+    store_operation,
+    timed_operations,
+)
 
 
 class CassandraDatabase:
@@ -95,3 +101,34 @@ class CassandraDatabase:
         if self._cluster is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._cluster.shutdown)
             self._cluster = self._session = None
+
+
+@timed_operations
+class CassandraAdapter:
+    """The plumbing the Cassandra store adapters share, from `self.db` (a CassandraDatabase) and the
+    adapter's `_prepare(session)` (its prepared statements)."""
+
+    db: CassandraDatabase
+
+    async def _create_tables(self, schema: Sequence[str]) -> Session:
+        """Each statement of `schema` (30 s apiece), then `_prepare(session)`, in a worker thread; the
+        session (timed as the method that called: `start`)."""
+        session = await self.db.session()
+
+        def create() -> None:
+            for statement in schema:
+                session.execute(statement, timeout=30)
+            self._prepare(session)
+
+        await asyncio.to_thread(create)
+        return session
+
+    async def _truncate(self, tables: Sequence[str]) -> None:
+        for table in tables:
+            await self.db.execute(f"TRUNCATE {table}", timeout=30)
+
+    async def ping(self) -> bool:
+        return await self.db.ping()
+
+    async def close(self) -> None:
+        await self.db.close()

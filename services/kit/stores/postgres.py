@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from datetime import datetime
+from typing import Any, TypeVar
 
 import psycopg2
 import psycopg2.extensions
 import psycopg2.pool
 
-from services.kit.telemetry.metrics import store_operation, timed_store_call
+from services.kit.telemetry.metrics import store_operation, timed_operations, timed_store_call
 
 T = TypeVar("T")
 
@@ -84,3 +85,77 @@ class PostgresDatabase:
             self._pool.closeall()
             self._pool = None
         self._executor.shutdown(wait=False)
+
+
+@timed_operations
+class PostgresAdapter:
+    """The plumbing every PostgreSQL store adapter shares, from `self.url`, `self.schema` (the domain's
+    own), `self.db` (a PostgresDatabase) and, for the outbox, `self.outbox`. Put it first in the bases
+    (it satisfies the shared SQL base's abstract `_execute`); an adapter that differs overrides."""
+
+    url: str
+    schema: str
+    db: PostgresDatabase
+    outbox: Any
+
+    def relay_connection(self) -> psycopg2.extensions.connection:
+        """A plain connection of its own in the schema (the outbox manages its transactions)."""
+        return psycopg2.connect(self.url, connect_timeout=3, options=f"-c search_path={self.schema},public")
+
+    def _lock_schema(self, conn: Any, name: str) -> None:
+        """Two replicas starting at once must not race on CREATE TABLE: a transaction's advisory lock on
+        `<schema>.<name>.schema`, taken before the tables are made in the same transaction."""
+        self._execute(conn, "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}.{name}.schema",))
+
+    def _create_outbox(self) -> None:
+        conn = self.relay_connection()  # the outbox's DDL commits on its own connection
+        try:
+            self.outbox.create_schema(conn)
+        finally:
+            conn.close()
+
+    def _execute(self, conn: Any, sql: str, args: Sequence[Any] = ()) -> Any:
+        cur = conn.cursor()
+        cur.execute(sql, tuple(args))
+        return cur
+
+    async def ping(self) -> bool:
+        return await self.db.ping()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def drop(self) -> None:
+        """Remove the whole schema (tests)."""
+        await self.db.transaction(
+            lambda conn: self._execute(conn, f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+
+
+class PostgresTransactions:
+    """`_transaction(fn)` and `_read(fn)` of a shared SQL base: both one transaction on `self.db`."""
+
+    db: PostgresDatabase
+
+    async def _transaction(self, fn: Callable[[Any], Any]) -> Any:
+        return await self.db.transaction(fn)
+
+    async def _read(self, fn: Callable[[Any], Any]) -> Any:
+        return await self.db.transaction(fn)
+
+
+class PostgresTimes:
+    """Times as a shared SQL base keeps them on PostgreSQL (services/kit/stores/sql.py's SqlTimes):
+    TIMESTAMPTZ columns take and give datetimes; a page cursor carries the ISO text."""
+
+    def _db_time(self, at: datetime | None) -> datetime | None:
+        return at
+
+    def _py_time(self, value: datetime | None) -> datetime | None:
+        return value
+
+    def _cursor_time(self, at: datetime) -> str:
+        return at.isoformat()
+
+    def _older_than(self, created: str, row_id: str) -> tuple[str, list[Any]]:
+        """The newest-first page cursor's condition `(created_at, id) < the cursor's`, and its arguments."""
+        return "(created_at, id) < (%s::timestamptz, %s)", [created, row_id]

@@ -4,11 +4,15 @@ rows through leases taken with FOR UPDATE SKIP LOCKED. The SQL is shared with SQ
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from services.kit.stores.postgres import PostgresDatabase
+from services.kit.stores.postgres import (
+    PostgresAdapter,
+    PostgresDatabase,
+    PostgresTimes,
+    PostgresTransactions,
+)
 from services.kit.telemetry.metrics import timed_operations
 from services.notifications.domain import Notification
 from services.notifications.stores.sql import SqlNotificationStore, schema
@@ -20,7 +24,9 @@ CREATE INDEX IF NOT EXISTS notifications_by_order ON notifications (order_id);""
 
 
 @timed_operations
-class PostgresNotificationStore(SqlNotificationStore):
+class PostgresNotificationStore(PostgresAdapter, PostgresTransactions, PostgresTimes,
+                                SqlNotificationStore):
+    # No outbox (notifications publish nothing): the kit's relay_connection goes unused.
     _INSERT_NEW = ("INSERT INTO notifications ({columns}) VALUES ({values})"
                    " ON CONFLICT (event_id, channel, recipient) DO NOTHING")
 
@@ -28,26 +34,6 @@ class PostgresNotificationStore(SqlNotificationStore):
         self.url = url
         self.schema = schema
         self.db = PostgresDatabase(url, schema=schema)
-
-    async def _transaction(self, fn: Callable[[Any], Any]) -> Any:
-        return await self.db.transaction(fn)
-
-    async def _read(self, fn: Callable[[Any], Any]) -> Any:
-        return await self.db.transaction(fn)
-
-    def _execute(self, conn: Any, sql: str, args: Sequence[Any] = ()) -> Any:
-        cur = conn.cursor()
-        cur.execute(sql, tuple(args))
-        return cur
-
-    def _db_time(self, at: datetime | None) -> datetime | None:
-        return at
-
-    def _py_time(self, value: datetime | None) -> datetime | None:
-        return value
-
-    def _cursor_time(self, at: datetime) -> str:
-        return at.isoformat()
 
     def _log(self, conn: Any, n: Notification) -> int:
         return self._execute(conn, "INSERT INTO notification_changes (notification_id, snapshot)"
@@ -60,24 +46,9 @@ class PostgresNotificationStore(SqlNotificationStore):
                           (until, [r[0] for r in rows]))
         return rows
 
-    def _older_than(self, created: str, notification_id: str) -> tuple[str, list[Any]]:
-        return "(created_at, id) < (%s::timestamptz, %s)", [created, notification_id]
-
     async def start(self) -> None:
         def create(conn) -> None:
-            # Two replicas starting at once must not race on CREATE TABLE.
-            self._execute(conn, "SELECT pg_advisory_xact_lock(hashtext(%s))",
-                          (f"{self.schema}.notifications.schema",))
+            self._lock_schema(conn, "notifications")
             self._execute(conn, SCHEMA)
 
         await self.db.transaction(create)
-
-    async def ping(self) -> bool:
-        return await self.db.ping()
-
-    async def close(self) -> None:
-        await self.db.close()
-
-    async def drop(self) -> None:
-        await self.db.transaction(
-            lambda conn: self._execute(conn, f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))

@@ -11,10 +11,11 @@ dispatchers on several replicas share the due rows) and `_older_than` (the page 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from services.kit.stores.sql import SqlTimes
 from services.kit.telemetry.metrics import timed_operations
 from services.notifications.domain import Channel, Notification, NotificationFilter, Status
 
@@ -62,32 +63,8 @@ _VALUES = ", ".join(["%s"] * len(COLUMNS.split(",")))
 
 
 @timed_operations
-class SqlNotificationStore(abc.ABC):
+class SqlNotificationStore(SqlTimes):
     _INSERT_NEW: str  # INSERT ... ({columns}) VALUES ({values}) that does nothing on a duplicate
-
-    @abc.abstractmethod
-    async def _transaction(self, fn: Callable[[Any], Any]) -> Any:
-        """Provided by each backend's adapter."""
-
-    @abc.abstractmethod
-    async def _read(self, fn: Callable[[Any], Any]) -> Any:
-        """Provided by each backend's adapter."""
-
-    @abc.abstractmethod
-    def _execute(self, conn: Any, sql: str, args: Sequence[Any] = ()) -> Any:
-        """Provided by each backend's adapter."""
-
-    @abc.abstractmethod
-    def _db_time(self, at: datetime | None) -> Any:
-        """A time as the dialect stores it."""
-
-    @abc.abstractmethod
-    def _py_time(self, value: Any) -> datetime | None:
-        """A stored time back as a datetime."""
-
-    @abc.abstractmethod
-    def _cursor_time(self, at: datetime) -> str:
-        """A time as the page cursor carries it."""
 
     @abc.abstractmethod
     def _log(self, conn: Any, n: Notification) -> int:
@@ -96,10 +73,6 @@ class SqlNotificationStore(abc.ABC):
     @abc.abstractmethod
     def _lease(self, conn: Any, at: datetime, limit: int, until: datetime) -> list[Any]:
         """The due rows (QUEUED, or RETRYING and due, not leased), leased until `until`."""
-
-    @abc.abstractmethod
-    def _older_than(self, created: str, notification_id: str) -> tuple[str, list[Any]]:
-        """The condition `(created_at, id) < the cursor's`, and its arguments."""
 
     def _row(self, n: Notification) -> tuple:
         t = self._db_time
@@ -173,21 +146,8 @@ class SqlNotificationStore(abc.ABC):
             if value is not None:
                 where.append(f"{column} = %s")
                 args.append(int(value))
-        if cursor:
-            created, _, nid = cursor.partition("|")
-            older, more = self._older_than(created, nid)
-            where.append(older)
-            args += more
-
-        def read(conn):
-            rows = self._execute(conn, f"SELECT {COLUMNS} FROM notifications WHERE {' AND '.join(where)}"
-                                       " ORDER BY created_at DESC, id DESC LIMIT %s",
-                                 (*args, limit + 1)).fetchall()
-            page = [self._notification(r) for r in rows[:limit]]
-            after = f"{self._cursor_time(page[-1].created_at)}|{page[-1].id}" if len(rows) > limit else ""
-            return page, after
-
-        return await self._read(read)
+        return await self._newest_first(f"SELECT {COLUMNS} FROM notifications", where, args, cursor, limit,
+                                        self._notification)
 
     async def changes(self, after: int, upto: int, limit: int) -> list[tuple[int, Notification]]:
         rows = await self._read(lambda conn: self._execute(

@@ -5,12 +5,17 @@ is time order), and no row locks (one process, BEGIN IMMEDIATE serialises writer
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from services.kit.stores.sqlite import SqliteDatabase
+from services.kit.stores.sqlite import (
+    SqliteAdapter,
+    SqliteDatabase,
+    SqliteTimes,
+    SqliteTransactions,
+    fixed_width_time,
+)
 from services.kit.telemetry.metrics import timed_operations
 from services.notifications.domain import Notification
 from services.notifications.stores.sql import SqlNotificationStore, schema
@@ -19,34 +24,13 @@ _SCHEMA = schema(time="TEXT", seq="INTEGER PRIMARY KEY AUTOINCREMENT", indexes="
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications (status, next_attempt_at);""")
 
 
-def _text(at: datetime | None) -> str | None:
-    return at.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00") if at is not None else None
-
-
 @timed_operations
-class SqliteNotificationStore(SqlNotificationStore):
+class SqliteNotificationStore(SqliteAdapter, SqliteTransactions, SqliteTimes, SqlNotificationStore):
+    # No outbox (notifications publish nothing): the kit's relay_connection goes unused.
     _INSERT_NEW = "INSERT OR IGNORE INTO notifications ({columns}) VALUES ({values})"
 
     def __init__(self, path: Path | str) -> None:
         self.db = SqliteDatabase(path)
-
-    async def _transaction(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        return await self.db.transaction(fn)
-
-    async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        return await self.db.run(fn)
-
-    def _execute(self, conn: sqlite3.Connection, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
-        return conn.execute(sql.replace("%s", "?"), tuple(args))
-
-    def _db_time(self, at: datetime | None) -> str | None:
-        return _text(at)
-
-    def _py_time(self, value: str | None) -> datetime | None:
-        return datetime.fromisoformat(value) if value else None
-
-    def _cursor_time(self, at: datetime) -> str:
-        return _text(at)
 
     def _log(self, conn: sqlite3.Connection, n: Notification) -> int:
         return self._execute(conn, "INSERT INTO notification_changes (notification_id, snapshot)"
@@ -55,17 +39,8 @@ class SqliteNotificationStore(SqlNotificationStore):
     def _lease(self, conn: sqlite3.Connection, at: datetime, limit: int, until: datetime) -> list[Any]:
         rows = self._due(conn, at, limit, "")
         conn.executemany("UPDATE notifications SET lease_until = ? WHERE id = ?",
-                         [(_text(until), r[0]) for r in rows])
+                         [(fixed_width_time(until), r[0]) for r in rows])
         return rows
-
-    def _older_than(self, created: str, notification_id: str) -> tuple[str, list[Any]]:
-        return "(created_at < %s OR (created_at = %s AND id < %s))", [created, created, notification_id]
 
     async def start(self) -> None:
         await self.db.run(lambda conn: conn.executescript(_SCHEMA))
-
-    async def ping(self) -> bool:
-        return await self.db.ping()
-
-    async def close(self) -> None:
-        await self.db.close()

@@ -26,7 +26,7 @@ from cassandra.query import BatchStatement, BatchType
 from cassandra.util import uuid_from_time
 
 from services.kit.config import Settings
-from services.kit.stores.cassandra import CassandraDatabase
+from services.kit.stores.cassandra import CassandraAdapter, CassandraDatabase
 from services.kit.telemetry.metrics import timed_operations
 from services.kit.values import Money
 from services.orders.domain import Line, Order, Status, StatusChange
@@ -143,22 +143,14 @@ class CassandraOutbox:
 
 
 @timed_operations
-class CassandraOrderStore:
+class CassandraOrderStore(CassandraAdapter):
     def __init__(self, settings: Settings) -> None:
         self.db = CassandraDatabase(settings)
         self.outbox = CassandraOutbox("orders_outbox")
         self._session = None
 
     async def start(self) -> None:
-        session = await self.db.session()
-
-        def create() -> None:
-            for statement in SCHEMA:
-                session.execute(statement, timeout=30)
-            self._prepare(session)
-
-        await asyncio.to_thread(create)
-        self._session = session
+        self._session = await self._create_tables(SCHEMA)
 
     def _prepare(self, session) -> None:
         self._insert_order = session.prepare(
@@ -302,14 +294,6 @@ class CassandraOrderStore:
     def relay_connection(self) -> _Handle:
         return _Handle(self._session)
 
-    async def ping(self) -> bool:
-        return await self.db.ping()
-
     async def truncate(self) -> None:
         """Empty every table (tests: the schema is made once per session)."""
-        for table in TABLES:
-            await self.db.execute(f"TRUNCATE {table}", timeout=30)
-
-    async def close(self) -> None:
-        await self.db.close()
-
+        await self._truncate(TABLES)

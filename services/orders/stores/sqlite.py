@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from services.kit.bus.stores.sqlite import SqliteOutbox
-from services.kit.stores.sqlite import SqliteDatabase
+from services.kit.stores.sqlite import SqliteAdapter, SqliteDatabase
 from services.kit.telemetry.metrics import timed_operations
 from services.kit.values import Money
 from services.orders.domain import Line, Order, Status, StatusChange
@@ -70,18 +70,14 @@ def _change(conn: sqlite3.Connection, order: Order) -> None:
 
 
 @timed_operations
-class SqliteOrderStore:
+class SqliteOrderStore(SqliteAdapter):
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         self.db = SqliteDatabase(path)
         self.outbox = SqliteOutbox("orders_outbox")
 
     async def start(self) -> None:
-        def create(conn: sqlite3.Connection) -> None:
-            conn.executescript(_SCHEMA)
-            self.outbox.create_schema(conn)
-
-        await self.db.run(create)
+        await self._create_tables(_SCHEMA)
 
     async def create(self, order: Order, event) -> None:
         def write(conn: sqlite3.Connection) -> None:
@@ -155,12 +151,3 @@ class SqliteOrderStore:
             return [_read(conn, i) for _, i in due[:limit]]
 
         return await self.db.run(read)
-
-    def relay_connection(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, check_same_thread=False)
-
-    async def ping(self) -> bool:
-        return await self.db.ping()
-
-    async def close(self) -> None:
-        await self.db.close()

@@ -4,14 +4,15 @@ in the domain's own schema. The SQL is shared with SQLite (sql.py); the dialect 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
-import psycopg2
-
 from services.kit.bus.stores.postgres import PostgresOutbox
-from services.kit.stores.postgres import PostgresDatabase
+from services.kit.stores.postgres import (
+    PostgresAdapter,
+    PostgresDatabase,
+    PostgresTimes,
+    PostgresTransactions,
+)
 from services.kit.telemetry.metrics import timed_operations
 from services.payments.domain import Payment
 from services.payments.stores.sql import COLUMNS, SqlPaymentStore, schema
@@ -21,7 +22,7 @@ SCHEMA = schema(time="TIMESTAMPTZ", false="false") + (
 
 
 @timed_operations
-class PostgresPaymentStore(SqlPaymentStore):
+class PostgresPaymentStore(PostgresAdapter, PostgresTransactions, PostgresTimes, SqlPaymentStore):
     _INSERT_NEW = "INSERT INTO payments ({columns}) VALUES ({values}) ON CONFLICT (order_id) DO NOTHING"
 
     def __init__(self, url: str, *, schema: str = "payments") -> None:
@@ -30,31 +31,8 @@ class PostgresPaymentStore(SqlPaymentStore):
         self.db = PostgresDatabase(url, schema=schema)
         self.outbox = PostgresOutbox("payments_outbox")
 
-    async def _transaction(self, fn: Callable[[Any], Any]) -> Any:
-        return await self.db.transaction(fn)
-
-    async def _read(self, fn: Callable[[Any], Any]) -> Any:
-        return await self.db.transaction(fn)
-
-    def _execute(self, conn: Any, sql: str, args: Sequence[Any] = ()) -> Any:
-        cur = conn.cursor()
-        cur.execute(sql, tuple(args))
-        return cur
-
-    def _db_time(self, at: datetime | None) -> datetime | None:
-        return at
-
-    def _py_time(self, value: datetime | None) -> datetime | None:
-        return value
-
-    def _cursor_time(self, at: datetime) -> str:
-        return at.isoformat()
-
     def _status_in(self, wanted: list[int]) -> tuple[str, list[Any]]:
         return "status = ANY(%s)", [wanted]
-
-    def _older_than(self, created: str, payment_id: str) -> tuple[str, list[Any]]:
-        return "(created_at, id) < (%s::timestamptz, %s)", [created, payment_id]
 
     def _flag_cancel(self, conn: Any, order_id: str) -> Payment | None:
         return self._payment(self._execute(
@@ -63,31 +41,8 @@ class PostgresPaymentStore(SqlPaymentStore):
 
     async def start(self) -> None:
         def create(conn) -> None:
-            # Two replicas starting at once must not race on CREATE TABLE.
-            self._execute(conn, "SELECT pg_advisory_xact_lock(hashtext(%s))",
-                          (f"{self.schema}.payments.schema",))
+            self._lock_schema(conn, "payments")
             self._execute(conn, SCHEMA)
 
         await self.db.transaction(create)
         await asyncio.to_thread(self._create_outbox)
-
-    def _create_outbox(self) -> None:
-        conn = self.relay_connection()  # the outbox's DDL commits on its own connection
-        try:
-            self.outbox.create_schema(conn)
-        finally:
-            conn.close()
-
-    def relay_connection(self) -> Any:
-        return psycopg2.connect(self.url, connect_timeout=3, options=f"-c search_path={self.schema},public")
-
-    async def ping(self) -> bool:
-        return await self.db.ping()
-
-    async def close(self) -> None:
-        await self.db.close()
-
-    async def drop(self) -> None:
-        """Remove the whole schema (tests)."""
-        await self.db.transaction(
-            lambda conn: self._execute(conn, f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))

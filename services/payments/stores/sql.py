@@ -10,10 +10,10 @@ SQLite), and the statements that differ: `_INSERT_NEW` (a second payment of an o
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable
 from typing import Any
 
+from services.kit.stores.sql import SqlTimes
 from services.kit.telemetry.metrics import timed_operations
 from services.kit.values import Money
 from services.payments.domain import Payment, PaymentFilter, Status
@@ -60,41 +60,13 @@ _VALUES = ", ".join(["%s"] * len(COLUMNS.split(",")))
 
 
 @timed_operations
-class SqlPaymentStore(abc.ABC):
+class SqlPaymentStore(SqlTimes):
     outbox: Any
     _INSERT_NEW: str  # INSERT ... ({columns}) VALUES ({values}) that does nothing when the order has one
 
     @abc.abstractmethod
-    async def _transaction(self, fn: Callable[[Any], Any]) -> Any:
-        """Provided by each backend's adapter."""
-
-    @abc.abstractmethod
-    async def _read(self, fn: Callable[[Any], Any]) -> Any:
-        """Provided by each backend's adapter."""
-
-    @abc.abstractmethod
-    def _execute(self, conn: Any, sql: str, args: Sequence[Any] = ()) -> Any:
-        """Provided by each backend's adapter."""
-
-    @abc.abstractmethod
-    def _db_time(self, at: datetime | None) -> Any:
-        """A time as the dialect stores it."""
-
-    @abc.abstractmethod
-    def _py_time(self, value: Any) -> datetime | None:
-        """A stored time back as a datetime."""
-
-    @abc.abstractmethod
-    def _cursor_time(self, at: datetime) -> str:
-        """A time as the page cursor carries it."""
-
-    @abc.abstractmethod
     def _status_in(self, wanted: list[int]) -> tuple[str, list[Any]]:
         """The condition `status is one of wanted`, and its arguments."""
-
-    @abc.abstractmethod
-    def _older_than(self, created: str, payment_id: str) -> tuple[str, list[Any]]:
-        """The condition `(created_at, id) < the cursor's`, and its arguments."""
 
     @abc.abstractmethod
     def _flag_cancel(self, conn: Any, order_id: str) -> Payment | None:
@@ -175,18 +147,5 @@ class SqlPaymentStore(abc.ABC):
         if filter.status is not None:
             where.append("status = %s")
             args.append(int(filter.status))
-        if cursor:
-            created, _, pid = cursor.partition("|")
-            older, more = self._older_than(created, pid)
-            where.append(older)
-            args += more
-
-        def read(conn):
-            rows = self._execute(conn, f"SELECT {COLUMNS} FROM payments WHERE {' AND '.join(where)}"
-                                       " ORDER BY created_at DESC, id DESC LIMIT %s",
-                                 (*args, limit + 1)).fetchall()
-            page = [self._payment(r) for r in rows[:limit]]
-            after = f"{self._cursor_time(page[-1].created_at)}|{page[-1].id}" if len(rows) > limit else ""
-            return page, after
-
-        return await self._read(read)
+        return await self._newest_first(f"SELECT {COLUMNS} FROM payments", where, args, cursor, limit,
+                                        self._payment)

@@ -15,7 +15,7 @@ import psycopg2
 from psycopg2.extras import Json, execute_values
 
 from services.kit.bus.stores.postgres import PostgresOutbox
-from services.kit.stores.postgres import PostgresDatabase
+from services.kit.stores.postgres import PostgresAdapter, PostgresDatabase
 from services.kit.telemetry.metrics import timed_operations
 from services.polls.stores.sql import SqlPollStore, schema
 
@@ -23,7 +23,7 @@ SCHEMA = schema("JSONB")
 
 
 @timed_operations
-class PostgresPollStore(SqlPollStore):
+class PostgresPollStore(PostgresAdapter, SqlPollStore):
     _LOCK = " FOR UPDATE"
     # SKIP LOCKED: another replica's clock closing the same polls right now takes them.
     _DUE = " ORDER BY id FOR UPDATE SKIP LOCKED"
@@ -60,16 +60,12 @@ class PostgresPollStore(SqlPollStore):
             self._ready = True
 
     def relay_connection(self) -> Any:
+        """Its own: the schema made here if missing, then set as the search_path (no options)."""
         conn = psycopg2.connect(self.url, connect_timeout=3)
         with conn, conn.cursor() as cur:
             cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             cur.execute(f'SET search_path TO "{self.schema}", public')
         return conn
-
-    def _execute(self, conn: Any, sql: str, args: Sequence[Any] = ()) -> Any:
-        cur = conn.cursor()
-        cur.execute(sql, tuple(args))
-        return cur
 
     def _insert_rows(self, conn: Any, into: str, width: int, rows: Sequence[Sequence[Any]],
                      tail: str = "") -> None:
@@ -86,11 +82,3 @@ class PostgresPollStore(SqlPollStore):
     @staticmethod
     def _from_json(value: Any) -> Any:
         return value  # psycopg2 reads JSONB as Python values
-
-    async def drop(self) -> None:
-        """Remove the whole schema (tests)."""
-        def drop(conn: Any) -> None:
-            with conn.cursor() as cur:
-                cur.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
-
-        await self.db.transaction(drop)

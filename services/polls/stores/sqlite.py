@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from services.kit.bus.stores.sqlite import SqliteOutbox
-from services.kit.stores.sqlite import SqliteDatabase
+from services.kit.stores.sqlite import SqliteAdapter, SqliteDatabase
 from services.kit.telemetry.metrics import timed_operations
 from services.polls.domain import Tally, TallyChange
 from services.polls.stores.sql import SqlPollStore, schema
@@ -37,7 +37,9 @@ def _in(values: Sequence[Any]) -> str:
 
 
 @timed_operations
-class SqlitePollStore(SqlPollStore):
+class SqlitePollStore(SqliteAdapter, SqlPollStore):
+    relay_timeout = 5.0
+    relay_busy_timeout = 5000
     _DUE = " ORDER BY closes_at"
 
     def __init__(self, path: str | SqliteDatabase) -> None:
@@ -46,25 +48,13 @@ class SqlitePollStore(SqlPollStore):
         self._ready = False
 
     async def start(self) -> None:
-        def create(conn: sqlite3.Connection) -> None:
-            conn.executescript(SCHEMA)
-            self.outbox.create_schema(conn)
-
-        await self.db.run(create)
+        await self._create_tables(SCHEMA)
         self._ready = True
 
     async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         if not self._ready:
             await self.start()
         return await self.db.run(fn)
-
-    def relay_connection(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.db.path, timeout=5.0, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=5000")
-        return conn
-
-    def _execute(self, conn: sqlite3.Connection, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
-        return conn.execute(sql.replace("%s", "?"), tuple(args))
 
     def _insert_rows(self, conn: sqlite3.Connection, into: str, width: int, rows: Sequence[Sequence[Any]],
                      tail: str = "") -> None:
@@ -83,7 +73,7 @@ class SqlitePollStore(SqlPollStore):
 
 
 @timed_operations
-class SqliteTallyStore:
+class SqliteTallyStore(SqliteAdapter):
     """Live tallies in SQLite. `changes()` reports the writes of this process: the embedded mode
     is one process, so that is every write."""
 
@@ -153,9 +143,3 @@ class SqliteTallyStore:
         self._listeners.add(queue)
         while True:
             yield await queue.get()
-
-    async def ping(self) -> bool:
-        return await self.db.ping()
-
-    async def close(self) -> None:
-        await self.db.close()
