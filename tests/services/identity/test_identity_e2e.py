@@ -4,6 +4,7 @@ throttling, indistinguishable login failures, and no secret ever in a log line o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import statistics
 import time
@@ -162,69 +163,68 @@ async def _database_dump(mesh) -> str:
     return await store.db.transaction(dump)
 
 
-async def test_login_is_throttled_per_account_and_per_address(tmp_path):
-    rules = IdentityRules(user_failures=3, user_window=60, address_attempts=6, address_window=60)
+@contextlib.asynccontextmanager
+async def identity_alone(tmp_path, rules: IdentityRules):
+    """The identity server alone (embedded store) with rules of its own, and a channel to it; its
+    service credential is EDGE_KEY, the key the bridge would sign callers' addresses with."""
     runtime = Runtime(Settings.from_env(backends="embedded", data_dir=tmp_path))
     server = DomainServer(await build(runtime, rules=rules), host="127.0.0.1", port=0, grace=0.5,
                           service_api_key=EDGE_KEY)
     await server.start()
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
-            stub = identity_pb2_grpc.IdentityServiceStub(channel)
-            _, name, _ = await sign_up_and_login(channel)
-            here = [(EDGE_ADDRESS, edge_address(EDGE_KEY, "198.51.100.7"))]  # as the bridge vouches
-            for _ in range(3):
-                await _fail(stub.Login(pb.LoginRequest(user_name=name, password="wrong password"),
-                                       metadata=here))
-            throttled = await _fail(stub.Login(pb.LoginRequest(user_name=name, password=PASSWORD),
-                                               metadata=here))
-            assert throttled.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            details = rpc_status.from_call(throttled).details
-            assert any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in details)
-            # the same address, other accounts: allowed until the address's own budget (6) is spent
-            for i in range(2):
-                code = (await _fail(stub.Login(pb.LoginRequest(user_name=f"x{i}abc", password="pw-pw-pw"),
-                                               metadata=here))).code()
-                assert code == grpc.StatusCode.UNAUTHENTICATED
-            blocked = await _fail(stub.Login(pb.LoginRequest(user_name="y1abc", password="pw-pw-pw"),
-                                             metadata=here))
-            assert blocked.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            elsewhere = [(EDGE_ADDRESS, edge_address(EDGE_KEY, "203.0.113.9"))]
-            code = (await _fail(stub.Login(pb.LoginRequest(user_name="y1abc", password="pw-pw-pw"),
-                                           metadata=elsewhere))).code()
-            assert code == grpc.StatusCode.UNAUTHENTICATED
+            yield channel
     finally:
         await server.stop()
         await runtime.close()
         await asyncio.sleep(0)
+
+
+async def test_login_is_throttled_per_account_and_per_address(tmp_path):
+    rules = IdentityRules(user_failures=3, user_window=60, address_attempts=6, address_window=60)
+    async with identity_alone(tmp_path, rules) as channel:
+        stub = identity_pb2_grpc.IdentityServiceStub(channel)
+        _, name, _ = await sign_up_and_login(channel)
+        here = [(EDGE_ADDRESS, edge_address(EDGE_KEY, "198.51.100.7"))]  # as the bridge vouches
+        for _ in range(3):
+            await _fail(stub.Login(pb.LoginRequest(user_name=name, password="wrong password"),
+                                   metadata=here))
+        throttled = await _fail(stub.Login(pb.LoginRequest(user_name=name, password=PASSWORD),
+                                           metadata=here))
+        assert throttled.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        details = rpc_status.from_call(throttled).details
+        assert any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in details)
+        # the same address, other accounts: allowed until the address's own budget (6) is spent
+        for i in range(2):
+            code = (await _fail(stub.Login(pb.LoginRequest(user_name=f"x{i}abc", password="pw-pw-pw"),
+                                           metadata=here))).code()
+            assert code == grpc.StatusCode.UNAUTHENTICATED
+        blocked = await _fail(stub.Login(pb.LoginRequest(user_name="y1abc", password="pw-pw-pw"),
+                                         metadata=here))
+        assert blocked.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        elsewhere = [(EDGE_ADDRESS, edge_address(EDGE_KEY, "203.0.113.9"))]
+        code = (await _fail(stub.Login(pb.LoginRequest(user_name="y1abc", password="pw-pw-pw"),
+                                       metadata=elsewhere))).code()
+        assert code == grpc.StatusCode.UNAUTHENTICATED
 
 
 async def test_an_address_only_counts_when_the_bridge_vouched_for_it(tmp_path):
     """A direct gRPC caller cannot pick the address its attempts are counted under: a bare
     x-forwarded-for, or an edge address signed with another key, counts as the caller's own peer."""
     rules = IdentityRules(user_failures=100, user_window=60, address_attempts=3, address_window=60)
-    runtime = Runtime(Settings.from_env(backends="embedded", data_dir=tmp_path))
-    server = DomainServer(await build(runtime, rules=rules), host="127.0.0.1", port=0, grace=0.5,
-                          service_api_key=EDGE_KEY)
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(server.address) as channel:
-            stub = identity_pb2_grpc.IdentityServiceStub(channel)
-            claims = [[("x-forwarded-for", f"198.51.100.{n}")] for n in range(1, 3)]
-            claims.append([(EDGE_ADDRESS, edge_address("not-the-key", "198.51.100.9"))])
-            for metadata in claims:  # three attempts, all from 127.0.0.1 whatever they claim
-                code = (await _fail(stub.Login(pb.LoginRequest(user_name="nobody1", password="pw-pw-pw"),
-                                               metadata=metadata))).code()
-                assert code == grpc.StatusCode.UNAUTHENTICATED
-            blocked = await _fail(stub.Login(pb.LoginRequest(user_name="nobody1", password="pw-pw-pw"),
-                                             metadata=[("x-forwarded-for", "203.0.113.50")]))
-            assert blocked.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            # the bridge's word for another address is taken: that address has its own budget
-            vouched = [(EDGE_ADDRESS, edge_address(EDGE_KEY, "203.0.113.50"))]
+    async with identity_alone(tmp_path, rules) as channel:
+        stub = identity_pb2_grpc.IdentityServiceStub(channel)
+        claims = [[("x-forwarded-for", f"198.51.100.{n}")] for n in range(1, 3)]
+        claims.append([(EDGE_ADDRESS, edge_address("not-the-key", "198.51.100.9"))])
+        for metadata in claims:  # three attempts, all from 127.0.0.1 whatever they claim
             code = (await _fail(stub.Login(pb.LoginRequest(user_name="nobody1", password="pw-pw-pw"),
-                                           metadata=vouched))).code()
+                                           metadata=metadata))).code()
             assert code == grpc.StatusCode.UNAUTHENTICATED
-    finally:
-        await server.stop()
-        await runtime.close()
-        await asyncio.sleep(0)
+        blocked = await _fail(stub.Login(pb.LoginRequest(user_name="nobody1", password="pw-pw-pw"),
+                                         metadata=[("x-forwarded-for", "203.0.113.50")]))
+        assert blocked.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # the bridge's word for another address is taken: that address has its own budget
+        vouched = [(EDGE_ADDRESS, edge_address(EDGE_KEY, "203.0.113.50"))]
+        code = (await _fail(stub.Login(pb.LoginRequest(user_name="nobody1", password="pw-pw-pw"),
+                                       metadata=vouched))).code()
+        assert code == grpc.StatusCode.UNAUTHENTICATED
