@@ -35,16 +35,12 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _nothing() -> None:
-    pass
-
-
 class AuctionServicer(auctions_pb2_grpc.AuctionServiceServicer):
     """`wake` tells the outbox relay there is something to publish; `closer` is woken when an auction
     is created (its end may be sooner than the one the closer waits for)."""
 
     def __init__(self, store: AuctionStore, rules: AuctionRules, feed: BidFeed, *,
-                 wake: Callable[[], None] = _nothing, closer: AuctionCloser | None = None) -> None:
+                 wake: Callable[[], None] = lambda: None, closer: AuctionCloser | None = None) -> None:
         self.store = store
         self.rules = rules
         self.feed = feed

@@ -28,6 +28,7 @@ from services.catalog.domain import (
     search_words,
     with_stock,
 )
+from services.kit.bus.outbox import Borrowed
 from services.kit.stores.mongo import MongoDatabase
 from services.kit.telemetry.metrics import timed_operations
 from services.kit.values import Money
@@ -83,23 +84,13 @@ class MongoOutbox:
             )
 
     def claim(self, conn, limit: int) -> list[tuple[ObjectId, bytes]]:
-        docs = conn.db[self.collection].find({}, sort=[("_id", 1)], limit=limit)
+        docs = conn.client[self.collection].find({}, sort=[("_id", 1)], limit=limit)
         return [(d["_id"], bytes(d["body"])) for d in docs]
 
     def mark_sent(self, conn, ids) -> None:
-        conn.db[self.collection].delete_many({"_id": {"$in": list(ids)}})
+        conn.client[self.collection].delete_many({"_id": {"$in": list(ids)}})
 
     def release(self, conn) -> None:
-        pass
-
-
-class _Handle:
-    """What the relay holds as its 'connection': the shared client's database (closing is a no-op)."""
-
-    def __init__(self, db) -> None:
-        self.db = db
-
-    def close(self) -> None:
         pass
 
 
@@ -311,8 +302,8 @@ class MongoCatalogStore:
         self._follow_thread = threading.Thread(target=tail, name="catalog-change-stream", daemon=True)
         self._follow_thread.start()
 
-    def relay_connection(self) -> _Handle:
-        return _Handle(self.db)
+    def relay_connection(self) -> Borrowed:
+        return Borrowed(self.db)
 
     async def ping(self) -> bool:
         return await self.mongo.ping()

@@ -118,6 +118,17 @@ class OutboxRelay:
         self._db.shutdown(wait=True)
 
 
+class Borrowed:
+    """The relay's 'connection' where the store's own client is shared (a Cassandra session, a
+    MongoDB database): the relay calls `close()` when it drops a connection, and the store owns it."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def close(self) -> None:
+        return None  # not the relay's to close: the store closes its client
+
+
 class RelaySource(Protocol):
     """A store with an outbox: its table, and a connection of the relay's own to reach it."""
 

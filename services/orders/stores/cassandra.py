@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from cassandra.query import BatchStatement, BatchType
 from cassandra.util import uuid_from_time
 
+from services.kit.bus.outbox import Borrowed
 from services.kit.config import Settings
 from services.kit.stores.cassandra import CassandraAdapter, CassandraDatabase
 from services.kit.telemetry.metrics import timed_operations
@@ -91,20 +92,10 @@ def to_order(rows) -> Order | None:
                  payment_id=first.payment_id or "")
 
 
-class _Handle:
-    """The relay's 'connection': the shared session (the database closes it, not the relay)."""
-
-    def __init__(self, session) -> None:
-        self.session = session
-
-    def close(self) -> None:
-        pass
-
-
 class CassandraOutbox:
     """The kit's OutboxRelay over a Cassandra table bucketed by hour. The relay keeps a cursor on the
     oldest bucket that may hold rows (from `lookback` ago at start) so it never rereads deleted rows.
-    Producers `add` to their batch; the relay's calls get its `_Handle` (the shared session)."""
+    Producers `add` to their batch; the relay's calls get a `Borrowed` (the shared session)."""
 
     def __init__(self, table: str, *, lookback: timedelta = timedelta(hours=48)) -> None:
         self.table = table
@@ -117,8 +108,8 @@ class CassandraOutbox:
             at = datetime.now(timezone.utc)
             batch.add(insert, (_bucket(at), uuid_from_time(at), e.SerializeToString()))
 
-    def claim(self, conn: _Handle, limit: int) -> list[tuple[tuple[str, uuid.UUID], bytes]]:
-        session = conn.session
+    def claim(self, conn: Borrowed, limit: int) -> list[tuple[tuple[str, uuid.UUID], bytes]]:
+        session = conn.client
         now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
         if self._oldest is None:
             self._oldest = now - self.lookback
@@ -132,13 +123,13 @@ class CassandraOutbox:
             hour += timedelta(hours=1)
         return out
 
-    def mark_sent(self, conn: _Handle, keys) -> None:
-        delete = conn.session.prepare(f"DELETE FROM {self.table} WHERE bucket = ? AND id = ?")
-        futures = [conn.session.execute_async(delete, key) for key in keys]
+    def mark_sent(self, conn: Borrowed, keys) -> None:
+        delete = conn.client.prepare(f"DELETE FROM {self.table} WHERE bucket = ? AND id = ?")
+        futures = [conn.client.execute_async(delete, key) for key in keys]
         for f in futures:
             f.result()
 
-    def release(self, conn: _Handle) -> None:
+    def release(self, conn: Borrowed) -> None:
         pass
 
 
@@ -291,8 +282,8 @@ class CassandraOrderStore(CassandraAdapter):
 
         return await asyncio.to_thread(read)
 
-    def relay_connection(self) -> _Handle:
-        return _Handle(self._session)
+    def relay_connection(self) -> Borrowed:
+        return Borrowed(self._session)
 
     async def truncate(self) -> None:
         """Empty every table (tests: the schema is made once per session)."""
