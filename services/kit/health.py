@@ -61,8 +61,14 @@ class HealthReporter:
             await asyncio.sleep(self.interval)
             await self.check_once()
 
-    async def start(self) -> None:
+    async def alive(self) -> None:
+        """Liveness answers SERVING from the moment the port does, before the service is ready."""
         await self.servicer.set(LIVENESS, SERVING)
+
+    async def start(self) -> None:
+        """Readiness: called once every part of the service runs (consumers bound, relay started), so
+        SERVING means an event published anywhere from now on reaches this process."""
+        await self.alive()
         await self.check_once()
         self._task = asyncio.create_task(self._run(), name="health-probes")
 

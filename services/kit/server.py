@@ -58,8 +58,9 @@ class ServiceSpec:
     """What a domain hands the kit: its servicer, what its health depends on, what runs beside it.
 
     `build()` only names the parts; the server runs them, in this order, and stops them in reverse:
-    stores start (before the port answers), then the relay, the workers, the consumers, `on_start`;
-    on stop, after the drain, `on_stop`, the consumers, the workers, the relay, then the stores close."""
+    stores start (before the port answers), then the relay, the workers, the consumers, `on_start`,
+    and only then does health say SERVING (liveness answers from the start); on stop, after the
+    drain, `on_stop`, the consumers, the workers, the relay, then the stores close."""
 
     domain: Domain
     register: Callable[[grpc.aio.Server], None]
@@ -158,13 +159,16 @@ class DomainServer:
         for store in spec.stores:
             await store.start()
         await self.server.start()
-        await self.health.start()
+        await self.health.alive()
         for part in spec.parts:
             await part.start()
         for consumer in spec.consumers:
             self._subscriptions.append(await consumer.subscribe(spec.bus))
         for hook in spec.on_start:
             await hook()
+        # Ready only now: a replica that said SERVING before its consumers were bound would miss what
+        # another replica published in between (chat's fan-out lost a join that way).
+        await self.health.start()
         log.info("serving", extra={"service": spec.domain.name, "address": self.address})
 
     async def stop(self) -> None:

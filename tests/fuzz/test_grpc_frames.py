@@ -32,7 +32,21 @@ def _methods(domain) -> list[tuple[str, bool, bool]]:
             for m in service.methods]
 
 
+# grpc.aio's own client reports this when its write of a request frame loses the race with the
+# server's status (the server refused the call while the client was still sending; grpc/grpc#36066).
+# It is the client library's error, not the server's answer: such a call is made again.
+CLIENT_WRITE_RACE = "Internal error from Core"
+
+
 async def _call(channel, path, client_streaming, server_streaming, payload: bytes):
+    for _ in range(3):
+        code = await _call_once(channel, path, client_streaming, server_streaming, payload)
+        if code is not CLIENT_WRITE_RACE:
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+async def _call_once(channel, path, client_streaming, server_streaming, payload: bytes):
     kind = {(False, False): channel.unary_unary, (False, True): channel.unary_stream,
             (True, False): channel.stream_unary,
             (True, True): channel.stream_stream}[(client_streaming, server_streaming)]
@@ -48,6 +62,8 @@ async def _call(channel, path, client_streaming, server_streaming, payload: byte
         await call
         return grpc.StatusCode.OK
     except grpc.aio.AioRpcError as exc:
+        if client_streaming and exc.code() == grpc.StatusCode.INTERNAL and exc.details() == CLIENT_WRITE_RACE:
+            return CLIENT_WRITE_RACE
         return exc.code()
 
 

@@ -1,12 +1,16 @@
 """ServiceSpec's parts: the server starts stores before the port answers, then the relay, the
-workers and the consumers; it stops them in reverse after the drain, and the stores close last."""
+workers and the consumers, and says SERVING only then; it stops them in reverse after the drain, and
+the stores close last."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.kit.health import LIVENESS
 from services.kit.server import DomainServer
 from tests.services.kit import probe_service
 
@@ -83,14 +87,53 @@ async def test_parts_start_in_order_and_stop_in_reverse():
         await serve()
 
     server.server.start = serving
+    ready = server.health.start
+
+    async def readiness() -> None:
+        log.steps.append("ready")
+        await ready()
+
+    server.health.start = readiness
     await server.start()
     assert consumer.bus is bus
     assert log.steps == ["start store-a", "start store-b", "serving", "start relay", "start clock",
-                         "start board", "subscribe consumer", "on_start"]
+                         "start board", "subscribe consumer", "on_start", "ready"]
     log.steps.clear()
     await server.stop()
     assert log.steps == ["on_stop", "cancel consumer", "stop board", "stop clock", "stop relay",
                          "close store-b", "close store-a"]
+
+
+async def test_not_ready_until_the_consumers_are_bound():
+    """A replica that said SERVING before its consumers were bound would miss what another replica
+    published in between: while the consumer subscribes, the port answers liveness but not readiness."""
+    spec = probe_service.spec()
+    seen: dict[str, int] = {}
+
+    class Checking(Consumer):
+        async def subscribe(self, bus) -> Subscription:
+            async with grpc.aio.insecure_channel(server.address) as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                for name in (LIVENESS, spec.domain.service):
+                    try:
+                        seen[name] = (await health.Check(health_pb2.HealthCheckRequest(service=name),
+                                                         timeout=5)).status
+                    except grpc.aio.AioRpcError as exc:
+                        seen[name] = exc.code()
+            return await super().subscribe(bus)
+
+    server = DomainServer(dataclasses.replace(spec, consumers=[Checking(Recorder(), "c")], bus=object()),
+                          host="127.0.0.1", port=0, grace=0.2)
+    await server.start()
+    try:
+        assert seen[LIVENESS] == health_pb2.HealthCheckResponse.SERVING
+        assert seen[spec.domain.service] != health_pb2.HealthCheckResponse.SERVING
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=spec.domain.service), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await server.stop()
 
 
 def test_consumers_without_a_bus_are_refused_at_build_time():
