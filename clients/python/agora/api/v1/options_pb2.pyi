@@ -9,6 +9,12 @@ google.api.http annotation instead of being hard-coded per domain.
   (agora.api.v1.http_profile)  how the bridge speaks JSON on some or all of the method's bindings:
                                the seed systems' own wire contracts (exact keys, success status,
                                error bodies, lenient decoding) are expressed with it.
+  (agora.api.v1.feed)          how the bridge serves a server stream to many subscribers: one
+                               upstream call per identical subscription (for everyone, or per
+                               caller), frames encoded once, a ring of recent messages for
+                               catch-up, and what happens to a subscriber that falls behind.
+  (agora.api.v1.batching)      the bridge (and the typed client) may coalesce concurrent calls of
+                               a unary method into one call of its batch method.
   (agora.api.v1.field)         a field's bounds (lengths, ranges, item counts, a pattern); the kit
                                refuses a request that breaks them and the OpenAPI document states
                                them. Presence and output-only come from google.api.field_behavior.
@@ -93,6 +99,78 @@ HTTP_ERROR_BODY_MESSAGE: HttpErrorBody.ValueType  # 1
 HTTP_ERROR_BODY_FIELD_MAP: HttpErrorBody.ValueType  # 2
 """{"<field>": "<description>", ...}: the google.rpc.BadRequest field violations as one object."""
 Global___HttpErrorBody: _TypeAlias = HttpErrorBody  # noqa: Y015
+
+class _StreamSharing:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StreamSharingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StreamSharing.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STREAM_SHARING_UNSPECIFIED: _StreamSharing.ValueType  # 0
+    """Every subscriber gets its own upstream call (the default)."""
+    STREAM_SHARING_SHARED: _StreamSharing.ValueType  # 1
+    """One upstream call per bridge process for every subscriber of the same request, whoever they
+    are. The upstream call carries no caller credentials, so only for content anyone may see (an
+    ACCESS_PUBLIC method), or one whose `admit` method checks each subscriber's rights.
+    """
+    STREAM_SHARING_PER_CALLER: _StreamSharing.ValueType  # 2
+    """One upstream call per caller credential and request: a user's tabs share it, another user's
+    subscription is a call of its own (ACCESS_USER / ACCESS_OWNER streams).
+    """
+
+class StreamSharing(_StreamSharing, metaclass=_StreamSharingEnumTypeWrapper):
+    """StreamSharing is whether the bridge serves identical subscriptions from one upstream call."""
+
+STREAM_SHARING_UNSPECIFIED: StreamSharing.ValueType  # 0
+"""Every subscriber gets its own upstream call (the default)."""
+STREAM_SHARING_SHARED: StreamSharing.ValueType  # 1
+"""One upstream call per bridge process for every subscriber of the same request, whoever they
+are. The upstream call carries no caller credentials, so only for content anyone may see (an
+ACCESS_PUBLIC method), or one whose `admit` method checks each subscriber's rights.
+"""
+STREAM_SHARING_PER_CALLER: StreamSharing.ValueType  # 2
+"""One upstream call per caller credential and request: a user's tabs share it, another user's
+subscription is a call of its own (ACCESS_USER / ACCESS_OWNER streams).
+"""
+Global___StreamSharing: _TypeAlias = StreamSharing  # noqa: Y015
+
+class _FeedKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FeedKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeedKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FEED_KIND_UNSPECIFIED: _FeedKind.ValueType  # 0
+    """Not declared: FEED_KIND_LOG."""
+    FEED_KIND_LOG: _FeedKind.ValueType  # 1
+    """Every message counts. Messages carry a `sequence` field and the request a `resume_from`: a
+    subscriber that resumes inside the ring is served from it, an older one gets its own upstream
+    call until it has caught up. A subscriber that falls behind its byte budget is closed with
+    RESOURCE_EXHAUSTED and the last sequence it was sent, so it can resume without a gap.
+    """
+    FEED_KIND_SNAPSHOT: _FeedKind.ValueType  # 2
+    """Each message replaces the one before (a tally, a price): a newcomer gets the latest at once, a
+    subscriber that falls behind skips to the latest. A message whose `final` field is true ends
+    the stream for everyone.
+    """
+
+class FeedKind(_FeedKind, metaclass=_FeedKindEnumTypeWrapper):
+    """FeedKind is what a shared stream's messages mean to a subscriber that falls behind."""
+
+FEED_KIND_UNSPECIFIED: FeedKind.ValueType  # 0
+"""Not declared: FEED_KIND_LOG."""
+FEED_KIND_LOG: FeedKind.ValueType  # 1
+"""Every message counts. Messages carry a `sequence` field and the request a `resume_from`: a
+subscriber that resumes inside the ring is served from it, an older one gets its own upstream
+call until it has caught up. A subscriber that falls behind its byte budget is closed with
+RESOURCE_EXHAUSTED and the last sequence it was sent, so it can resume without a gap.
+"""
+FEED_KIND_SNAPSHOT: FeedKind.ValueType  # 2
+"""Each message replaces the one before (a tally, a price): a newcomer gets the latest at once, a
+subscriber that falls behind skips to the latest. A message whose `final` field is true ends
+the stream for everyone.
+"""
+Global___FeedKind: _TypeAlias = FeedKind  # noqa: Y015
 
 @_typing.final
 class HttpErrorRule(_message.Message):
@@ -217,6 +295,92 @@ class HttpProfile(_message.Message):
 Global___HttpProfile: _TypeAlias = HttpProfile  # noqa: Y015
 
 @_typing.final
+class StreamFeed(_message.Message):
+    """StreamFeed says how the bridge shares one server stream among its subscribers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARING_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    RING_FIELD_NUMBER: _builtins.int
+    ADMIT_FIELD_NUMBER: _builtins.int
+    sharing: Global___StreamSharing.ValueType
+    """Who may share an upstream call."""
+    kind: Global___FeedKind.ValueType
+    """What a message is to a subscriber that falls behind."""
+    ring: _builtins.int
+    """FEED_KIND_LOG: how many recent messages the feed keeps for catch-up (0: 1024)."""
+    admit: _builtins.str
+    """The full name of a unary method of the same service (e.g. "agora.chat.v1.ChatService.GetRoom")
+    the bridge calls with the subscriber's own credentials and the request's fields of the same
+    names before it attaches the subscriber: its refusal is the subscriber's answer. Empty: none.
+    """
+    def __init__(
+        self,
+        *,
+        sharing: Global___StreamSharing.ValueType = ...,
+        kind: Global___FeedKind.ValueType = ...,
+        ring: _builtins.int = ...,
+        admit: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admit", b"admit", "kind", b"kind", "ring", b"ring", "sharing", b"sharing"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamFeed: _TypeAlias = StreamFeed  # noqa: Y015
+
+@_typing.final
+class Batching(_message.Message):
+    """Batching says that concurrent calls of a unary method may be coalesced into one call of a batch
+    method whose request holds the single requests in a repeated field and whose response holds one
+    result per request, in the same order, each with its own status. In the manner of Google's
+    client-library request batching: a batch is sent when it holds `max_count` requests or
+    `max_bytes` of them, or `max_delay_ms` after its first request, whichever comes first.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METHOD_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_FIELD_NUMBER: _builtins.int
+    MAX_COUNT_FIELD_NUMBER: _builtins.int
+    MAX_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_DELAY_MS_FIELD_NUMBER: _builtins.int
+    method: _builtins.str
+    """The batch method's full name, in the same service (e.g. "agora.polls.v1.PollService.CastVotes")."""
+    requests_field: _builtins.str
+    """The batch request's repeated field holding the single requests."""
+    results_field: _builtins.str
+    """The batch response's repeated field holding one result per request. Each result has a
+    `google.rpc.Status status` field and the single method's response in `response`.
+    """
+    max_count: _builtins.int
+    """A batch is sent once it holds this many requests (0: 100)."""
+    max_bytes: _builtins.int
+    """... or this many bytes of serialized requests (0: 256 KiB)."""
+    max_delay_ms: _builtins.int
+    """... or this long after its first request (0: 5 ms)."""
+    def __init__(
+        self,
+        *,
+        method: _builtins.str = ...,
+        requests_field: _builtins.str = ...,
+        results_field: _builtins.str = ...,
+        max_count: _builtins.int = ...,
+        max_bytes: _builtins.int = ...,
+        max_delay_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_bytes", b"max_bytes", "max_count", b"max_count", "max_delay_ms", b"max_delay_ms", "method", b"method", "requests_field", b"requests_field", "results_field", b"results_field"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Batching: _TypeAlias = Batching  # noqa: Y015
+
+@_typing.final
 class FieldRules(_message.Message):
     """FieldRules are the bounds a request field must keep, in the spirit of protovalidate's
     buf.validate rules (not used yet: PyPI ships no buf/validate/validate.proto; see
@@ -311,10 +475,16 @@ Global___FieldRules: _TypeAlias = FieldRules  # noqa: Y015
 
 ACCESS_FIELD_NUMBER: _builtins.int
 HTTP_PROFILE_FIELD_NUMBER: _builtins.int
+FEED_FIELD_NUMBER: _builtins.int
+BATCHING_FIELD_NUMBER: _builtins.int
 FIELD_FIELD_NUMBER: _builtins.int
 access: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___Access.ValueType]
 """Who may call the method."""
 http_profile: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___HttpProfile]
 """How the bridge speaks JSON on the method's bindings."""
+feed: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___StreamFeed]
+"""How the bridge shares the method's server stream among subscribers."""
+batching: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___Batching]
+"""How concurrent calls of the method may be batched."""
 field: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, Global___FieldRules]
 """The field's bounds."""

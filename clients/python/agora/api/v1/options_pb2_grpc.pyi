@@ -9,6 +9,12 @@ google.api.http annotation instead of being hard-coded per domain.
   (agora.api.v1.http_profile)  how the bridge speaks JSON on some or all of the method's bindings:
                                the seed systems' own wire contracts (exact keys, success status,
                                error bodies, lenient decoding) are expressed with it.
+  (agora.api.v1.feed)          how the bridge serves a server stream to many subscribers: one
+                               upstream call per identical subscription (for everyone, or per
+                               caller), frames encoded once, a ring of recent messages for
+                               catch-up, and what happens to a subscriber that falls behind.
+  (agora.api.v1.batching)      the bridge (and the typed client) may coalesce concurrent calls of
+                               a unary method into one call of its batch method.
   (agora.api.v1.field)         a field's bounds (lengths, ranges, item counts, a pattern); the kit
                                refuses a request that breaks them and the OpenAPI document states
                                them. Presence and output-only come from google.api.field_behavior.
