@@ -58,13 +58,15 @@ def create_app(
     csrf_key: bytes | None = None,
     max_metadata_bytes: int = 7 * 1024,
     edge_key: str = "",
+    feed_budget_bytes: int = 0,
 ) -> Starlette:
     """The bridge for every service in `descriptor_set` that has an upstream ("*" names a default).
 
     `client_limits` turns on per-address rate limits (login, writes); `frame_limits` bounds WebSocket
     frames; `channel_credentials` makes the upstream channels TLS; `csrf_key` signs the CSRF cookie
     (random per process when not given: bridge replicas behind one load balancer must share one);
-    `edge_key` (the service credential) signs the caller's address for servers that limit by it.
+    `edge_key` (the service credential) signs the caller's address for servers that limit by it;
+    `feed_budget_bytes` is what a shared feed's log subscriber may have waiting (0: 1 MiB).
     """
     bridge = Bridge(
         descriptor_set,
@@ -82,6 +84,7 @@ def create_app(
         csrf_key=csrf_key,
         max_metadata_bytes=max_metadata_bytes,
         edge_key=edge_key,
+        feed_budget_bytes=feed_budget_bytes,
     )
 
     async def openapi(_: Request) -> Response:
@@ -106,6 +109,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         yield
+        await bridge.feeds.close()
         await bridge.upstreams.close()
 
     middleware = [Middleware(telemetry.TelemetryMiddleware), Middleware(SecurityHeadersMiddleware),

@@ -22,6 +22,7 @@ from gateway import auth, descriptors, errors, telemetry
 from gateway.body import BodyReader
 from gateway.codec import Codec, dump_json
 from gateway.errors import BridgeError
+from gateway.feeds import Feeds
 from gateway.health import mesh_health
 from gateway.limits import ClientLimits, FrameLimits, RateLimiter
 from gateway.metadata import OutgoingMetadata
@@ -56,6 +57,7 @@ class Bridge:
         csrf_key: bytes | None = None,
         max_metadata_bytes: int = 7 * 1024,
         edge_key: str = "",
+        feed_budget_bytes: int = 0,
     ):
         self.ds = descriptors.load(descriptor_set)
         csrf = auth.CsrfGuard(csrf_key)
@@ -66,10 +68,13 @@ class Bridge:
         self.table = RouteTable(self.bindings)
         self.codec = Codec(self.ds.pool)
         metadata = OutgoingMetadata(csrf, max_metadata_bytes, edge_key=edge_key)
+        self.feeds = Feeds(self.codec, self.upstreams, self.ds.message_class, heartbeat=heartbeat_interval,
+                           **({"budget": feed_budget_bytes} if feed_budget_bytes else {}))
         self.http = HttpCalls(self.codec, self.upstreams, metadata, BodyReader(max_body_bytes), csrf=csrf,
-                              default_timeout=default_timeout, heartbeat=heartbeat_interval)
+                              default_timeout=default_timeout, heartbeat=heartbeat_interval, feeds=self.feeds)
         self.websocket = WebSocketCalls(self.table, self.codec, self.upstreams, metadata,
-                                        cors_origins=cors_origins, frame_limits=frame_limits or FrameLimits())
+                                        cors_origins=cors_origins, frame_limits=frame_limits or FrameLimits(),
+                                        feeds=self.feeds)
         self.static = StaticFiles(directory=static_dir, html=True) if static_dir else None
         self.served_services = served
         self.openapi_bytes = dump_json(build_openapi(self.ds, self.bindings, title=title))

@@ -30,6 +30,8 @@ class DescriptorSet:
     profiles: dict[str, Any] = field(default_factory=dict)
     # (agora.api.v1.access) per method full name, as the Access enum's number (0: not declared)
     access: dict[str, int] = field(default_factory=dict)
+    # (agora.api.v1.feed) per method full name; absent for most methods.
+    feeds: dict[str, Any] = field(default_factory=dict)
     _classes: dict[str, type[Message]] = field(default_factory=dict)
 
     def message_class(self, descriptor: Descriptor) -> type[Message]:
@@ -54,6 +56,7 @@ def load(descriptor_set: bytes) -> DescriptorSet:
     rules: dict[str, http_pb2.HttpRule] = {}
     declared: dict[str, Any] = {}
     access: dict[str, int] = {}
+    feeds: dict[str, Any] = {}
     for file_proto in fds.file:
         comments.update(_comments(file_proto))
         prefix = f"{file_proto.package}." if file_proto.package else ""
@@ -71,8 +74,11 @@ def load(descriptor_set: bytes) -> DescriptorSet:
                 found = profiles.method_profile(method_proto.options)
                 if found is not None:
                     declared[f"{prefix}{service_proto.name}.{method_proto.name}"] = found
+                feed = profiles.method_feed(method_proto.options)
+                if feed is not None:
+                    feeds[f"{prefix}{service_proto.name}.{method_proto.name}"] = feed
     return DescriptorSet(pool=pool, services=services, comments=comments, http_rules=rules, profiles=declared,
-                         access=access)
+                         access=access, feeds=feeds)
 
 
 def _comments(file_proto: descriptor_pb2.FileDescriptorProto) -> dict[str, str]:

@@ -84,6 +84,59 @@ def method_profile(options: descriptor_pb2.MethodOptions) -> options_pb2.HttpPro
     return profile
 
 
+SHARED, PER_CALLER = options_pb2.STREAM_SHARING_SHARED, options_pb2.STREAM_SHARING_PER_CALLER
+LOG, SNAPSHOT = options_pb2.FEED_KIND_LOG, options_pb2.FEED_KIND_SNAPSHOT
+DEFAULT_RING = 1024
+SEQUENCE_FIELD = "sequence"
+
+
+@dataclass(frozen=True)
+class FeedSpec:
+    """A method's (agora.api.v1.feed), checked against the method when the bridge builds its routes."""
+
+    sharing: int
+    kind: int
+    ring: int
+    admit: str
+    snapshot_field: str
+    replays_history: bool
+
+    @classmethod
+    def of(cls, method, option: options_pb2.StreamFeed, access: int) -> FeedSpec | None:
+        if option.sharing == options_pb2.STREAM_SHARING_UNSPECIFIED:
+            return None
+        name = method.full_name
+        if not method.server_streaming:
+            raise ValueError(f"{name}: (agora.api.v1.feed) is for server streams")
+        kind = option.kind or LOG
+        sequence = method.output_type.fields_by_name.get(SEQUENCE_FIELD)
+        if kind == LOG and (sequence is None or sequence.message_type is not None):
+            raise ValueError(f"{name}: a log feed's messages need a scalar `{SEQUENCE_FIELD}` field")
+        if option.sharing == SHARED and access != options_pb2.ACCESS_PUBLIC:
+            raise ValueError(f"{name}: only an ACCESS_PUBLIC stream may be shared by all callers (its "
+                             "upstream call carries no credentials); use STREAM_SHARING_PER_CALLER")
+        if option.snapshot_field and option.snapshot_field not in method.output_type.fields_by_name:
+            raise ValueError(f"{name}: snapshot_field {option.snapshot_field!r} is not a response field")
+        if option.admit:
+            admit = method.containing_service.methods_by_name.get(option.admit.rsplit(".", 1)[-1])
+            if admit is None or admit.full_name != option.admit or admit.server_streaming \
+                    or admit.client_streaming:
+                raise ValueError(f"{name}: admit {option.admit!r} is not a unary method of the service")
+        if option.replays_history and option.snapshot_field:
+            raise ValueError(f"{name}: a feed starts with a snapshot or replays its history, not both")
+        return cls(option.sharing, kind, option.ring or DEFAULT_RING, option.admit, option.snapshot_field,
+                   option.replays_history)
+
+
+def method_feed(options: descriptor_pb2.MethodOptions) -> options_pb2.StreamFeed | None:
+    """The method's (agora.api.v1.feed) option, if it declares one."""
+    if not options.HasExtension(options_pb2.feed):
+        return None
+    feed = options_pb2.StreamFeed()
+    feed.CopyFrom(options.Extensions[options_pb2.feed])
+    return feed
+
+
 def for_binding(p: options_pb2.HttpProfile | None, http_method: str, path: str) -> Profile | None:
     """The profile covering "<METHOD> <path>", or None (the bridge's own behaviour)."""
     if p is None or (p.bindings and f"{http_method} {path}" not in p.bindings):

@@ -38,6 +38,7 @@ class Binding:
     query_skip: frozenset[str] = field(default_factory=frozenset)
     string_path_fields: frozenset[str] = field(default_factory=frozenset)
     profile: profiles.Profile | None = None  # the method's (agora.api.v1.http_profile) for this binding
+    feed: profiles.FeedSpec | None = None  # the method's (agora.api.v1.feed): how its stream is shared
 
     @property
     def rpc_path(self) -> str:
@@ -212,4 +213,6 @@ def _binding(ds: DescriptorSet, method: MethodDescriptor, rule: http_pb2.HttpRul
             if (f := request_type.fields_by_name.get(v.field_path)) is not None and f.type == f.TYPE_STRING
         ),
         profile=profiles.for_binding(ds.profiles.get(method.full_name), http_method, path),
+        feed=profiles.FeedSpec.of(method, option, ds.access.get(method.full_name, 0))
+        if (option := ds.feeds.get(method.full_name)) is not None else None,
     )

@@ -87,7 +87,7 @@ class HttpStream:
         return dump_json({"error": status}) + b"\n"
 
     async def __call__(self, receive: Callable, send: Callable, headers: list[tuple[bytes, bytes]]) -> None:
-        watcher = asyncio.ensure_future(_wait_disconnect(receive))
+        watcher = asyncio.ensure_future(wait_disconnect(receive))
         pump = asyncio.ensure_future(self._pump(send, headers))
         try:
             await asyncio.wait({watcher, pump}, return_when=asyncio.FIRST_COMPLETED)
@@ -104,12 +104,12 @@ class HttpStream:
         reading = asyncio.ensure_future(self.call.read())
         done, _ = await asyncio.wait({reading}, timeout=FIRST_MESSAGE_WINDOW)
         if done and reading.exception() is not None:
-            await _send_error_response(send, reading.exception(), self.codec, headers)
+            await send_error_response(send, reading.exception(), self.codec, headers)
             return
         if done and reading.result() is grpc.aio.EOF:
             code = await self.call.code()
             if code != grpc.StatusCode.OK:
-                await _send_error_response(send, await call_error(self.call), self.codec, headers)
+                await send_error_response(send, await call_error(self.call), self.codec, headers)
                 return
         upstream_headers: list[tuple[bytes, bytes]] = []
         if done:
@@ -163,7 +163,7 @@ async def call_error(call: Any) -> grpc.aio.AioRpcError:
     )
 
 
-async def _send_error_response(send: Callable, exc: BaseException, codec: Codec, headers: list) -> None:
+async def send_error_response(send: Callable, exc: BaseException, codec: Codec, headers: list) -> None:
     if isinstance(exc, grpc.aio.AioRpcError):
         status, body = errors.from_rpc_error(exc, codec.pool)
     elif isinstance(exc, BridgeError):
@@ -173,7 +173,7 @@ async def _send_error_response(send: Callable, exc: BaseException, codec: Codec,
     await send_json(send, status, body, headers)
 
 
-async def _wait_disconnect(receive: Callable) -> None:
+async def wait_disconnect(receive: Callable) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":

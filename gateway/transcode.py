@@ -6,6 +6,7 @@ A Grpc-Timeout header sets the call's deadline; without one a unary call gets th
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from urllib.parse import parse_qsl
 
@@ -16,6 +17,7 @@ from gateway import auth, errors, streaming
 from gateway.body import BodyReader
 from gateway.codec import Codec, payload
 from gateway.errors import BridgeError
+from gateway.feeds import NDJSON, SSE, Feeds, Subscription, serve_http
 from gateway.metadata import OutgoingMetadata
 from gateway.request_id import REQUEST_ID_HEADER, request_id
 from gateway.responses import send_json
@@ -46,8 +48,10 @@ class HttpCalls:
     """Transcodes one HTTP request into one upstream call and its answer back."""
 
     def __init__(self, codec: Codec, upstreams: Upstreams, metadata: OutgoingMetadata, body: BodyReader, *,
-                 csrf: auth.CsrfGuard, default_timeout: float | None, heartbeat: float):
+                 csrf: auth.CsrfGuard, default_timeout: float | None, heartbeat: float,
+                 feeds: Feeds | None = None):
         self.codec = codec
+        self.feeds = feeds
         self.csrf = csrf
         self.upstreams = upstreams
         self.metadata = metadata
@@ -100,8 +104,15 @@ class HttpCalls:
         if binding.server_streaming:
             streaming.apply_last_event_id(binding, request, last_event_id)
             timeout = parse_grpc_timeout(grpc_timeout) if grpc_timeout else None
-            call = call_fn(request, metadata=metadata, timeout=timeout)
             sse = accept is not None and b"text/event-stream" in accept
+            if binding.feed is not None and self.feeds is not None:
+                # One upstream call for every identical subscription (feeds.py); a deadline is the
+                # subscriber's own, not the shared call's.
+                subscription = Subscription(self.feeds, binding, request, metadata, SSE if sse else NDJSON)
+                await serve_http(subscription, receive, send, rid_header,
+                                 deadline=time.monotonic() + timeout if timeout else None)
+                return
+            call = call_fn(request, metadata=metadata, timeout=timeout)
             stream = streaming.HttpStream(binding, self.codec, call, sse=sse, heartbeat=self.heartbeat)
             await stream(receive, send, rid_header)
             return

@@ -61,6 +61,21 @@ class Upstreams:
             self._callables[key] = fn
         return fn
 
+    def unary(self, service: str, method, message_class) -> tuple[Any, type]:
+        """A unary method's multi-callable by its descriptor (a feed's admission check), and its
+        request class; `message_class` makes the classes from the bridge's descriptor pool."""
+        key = f"/{service}/{method.name}"
+        request_class = message_class(method.input_type)
+        fn = self._callables.get(key)
+        if fn is None:
+            target = self.target(service)
+            if target is None:
+                raise BridgeError(code_pb2.UNAVAILABLE, f"no upstream configured for {service}")
+            fn = self._callables[key] = self.channel(target).unary_unary(
+                key, request_serializer=request_class.SerializeToString,
+                response_deserializer=message_class(method.output_type).FromString)
+        return fn, request_class
+
     async def close(self) -> None:
         channels, self._channels, self._callables = self._channels, {}, {}
         for ch in channels.values():

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gateway import errors, telemetry
 from gateway.codec import Codec, dump_json
 from gateway.errors import BridgeError
+from gateway.feeds import WEBSOCKET, Feeds, Subscription
 from gateway.limits import FrameBudget, FrameLimits
 from gateway.metadata import Metadata, OutgoingMetadata
 from gateway.routes import Binding, RouteTable
@@ -33,8 +34,9 @@ class WebSocketCalls:
     """The bridge's WebSocket entry: one upgrade, one streaming call."""
 
     def __init__(self, table: RouteTable, codec: Codec, upstreams: Upstreams, metadata: OutgoingMetadata, *,
-                 cors_origins: Collection[str], frame_limits: FrameLimits):
+                 cors_origins: Collection[str], frame_limits: FrameLimits, feeds: Feeds | None = None):
         self.table = table
+        self.feeds = feeds
         self.codec = codec
         self.upstreams = upstreams
         self.metadata = metadata
@@ -62,6 +64,10 @@ class WebSocketCalls:
                 return
             await ws.accept()
             await ws.close(code=errors.WEBSOCKET_CLOSE_BASE + exc.code, reason=close_reason(exc.message))
+            return
+        if binding.feed is not None and self.feeds is not None and not binding.client_streaming:
+            subscription = Subscription(self.feeds, binding, base, metadata, WEBSOCKET)
+            await websocket_feed(ws, subscription, limits=self.frame_limits)
             return
         await websocket_stream(ws, binding, self.codec, base, lambda req: call_fn(req, metadata=metadata),
                                limits=self.frame_limits)
@@ -214,6 +220,71 @@ async def _serve_websocket(ws: WebSocket, binding: Binding, codec: Codec, base_r
             with contextlib.suppress(BaseException):
                 await task
         call.cancel()  # before the close frame: the upstream is gone by the time the client knows
+    with contextlib.suppress(Exception):
+        await ws.close(code=close_code, reason=reason)
+
+
+async def websocket_feed(ws: WebSocket, subscription: Subscription, *, limits: FrameLimits) -> None:
+    """A server stream's shared feed over a WebSocket: accepted once the feed's upstream has
+    answered (or the first-message window passed), the feed's text frames out, inbound frames only
+    counted against `limits`; the close code says how the stream ended (4008 with the sequence to
+    resume from, for a subscriber that fell behind)."""
+    binding, codec = subscription.binding, subscription.feeds.codec
+    profile = binding.profile
+    error = await subscription.open(FIRST_MESSAGE_WINDOW, until_headers=True)
+    if error is not None:
+        subscription.close()
+        if isinstance(error, grpc.aio.AioRpcError):
+            status, body = errors.from_rpc_error(error, codec.pool)
+        else:
+            status, body = getattr(error, "http", 500), status_of(error, codec.pool)
+        if profile is not None and profile.upgrade_after_headers:
+            await deny_upgrade(ws, status, body, profile)
+            return
+        await ws.accept()
+        await ws.close(code=errors.WEBSOCKET_CLOSE_BASE + int(body["code"]),
+                       reason=close_reason(body["message"]))
+        return
+    await ws.accept()
+    budget = FrameBudget(limits)
+
+    async def inbound() -> None:
+        while True:
+            event = await ws.receive()
+            if event["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(event.get("code", 1000))
+            frame = event.get("text") if event.get("text") is not None else event.get("bytes") or b""
+            refused = budget.admit(len(frame))
+            if refused is not None:
+                raise _FrameRefused(*refused)
+
+    async def outbound() -> None:
+        async for frames in subscription.frames():
+            for text in frames:
+                await ws.send_text(text)
+
+    reader = asyncio.ensure_future(inbound())
+    writer = asyncio.ensure_future(outbound())
+    subscription.watch_writer(writer)
+    close_code, reason = 1000, ""
+    try:
+        done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        exc = done.pop().exception()
+        if isinstance(exc, WebSocketDisconnect):
+            return
+        if isinstance(exc, _FrameRefused):
+            close_code, reason = exc.code, close_reason(exc.reason)
+        elif subscription.subscriber.status is not None:
+            status = subscription.subscriber.status
+            close_code = errors.WEBSOCKET_CLOSE_BASE + int(status["code"])
+            reason = close_reason(status["message"])
+    finally:
+        subscription.close()
+        for task in (reader, writer):
+            task.cancel()
+        for task in (reader, writer):
+            with contextlib.suppress(BaseException):
+                await task
     with contextlib.suppress(Exception):
         await ws.close(code=close_code, reason=reason)
 

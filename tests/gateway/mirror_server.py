@@ -75,6 +75,10 @@ class MirrorService:
         self.m = messages
         self.tail_cancelled: dict[str, asyncio.Event] = {}
         self.tail_started: dict[str, asyncio.Event] = {}
+        self.topics: dict[str, list[str]] = {}  # a topic's log: entry n is sequence n + 1
+        self.topic_changed: dict[str, asyncio.Condition] = {}
+        self.topic_calls: dict[str, list[dict[str, str]]] = {}  # each Topic/History/Scores call's metadata
+        self.stalled_topics: set[str] = set()  # topics whose streams stop sending (a stuck server)
 
     async def echo(self, request, context):
         return await _checked(request, context)
@@ -121,6 +125,66 @@ class MirrorService:
         finally:
             cancelled.set()
 
+    def _changed(self, topic: str) -> asyncio.Condition:
+        return self.topic_changed.setdefault(topic, asyncio.Condition())
+
+    async def publish(self, request, context):
+        request = await _checked(request, context)  # count is bounded (schemathesis tries 2**31)
+        log = self.topics.setdefault(request.topic, [])
+        count = max(request.count, 1)
+        for i in range(count):
+            log.append(request.text if count == 1 else f"{request.text} {i + 1}")
+        async with self._changed(request.topic):
+            self._changed(request.topic).notify_all()
+        return self.m.Tick(sequence=len(log), text=log[-1])
+
+    async def admit_topic(self, request, context):
+        if request.topic.startswith("club-"):
+            member = ("authorization", "Bearer member") in context.invocation_metadata()
+            if not member:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{request.topic} is for members")
+        return self.m.wkt("Empty")()
+
+    async def _log(self, request, context, start: int):
+        """A topic's entries after `start`, then live ones, as Ticks."""
+        self.topic_calls.setdefault(request.topic, []).append(
+            {k: v for k, v in context.invocation_metadata() if isinstance(v, str)})
+        log = self.topics.setdefault(request.topic, [])
+        if request.resume_from > len(log):
+            await context.abort(grpc.StatusCode.OUT_OF_RANGE, "resume_from is beyond the latest sequence")
+        await context.send_initial_metadata((("x-stream", "open"),))
+        sent = start
+        changed = self._changed(request.topic)
+        while True:
+            while sent < len(log) and request.topic not in self.stalled_topics:
+                sent += 1
+                yield self.m.Tick(sequence=sent, text=log[sent - 1])
+            async with changed:
+                await changed.wait()
+
+    async def topic(self, request, context):
+        start = request.resume_from or len(self.topics.get(request.topic, []))
+        async for tick in self._log(request, context, start):
+            yield tick
+
+    async def history(self, request, context):
+        async for tick in self._log(request, context, request.resume_from):
+            yield tick
+
+    async def scores(self, request, context):
+        self.topic_calls.setdefault(request.topic, []).append({})
+        log = self.topics.setdefault(request.topic, [])
+        if not log:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no topic {request.topic}")
+        changed = self._changed(request.topic)
+        sent = 0
+        while True:
+            if sent < len(log):
+                sent = len(log)
+                yield self.m.Tick(sequence=sent, text=log[-1])
+            async with changed:
+                await changed.wait()
+
     async def chat(self, request_iterator, context):
         async for message in request_iterator:
             yield self.m.ChatMessage(room=message.room, user=message.user, text=message.text.upper())
@@ -161,6 +225,11 @@ class MirrorService:
                 "Fail": uu(self.fail, m.FailRequest, empty),
                 "Count": us(self.count, m.CountRequest, m.Tick),
                 "Tail": us(self.tail, m.TailRequest, m.Tick),
+                "Topic": us(self.topic, m.TopicRequest, m.Tick),
+                "History": us(self.history, m.TopicRequest, m.Tick),
+                "Scores": us(self.scores, m.TopicRequest, m.Tick),
+                "AdmitTopic": uu(self.admit_topic, m.TopicRequest, empty),
+                "Publish": uu(self.publish, m.PublishRequest, m.Tick),
                 "Chat": grpc.stream_stream_rpc_method_handler(
                     self.chat, request_deserializer=m.ChatMessage.FromString,
                     response_serializer=m.ChatMessage.SerializeToString,

@@ -90,6 +90,18 @@ http_duration = _Family(Histogram(
     ["route", "method", "status"], buckets=_LATENCY))
 http_active = _Family(Gauge(
     "agora_http_requests_active", "Bridge requests (and streams, WebSockets) open now", ["kind"]))
+# Shared feeds (gateway/feeds.py sets the gauges' functions: the live counts over its feeds).
+edge_feeds = Gauge("agora_edge_feeds",
+                   "Shared stream feeds the bridge holds now (one upstream call each)")
+edge_feed_subscribers = Gauge("agora_edge_feed_subscribers",
+                              "Subscribers attached to the bridge's shared feeds")
+edge_feed_upstreams = _Family(Counter(
+    "agora_edge_feed_upstream_calls_total",
+    "Upstream calls the bridge's feeds opened: shared (one per feed) or catch_up (a subscriber's own "
+    "call until the feed's ring holds what follows)", ["kind"]))
+edge_feed_overflows = Counter(
+    "agora_edge_feed_overflows_total",
+    "Feed subscribers closed resumably for falling behind their byte budget")
 
 
 @functools.lru_cache(maxsize=4096)

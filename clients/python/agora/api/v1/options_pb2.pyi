@@ -304,6 +304,8 @@ class StreamFeed(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     RING_FIELD_NUMBER: _builtins.int
     ADMIT_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_FIELD_NUMBER: _builtins.int
+    REPLAYS_HISTORY_FIELD_NUMBER: _builtins.int
     sharing: Global___StreamSharing.ValueType
     """Who may share an upstream call."""
     kind: Global___FeedKind.ValueType
@@ -315,6 +317,17 @@ class StreamFeed(_message.Message):
     the bridge calls with the subscriber's own credentials and the request's fields of the same
     names before it attaches the subscriber: its refusal is the subscriber's answer. Empty: none.
     """
+    snapshot_field: _builtins.str
+    """FEED_KIND_LOG: the response field (of a oneof) that carries a snapshot, when a call that does
+    not resume starts with one (e.g. "snapshot"). A newcomer is then handed the feed's snapshot and
+    every message after it; without it a newcomer that does not resume gets live messages only.
+    """
+    replays_history: _builtins.bool
+    """FEED_KIND_LOG: a call that does not resume replays the log from its first message
+    (`resume_from` 0 means "from the start", as an order's status history): a newcomer is served
+    from the ring while it still holds the start, otherwise by a call of its own until it has caught
+    up. Without it (and without `snapshot_field`) a newcomer that does not resume gets live messages.
+    """
     def __init__(
         self,
         *,
@@ -322,10 +335,12 @@ class StreamFeed(_message.Message):
         kind: Global___FeedKind.ValueType = ...,
         ring: _builtins.int = ...,
         admit: _builtins.str = ...,
+        snapshot_field: _builtins.str = ...,
+        replays_history: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["admit", b"admit", "kind", b"kind", "ring", b"ring", "sharing", b"sharing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admit", b"admit", "kind", b"kind", "replays_history", b"replays_history", "ring", b"ring", "sharing", b"sharing", "snapshot_field", b"snapshot_field"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
