@@ -203,7 +203,8 @@ class EdgeProtocol(HttpToolsProtocol):
                 self._tail = (self._tail + data)[-3:]
         super().data_received(data)
         if (self._head_timer is None and self._in_head and self.timeout_keep_alive_task is None
-                and self.transport.get_protocol() is self and not self.transport.is_closing()):
+                and not self._answering() and self.transport.get_protocol() is self
+                and not self.transport.is_closing()):
             self._arm_head_timer()  # bytes between requests that began no message (stray CRLFs)
 
     def on_message_begin(self) -> None:
@@ -238,6 +239,8 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._in_head = True
+        if self._head_bytes or self._tail:
+            self._arm_head_timer()  # a pipelined head began while it answered: its clock starts now
 
     # -- refusing
 
@@ -268,9 +271,13 @@ class EdgeProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
 
+    def _answering(self) -> bool:
+        """A response is still going out (a stream can last hours): no head timer cuts it."""
+        return self.cycle is not None and not self.cycle.response_complete
+
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing() or self.transport.get_protocol() is not self:
+        if self.transport.is_closing() or self.transport.get_protocol() is not self or self._answering():
             return
         if self._head_bytes or self._tail:
             self._refuse(_response(408, "Request Timeout", 4,

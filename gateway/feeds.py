@@ -63,7 +63,10 @@ log = logging.getLogger("agora.gateway.feeds")
 SSE, NDJSON, WEBSOCKET = "sse", "ndjson", "ws"
 DEFAULT_BUDGET = 1 << 20  # bytes a log subscriber may have waiting before it is closed resumably
 DEFAULT_LINGER = 2.0  # seconds a feed outlives its last subscriber
-OVERFLOW_GRACE = 5.0  # seconds a closed slow subscriber gets to take its closing frame
+# Seconds a subscriber closed for falling behind gets to read what its writer is sending and the
+# closing frame; a client that reads nothing for that long is cut without it (it resumes from the
+# last id it got). Memory is bounded meanwhile: what waited was dropped at the close.
+OVERFLOW_GRACE = 30.0
 KEEPALIVE = b": keepalive\n\n"
 RESUME_FIELD = "resume_from"
 # Caller metadata that names who calls: a per-caller feed's key, and what a shared call leaves out.
@@ -124,7 +127,8 @@ class Subscriber:
         self.pending_bytes = 0
         self.wake = asyncio.Event()
         self.last = after  # the last sequence handed to this subscriber (None: none yet)
-        self.sent_sequence = after  # the last sequence its writer has written
+        self.sent_sequence = after  # the last sequence its writer has written out
+        self.overflowed = False  # closed for falling behind (its status names sent_sequence)
         self._pending_sequences: deque[int | None] = deque()
         self.ended = False
         self.status: dict[str, Any] | None = None  # how it ended, when not OK
@@ -168,13 +172,17 @@ class Subscriber:
         self.pending.clear()
         self._pending_sequences.clear()
         self.pending_bytes = 0
-        resume = self.sent_sequence or 0
-        self.end({"code": code_pb2.RESOURCE_EXHAUSTED, "details": [],
-                  "message": f"fell behind the stream: resume from sequence {resume} "
-                             f"({RESUME_FIELD}={resume}, or SSE Last-Event-ID: {resume})"})
+        self.overflowed = True
+        self.end(self.overflow_status())
         metrics.edge_feed_overflows.inc()
         if self.on_overflow is not None:
             self.on_overflow()
+
+    def overflow_status(self) -> dict[str, Any]:
+        resume = self.sent_sequence or 0
+        return {"code": code_pb2.RESOURCE_EXHAUSTED, "details": [],
+                "message": f"fell behind the stream: resume from sequence {resume} "
+                           f"({RESUME_FIELD}={resume}, or SSE Last-Event-ID: {resume})"}
 
     def end(self, status: dict[str, Any] | None, error: BaseException | None = None) -> None:
         if not self.ended:
@@ -183,18 +191,23 @@ class Subscriber:
             self.error = error
             self.wake.set()
 
-    def take(self) -> list[Any]:
-        """What waits, in order; its sequences count as sent."""
+    def take(self) -> tuple[list[Any], int | None]:
+        """What waits, in order, and the last sequence among it (None: none): the writer marks it
+        written with `written` once its transport took the frames."""
         frames = list(self.pending)
-        for seq in self._pending_sequences:
-            if seq is not None:
-                self.sent_sequence = seq
+        last = next((seq for seq in reversed(self._pending_sequences) if seq is not None), None)
         self.pending.clear()
         self._pending_sequences.clear()
         self.pending_bytes = 0
         self.idle = False
         self.taken = True
-        return frames
+        return frames, last
+
+    def written(self, sequence: int | None) -> None:
+        if sequence is not None:
+            self.sent_sequence = sequence
+        if self.overflowed:  # the resume point it is told is the last frame it was really sent
+            self.status = self.overflow_status()
 
 
 class Feed:
@@ -522,7 +535,9 @@ class Subscription:
         sub = self.subscriber
         while True:
             if sub.pending:
-                yield sub.take()
+                frames, last = sub.take()
+                yield frames  # the consumer resumes this generator once it has written them
+                sub.written(last)
                 continue
             if sub.ended:
                 return

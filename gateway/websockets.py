@@ -269,7 +269,10 @@ async def websocket_feed(ws: WebSocket, subscription: Subscription, *, limits: F
     close_code, reason = 1000, ""
     try:
         done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-        exc = done.pop().exception()
+        first = done.pop()
+        if first.cancelled():  # its writer was stuck past OVERFLOW_GRACE: the client reads nothing
+            return
+        exc = first.exception()
         if isinstance(exc, WebSocketDisconnect):
             return
         if isinstance(exc, _FrameRefused):

@@ -97,6 +97,23 @@ async def test_a_partial_request_head_is_closed_after_the_header_timeout(mesh):
             w.close()
 
 
+async def test_a_response_that_streams_longer_than_the_header_timeout_stays_open(mesh):
+    """The head timer is for a request's head: a stream it answers (SSE here) outlives it."""
+    async with bridge(mesh, edge_limits=EdgeLimits(header_timeout=0.3), heartbeat_interval=0.1) as port:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=WAIT) as http:
+            async with http.stream("GET", "/v1/topics/edge-long:watch",
+                                   headers={"accept": "text/event-stream"}) as stream:
+                assert stream.status_code == 200
+                lines = stream.aiter_lines()
+                await asyncio.sleep(1.5)  # five header timeouts
+                reply = await http.post("/v1/topics/edge-long:publish", json={"text": "still here"})
+                assert reply.status_code == 200, reply.text
+                async for line in lines:
+                    if line.startswith("data: "):
+                        assert "still here" in line
+                        break
+
+
 async def test_idle_keep_alive_connections_are_closed(mesh):
     async with bridge(mesh, idle_timeout=0.5) as port:
         reader, writer = await raw(port, b"GET /v1/headers HTTP/1.1\r\nhost: x\r\n\r\n")
