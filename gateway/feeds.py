@@ -436,6 +436,8 @@ class Feeds:
                         if subscriber.fmt == SSE and subscriber.idle:
                             subscriber.push_raw(KEEPALIVE)
                         subscriber.idle = True
+            report_counts()
+        report_counts()
 
     async def close(self) -> None:
         feeds = list(self.feeds.values())
@@ -446,6 +448,8 @@ class Feeds:
                 await feed._task
         if self._ticker is not None:
             self._ticker.cancel()
+        self.feeds.clear()
+        report_counts()
 
 
 class Subscription:
@@ -600,5 +604,9 @@ def live_counts() -> tuple[int, int]:
     return len(feeds), sum(len(f.subscribers) for f in feeds)
 
 
-metrics.edge_feeds.set_function(lambda: live_counts()[0])
-metrics.edge_feed_subscribers.set_function(lambda: live_counts()[1])
+def report_counts() -> None:
+    """The feed gauges, set (each tick of a bridge's feed timer) from the live counts."""
+    feeds, subscribers = live_counts()
+    metrics.edge_feeds.set(feeds)
+    metrics.edge_feed_subscribers.set(subscribers)
+

@@ -9,10 +9,11 @@ Requests are labelled by the RPC they reached (bounded), never by their raw path
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterable
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -100,6 +101,18 @@ class TelemetryMiddleware:
 
 async def metrics_page(_: Request) -> Response:
     """Prometheus text format of this process's registry (the bridge's and, under `agora up`, \
-every domain's)."""
-    body = await asyncio.to_thread(generate_latest)
+every domain's); under `--workers N` (PROMETHEUS_MULTIPROC_DIR set), of every worker together."""
+    body = await asyncio.to_thread(_exposition)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _exposition() -> bytes:
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return generate_latest()
+    # prometheus-client's multiprocess mode (gateway/workers.py gives every worker the directory):
+    # counters and histograms add up across workers, dead ones included, gauges are "livesum"
+    # (services/kit/telemetry/metrics.py); the process_* and python_* collectors are per process
+    # and have no multiprocess form, so they are left out rather than showing one worker.
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)

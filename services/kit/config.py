@@ -58,6 +58,11 @@ class Settings:
         "AGORA_PORT_OFFSET", 0, "added to every domain's default gRPC port (two meshes on one machine)"
     )
     http_port: int = _setting("AGORA_HTTP_PORT", 8080, "port of the REST/SSE/WebSocket bridge")
+    gateway_workers: int = _setting(
+        "AGORA_GATEWAY_WORKERS", 1,
+        "bridge processes `agora serve gateway` runs on the one HTTP port (SO_REUSEPORT, Linux); "
+        "about one per CPU core the bridge gets (`agora up` always runs one)", _POSITIVE
+    )
     seed_ports: bool = _setting(
         "AGORA_SEED_PORTS", False,
         "the bridge also listens on the seed systems' own ports (3080 auctions; 8081-8083 commerce), "

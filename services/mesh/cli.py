@@ -37,7 +37,7 @@ def _up(ns: argparse.Namespace) -> int:
 def _serve(ns: argparse.Namespace) -> int:
     from services.mesh.launcher import serve
 
-    return serve(ns.target, _server_settings(ns))
+    return serve(ns.target, _server_settings(ns), workers=ns.workers)
 
 
 def _server_command(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
@@ -52,7 +52,9 @@ def _server_command(subparsers: argparse._SubParsersAction, name: str, help: str
 
 
 def register_up(subparsers: argparse._SubParsersAction) -> None:
-    parser = _server_command(subparsers, "up", "start every service and the bridge in one process")
+    parser = _server_command(subparsers, "up", "start every service and the bridge in one process "
+                             "(one bridge in the same loop; several bridge processes on one port are "
+                             "`agora serve gateway --workers N`)")
     parser.set_defaults(func=_up)
 
 
@@ -62,7 +64,20 @@ def register_serve(subparsers: argparse._SubParsersAction) -> None:
     parser = _server_command(subparsers, "serve", "run one domain's gRPC server, or the bridge (`gateway`)")
     parser.add_argument("target", metavar="DOMAIN", choices=["gateway", *DOMAINS],
                         help=f"gateway or one of: {', '.join(DOMAINS)}")
+    parser.add_argument("--workers", type=_positive, metavar="N",
+                        help="gateway only: N bridge processes on the one HTTP port (SO_REUSEPORT, Linux), "
+                             "supervised by this one (default: AGORA_GATEWAY_WORKERS, 1)")
     parser.set_defaults(func=_serve)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

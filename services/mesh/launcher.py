@@ -3,12 +3,16 @@
 The composition root: the one module that wires the kit, the domains and the bridge together.
 
 Both run on one asyncio loop and stop the same way: SIGTERM or Ctrl-C sets an event, every
-server drains, the process exits 0.
+server drains, the process exits 0. `agora serve gateway --workers N` (AGORA_GATEWAY_WORKERS) with
+N > 1 is a supervisor of N such bridge processes on one SO_REUSEPORT port (gateway/workers.py);
+`agora up` always hosts one bridge in its own loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import importlib
 import logging
 import signal
@@ -147,7 +151,9 @@ class RunningGateway:
 SEED_PORTS = (3080, 8081, 8082, 8083)
 
 
-async def start_gateway(settings: Settings) -> RunningGateway:
+async def start_gateway(settings: Settings, worker=None) -> RunningGateway:
+    """The bridge on settings.host:http_port; as `worker` (a gateway.workers.Worker) it binds with
+    SO_REUSEPORT, next to the other workers, and says which one answered (x-agora-worker)."""
     from importlib import resources
 
     from gateway.server import serve_gateway
@@ -177,7 +183,8 @@ async def start_gateway(settings: Settings) -> RunningGateway:
                                              max_connections_per_client=settings.http_max_connections_per_client),
                       trusted_proxies=settings.trusted_proxies, idle_timeout=settings.http_idle_timeout,
                       max_metadata_bytes=settings.http_max_metadata_bytes,
-                      edge_key=settings.service_api_key),
+                      edge_key=settings.service_api_key,
+                      reuse_port=worker is not None, worker=None if worker is None else worker.index),
         name="gateway",
     )
     waiter = asyncio.create_task(ready.wait())
@@ -201,9 +208,10 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 
 async def run(settings: Settings, domains: list[tuple[Domain, Builder]], *, gateway: bool,
               stop: asyncio.Event | None = None, announce: Callable[[str], None] = print,
-              metrics_port: int | None = None) -> int:
+              metrics_port: int | None = None, worker=None) -> int:
     """Serve `domains` (and the bridge if asked) until `stop` is set or a signal arrives; with
-    `metrics_port`, /metrics for the whole process on that port (the bridge has its own /metrics)."""
+    `metrics_port`, /metrics for the whole process on that port (the bridge has its own /metrics).
+    As a bridge `worker` (gateway.workers.Worker) it tells the supervisor once it serves."""
     stop = stop or asyncio.Event()
     _install_signal_handlers(stop)
     runtime = Runtime(settings)
@@ -240,13 +248,15 @@ async def run(settings: Settings, domains: list[tuple[Domain, Builder]], *, gate
         if servers:
             revocations = await runtime.listen_for_revocations()
         if gateway:
-            bridge = await start_gateway(settings)
+            bridge = await start_gateway(settings, worker)
             announce(f"{'gateway':<14} http  http://{settings.host}:{settings.http_port:<9} "
                      "REST, SSE, WebSocket, /docs")
         if scrape is not None:
             announce(f"{'metrics':<14} http  {scrape.url:<22} Prometheus")
         settle_heap()
         announce("ready; Ctrl-C or SIGTERM stops")
+        if worker is not None:
+            worker.ready()
         await stop.wait()
     finally:
         log.info("shutting down")
@@ -278,10 +288,18 @@ def up(settings: Settings) -> int:
                                                gateway=True, metrics_port=settings.metrics_port_for(None)))
 
 
-def serve(target: str, settings: Settings) -> int:
+def serve(target: str, settings: Settings, workers: int | None = None) -> int:
+    """`workers` (default AGORA_GATEWAY_WORKERS) bridge processes for `gateway`; a domain is one."""
     logs.configure(settings.log_level, settings.log_format)
     if target == "gateway":  # /metrics is one of the bridge's routes
+        count = workers or settings.gateway_workers
+        if count > 1:
+            return _serve_gateway_workers(settings, count)
         return _run_process(settings, "agora-gateway", run(settings, [], gateway=True))
+    if workers is not None and workers > 1:
+        print(f"--workers is for the bridge (`agora serve gateway`); run more {target} replicas instead",
+              file=sys.stderr)
+        return 2
     if target not in DOMAINS:
         print(f"unknown domain {target!r}; one of: gateway, {', '.join(DOMAINS)}", file=sys.stderr)
         return 2
@@ -289,3 +307,34 @@ def serve(target: str, settings: Settings) -> int:
     return _run_process(settings, f"agora-{target}",
                         run(settings, [(domain, builder_for(domain))], gateway=False,
                                                          metrics_port=settings.metrics_port_for(target)))
+
+
+def _serve_gateway_workers(settings: Settings, count: int) -> int:
+    """`count` bridge processes on one port under gateway/workers.py's supervisor."""
+    import secrets
+
+    from gateway.workers import WorkersFailed, supervise
+
+    # What would otherwise be random per process must be one value for every worker: a CSRF cookie
+    # signed by one worker is checked by another, and all send the same service credential.
+    shared = {}
+    if not settings.csrf_key:
+        shared["csrf_key"] = secrets.token_urlsafe(32)
+    if not settings.service_api_key:
+        shared["service_api_key"] = secrets.token_urlsafe(32)
+    settings = dataclasses.replace(settings, **shared)
+    try:
+        # the drain: uvicorn's grace for open streams, then RunningGateway.stop's 10 s and the channels
+        return supervise(functools.partial(_gateway_worker, settings), count, host=settings.host,
+                         port=settings.http_port, grace=settings.shutdown_grace + 15)
+    except WorkersFailed as exc:
+        print(f"agora serve gateway: {exc}", file=sys.stderr)
+        return 1
+
+
+def _gateway_worker(settings: Settings, worker) -> int:
+    """One worker process of `_serve_gateway_workers` (spawned: configures its own logs, tracing)."""
+    logs.configure(settings.log_level, settings.log_format)
+    settings = dataclasses.replace(settings, http_port=worker.port)
+    return _run_process(settings, "agora-gateway",
+                        run(settings, [], gateway=True, worker=worker, announce=lambda _line: None))

@@ -5,6 +5,7 @@ GC and platform collectors, so /metrics shows the process too. Label values are 
 code (services, methods, event types, consumer groups, store methods), never by data.
 
 Hot paths look a labelled child up once per label tuple (`_Family`), not on every call.
+Every Gauge says `multiprocess_mode=_LIVESUM` (the bridge's workers add up: gateway/workers.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ T = TypeVar("T")
 C = TypeVar("C")
 
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Under several bridge processes on one port (gateway/workers.py, prometheus-client's multiprocess
+# mode) a gauge is the sum over the live processes; without that mode the argument does nothing.
+_LIVESUM = "livesum"
 _LAG = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0)
 
 
@@ -47,11 +51,13 @@ rpc_duration = _Family(Histogram(
     "gRPC calls served, by service, method and status code (count: rate; sum/buckets: latency)",
     ["service", "method", "code"], buckets=_LATENCY))
 rpc_streams = _Family(Gauge(
-    "agora_rpc_server_streams_active", "Streaming calls open now", ["service", "method"]))
+    "agora_rpc_server_streams_active", "Streaming calls open now", ["service", "method"],
+    multiprocess_mode=_LIVESUM))
 
 # -- live stream fan-out (services/kit/streams.py)
 stream_subscribers = _Family(Gauge(
-    "agora_stream_subscribers", "Subscribers of a live feed now", ["feed", "kind"]))
+    "agora_stream_subscribers", "Subscribers of a live feed now", ["feed", "kind"],
+    multiprocess_mode=_LIVESUM))
 stream_overflows = _Family(Counter(
     "agora_stream_overflows_total", "Subscribers ended with RESOURCE_EXHAUSTED for falling behind", ["feed"]))
 
@@ -73,7 +79,8 @@ bus_handle_duration = _Family(Histogram(
     "agora_bus_handle_duration_seconds", "Time a consumer's handler took per delivery", ["group"],
     buckets=_LATENCY))
 bus_pending = _Family(Gauge(
-    "agora_bus_consumer_pending", "Events delivered to this process and not yet handled", ["group"]))
+    "agora_bus_consumer_pending", "Events delivered to this process and not yet handled", ["group"],
+    multiprocess_mode=_LIVESUM))
 outbox_relayed = Counter("agora_bus_outbox_relayed_total", "Events the outbox relays put on the bus")
 outbox_failures = Counter("agora_bus_outbox_failures_total",
                           "Outbox relay rounds that failed (database or bus)")
@@ -89,12 +96,16 @@ http_duration = _Family(Histogram(
     "Bridge requests by route (the RPC, or a fixed path), method, status",
     ["route", "method", "status"], buckets=_LATENCY))
 http_active = _Family(Gauge(
-    "agora_http_requests_active", "Bridge requests (and streams, WebSockets) open now", ["kind"]))
-# Shared feeds (gateway/feeds.py sets the gauges' functions: the live counts over its feeds).
+    "agora_http_requests_active", "Bridge requests (and streams, WebSockets) open now", ["kind"],
+    multiprocess_mode=_LIVESUM))
+# Shared feeds (gateway/feeds.py sets the gauges on each tick of its feeds' timer: set_function would
+# not reach a multiprocess /metrics).
 edge_feeds = Gauge("agora_edge_feeds",
-                   "Shared stream feeds the bridge holds now (one upstream call each)")
+                   "Shared stream feeds the bridge holds now (one upstream call each)",
+                   multiprocess_mode=_LIVESUM)
 edge_feed_subscribers = Gauge("agora_edge_feed_subscribers",
-                              "Subscribers attached to the bridge's shared feeds")
+                              "Subscribers attached to the bridge's shared feeds",
+                              multiprocess_mode=_LIVESUM)
 edge_feed_upstreams = _Family(Counter(
     "agora_edge_feed_upstream_calls_total",
     "Upstream calls the bridge's feeds opened: shared (one per feed) or catch_up (a subscriber's own "

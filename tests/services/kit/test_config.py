@@ -141,6 +141,9 @@ def test_the_domains_build_their_rules_from_settings_with_the_same_defaults():
 # Modules under services/ and gateway/ that may read the process environment, and why.
 ENVIRONMENT_READERS = {
     "services/kit/config.py": "Settings.from_env: the one place AGORA_* variables are read",
+    # prometheus-client's own variable (not a setting): the library reads it at import in each process.
+    "gateway/workers.py": "PROMETHEUS_MULTIPROC_DIR, set for the spawned workers to inherit",
+    "gateway/telemetry.py": "PROMETHEUS_MULTIPROC_DIR: /metrics merges every worker's files",
 }
 
 
