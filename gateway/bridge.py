@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from gateway import auth, descriptors, errors, telemetry
+from gateway.batching import build_batchers
 from gateway.body import BodyReader
 from gateway.codec import Codec, dump_json
 from gateway.errors import BridgeError
@@ -66,8 +67,10 @@ class Bridge:
         self.table = RouteTable(self.bindings)
         self.codec = Codec(self.ds.pool)
         metadata = OutgoingMetadata(csrf, max_metadata_bytes, edge_key=edge_key)
+        self.batchers = build_batchers(descriptor_set, self.ds, self.bindings, self.upstreams)
         self.http = HttpCalls(self.codec, self.upstreams, metadata, BodyReader(max_body_bytes), csrf=csrf,
-                              default_timeout=default_timeout, heartbeat=heartbeat_interval)
+                              default_timeout=default_timeout, heartbeat=heartbeat_interval,
+                              batchers=self.batchers)
         self.websocket = WebSocketCalls(self.table, self.codec, self.upstreams, metadata,
                                         cors_origins=cors_origins, frame_limits=frame_limits or FrameLimits())
         self.static = StaticFiles(directory=static_dir, html=True) if static_dir else None

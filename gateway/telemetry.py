@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Iterable
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -103,3 +103,8 @@ async def metrics_page(_: Request) -> Response:
 every domain's)."""
     body = await asyncio.to_thread(generate_latest)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+# Calls the request batcher (batching.py) coalesced into one upstream batch call, by batch method.
+batch_size = Histogram("agora_bridge_batch_size", "Calls coalesced into one upstream batch call",
+                       ["method"], buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))

@@ -46,8 +46,9 @@ class HttpCalls:
     """Transcodes one HTTP request into one upstream call and its answer back."""
 
     def __init__(self, codec: Codec, upstreams: Upstreams, metadata: OutgoingMetadata, body: BodyReader, *,
-                 csrf: auth.CsrfGuard, default_timeout: float | None, heartbeat: float):
+                 csrf: auth.CsrfGuard, default_timeout: float | None, heartbeat: float, batchers=None):
         self.codec = codec
+        self.batchers = batchers  # batching.Batchers: methods declaring (agora.api.v1.batching)
         self.csrf = csrf
         self.upstreams = upstreams
         self.metadata = metadata
@@ -106,6 +107,8 @@ class HttpCalls:
             await stream(receive, send, rid_header)
             return
         timeout = parse_grpc_timeout(grpc_timeout) if grpc_timeout else self.default_timeout
+        batcher = self.batchers.get(binding) if self.batchers else None
+        call_fn = batcher.call if batcher is not None else call_fn
         call = call_fn(request, metadata=metadata, timeout=timeout)
         response: Message = await call
         body = payload(response, binding.response_body, self.codec, profile)
