@@ -54,6 +54,11 @@ class AgoraError(Exception):
                 details = [_unpack(d) for d in status.details]
         return cls(code or grpc.StatusCode.UNKNOWN, str(message or ""), details)
 
+    @classmethod
+    def from_status(cls, status: status_pb2.Status) -> AgoraError:
+        """Build from a google.rpc.Status (a batch result's), as from_rpc_error would for that call."""
+        return cls(code_of(status.code), status.message, [_unpack(d) for d in status.details])
+
     def detail(self, kind: type[Any]) -> Any:
         """The first detail of type `kind` (e.g. `error_details_pb2.ErrorInfo`), or None."""
         return next((d for d in self.details if isinstance(d, kind)), None)
