@@ -22,7 +22,8 @@ async def polls(tmp_path):
 
 
 async def test_concurrent_votes_share_batches_and_each_caller_gets_its_own_answer(polls):
-    created = await polls.stub.CreatePoll(pb.CreatePollRequest(question="Which?", options=["a", "b"]), timeout=5)
+    request = pb.CreatePollRequest(question="Which?", options=["a", "b"])
+    created = await polls.stub.CreatePoll(request, timeout=5)
     poll_id = created.poll.id
     async with Agora(targets={"polls": polls.grpc_target}) as agora:
         vote = agora.batched("polls", "CastVote")
