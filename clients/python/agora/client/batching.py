@@ -46,8 +46,8 @@ def batching_option(method: MethodDescriptor) -> options_pb2.Batching | None:
 
 @dataclass
 class _Batch:
-    key: tuple
-    calls: list[tuple[Message, asyncio.Future, float | None]] = field(default_factory=list)
+    key: tuple[tuple[str, str], ...]
+    calls: list[tuple[Message, asyncio.Future[Any], float | None]] = field(default_factory=list)
     size: int = 0
     timer: asyncio.TimerHandle | None = None
 
@@ -67,9 +67,9 @@ class RequestBatcher:
         self.max_bytes = option.max_bytes or DEFAULT_MAX_BYTES
         self.max_delay = (option.max_delay_ms or DEFAULT_MAX_DELAY_MS) / 1000.0
         self.key_field, self.max_pending = key_field, max_pending
-        self._open: dict[tuple, _Batch] = {}
+        self._open: dict[tuple[tuple[str, str], ...], _Batch] = {}
         self._pending = 0
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0  # batch calls made
 
     async def __call__(self, request: Message, timeout: float | None = None, metadata: Any = None) -> Any:
@@ -150,7 +150,7 @@ class RequestBatcher:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _fail(futures: Sequence[asyncio.Future], make: Any, *args: Any) -> None:
+def _fail(futures: Sequence[asyncio.Future[Any]], make: Any, *args: Any) -> None:
     """Every caller still waiting gets its own `make(*args)` error."""
     for future in futures:
         if not future.done():

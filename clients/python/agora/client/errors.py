@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped, unused-ignore]
 
 _DETAILS_KEY = "grpc-status-details-bin"
 
