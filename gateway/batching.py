@@ -35,7 +35,7 @@ import grpc
 from agora.api.v1 import options_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.message import Message
-from google.rpc import code_pb2, status_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from gateway import telemetry
 from gateway.descriptors import DescriptorSet
@@ -294,12 +294,34 @@ class Batchers:
             await batcher.close()
 
 
+def add_status_details(pool: Any) -> None:
+    """Put google/rpc/error_details.proto (and what it imports) into the bridge's pool when the
+    descriptor set lacks it: a batch response carries each item's google.rpc.Status, whose details
+    (BadRequest, ResourceInfo, ErrorInfo, ...) the codec renders as JSON Any by their type names."""
+    def add(file: Any) -> None:
+        try:
+            pool.FindFileByName(file.name)
+            return
+        except KeyError:
+            pass
+        for dependency in file.dependencies:
+            add(dependency)
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        pool.Add(proto)
+
+    add(error_details_pb2.DESCRIPTOR)
+
+
 def build_batchers(descriptor_set: bytes, ds: DescriptorSet, bindings: Sequence[Binding],
                    upstreams: Upstreams, *, max_pending: int = 10_000) -> Batchers:
     """A batcher for every served unary method that declares (agora.api.v1.batching)."""
+    options = batching_options(descriptor_set)
+    if options:
+        add_status_details(ds.pool)
     served = {b.method.full_name for b in bindings if not b.client_streaming and not b.server_streaming}
     made: dict[str, RequestBatcher] = {}
-    for method, option in batching_options(descriptor_set).items():
+    for method, option in options.items():
         if method not in served:
             continue
         p = plan(ds, method, option)

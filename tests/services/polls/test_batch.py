@@ -181,3 +181,16 @@ async def test_concurrent_seed_votes_through_the_bridge_become_few_batches_with_
             ids.add(answer["voteId"])
     assert len(ids) == 170
     await counted(mesh, poll_id, [57, 57, 56])
+
+
+async def test_cast_votes_over_http_renders_each_refusal_with_its_details(mesh):
+    poll_id = await new_poll(mesh)
+    async with httpx.AsyncClient(base_url=mesh.base_url, timeout=10.0) as http:
+        reply = await http.post("/v1/polls:castVotes", json={"votes": [
+            {"pollId": poll_id, "option": 1}, {"pollId": poll_id, "option": 9}]})
+    assert reply.status_code == 200, reply.text
+    accepted, refused = reply.json()["results"]
+    assert accepted["response"]["option"] == 1 and accepted["status"]["code"] == code_pb2.OK
+    assert refused["status"]["code"] == code_pb2.INVALID_ARGUMENT and "response" not in refused
+    assert refused["status"]["details"][0]["@type"] == "type.googleapis.com/google.rpc.BadRequest"
+    assert refused["status"]["details"][0]["fieldViolations"][0]["field"] == "option"
