@@ -14,7 +14,7 @@ from agora.polls.v1 import polls_pb2 as pb
 from google.rpc import code_pb2
 from prometheus_client import REGISTRY
 
-from gateway.errors import from_rpc_error
+from gateway.errors import BridgeError, from_rpc_error
 from services.kit.bus.envelopes import unpack
 from tests.services.polls.conftest import bearer, unique
 
@@ -194,3 +194,59 @@ async def test_cast_votes_over_http_renders_each_refusal_with_its_details(mesh):
     assert refused["status"]["code"] == code_pb2.INVALID_ARGUMENT and "response" not in refused
     assert refused["status"]["details"][0]["@type"] == "type.googleapis.com/google.rpc.BadRequest"
     assert refused["status"]["details"][0]["fieldViolations"][0]["field"] == "option"
+
+
+# -- the bridge's batcher alone (gateway/batching.py), with a stand-in for the upstream batch call
+
+
+def castvote_batcher(send, *, max_pending: int = 10_000):
+    from gateway import descriptors
+    from gateway.batching import RequestBatcher, batching_options, plan
+    from tests.services.polls.conftest import DESCRIPTORS
+
+    raw = DESCRIPTORS.read_bytes()
+    ds = descriptors.load(raw)
+    method = "agora.polls.v1.PollService.CastVote"
+    p = plan(ds, method, batching_options(raw)[method])
+    single = ds.message_class(ds.pool.FindMessageTypeByName("agora.polls.v1.CastVoteRequest"))
+    return RequestBatcher(p, send, max_pending=max_pending), single, p
+
+
+async def test_the_bridge_batcher_keys_by_credentials_fails_a_failed_batch_whole_and_is_bounded():
+    sent: list = []
+    release = asyncio.Event()
+
+    async def send(request, *, metadata, timeout):
+        sent.append((len(request.votes), dict(metadata)))
+        await release.wait()
+        if dict(metadata).get("authorization") == "Bearer broken":
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                       "upstream gone")
+        response = p.response_class()
+        for vote in request.votes:
+            response.results.add().response.poll_id = vote.poll_id
+        return response
+
+    batcher, single, p = castvote_batcher(send, max_pending=7)
+    calls = []
+    for i, who in enumerate(["Bearer ann", "Bearer ann", "Bearer bob", "Bearer broken", "Bearer ann"]):
+        metadata = [("authorization", who), ("x-request-id", f"r{i}"), ("x-forwarded-for", f"10.0.0.{i}")]
+        calls.append(batcher.call(single(poll_id=f"p{i}"), metadata, None))
+    late = batcher.call(single(poll_id="late"), [("authorization", "Bearer ann")], 0.01)
+    with pytest.raises(BridgeError) as full:  # 7 pending: the 8th is refused at once
+        for _ in range(3):
+            batcher.call(single(poll_id="x"), [], None)
+    assert full.value.code == code_pb2.RESOURCE_EXHAUSTED and full.value.http == 429
+    with pytest.raises(grpc.aio.AioRpcError) as gave_up:  # a caller's deadline ends its own wait only
+        await late
+    assert gave_up.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    release.set()
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert [o.poll_id for o in outcomes[:3]] + [outcomes[4].poll_id] == ["p0", "p1", "p2", "p4"]
+    assert isinstance(outcomes[3], grpc.aio.AioRpcError) and outcomes[3].code() == grpc.StatusCode.UNAVAILABLE
+    # One batch per credential: ann's four calls (the late one included) in one, bob's, broken's;
+    # the request ids and addresses were not in the key, and no address went upstream.
+    by_caller = {m["authorization"]: n for n, m in sent if "authorization" in m}
+    assert by_caller == {"Bearer ann": 4, "Bearer bob": 1, "Bearer broken": 1}
+    assert all("x-forwarded-for" not in m and "x-request-id" not in m for _, m in sent)
+    await batcher.close()
