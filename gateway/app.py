@@ -109,6 +109,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         yield
+        await bridge.batchers.close()  # what waits in a batch goes out before the channels close
         await bridge.feeds.close()
         await bridge.upstreams.close()
 

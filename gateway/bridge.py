@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from gateway import auth, descriptors, errors, telemetry
+from gateway.batching import build_batchers
 from gateway.body import BodyReader
 from gateway.codec import Codec, dump_json
 from gateway.errors import BridgeError
@@ -70,8 +71,10 @@ class Bridge:
         metadata = OutgoingMetadata(csrf, max_metadata_bytes, edge_key=edge_key)
         self.feeds = Feeds(self.codec, self.upstreams, self.ds.message_class, heartbeat=heartbeat_interval,
                            **({"budget": feed_budget_bytes} if feed_budget_bytes else {}))
+        self.batchers = build_batchers(descriptor_set, self.ds, self.bindings, self.upstreams)
         self.http = HttpCalls(self.codec, self.upstreams, metadata, BodyReader(max_body_bytes), csrf=csrf,
-                              default_timeout=default_timeout, heartbeat=heartbeat_interval, feeds=self.feeds)
+                              default_timeout=default_timeout, heartbeat=heartbeat_interval, feeds=self.feeds,
+                              batchers=self.batchers)
         self.websocket = WebSocketCalls(self.table, self.codec, self.upstreams, metadata,
                                         cors_origins=cors_origins, frame_limits=frame_limits or FrameLimits(),
                                         feeds=self.feeds)

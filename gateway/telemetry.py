@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Iterable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest, multiprocess
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -116,3 +116,8 @@ def _exposition() -> bytes:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     return generate_latest(registry)
+
+
+# Calls the request batcher (batching.py) coalesced into one upstream batch call, by batch method.
+batch_size = Histogram("agora_bridge_batch_size", "Calls coalesced into one upstream batch call",
+                       ["method"], buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))

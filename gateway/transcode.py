@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2
 
 from gateway import auth, errors, streaming
+from gateway.batching import Batchers
 from gateway.body import BodyReader
 from gateway.codec import Codec, payload
 from gateway.errors import BridgeError
@@ -49,9 +50,10 @@ class HttpCalls:
 
     def __init__(self, codec: Codec, upstreams: Upstreams, metadata: OutgoingMetadata, body: BodyReader, *,
                  csrf: auth.CsrfGuard, default_timeout: float | None, heartbeat: float,
-                 feeds: Feeds | None = None):
+                 feeds: Feeds | None = None, batchers: Batchers | None = None):
         self.codec = codec
         self.feeds = feeds
+        self.batchers = batchers  # methods declaring (agora.api.v1.batching)
         self.csrf = csrf
         self.upstreams = upstreams
         self.metadata = metadata
@@ -117,6 +119,8 @@ class HttpCalls:
             await stream(receive, send, rid_header)
             return
         timeout = parse_grpc_timeout(grpc_timeout) if grpc_timeout else self.default_timeout
+        batcher = self.batchers.get(binding) if self.batchers else None
+        call_fn = batcher.call if batcher is not None else call_fn
         call = call_fn(request, metadata=metadata, timeout=timeout)
         response: Message = await call
         body = payload(response, binding.response_body, self.codec, profile)

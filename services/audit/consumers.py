@@ -18,10 +18,12 @@ log = logging.getLogger("agora.audit.handlers")
 GROUP = "audit"
 PATTERNS = ["#"]
 
-# Every payload message of agora.events.v1, so any envelope's Any can be decoded by name.
+# Every payload message of agora.events.v1, so any envelope's Any can be decoded by name, and the
+# payloads declared beside their RPC: `polls.votes.cast` carries agora.polls.v1.VotesCast.
 for _module in pkgutil.iter_modules(event_protos.__path__):
     if _module.name.endswith("_pb2"):
         importlib.import_module(f"{event_protos.__name__}.{_module.name}")
+importlib.import_module("agora.polls.v1.polls_pb2")
 
 
 def from_envelope(envelope) -> AuditEvent:

@@ -1,9 +1,11 @@
-"""The tally consumer: counts `polls.vote.cast` into the live tallies, consolidates closed polls.
+"""The tally consumer: counts `polls.vote.cast` and `polls.votes.cast` (a CastVotes batch) into the
+live tallies, consolidates closed polls.
 
-Votes arrive one event per handler call; the handler hands its vote to a batch and returns when
-the batch is written, so the bus acknowledges only counted votes. A batch is one conditional
-write per poll (`TallyStore.commit`): the vote numbers it applies are recorded in the same write,
-so a redelivered vote is skipped, never counted twice. When a poll has closed and every vote
+Votes arrive one event (one vote, or one CastVotes batch of them) per handler call; the handler
+hands its votes to a batch and returns when the batch is written, so the bus acknowledges only
+counted votes. A batch is one conditional write per poll (`TallyStore.commit`): the vote numbers
+it applies are recorded in the same write, so a redelivered vote (or batch) is skipped, never
+counted twice. When a poll has closed and every vote
 accepted before the close is counted, its results are saved as final in the poll store.
 
 A consumer (ServiceSpec.consumers), not a worker: it is driven by the bus, and its batching task
@@ -19,11 +21,12 @@ from dataclasses import dataclass, field
 
 from agora.events.v1 import polls_pb2 as events
 from agora.events.v1.envelope_pb2 import Envelope
+from agora.polls.v1.polls_pb2 import VotesCast
 
 from services.kit.bus.envelopes import unpack
 from services.kit.bus.port import EventBus, Subscription
 from services.polls.domain import CountedVote, Tally, TallyChange, now_us, tally_change
-from services.polls.events import POLL_CLOSED, VOTE_CAST
+from services.polls.events import POLL_CLOSED, VOTE_CAST, VOTES_CAST
 from services.polls.store import FinalResults, PollStore, TallyStore
 
 log = logging.getLogger("agora.polls.tally")
@@ -57,7 +60,8 @@ class TallyConsumer:
     async def subscribe(self, bus: EventBus) -> TallyConsumer:
         """Start the batching task, then consume the group; returns what cancels both (this consumer)."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name="polls-tally")
-        self._subscription = await bus.subscribe(self.group, [VOTE_CAST, POLL_CLOSED], self.handle,
+        self._subscription = await bus.subscribe(self.group, [VOTE_CAST, VOTES_CAST, POLL_CLOSED],
+                                                 self.handle,
                                                  prefetch=self.prefetch)
         return self
 
@@ -74,19 +78,33 @@ class TallyConsumer:
 
     async def handle(self, envelope: Envelope) -> None:
         if envelope.type == VOTE_CAST:
-            vote = unpack(envelope, events.VoteCast)
-            pending = self._pending.setdefault(vote.poll_id, _Pending())
-            pending.votes.append(CountedVote(vote.poll_id, vote.poll_vote_number, vote.option,
-                                             vote.replaces_previous, vote.previous_option))
+            votes = [unpack(envelope, events.VoteCast)]
+        elif envelope.type == VOTES_CAST:
+            # Each vote is counted by its own (poll, poll_vote_number), as a single event's is, so a
+            # redelivered batch (or one that overlaps single events) counts nothing twice.
+            votes = list(unpack(envelope, VotesCast).votes)
         elif envelope.type == POLL_CLOSED:
             closed = unpack(envelope, events.PollClosed)
             pending = self._pending.setdefault(closed.poll_id, _Pending())
             pending.closed_total = closed.accepted_votes
+            await self._wait(pending)
+            return
         else:
             return
+        touched: dict[str, _Pending] = {}
+        for vote in votes:
+            pending = touched[vote.poll_id] = self._pending.setdefault(vote.poll_id, _Pending())
+            pending.votes.append(CountedVote(vote.poll_id, vote.poll_vote_number, vote.option,
+                                             vote.replaces_previous, vote.previous_option))
+        if touched:
+            # The batch's waiter sits on one poll's entry: the whole pending map is written (or
+            # fails) as one batch, so the event is acknowledged only once all of its votes are.
+            await self._wait(next(iter(touched.values())), len(votes))
+
+    async def _wait(self, pending: _Pending, size: int = 1) -> None:
         done = asyncio.get_running_loop().create_future()
         pending.waiters.append(done)
-        self._size += 1
+        self._size += size
         self._arrived.set()
         await done
 

@@ -24,6 +24,7 @@ MAX_QUESTION = 500
 MIN_OPTIONS, MAX_OPTIONS = 2, 100
 MAX_OPTION_TEXT = 200
 MAX_KEY = 128  # voter_key and request_id
+MAX_BATCH = 500  # votes in one CastVotes call (the proto says so too)
 DEFAULT_PAGE, MAX_PAGE = 50, 500
 
 

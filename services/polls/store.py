@@ -56,6 +56,11 @@ class PollStore(Protocol):
         """Decide and record a batch of votes in one transaction (group commit), with one
         `polls.vote.cast` outbox event per accepted vote; one outcome per request, in order."""
 
+    async def cast_vote_batch(self, requests: Sequence[VoteRequest], now: int,
+                              event: Callable[[Sequence[Ballot]], Envelope]) -> list[Ballot | DomainError]:
+        """As cast_votes, but the accepted votes share one outbox event, `event(accepted)` (none
+        when no vote is accepted): a CastVotes batch is one row, one bus message."""
+
     async def close_poll(self, poll_id: str, closer_id: str, now: int,
                          events: Callable[[Poll, int], list[Envelope]]) -> Poll:
         """Close a poll on its creator's word (errors from domain.check_closer); unchanged if closed."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 from agora.polls.v1 import polls_pb2 as pb
 from google.protobuf.struct_pb2 import Value
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc.status_pb2 import Status
 
 from services.kit import paging
-from services.kit.errors import InvalidArgument
+from services.kit.errors import DomainError, InvalidArgument
 from services.polls.domain import Ballot, Poll, Tally, now_us
 
 # Go's zero time.Time, which the seed's EndDate shows for a poll without an end.
@@ -66,6 +67,13 @@ def cast_vote_response(ballot: Ballot) -> pb.CastVoteResponse:
         vote_id=ballot.vote_id, poll_id=ballot.poll_id, option=ballot.option,
         replaced_previous=ballot.replaces_previous, previous_option=ballot.previous_option,
         accepted_at=optional_timestamp_us(ballot.cast_at))
+
+
+def cast_vote_result(outcome: Ballot | DomainError) -> pb.CastVoteResult:
+    """One vote's answer in a CastVotes batch: its response, or its refusal as a google.rpc.Status."""
+    if isinstance(outcome, DomainError):
+        return pb.CastVoteResult(status=outcome.to_status())
+    return pb.CastVoteResult(status=Status(code=0), response=cast_vote_response(outcome))
 
 
 # -- page tokens (kit/paging.py). The cursor is a position in the one order every listing shares

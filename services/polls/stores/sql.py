@@ -189,8 +189,19 @@ class SqlPollStore(abc.ABC):
 
     async def cast_votes(self, requests: Sequence[VoteRequest], now: int,
                          events: Callable[[Ballot], Envelope]) -> list[Ballot | DomainError]:
+        return await self._cast(requests, now, lambda ballots: [events(b) for b in ballots])
+
+    async def cast_vote_batch(self, requests: Sequence[VoteRequest], now: int,
+                              event: Callable[[Sequence[Ballot]], Envelope]) -> list[Ballot | DomainError]:
+        return await self._cast(requests, now, lambda ballots: [event(ballots)] if ballots else [])
+
+    async def _cast(self, requests: Sequence[VoteRequest], now: int,
+                    events: Callable[[list[Ballot]], list[Envelope]]) -> list[Ballot | DomainError]:
+        """Both vote writes: decide every vote, write the rows, then the outbox rows `events` makes
+        of all the accepted ballots (in poll order, then request order), in one transaction."""
         def write(conn: Any) -> list[Ballot | DomainError]:
             outcomes: list[Ballot | DomainError | None] = [None] * len(requests)
+            accepted: list[Ballot] = []
             for poll_id, positions in by_poll(requests).items():
                 batch = [requests[i] for i in positions]
                 poll = self._read_poll(conn, poll_id, lock=True)
@@ -229,7 +240,9 @@ class SqlPollStore(abc.ABC):
                         "option = excluded.option")
                 self._execute(conn, "UPDATE polls SET vote_count = %s WHERE id = %s",
                               (decided.vote_count, poll_id))
-                self.outbox.add(conn, [events(b) for b in decided.new_ballots])
+                accepted.extend(decided.new_ballots)
+            if accepted:
+                self.outbox.add(conn, events(accepted))
             return outcomes  # type: ignore[return-value]
 
         return await self._transaction(write)

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from agora.events.v1 import polls_pb2 as events
+from agora.polls.v1.polls_pb2 import VotesCast
 
 from services.kit.bus.envelopes import unpack
 from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -21,7 +22,7 @@ from services.polls.domain import (
     now_us,
     tally_change,
 )
-from services.polls.events import closed_events, created_events, vote_event
+from services.polls.events import closed_events, created_events, vote_event, votes_event
 from services.polls.store import FinalResults
 from services.polls.stores.sqlite import SqlitePollStore, SqliteTallyStore
 from tests.services.polls.conftest import unique
@@ -107,6 +108,31 @@ async def test_votes_numbered_without_gaps_duplicates_refused_retries_answered(p
     assert (await polls.get_poll("p")).vote_count == 11
     cast = [unpack(e, events.VoteCast) for e in await outbox_events(polls) if e.type == "polls.vote.cast"]
     assert sorted(v.poll_vote_number for v in cast) == list(range(1, 12))
+
+
+async def test_a_vote_batch_is_one_transaction_with_one_event_of_all_its_accepted_votes(polls):
+    await polls.create_poll("p", draft(), "ann", now_us(), created_events)
+    await polls.create_poll("q", draft(policy=Policy.UNRESTRICTED), "ann", now_us(), created_events)
+    batch = [VoteRequest("p", 0, "v0", "", "r0"), VoteRequest("q", 1, "", "", "s0"),
+             VoteRequest("p", 9, "x", ""), VoteRequest("p", 0, "v0", ""), VoteRequest("missing", 0, "v", ""),
+             VoteRequest("p", 1, "v1", "", "r1"), VoteRequest("p", 0, "v0", "", "r0")]
+    out = await polls.cast_vote_batch(batch, now_us(), votes_event)
+    assert [type(o).__name__ for o in out] == ["Ballot", "Ballot", "InvalidArgument", "AlreadyExists",
+                                               "NotFound", "Ballot", "Ballot"]
+    assert out[6] == out[0]  # a retry inside the batch: the first answer
+    assert [out[0].number, out[5].number, out[1].number] == [1, 2, 1]
+    # A retry in a later batch answers the same; a batch of refusals writes no event at all.
+    retries = [VoteRequest("p", 1, "v1", "", "r1"), VoteRequest("q", 0, "", "", "s0")]
+    again = await polls.cast_vote_batch(retries, now_us(), votes_event)
+    assert again == [out[5], out[1]]
+    refused = await polls.cast_vote_batch([VoteRequest("p", 7, "z", "")], now_us(), votes_event)
+    assert isinstance(refused[0], InvalidArgument)
+    assert (await polls.get_poll("p")).vote_count == 2 and (await polls.get_poll("q")).vote_count == 1
+    rows = [e for e in await outbox_events(polls) if e.type.startswith("polls.vote")]
+    assert [e.type for e in rows] == ["polls.votes.cast"]
+    carried = unpack(rows[0], VotesCast).votes
+    assert sorted((v.poll_id, v.poll_vote_number, v.vote_id) for v in carried) == sorted(
+        (b.poll_id, b.number, b.vote_id) for b in (out[0], out[1], out[5]))
 
 
 async def test_changing_a_vote_moves_it(polls):

@@ -8,12 +8,15 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 import grpc.aio
 
+from agora.api.v1 import options_pb2
+from agora.client.batching import RequestBatcher
 from agora.client.calls import CallDefaults, with_idempotency_key
 from agora.client.errors import AgoraError
 from agora.client.mesh import (
@@ -136,6 +139,7 @@ class Agora:
         self._defaults = CallDefaults(token, timeout)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._services: dict[str, ServiceClient] = {}
+        self._batchers: dict[tuple[str, str], RequestBatcher] = {}
 
     @property
     def token(self) -> str | None:
@@ -157,6 +161,30 @@ class Agora:
         if domain not in self._services:
             self._services[domain] = ServiceClient(domain, self.channel(domain), self._defaults)
         return self._services[domain]
+
+    def batched(self, domain: str, method: str) -> RequestBatcher:
+        """`method` of `domain`, batched as its (agora.api.v1.batching) declares: await
+        `batcher(request)` as the method itself; concurrent calls share one batch call
+        (e.g. `agora.batched("polls", "CastVote")`). ValueError when the method declares none."""
+        known = self._batchers.get((domain, method))
+        if known is not None:
+            return known
+        self.service(domain)  # checks the domain
+        service = service_descriptor(domain)
+        single = service.methods_by_name[method]
+        option = single.GetOptions().Extensions[options_pb2.batching]
+        batch = service.methods_by_name.get(option.method.rpartition(".")[2]) if option.method else None
+        if batch is None:
+            raise ValueError(f"{single.full_name} declares no (agora.api.v1.batching) batch method")
+        messages = importlib.import_module(DOMAINS[domain].module)
+        batch_class = getattr(messages, batch.input_type.name)
+        response_class = getattr(messages, batch.output_type.name)
+        send = self.channel(domain).unary_unary(
+            f"/{service.full_name}/{batch.name}", request_serializer=batch_class.SerializeToString,
+            response_deserializer=response_class.FromString)
+        made = self._batchers[(domain, method)] = RequestBatcher(
+            single, batch_class, send, self._defaults, key_field=idempotency_field(single))
+        return made
 
     @property
     def identity(self) -> identity_pb2_grpc.IdentityServiceAsyncStub:
@@ -237,6 +265,9 @@ class Agora:
         return aresume(self.chat.WatchRoom, request, reconnect_for=reconnect_for, on_retry=on_retry)
 
     async def close(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.close()  # what is waiting goes out before its channel closes
+        self._batchers.clear()
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()

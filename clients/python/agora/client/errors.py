@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped, unused-ignore]
 
 _DETAILS_KEY = "grpc-status-details-bin"
 
@@ -53,6 +53,11 @@ class AgoraError(Exception):
                 status = status_pb2.Status.FromString(value)
                 details = [_unpack(d) for d in status.details]
         return cls(code or grpc.StatusCode.UNKNOWN, str(message or ""), details)
+
+    @classmethod
+    def from_status(cls, status: status_pb2.Status) -> AgoraError:
+        """Build from a google.rpc.Status (a batch result's), as from_rpc_error would for that call."""
+        return cls(code_of(status.code), status.message, [_unpack(d) for d in status.details])
 
     def detail(self, kind: type[Any]) -> Any:
         """The first detail of type `kind` (e.g. `error_details_pb2.ErrorInfo`), or None."""

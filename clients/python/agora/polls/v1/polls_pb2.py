@@ -23,13 +23,15 @@ _sym_db = _symbol_database.Default()
 
 
 from agora.api.v1 import options_pb2 as agora_dot_api_dot_v1_dot_options__pb2
+from agora.events.v1 import polls_pb2 as agora_dot_events_dot_v1_dot_polls__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61gora/polls/v1/polls.proto\x12\x0e\x61gora.polls.v1\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n\nSeedOption\x12\x0e\n\x02id\x18\x01 \x01(\x05R\x02Id\x12\x17\n\x07poll_id\x18\x02 \x01(\tR\x06PollId\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x44\x65scription\x12\x14\n\x05votes\x18\x04 \x01(\x05R\x05Votes\"\xbb\x01\n\x08SeedPoll\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02Id\x12\x1a\n\x08question\x18\x02 \x01(\tR\x08Question\x12\x34\n\x07options\x18\x03 \x03(\x0b\x32\x1a.agora.polls.v1.SeedOptionR\x07Options\x12\x16\n\x06\x61\x63tive\x18\x04 \x01(\x08R\x06\x41\x63tive\x12\x35\n\x08\x65nd_date\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x45ndDate\"\x9c\x01\n\x15SeedCreatePollRequest\x12\x1a\n\x08question\x18\x01 \x01(\tR\x08Question\x12\x30\n\x07options\x18\x02 \x03(\x0b\x32\x16.google.protobuf.ValueR\x07Options\x12\x35\n\x08\x65nd_date\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x45ndDate\"@\n\x16SeedCreatePollResponse\x12&\n\x04poll\x18\x01 \x01(\x0b\x32\x18.agora.polls.v1.SeedPoll\"%\n\x12SeedGetPollRequest\x12\x0f\n\x07poll_id\x18\x01 \x01(\t\"=\n\x13SeedGetPollResponse\x12&\n\x04poll\x18\x01 \x01(\x0b\x32\x18.agora.polls.v1.SeedPoll\")\n\nPollOption\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xfe\x02\n\x04Poll\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x10\n\x08question\x18\x02 \x01(\t\x12+\n\x07options\x18\x03 \x03(\x0b\x32\x1a.agora.polls.v1.PollOption\x12/\n\x0bvote_policy\x18\x04 \x01(\x0e\x32\x1a.agora.polls.v1.VotePolicy\x12\x14\n\x0c\x61llow_change\x18\x05 \x01(\x08\x12\x18\n\ncreator_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12-\n\tcloses_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\tclosed_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12*\n\x06status\x18\n \x01(\x0e\x32\x1a.agora.polls.v1.PollStatus\"9\n\x0bOptionTally\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05votes\x18\x03 \x01(\x03\"\xad\x01\n\x0bPollResults\x12\x0f\n\x07poll_id\x18\x01 \x01(\t\x12,\n\x07tallies\x18\x02 \x03(\x0b\x32\x1b.agora.polls.v1.OptionTally\x12\x13\n\x0btotal_votes\x18\x03 \x01(\x03\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\r\n\x05\x66inal\x18\x05 \x01(\x08\x12)\n\x05\x61s_of\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd2\x01\n\x11\x43reatePollRequest\x12!\n\x08question\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xea\xf9\x18\x07\x10\xf4\x03\x1a\x02\\S\x12$\n\x07options\x18\x02 \x03(\tB\x13\xe2\x41\x01\x02\xea\xf9\x18\x0b\x10\xc8\x01\x1a\x02\\S0\x02\x38\x64\x12-\n\tcloses_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvote_policy\x18\x04 \x01(\x0e\x32\x1a.agora.polls.v1.VotePolicy\x12\x14\n\x0c\x61llow_change\x18\x05 \x01(\x08\"8\n\x12\x43reatePollResponse\x12\"\n\x04poll\x18\x01 \x01(\x0b\x32\x14.agora.polls.v1.Poll\"!\n\x0eGetPollRequest\x12\x0f\n\x07poll_id\x18\x01 \x01(\t\"c\n\x0fGetPollResponse\x12\"\n\x04poll\x18\x01 \x01(\x0b\x32\x14.agora.polls.v1.Poll\x12,\n\x07results\x18\x02 \x01(\x0b\x32\x1b.agora.polls.v1.PollResults\"\x88\x01\n\x10ListPollsRequest\x12 \n\tpage_size\x18\x01 \x01(\x05\x42\r\xea\xf9\x18\t!\x00\x00\x00\x00\x00\x00\x00\x00\x12\x12\n\npage_token\x18\x02 \x01(\t\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.agora.polls.v1.PollStatus\x12\x12\n\ncreator_id\x18\x04 \x01(\t\"Q\n\x11ListPollsResponse\x12#\n\x05polls\x18\x01 \x03(\x0b\x32\x14.agora.polls.v1.Poll\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"z\n\x0f\x43\x61stVoteRequest\x12\x0f\n\x07poll_id\x18\x01 \x01(\t\x12\x1d\n\x06option\x18\x02 \x01(\x05\x42\r\xea\xf9\x18\t!\x00\x00\x00\x00\x00\x00\x00\x00\x12\x1a\n\tvoter_key\x18\x03 \x01(\tB\x07\xea\xf9\x18\x03\x10\x80\x01\x12\x1b\n\nrequest_id\x18\x04 \x01(\tB\x07\xea\xf9\x18\x03\x10\x80\x01\"\xa9\x01\n\x10\x43\x61stVoteResponse\x12\x0f\n\x07vote_id\x18\x01 \x01(\t\x12\x0f\n\x07poll_id\x18\x02 \x01(\t\x12\x0e\n\x06option\x18\x03 \x01(\x05\x12\x19\n\x11replaced_previous\x18\x04 \x01(\x08\x12\x17\n\x0fprevious_option\x18\x05 \x01(\x05\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"#\n\x10\x43losePollRequest\x12\x0f\n\x07poll_id\x18\x01 \x01(\t\"e\n\x11\x43losePollResponse\x12\"\n\x04poll\x18\x01 \x01(\x0b\x32\x14.agora.polls.v1.Poll\x12,\n\x07results\x18\x02 \x01(\x0b\x32\x1b.agora.polls.v1.PollResults\"&\n\x13WatchResultsRequest\x12\x0f\n\x07poll_id\x18\x01 \x01(\t\"e\n\x14WatchResultsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12,\n\x07results\x18\x02 \x01(\x0b\x32\x1b.agora.polls.v1.PollResults\x12\r\n\x05\x66inal\x18\x03 \x01(\x08*\x88\x01\n\nVotePolicy\x12\x1b\n\x17VOTE_POLICY_UNSPECIFIED\x10\x00\x12\x1c\n\x18VOTE_POLICY_ONE_PER_USER\x10\x01\x12!\n\x1dVOTE_POLICY_ONE_PER_VOTER_KEY\x10\x02\x12\x1c\n\x18VOTE_POLICY_UNRESTRICTED\x10\x03*W\n\nPollStatus\x12\x1b\n\x17POLL_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10POLL_STATUS_OPEN\x10\x01\x12\x16\n\x12POLL_STATUS_CLOSED\x10\x02\x32\xa0\x08\n\x0bPollService\x12m\n\nCreatePoll\x12!.agora.polls.v1.CreatePollRequest\x1a\".agora.polls.v1.CreatePollResponse\"\x18\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x0e\"\t/v1/polls:\x01*\x12k\n\x07GetPoll\x12\x1e.agora.polls.v1.GetPollRequest\x1a\x1f.agora.polls.v1.GetPollResponse\"\x1f\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/polls/{poll_id}\x12g\n\tListPolls\x12 .agora.polls.v1.ListPollsRequest\x1a!.agora.polls.v1.ListPollsResponse\"\x15\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/polls\x12\xb8\x01\n\x08\x43\x61stVote\x12\x1f.agora.polls.v1.CastVoteRequest\x1a .agora.polls.v1.CastVoteResponse\"i\xc8\xf3\x18\x01\xd2\xf3\x18!\n\x1dPOST /vote/{poll_id}/{option}\x18\x01\x82\xd3\xe4\x93\x02:\"\x19/v1/polls/{poll_id}/votes:\x01*Z\x1a\"\x18/vote/{poll_id}/{option}\x12z\n\tClosePoll\x12 .agora.polls.v1.ClosePollRequest\x1a!.agora.polls.v1.ClosePollResponse\"(\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/polls/{poll_id}:close:\x01*\x12\x8a\x01\n\x0cWatchResults\x12#.agora.polls.v1.WatchResultsRequest\x1a$.agora.polls.v1.WatchResultsResponse\"-\xc8\xf3\x18\x01\xda\xf3\x18\x04\x08\x01\x10\x02\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/polls/{poll_id}:watch0\x01\x12\x86\x01\n\x0eSeedCreatePoll\x12%.agora.polls.v1.SeedCreatePollRequest\x1a&.agora.polls.v1.SeedCreatePollResponse\"%\xc8\xf3\x18\x01\xd2\xf3\x18\x07\x10\xc9\x01\x18\x01 \x01\x82\xd3\xe4\x93\x02\x10\"\x05/poll:\x01*b\x04poll\x12\x7f\n\x0bSeedGetPoll\x12\".agora.polls.v1.SeedGetPollRequest\x1a#.agora.polls.v1.SeedGetPollResponse\"\'\xc8\xf3\x18\x01\xd2\xf3\x18\x02\x18\x01\x82\xd3\xe4\x93\x02\x17\x12\x0f/poll/{poll_id}b\x04pollb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61gora/polls/v1/polls.proto\x12\x0e\x61gora.polls.v1\x1a\x1a\x61gora/api/v1/options.proto\x1a\x1b\x61gora/events/v1/polls.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"m\n\nSeedOption\x12\x0e\n\x02id\x18\x01 \x01(\x05R\x02Id\x12\x17\n\x07poll_id\x18\x02 \x01(\tR\x06PollId\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x44\x65scription\x12\x14\n\x05votes\x18\x04 \x01(\x05R\x05Votes\"\xbb\x01\n\x08SeedPoll\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02Id\x12\x1a\n\x08question\x18\x02 \x01(\tR\x08Question\x12\x34\n\x07options\x18\x03 \x03(\x0b\x32\x1a.agora.polls.v1.SeedOptionR\x07Options\x12\x16\n\x06\x61\x63tive\x18\x04 \x01(\x08R\x06\x41\x63tive\x12\x35\n\x08\x65nd_date\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x45ndDate\"\x9c\x01\n\x15SeedCreatePollRequest\x12\x1a\n\x08question\x18\x01 \x01(\tR\x08Question\x12\x30\n\x07options\x18\x02 \x03(\x0b\x32\x16.google.protobuf.ValueR\x07Options\x12\x35\n\x08\x65nd_date\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x45ndDate\"@\n\x16SeedCreatePollResponse\x12&\n\x04poll\x18\x01 \x01(\x0b\x32\x18.agora.polls.v1.SeedPoll\"%\n\x12SeedGetPollRequest\x12\x0f\n\x07poll_id\x18\x01 \x01(\t\"=\n\x13SeedGetPollResponse\x12&\n\x04poll\x18\x01 \x01(\x0b\x32\x18.agora.polls.v1.SeedPoll\")\n\nPollOption\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xfe\x02\n\x04Poll\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x10\n\x08question\x18\x02 \x01(\t\x12+\n\x07options\x18\x03 \x03(\x0b\x32\x1a.agora.polls.v1.PollOption\x12/\n\x0bvote_policy\x18\x04 \x01(\x0e\x32\x1a.agora.polls.v1.VotePolicy\x12\x14\n\x0c\x61llow_change\x18\x05 \x01(\x08\x12\x18\n\ncreator_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12-\n\tcloses_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\tclosed_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12*\n\x06status\x18\n \x01(\x0e\x32\x1a.agora.polls.v1.PollStatus\"9\n\x0bOptionTally\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05votes\x18\x03 \x01(\x03\"\xad\x01\n\x0bPollResults\x12\x0f\n\x07poll_id\x18\x01 \x01(\t\x12,\n\x07tallies\x18\x02 \x03(\x0b\x32\x1b.agora.polls.v1.OptionTally\x12\x13\n\x0btotal_votes\x18\x03 \x01(\x03\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\r\n\x05\x66inal\x18\x05 \x01(\x08\x12)\n\x05\x61s_of\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd2\x01\n\x11\x43reatePollRequest\x12!\n\x08question\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xea\xf9\x18\x07\x10\xf4\x03\x1a\x02\\S\x12$\n\x07options\x18\x02 \x03(\tB\x13\xe2\x41\x01\x02\xea\xf9\x18\x0b\x10\xc8\x01\x1a\x02\\S0\x02\x38\x64\x12-\n\tcloses_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvote_policy\x18\x04 \x01(\x0e\x32\x1a.agora.polls.v1.VotePolicy\x12\x14\n\x0c\x61llow_change\x18\x05 \x01(\x08\"8\n\x12\x43reatePollResponse\x12\"\n\x04poll\x18\x01 \x01(\x0b\x32\x14.agora.polls.v1.Poll\"!\n\x0eGetPollRequest\x12\x0f\n\x07poll_id\x18\x01 \x01(\t\"c\n\x0fGetPollResponse\x12\"\n\x04poll\x18\x01 \x01(\x0b\x32\x14.agora.polls.v1.Poll\x12,\n\x07results\x18\x02 \x01(\x0b\x32\x1b.agora.polls.v1.PollResults\"\x88\x01\n\x10ListPollsRequest\x12 \n\tpage_size\x18\x01 \x01(\x05\x42\r\xea\xf9\x18\t!\x00\x00\x00\x00\x00\x00\x00\x00\x12\x12\n\npage_token\x18\x02 \x01(\t\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.agora.polls.v1.PollStatus\x12\x12\n\ncreator_id\x18\x04 \x01(\t\"Q\n\x11ListPollsResponse\x12#\n\x05polls\x18\x01 \x03(\x0b\x32\x14.agora.polls.v1.Poll\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"z\n\x0f\x43\x61stVoteRequest\x12\x0f\n\x07poll_id\x18\x01 \x01(\t\x12\x1d\n\x06option\x18\x02 \x01(\x05\x42\r\xea\xf9\x18\t!\x00\x00\x00\x00\x00\x00\x00\x00\x12\x1a\n\tvoter_key\x18\x03 \x01(\tB\x07\xea\xf9\x18\x03\x10\x80\x01\x12\x1b\n\nrequest_id\x18\x04 \x01(\tB\x07\xea\xf9\x18\x03\x10\x80\x01\"\xa9\x01\n\x10\x43\x61stVoteResponse\x12\x0f\n\x07vote_id\x18\x01 \x01(\t\x12\x0f\n\x07poll_id\x18\x02 \x01(\t\x12\x0e\n\x06option\x18\x03 \x01(\x05\x12\x19\n\x11replaced_previous\x18\x04 \x01(\x08\x12\x17\n\x0fprevious_option\x18\x05 \x01(\x05\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x10\x43\x61stVotesRequest\x12\x39\n\x05votes\x18\x01 \x03(\x0b\x32\x1f.agora.polls.v1.CastVoteRequestB\t\xea\xf9\x18\x05\x30\x01\x38\xf4\x03\"h\n\x0e\x43\x61stVoteResult\x12\"\n\x06status\x18\x01 \x01(\x0b\x32\x12.google.rpc.Status\x12\x32\n\x08response\x18\x02 \x01(\x0b\x32 .agora.polls.v1.CastVoteResponse\"D\n\x11\x43\x61stVotesResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.agora.polls.v1.CastVoteResult\"5\n\tVotesCast\x12(\n\x05votes\x18\x01 \x03(\x0b\x32\x19.agora.events.v1.VoteCast\"#\n\x10\x43losePollRequest\x12\x0f\n\x07poll_id\x18\x01 \x01(\t\"e\n\x11\x43losePollResponse\x12\"\n\x04poll\x18\x01 \x01(\x0b\x32\x14.agora.polls.v1.Poll\x12,\n\x07results\x18\x02 \x01(\x0b\x32\x1b.agora.polls.v1.PollResults\"&\n\x13WatchResultsRequest\x12\x0f\n\x07poll_id\x18\x01 \x01(\t\"e\n\x14WatchResultsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12,\n\x07results\x18\x02 \x01(\x0b\x32\x1b.agora.polls.v1.PollResults\x12\r\n\x05\x66inal\x18\x03 \x01(\x08*\x88\x01\n\nVotePolicy\x12\x1b\n\x17VOTE_POLICY_UNSPECIFIED\x10\x00\x12\x1c\n\x18VOTE_POLICY_ONE_PER_USER\x10\x01\x12!\n\x1dVOTE_POLICY_ONE_PER_VOTER_KEY\x10\x02\x12\x1c\n\x18VOTE_POLICY_UNRESTRICTED\x10\x03*W\n\nPollStatus\x12\x1b\n\x17POLL_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10POLL_STATUS_OPEN\x10\x01\x12\x16\n\x12POLL_STATUS_CLOSED\x10\x02\x32\xb3\t\n\x0bPollService\x12m\n\nCreatePoll\x12!.agora.polls.v1.CreatePollRequest\x1a\".agora.polls.v1.CreatePollResponse\"\x18\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x0e\"\t/v1/polls:\x01*\x12k\n\x07GetPoll\x12\x1e.agora.polls.v1.GetPollRequest\x1a\x1f.agora.polls.v1.GetPollResponse\"\x1f\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/polls/{poll_id}\x12g\n\tListPolls\x12 .agora.polls.v1.ListPollsRequest\x1a!.agora.polls.v1.ListPollsResponse\"\x15\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/polls\x12\xf3\x01\n\x08\x43\x61stVote\x12\x1f.agora.polls.v1.CastVoteRequest\x1a .agora.polls.v1.CastVoteResponse\"\xa3\x01\xc8\xf3\x18\x01\xd2\xf3\x18!\n\x1dPOST /vote/{poll_id}/{option}\x18\x01\xe2\xf3\x18\x36\n$agora.polls.v1.PollService.CastVotes\x12\x05votes\x1a\x07results\x82\xd3\xe4\x93\x02:\"\x19/v1/polls/{poll_id}/votes:\x01*Z\x1a\"\x18/vote/{poll_id}/{option}\x12V\n\tCastVotes\x12 .agora.polls.v1.CastVotesRequest\x1a!.agora.polls.v1.CastVotesResponse\"\x04\xc8\xf3\x18\x01\x12z\n\tClosePoll\x12 .agora.polls.v1.ClosePollRequest\x1a!.agora.polls.v1.ClosePollResponse\"(\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/polls/{poll_id}:close:\x01*\x12\x8a\x01\n\x0cWatchResults\x12#.agora.polls.v1.WatchResultsRequest\x1a$.agora.polls.v1.WatchResultsResponse\"-\xc8\xf3\x18\x01\xda\xf3\x18\x04\x08\x01\x10\x02\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/polls/{poll_id}:watch0\x01\x12\x86\x01\n\x0eSeedCreatePoll\x12%.agora.polls.v1.SeedCreatePollRequest\x1a&.agora.polls.v1.SeedCreatePollResponse\"%\xc8\xf3\x18\x01\xd2\xf3\x18\x07\x10\xc9\x01\x18\x01 \x01\x82\xd3\xe4\x93\x02\x10\"\x05/poll:\x01*b\x04poll\x12\x7f\n\x0bSeedGetPoll\x12\".agora.polls.v1.SeedGetPollRequest\x1a#.agora.polls.v1.SeedGetPollResponse\"\'\xc8\xf3\x18\x01\xd2\xf3\x18\x02\x18\x01\x82\xd3\xe4\x93\x02\x17\x12\x0f/poll/{poll_id}b\x04pollb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -56,6 +58,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CASTVOTEREQUEST'].fields_by_name['voter_key']._serialized_options = b'\352\371\030\003\020\200\001'
   _globals['_CASTVOTEREQUEST'].fields_by_name['request_id']._loaded_options = None
   _globals['_CASTVOTEREQUEST'].fields_by_name['request_id']._serialized_options = b'\352\371\030\003\020\200\001'
+  _globals['_CASTVOTESREQUEST'].fields_by_name['votes']._loaded_options = None
+  _globals['_CASTVOTESREQUEST'].fields_by_name['votes']._serialized_options = b'\352\371\030\0050\0018\364\003'
   _globals['_POLLSERVICE'].methods_by_name['CreatePoll']._loaded_options = None
   _globals['_POLLSERVICE'].methods_by_name['CreatePoll']._serialized_options = b'\310\363\030\001\202\323\344\223\002\016\"\t/v1/polls:\001*'
   _globals['_POLLSERVICE'].methods_by_name['GetPoll']._loaded_options = None
@@ -63,7 +67,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POLLSERVICE'].methods_by_name['ListPolls']._loaded_options = None
   _globals['_POLLSERVICE'].methods_by_name['ListPolls']._serialized_options = b'\310\363\030\001\202\323\344\223\002\013\022\t/v1/polls'
   _globals['_POLLSERVICE'].methods_by_name['CastVote']._loaded_options = None
-  _globals['_POLLSERVICE'].methods_by_name['CastVote']._serialized_options = b'\310\363\030\001\322\363\030!\n\035POST /vote/{poll_id}/{option}\030\001\202\323\344\223\002:\"\031/v1/polls/{poll_id}/votes:\001*Z\032\"\030/vote/{poll_id}/{option}'
+  _globals['_POLLSERVICE'].methods_by_name['CastVote']._serialized_options = b'\310\363\030\001\322\363\030!\n\035POST /vote/{poll_id}/{option}\030\001\342\363\0306\n$agora.polls.v1.PollService.CastVotes\022\005votes\032\007results\202\323\344\223\002:\"\031/v1/polls/{poll_id}/votes:\001*Z\032\"\030/vote/{poll_id}/{option}'
+  _globals['_POLLSERVICE'].methods_by_name['CastVotes']._loaded_options = None
+  _globals['_POLLSERVICE'].methods_by_name['CastVotes']._serialized_options = b'\310\363\030\001'
   _globals['_POLLSERVICE'].methods_by_name['ClosePoll']._loaded_options = None
   _globals['_POLLSERVICE'].methods_by_name['ClosePoll']._serialized_options = b'\310\363\030\003\202\323\344\223\002\036\"\031/v1/polls/{poll_id}:close:\001*'
   _globals['_POLLSERVICE'].methods_by_name['WatchResults']._loaded_options = None
@@ -72,54 +78,62 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POLLSERVICE'].methods_by_name['SeedCreatePoll']._serialized_options = b'\310\363\030\001\322\363\030\007\020\311\001\030\001 \001\202\323\344\223\002\020\"\005/poll:\001*b\004poll'
   _globals['_POLLSERVICE'].methods_by_name['SeedGetPoll']._loaded_options = None
   _globals['_POLLSERVICE'].methods_by_name['SeedGetPoll']._serialized_options = b'\310\363\030\001\322\363\030\002\030\001\202\323\344\223\002\027\022\017/poll/{poll_id}b\004poll'
-  _globals['_VOTEPOLICY']._serialized_start=2700
-  _globals['_VOTEPOLICY']._serialized_end=2836
-  _globals['_POLLSTATUS']._serialized_start=2838
-  _globals['_POLLSTATUS']._serialized_end=2925
-  _globals['_SEEDOPTION']._serialized_start=200
-  _globals['_SEEDOPTION']._serialized_end=309
-  _globals['_SEEDPOLL']._serialized_start=312
-  _globals['_SEEDPOLL']._serialized_end=499
-  _globals['_SEEDCREATEPOLLREQUEST']._serialized_start=502
-  _globals['_SEEDCREATEPOLLREQUEST']._serialized_end=658
-  _globals['_SEEDCREATEPOLLRESPONSE']._serialized_start=660
-  _globals['_SEEDCREATEPOLLRESPONSE']._serialized_end=724
-  _globals['_SEEDGETPOLLREQUEST']._serialized_start=726
-  _globals['_SEEDGETPOLLREQUEST']._serialized_end=763
-  _globals['_SEEDGETPOLLRESPONSE']._serialized_start=765
-  _globals['_SEEDGETPOLLRESPONSE']._serialized_end=826
-  _globals['_POLLOPTION']._serialized_start=828
-  _globals['_POLLOPTION']._serialized_end=869
-  _globals['_POLL']._serialized_start=872
-  _globals['_POLL']._serialized_end=1254
-  _globals['_OPTIONTALLY']._serialized_start=1256
-  _globals['_OPTIONTALLY']._serialized_end=1313
-  _globals['_POLLRESULTS']._serialized_start=1316
-  _globals['_POLLRESULTS']._serialized_end=1489
-  _globals['_CREATEPOLLREQUEST']._serialized_start=1492
-  _globals['_CREATEPOLLREQUEST']._serialized_end=1702
-  _globals['_CREATEPOLLRESPONSE']._serialized_start=1704
-  _globals['_CREATEPOLLRESPONSE']._serialized_end=1760
-  _globals['_GETPOLLREQUEST']._serialized_start=1762
-  _globals['_GETPOLLREQUEST']._serialized_end=1795
-  _globals['_GETPOLLRESPONSE']._serialized_start=1797
-  _globals['_GETPOLLRESPONSE']._serialized_end=1896
-  _globals['_LISTPOLLSREQUEST']._serialized_start=1899
-  _globals['_LISTPOLLSREQUEST']._serialized_end=2035
-  _globals['_LISTPOLLSRESPONSE']._serialized_start=2037
-  _globals['_LISTPOLLSRESPONSE']._serialized_end=2118
-  _globals['_CASTVOTEREQUEST']._serialized_start=2120
-  _globals['_CASTVOTEREQUEST']._serialized_end=2242
-  _globals['_CASTVOTERESPONSE']._serialized_start=2245
-  _globals['_CASTVOTERESPONSE']._serialized_end=2414
-  _globals['_CLOSEPOLLREQUEST']._serialized_start=2416
-  _globals['_CLOSEPOLLREQUEST']._serialized_end=2451
-  _globals['_CLOSEPOLLRESPONSE']._serialized_start=2453
-  _globals['_CLOSEPOLLRESPONSE']._serialized_end=2554
-  _globals['_WATCHRESULTSREQUEST']._serialized_start=2556
-  _globals['_WATCHRESULTSREQUEST']._serialized_end=2594
-  _globals['_WATCHRESULTSRESPONSE']._serialized_start=2596
-  _globals['_WATCHRESULTSRESPONSE']._serialized_end=2697
-  _globals['_POLLSERVICE']._serialized_start=2928
-  _globals['_POLLSERVICE']._serialized_end=3984
+  _globals['_VOTEPOLICY']._serialized_start=3064
+  _globals['_VOTEPOLICY']._serialized_end=3200
+  _globals['_POLLSTATUS']._serialized_start=3202
+  _globals['_POLLSTATUS']._serialized_end=3289
+  _globals['_SEEDOPTION']._serialized_start=254
+  _globals['_SEEDOPTION']._serialized_end=363
+  _globals['_SEEDPOLL']._serialized_start=366
+  _globals['_SEEDPOLL']._serialized_end=553
+  _globals['_SEEDCREATEPOLLREQUEST']._serialized_start=556
+  _globals['_SEEDCREATEPOLLREQUEST']._serialized_end=712
+  _globals['_SEEDCREATEPOLLRESPONSE']._serialized_start=714
+  _globals['_SEEDCREATEPOLLRESPONSE']._serialized_end=778
+  _globals['_SEEDGETPOLLREQUEST']._serialized_start=780
+  _globals['_SEEDGETPOLLREQUEST']._serialized_end=817
+  _globals['_SEEDGETPOLLRESPONSE']._serialized_start=819
+  _globals['_SEEDGETPOLLRESPONSE']._serialized_end=880
+  _globals['_POLLOPTION']._serialized_start=882
+  _globals['_POLLOPTION']._serialized_end=923
+  _globals['_POLL']._serialized_start=926
+  _globals['_POLL']._serialized_end=1308
+  _globals['_OPTIONTALLY']._serialized_start=1310
+  _globals['_OPTIONTALLY']._serialized_end=1367
+  _globals['_POLLRESULTS']._serialized_start=1370
+  _globals['_POLLRESULTS']._serialized_end=1543
+  _globals['_CREATEPOLLREQUEST']._serialized_start=1546
+  _globals['_CREATEPOLLREQUEST']._serialized_end=1756
+  _globals['_CREATEPOLLRESPONSE']._serialized_start=1758
+  _globals['_CREATEPOLLRESPONSE']._serialized_end=1814
+  _globals['_GETPOLLREQUEST']._serialized_start=1816
+  _globals['_GETPOLLREQUEST']._serialized_end=1849
+  _globals['_GETPOLLRESPONSE']._serialized_start=1851
+  _globals['_GETPOLLRESPONSE']._serialized_end=1950
+  _globals['_LISTPOLLSREQUEST']._serialized_start=1953
+  _globals['_LISTPOLLSREQUEST']._serialized_end=2089
+  _globals['_LISTPOLLSRESPONSE']._serialized_start=2091
+  _globals['_LISTPOLLSRESPONSE']._serialized_end=2172
+  _globals['_CASTVOTEREQUEST']._serialized_start=2174
+  _globals['_CASTVOTEREQUEST']._serialized_end=2296
+  _globals['_CASTVOTERESPONSE']._serialized_start=2299
+  _globals['_CASTVOTERESPONSE']._serialized_end=2468
+  _globals['_CASTVOTESREQUEST']._serialized_start=2470
+  _globals['_CASTVOTESREQUEST']._serialized_end=2547
+  _globals['_CASTVOTERESULT']._serialized_start=2549
+  _globals['_CASTVOTERESULT']._serialized_end=2653
+  _globals['_CASTVOTESRESPONSE']._serialized_start=2655
+  _globals['_CASTVOTESRESPONSE']._serialized_end=2723
+  _globals['_VOTESCAST']._serialized_start=2725
+  _globals['_VOTESCAST']._serialized_end=2778
+  _globals['_CLOSEPOLLREQUEST']._serialized_start=2780
+  _globals['_CLOSEPOLLREQUEST']._serialized_end=2815
+  _globals['_CLOSEPOLLRESPONSE']._serialized_start=2817
+  _globals['_CLOSEPOLLRESPONSE']._serialized_end=2918
+  _globals['_WATCHRESULTSREQUEST']._serialized_start=2920
+  _globals['_WATCHRESULTSREQUEST']._serialized_end=2958
+  _globals['_WATCHRESULTSRESPONSE']._serialized_start=2960
+  _globals['_WATCHRESULTSRESPONSE']._serialized_end=3061
+  _globals['_POLLSERVICE']._serialized_start=3292
+  _globals['_POLLSERVICE']._serialized_end=4495
 # @@protoc_insertion_point(module_scope)

@@ -8,6 +8,7 @@ the live tallies, so GetPoll and WatchResults lag an accepted vote by a few mill
 When a poll closes, its consolidated results are final.
 """
 
+from agora.events.v1 import polls_pb2 as _polls_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -15,6 +16,7 @@ from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.rpc import status_pb2 as _status_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -687,6 +689,111 @@ class CastVoteResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CastVoteResponse: _TypeAlias = CastVoteResponse  # noqa: Y015
+
+@_typing.final
+class CastVotesRequest(_message.Message):
+    """CastVotesRequest is a batch of votes, all made by the caller of the call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VOTES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def votes(self) -> _containers.RepeatedCompositeFieldContainer[Global___CastVoteRequest]:
+        """1..500 votes, each as CastVote takes it."""
+
+    def __init__(
+        self,
+        *,
+        votes: _abc.Iterable[Global___CastVoteRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["votes", b"votes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CastVotesRequest: _TypeAlias = CastVotesRequest  # noqa: Y015
+
+@_typing.final
+class CastVoteResult(_message.Message):
+    """CastVoteResult is one vote's answer in a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def status(self) -> _status_pb2.Status:
+        """OK when the vote was accepted (response is set); otherwise CastVote's refusal, with its details."""
+
+    @_builtins.property
+    def response(self) -> Global___CastVoteResponse:
+        """The accepted vote, as CastVote answers it; unset when status is not OK."""
+
+    def __init__(
+        self,
+        *,
+        status: _status_pb2.Status | None = ...,
+        response: Global___CastVoteResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["response", b"response", "status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["response", b"response", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CastVoteResult: _TypeAlias = CastVoteResult  # noqa: Y015
+
+@_typing.final
+class CastVotesResponse(_message.Message):
+    """CastVotesResponse answers every vote of the batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___CastVoteResult]:
+        """One result per vote, in the request's order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___CastVoteResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CastVotesResponse: _TypeAlias = CastVotesResponse  # noqa: Y015
+
+@_typing.final
+class VotesCast(_message.Message):
+    """VotesCast is the payload of `polls.votes.cast`: the votes one CastVotes call accepted, in one
+    event. The tally counts each as it counts a `polls.vote.cast` VoteCast (by poll_vote_number, so a
+    redelivered batch counts nothing twice). Envelope.key is the first vote's poll id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VOTES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def votes(self) -> _containers.RepeatedCompositeFieldContainer[_polls_pb2.VoteCast]:
+        """The accepted votes, each with its own vote_id."""
+
+    def __init__(
+        self,
+        *,
+        votes: _abc.Iterable[_polls_pb2.VoteCast] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["votes", b"votes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VotesCast: _TypeAlias = VotesCast  # noqa: Y015
 
 @_typing.final
 class ClosePollRequest(_message.Message):

@@ -55,6 +55,11 @@ class PollServiceStub:
                 request_serializer=agora_dot_polls_dot_v1_dot_polls__pb2.CastVoteRequest.SerializeToString,
                 response_deserializer=agora_dot_polls_dot_v1_dot_polls__pb2.CastVoteResponse.FromString,
                 _registered_method=True)
+        self.CastVotes = channel.unary_unary(
+                '/agora.polls.v1.PollService/CastVotes',
+                request_serializer=agora_dot_polls_dot_v1_dot_polls__pb2.CastVotesRequest.SerializeToString,
+                response_deserializer=agora_dot_polls_dot_v1_dot_polls__pb2.CastVotesResponse.FromString,
+                _registered_method=True)
         self.ClosePoll = channel.unary_unary(
                 '/agora.polls.v1.PollService/ClosePoll',
                 request_serializer=agora_dot_polls_dot_v1_dot_polls__pb2.ClosePollRequest.SerializeToString,
@@ -134,6 +139,26 @@ class PollServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CastVotes(self, request, context):
+        """CastVotes records many votes in one call: each is decided on its own, exactly as CastVote would
+        decide it, and answered in `results` in the same order; the accepted ones are written in one
+        transaction and published as one `polls.votes.cast` event. Every vote acts for the caller of
+        the batch (its session, if any, is each vote's user): a bridge or client batches only calls made
+        with the same credentials. A retry of a vote with the same request_id (within the batch or in a
+        later one) returns that vote's first answer and is never counted twice.
+
+        Codes (of the call):
+        INVALID_ARGUMENT   votes empty or more than 500.
+        UNAUTHENTICATED    the session token is invalid.
+        Codes (of a result's status): those of CastVote, per vote.
+
+        It has no REST route: the bridge's per-address write limit counts requests, and one request of
+        500 votes would pass as one. REST callers post single votes; the bridge batches them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ClosePoll(self, request, context):
         """ClosePoll closes a poll before its closing time; results become final. Closing a closed
         poll returns it unchanged. Polls with closes_at also close by themselves at that time.
@@ -205,6 +230,11 @@ def add_PollServiceServicer_to_server(servicer, server):
                     servicer.CastVote,
                     request_deserializer=agora_dot_polls_dot_v1_dot_polls__pb2.CastVoteRequest.FromString,
                     response_serializer=agora_dot_polls_dot_v1_dot_polls__pb2.CastVoteResponse.SerializeToString,
+            ),
+            'CastVotes': grpc.unary_unary_rpc_method_handler(
+                    servicer.CastVotes,
+                    request_deserializer=agora_dot_polls_dot_v1_dot_polls__pb2.CastVotesRequest.FromString,
+                    response_serializer=agora_dot_polls_dot_v1_dot_polls__pb2.CastVotesResponse.SerializeToString,
             ),
             'ClosePoll': grpc.unary_unary_rpc_method_handler(
                     servicer.ClosePoll,
@@ -336,6 +366,33 @@ class PollService:
             '/agora.polls.v1.PollService/CastVote',
             agora_dot_polls_dot_v1_dot_polls__pb2.CastVoteRequest.SerializeToString,
             agora_dot_polls_dot_v1_dot_polls__pb2.CastVoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CastVotes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.polls.v1.PollService/CastVotes',
+            agora_dot_polls_dot_v1_dot_polls__pb2.CastVotesRequest.SerializeToString,
+            agora_dot_polls_dot_v1_dot_polls__pb2.CastVotesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -75,6 +75,22 @@ class PollServiceStub:
       ALREADY_EXISTS       this voter already voted and the poll does not allow changing a vote
                            (or the vote names the option already chosen).
     """
+    CastVotes: _grpc.UnaryUnaryMultiCallable[_polls_pb2.CastVotesRequest, _polls_pb2.CastVotesResponse]
+    """CastVotes records many votes in one call: each is decided on its own, exactly as CastVote would
+    decide it, and answered in `results` in the same order; the accepted ones are written in one
+    transaction and published as one `polls.votes.cast` event. Every vote acts for the caller of
+    the batch (its session, if any, is each vote's user): a bridge or client batches only calls made
+    with the same credentials. A retry of a vote with the same request_id (within the batch or in a
+    later one) returns that vote's first answer and is never counted twice.
+
+    Codes (of the call):
+      INVALID_ARGUMENT   votes empty or more than 500.
+      UNAUTHENTICATED    the session token is invalid.
+    Codes (of a result's status): those of CastVote, per vote.
+
+    It has no REST route: the bridge's per-address write limit counts requests, and one request of
+    500 votes would pass as one. REST callers post single votes; the bridge batches them.
+    """
     ClosePoll: _grpc.UnaryUnaryMultiCallable[_polls_pb2.ClosePollRequest, _polls_pb2.ClosePollResponse]
     """ClosePoll closes a poll before its closing time; results become final. Closing a closed
     poll returns it unchanged. Polls with closes_at also close by themselves at that time.
@@ -150,6 +166,22 @@ class PollServiceAsyncStub(PollServiceStub):
       FAILED_PRECONDITION  the poll is closed.
       ALREADY_EXISTS       this voter already voted and the poll does not allow changing a vote
                            (or the vote names the option already chosen).
+    """
+    CastVotes: _aio.UnaryUnaryMultiCallable[_polls_pb2.CastVotesRequest, _polls_pb2.CastVotesResponse]  # type: ignore[assignment]
+    """CastVotes records many votes in one call: each is decided on its own, exactly as CastVote would
+    decide it, and answered in `results` in the same order; the accepted ones are written in one
+    transaction and published as one `polls.votes.cast` event. Every vote acts for the caller of
+    the batch (its session, if any, is each vote's user): a bridge or client batches only calls made
+    with the same credentials. A retry of a vote with the same request_id (within the batch or in a
+    later one) returns that vote's first answer and is never counted twice.
+
+    Codes (of the call):
+      INVALID_ARGUMENT   votes empty or more than 500.
+      UNAUTHENTICATED    the session token is invalid.
+    Codes (of a result's status): those of CastVote, per vote.
+
+    It has no REST route: the bridge's per-address write limit counts requests, and one request of
+    500 votes would pass as one. REST callers post single votes; the bridge batches them.
     """
     ClosePoll: _aio.UnaryUnaryMultiCallable[_polls_pb2.ClosePollRequest, _polls_pb2.ClosePollResponse]  # type: ignore[assignment]
     """ClosePoll closes a poll before its closing time; results become final. Closing a closed
@@ -247,6 +279,28 @@ class PollServiceServicer(metaclass=_abc_1.ABCMeta):
           FAILED_PRECONDITION  the poll is closed.
           ALREADY_EXISTS       this voter already voted and the poll does not allow changing a vote
                                (or the vote names the option already chosen).
+        """
+
+    @_abc_1.abstractmethod
+    def CastVotes(
+        self,
+        request: _polls_pb2.CastVotesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_polls_pb2.CastVotesResponse, _abc.Awaitable[_polls_pb2.CastVotesResponse]]:
+        """CastVotes records many votes in one call: each is decided on its own, exactly as CastVote would
+        decide it, and answered in `results` in the same order; the accepted ones are written in one
+        transaction and published as one `polls.votes.cast` event. Every vote acts for the caller of
+        the batch (its session, if any, is each vote's user): a bridge or client batches only calls made
+        with the same credentials. A retry of a vote with the same request_id (within the batch or in a
+        later one) returns that vote's first answer and is never counted twice.
+
+        Codes (of the call):
+          INVALID_ARGUMENT   votes empty or more than 500.
+          UNAUTHENTICATED    the session token is invalid.
+        Codes (of a result's status): those of CastVote, per vote.
+
+        It has no REST route: the bridge's per-address write limit counts requests, and one request of
+        500 votes would pass as one. REST callers post single votes; the bridge batches them.
         """
 
     @_abc_1.abstractmethod
