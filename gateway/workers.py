@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 from gateway.server import bound_socket, reuse_port_supported
@@ -341,6 +342,11 @@ def supervise(target: WorkerTarget, count: int, *, host: str, port: int, grace: 
     created_dir = _MULTIPROC_ENV not in os.environ
     supervisor.metrics_dir = (os.environ.get(_MULTIPROC_ENV)
                               or tempfile.mkdtemp(prefix="agora-gateway-metrics-"))
+    # A given directory may hold the files of workers of an earlier run killed outright (a pod's
+    # container restarted): their live gauges would go on being counted. prometheus-client's rule
+    # is to empty it before the processes start; only this supervisor's workers write there.
+    for stale in Path(supervisor.metrics_dir).glob("*.db"):
+        stale.unlink(missing_ok=True)
     os.environ[_MULTIPROC_ENV] = supervisor.metrics_dir  # the spawned workers inherit it
     wakeup, wakeup_in = socket.socketpair()
     wakeup.setblocking(False)

@@ -90,8 +90,8 @@ async def _start(argv: list[str], tmp_path: Path, *, expect_ready: bool = True,
                  env: dict[str, str] | None = None) -> Pool:
     mark = uuid.uuid4().hex
     log = tmp_path / f"{mark}.log"
-    env = {**os.environ, MARK: mark, "AGORA_LOG_FORMAT": "text", **(env or {})}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = {**{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}, MARK: mark,
+           "AGORA_LOG_FORMAT": "text", **(env or {})}
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
@@ -195,6 +195,25 @@ async def test_sigterm_stops_every_worker_and_exits_0(upstream, tmp_path):
     await _eventually(lambda: not _marked(started.mark), "every process of the pool ended")
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+async def test_a_given_metrics_directory_is_emptied_of_an_earlier_runs_files(upstream, tmp_path):
+    """A pod's metrics emptyDir outlives a container killed outright: its workers' files must not
+    go on being counted (their gauges would say requests are still in flight)."""
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    stale = metrics_dir / "gauge_livesum_999999.db"
+    stale.write_bytes(b"\0" * 8)
+    started = await _start(_bridge_argv(upstream, "--port", "0", "--workers", "2"), tmp_path,
+                           env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+    try:
+        assert not stale.exists()
+        async with httpx.AsyncClient(base_url=started.url, timeout=10.0) as client:
+            page = await client.get("/metrics")
+        assert page.status_code == 200 and "agora_http_requests_active" in page.text
+    finally:
+        assert await _stop(started) == 0
+    assert metrics_dir.exists(), "a directory it was given is left in place"
 
 
 async def test_agora_serve_gateway_takes_its_workers_from_the_environment(tmp_path):
