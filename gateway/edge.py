@@ -29,6 +29,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gateway import direct
+
 log = logging.getLogger("agora.gateway.edge")
 
 _HEAD_END = b"\r\n\r\n"
@@ -225,6 +227,9 @@ class EdgeProtocol(HttpToolsProtocol):
             self._refuse(self._refusal)
             return
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:  # a request, not an upgrade
+            self.scope.setdefault("extensions", {})[direct.EXTENSION] = direct.HttpChunkSink(cycle)
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:

@@ -43,7 +43,7 @@ import grpc
 from google.protobuf.message import Message
 from google.rpc import code_pb2
 
-from gateway import auth
+from gateway import auth, direct
 from gateway.codec import Codec, dump_json
 from gateway.errors import BridgeError
 from gateway.profiles import LOG, PER_CALLER, SEQUENCE_FIELD, SNAPSHOT, FeedSpec
@@ -78,7 +78,7 @@ _LIVE: weakref.WeakSet[Feeds] = weakref.WeakSet()  # every bridge's feeds in thi
 class Entry:
     """One upstream message and its frames, each encoded once, when first asked for."""
 
-    __slots__ = ("message", "sequence", "_json", "_frames", "_binding", "_codec")
+    __slots__ = ("message", "sequence", "_json", "_frames", "_wire", "_binding", "_codec")
 
     def __init__(self, binding: Binding, codec: Codec, message: Message, sequence: int | None):
         self.message = message
@@ -87,6 +87,7 @@ class Entry:
         self._codec = codec
         self._json: bytes | None = None
         self._frames: dict[str, Any] = {}
+        self._wire: dict[str, bytes] = {}
 
     def frame(self, fmt: str) -> Any:
         frame = self._frames.get(fmt)
@@ -95,6 +96,15 @@ class Entry:
                 self._json = dump_json(frame_payload(self._binding, self._codec, self.message))
             frame = self._frames[fmt] = encode(fmt, self._json, self.sequence)
         return frame
+
+    def wire(self, fmt: str, kind: str) -> bytes:
+        """The frame in `fmt` as the wire carries it (direct.py), built once for every connection."""
+        key = fmt + kind
+        wired = self._wire.get(key)
+        if wired is None:
+            frame = self.frame(fmt)
+            wired = self._wire[key] = direct.wire(kind, frame.encode() if isinstance(frame, str) else frame)
+        return wired
 
 
 def encode(fmt: str, data: bytes, sequence: int | None) -> Any:
@@ -136,14 +146,26 @@ class Subscriber:
         self.idle = True  # nothing written since the last keepalive tick
         self.taken = False  # its writer has taken a frame
         self.on_overflow: Callable[[], None] | None = None  # its writer's deadline to take the close
+        # Its connection's transport, written to directly while it keeps up (direct.py); None: ASGI.
+        self.sink: direct.WebSocketSink | direct.HttpChunkSink | None = None
+        self.writing = False  # its writer is sending frames it took: nothing may overtake them
 
-    def offer(self, entry: Entry) -> None:
-        """Queue `entry` (synchronous: the feed's hot path)."""
+    def offer(self, entry: Entry) -> bool:
+        """Write `entry` to the connection, or queue it for the writer (synchronous: the feed's hot
+        path). True when it went straight to the connection."""
         if self.ended:
-            return
+            return False
         seq = entry.sequence
         if seq is not None and self.last is not None and seq <= self.last and self.kind == LOG:
-            return  # already handed over (ring and live overlap at a hand-over)
+            return False  # already handed over (ring and live overlap at a hand-over)
+        sink = self.sink
+        if sink is not None and not self.pending and not self.writing and sink.writable():
+            # The hot path: the same bytes for every subscriber, written now, no task woken.
+            sink.write(entry.wire(self.fmt, sink.kind))
+            if seq is not None:
+                self.last = self.sent_sequence = seq
+            self.idle = False
+            return True
         frame = entry.frame(self.fmt)
         if self.kind == SNAPSHOT and self.pending:
             # Latest wins: the snapshot its writer has not taken yet is replaced.
@@ -152,13 +174,14 @@ class Subscriber:
             self.pending_bytes = 0
         elif self.kind == LOG and self.pending_bytes + len(frame) > self.budget:
             self.fall_behind()
-            return
+            return False
         self.pending.append(frame)
         self._pending_sequences.append(seq)
         self.pending_bytes += len(frame)
         if seq is not None:
             self.last = seq
         self.wake.set()
+        return False
 
     def push_raw(self, frame: bytes) -> None:
         if not self.ended and not self.pending:
@@ -208,6 +231,36 @@ class Subscriber:
             self.sent_sequence = sequence
         if self.overflowed:  # the resume point it is told is the last frame it was really sent
             self.status = self.overflow_status()
+
+
+    async def frames(self, deadline: float | None = None):
+        """The frames queued for its writer, in batches as they queue up (while nothing waits,
+        frames go straight to the connection instead); returns at its end, and `status` says how
+        it ended (None: OK)."""
+        sub = self
+        while True:
+            if sub.pending:
+                frames, last = sub.take()
+                sub.writing = True
+                try:
+                    yield frames  # the consumer resumes this generator once it has written them
+                finally:
+                    sub.writing = False
+                sub.written(last)
+                continue
+            if sub.ended:
+                return
+            sub.wake.clear()
+            if deadline is None:
+                await sub.wake.wait()
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    sub.end({"code": code_pb2.DEADLINE_EXCEEDED, "message": "Deadline Exceeded",
+                             "details": []})
+                    continue
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(sub.wake.wait(), left)
 
 
 class Feed:
@@ -281,10 +334,15 @@ class Feed:
                         self.latest = None  # the head's successors are no longer all here
                 self.ring.append(entry)
             self.newest = seq if seq is not None else self.newest
+        offered, direct_writes = len(self.subscribers), 0
         for subscriber in list(self.subscribers):
-            subscriber.offer(entry)
+            direct_writes += subscriber.offer(entry)
             if subscriber.ended:
                 self.subscribers.discard(subscriber)
+        if direct_writes:
+            metrics.edge_feed_deliveries("direct").inc(direct_writes)
+        if offered > direct_writes:
+            metrics.edge_feed_deliveries("queued").inc(offered - direct_writes)
 
     def finish(self, error: BaseException | None) -> None:
         if self.ended:
@@ -533,32 +591,12 @@ class Subscription:
         loop = asyncio.get_running_loop()
         self.subscriber.on_overflow = lambda: loop.call_later(OVERFLOW_GRACE, writer.cancel)
 
-    async def frames(self, deadline: float | None = None):
-        """The subscriber's frames, in batches as they queue up; returns at its end, and
-        `self.subscriber.status` says how it ended (None: OK)."""
-        sub = self.subscriber
-        while True:
-            if sub.pending:
-                frames, last = sub.take()
-                yield frames  # the consumer resumes this generator once it has written them
-                sub.written(last)
-                continue
-            if sub.ended:
-                return
-            sub.wake.clear()
-            if deadline is None:
-                await sub.wake.wait()
-            else:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    sub.end({"code": code_pb2.DEADLINE_EXCEEDED, "message": "Deadline Exceeded",
-                             "details": []})
-                    continue
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(sub.wake.wait(), left)
+    def frames(self, deadline: float | None = None):
+        """The subscriber's queued frames, in batches (Subscriber.frames)."""
+        return self.subscriber.frames(deadline)
 
 
-async def serve_http(subscription: Subscription, receive: Callable, send: Callable,
+async def serve_http(subscription: Subscription, scope: dict[str, Any], receive: Callable, send: Callable,
                      headers: list[tuple[bytes, bytes]], *, deadline: float | None) -> None:
     """A feed subscriber over a plain HTTP response (SSE or NDJSON), as streaming.HttpStream
     serves an unshared call: an error before the first frame is an HTTP answer; after it, the
@@ -575,6 +613,7 @@ async def serve_http(subscription: Subscription, receive: Callable, send: Callab
         (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"), *headers, *subscription.headers]})
     if fmt == SSE:
         await send({"type": "http.response.body", "body": b": stream open\n\n", "more_body": True})
+    subscription.subscriber.sink = direct.sink_of(scope)  # the response has started: chunks may go
     watcher = asyncio.ensure_future(wait_disconnect(receive))
     writer = asyncio.ensure_future(_write_http(subscription, send, fmt, deadline))
     subscription.watch_writer(writer)

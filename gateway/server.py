@@ -13,6 +13,7 @@ from typing import Any
 import uvicorn
 
 from gateway.app import create_app
+from gateway.direct import EdgeWebSocketProtocol
 from gateway.edge import EdgeLimits, TrustedProxies, edge_protocol
 
 
@@ -61,6 +62,7 @@ def make_gateway_server(
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
         http=edge_protocol(edge_limits or EdgeLimits(), proxies),
+        ws=EdgeWebSocketProtocol,  # uvicorn's sans-I/O WebSockets, with a direct sink (direct.py)
         timeout_keep_alive=idle_timeout,  # type: ignore[arg-type]  # a float works: it goes to call_later
         # uvicorn's default trusts 127.0.0.1 (or $FORWARDED_ALLOW_IPS): a local client could then
         # name any address in X-Forwarded-For and walk past the per-address limits.

@@ -111,7 +111,7 @@ class HttpCalls:
                 # One upstream call for every identical subscription (feeds.py); a deadline is the
                 # subscriber's own, not the shared call's.
                 subscription = Subscription(self.feeds, binding, request, metadata, SSE if sse else NDJSON)
-                await serve_http(subscription, receive, send, rid_header,
+                await serve_http(subscription, scope, receive, send, rid_header,
                                  deadline=time.monotonic() + timeout if timeout else None)
                 return
             call = call_fn(request, metadata=metadata, timeout=timeout)

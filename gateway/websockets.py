@@ -17,7 +17,7 @@ from google.rpc import code_pb2
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from gateway import errors, telemetry
+from gateway import direct, errors, telemetry
 from gateway.codec import Codec, dump_json
 from gateway.errors import BridgeError
 from gateway.feeds import WEBSOCKET, Feeds, Subscription
@@ -246,6 +246,7 @@ async def websocket_feed(ws: WebSocket, subscription: Subscription, *, limits: F
                        reason=close_reason(body["message"]))
         return
     await ws.accept()
+    subscription.subscriber.sink = direct.sink_of(ws.scope)  # open: frames may go straight out
     budget = FrameBudget(limits)
 
     async def inbound() -> None:

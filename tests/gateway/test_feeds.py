@@ -17,7 +17,7 @@ import pytest
 import websockets
 from prometheus_client import REGISTRY
 
-from gateway import feeds
+from gateway import direct, feeds
 from gateway.server import make_gateway_server
 
 BUDGET = 64 * 1024  # the test bridge's per-subscriber byte budget
@@ -303,3 +303,80 @@ async def test_websocket_and_sse_subscribers_share_the_feed(mesh, client, feed_b
         assert [(int(f["sequence"]), f["text"]) for f in frames] == [(1, "w 1"), (2, "w 2"), (3, "w 3")]
         assert [i for i, _, _ in await sse.take(3)] == [1, 2, 3]
     assert calls(mesh, topic) == 1
+
+
+async def test_a_reader_that_lags_and_catches_up_gets_every_frame_in_order_by_both_paths(
+        mesh, client, feed_bridge):
+    """Frames go straight to a connection while its transport keeps up (direct.py) and are queued
+    for its writer while it does not; switching between the two, nothing is lost or reordered."""
+    topic = "open-lagging"
+    sock = _stalled_sse(feed_bridge, f"/v1/topics/{topic}:watch")  # small buffers: it lags
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(0.5)  # attached
+    def deliveries(path: str) -> float:
+        return REGISTRY.get_sample_value("agora_edge_feed_deliveries_total", {"path": path}) or 0.0
+
+    before = {path: deliveries(path) for path in ("direct", "queued")}
+    text, ids, rounds, per_round = "", [], 20, 20
+    for r in range(rounds):
+        # 80 KB at once: more than the transport takes before it pauses, less than the budget
+        # (64 KiB queued) on top of it.
+        await publish(client, topic, "y" * 4000, count=per_round)
+        while len(ids) < (r + 1) * per_round:
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 16), 15)
+            assert chunk, "the bridge closed a subscriber that was within its budget"
+            text += chunk.decode("utf-8", "replace")
+            ids = [int(m) for m in re.findall(r"^id: (\d+)$", text, re.M)]
+    sock.close()
+    assert ids == list(range(1, rounds * per_round + 1))
+    assert "event: error" not in text
+    assert deliveries("direct") > before["direct"], "frames went straight to the connection"
+
+
+class _Sink:
+    """A connection whose transport keeps up while `open` is True (direct.py's sinks' interface)."""
+
+    kind = direct.HTTP_CHUNK
+
+    def __init__(self):
+        self.open, self.wire = True, b""
+
+    def writable(self) -> bool:
+        return self.open
+
+    def write(self, frame: bytes) -> None:
+        self.wire += frame
+
+
+class _Entry(feeds.Entry):
+    def __init__(self, sequence: int):
+        super().__init__(None, None, None, sequence)
+        self._json = b'{"n":%d}' % sequence  # the payload, as the feed would have encoded it
+
+
+async def test_a_subscriber_switches_between_direct_and_queued_writes_without_reordering():
+    sub = feeds.Subscriber(feeds.SSE, feeds.LOG, budget=1 << 20, after=None)
+    sink = sub.sink = _Sink()
+    written = []  # what the writer sent through ASGI, in chunks as the wire carries them
+
+    async def writer():
+        async for frames in sub.frames():
+            await asyncio.sleep(0)  # a send that takes a turn of the loop
+            for frame in frames:
+                written.append(frame)
+                sink.wire += direct.wire(direct.HTTP_CHUNK, frame)
+
+    task = asyncio.ensure_future(writer())
+    assert [sub.offer(_Entry(n)) for n in (1, 2)] == [True, True]
+    sink.open = False  # the transport paused: queued for the writer
+    assert [sub.offer(_Entry(n)) for n in (3, 4)] == [False, False]
+    sink.open = True  # it resumed, but 3 and 4 wait: 5 must not overtake them
+    assert sub.offer(_Entry(5)) is False
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert sub.offer(_Entry(6)) is True, "direct again once the writer has sent what waited"
+    sub.end(None)
+    await task
+    ids = [int(m) for m in re.findall(rb"^id: (\d+)$", sink.wire, re.M)]
+    assert ids == [1, 2, 3, 4, 5, 6] and len(written) == 3
+    assert sub.sent_sequence == 6

@@ -110,6 +110,10 @@ edge_feed_upstreams = _Family(Counter(
     "agora_edge_feed_upstream_calls_total",
     "Upstream calls the bridge's feeds opened: shared (one per feed) or catch_up (a subscriber's own "
     "call until the feed's ring holds what follows)", ["kind"]))
+edge_feed_deliveries = _Family(Counter(
+    "agora_edge_feed_deliveries_total",
+    "Frames the bridge's feeds handed to subscribers: direct (the same wire bytes written straight to "
+    "a connection that keeps up) or queued (for its writer, through ASGI's flow control)", ["path"]))
 edge_feed_overflows = Counter(
     "agora_edge_feed_overflows_total",
     "Feed subscribers closed resumably for falling behind their byte budget")
