@@ -546,6 +546,13 @@ def write_section(text: str, command: str) -> None:
     RESULTS.write_text(doc)
 
 
+def votes_per_call(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value <= 500:
+        raise argparse.ArgumentTypeError(f"{text!r}: CastVotes takes 1 to 500 votes a call")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -555,7 +562,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20, help="length of each measured leg")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
-    parser.add_argument("--batch", type=int, default=100, choices=range(1, 501), metavar="1..500",
+    parser.add_argument("--batch", type=votes_per_call, default=100, metavar="1..500",
                         help="votes per CastVotes call")
     parser.add_argument("--batch-concurrency", type=int, default=4, help="CastVotes calls in flight")
     parser.add_argument("--write", action="store_true", help="replace this section of bench/RESULTS.md")
