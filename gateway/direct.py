@@ -55,6 +55,10 @@ class WebSocketSink:
     def write(self, frame: bytes) -> None:
         self._protocol.transport.write(frame)
 
+    def abort(self) -> None:
+        """Close the connection now, dropping what its transport still holds."""
+        self._protocol.transport.abort()
+
 
 class HttpChunkSink:
     """Chunks straight to a streaming (chunked) HTTP/1.1 response's transport."""
@@ -72,6 +76,10 @@ class HttpChunkSink:
 
     def write(self, frame: bytes) -> None:
         self._cycle.transport.write(frame)
+
+    def abort(self) -> None:
+        """Close the connection now, dropping what its transport still holds."""
+        self._cycle.transport.abort()
 
 
 class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):

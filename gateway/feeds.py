@@ -587,9 +587,19 @@ class Subscription:
 
     def watch_writer(self, writer: asyncio.Task) -> None:
         """A subscriber closed for falling behind gets OVERFLOW_GRACE to take its closing frame; a
-        writer stuck on a stalled client is then cancelled (its connection closes)."""
+        writer still stuck on a client that reads nothing is then cancelled, and its connection,
+        when the bridge holds its transport, aborted: what waits in the transport's buffer is
+        dropped at once, rather than kept until a client that may never read again does."""
         loop = asyncio.get_running_loop()
-        self.subscriber.on_overflow = lambda: loop.call_later(OVERFLOW_GRACE, writer.cancel)
+
+        def cut() -> None:
+            if writer.done():
+                return
+            writer.cancel()
+            if self.subscriber.sink is not None:
+                self.subscriber.sink.abort()
+
+        self.subscriber.on_overflow = lambda: loop.call_later(OVERFLOW_GRACE, cut)
 
     def frames(self, deadline: float | None = None):
         """The subscriber's queued frames, in batches (Subscriber.frames)."""
