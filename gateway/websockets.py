@@ -170,13 +170,7 @@ async def _serve_websocket(ws: WebSocket, binding: Binding, codec: Codec, base_r
 
     async def inbound() -> None:
         while True:
-            event = await ws.receive()
-            if event["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(event.get("code", 1000))
-            frame = event.get("text") if event.get("text") is not None else event.get("bytes") or b""
-            refused = budget.admit(len(frame))
-            if refused is not None:
-                raise _FrameRefused(*refused)
+            event = await _admitted_frame(ws, budget)
             if not binding.client_streaming:
                 continue  # a server stream takes its request from the URL; frames are ignored
             text = event.get("text")
@@ -250,14 +244,8 @@ async def websocket_feed(ws: WebSocket, subscription: Subscription, *, limits: F
     budget = FrameBudget(limits)
 
     async def inbound() -> None:
-        while True:
-            event = await ws.receive()
-            if event["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(event.get("code", 1000))
-            frame = event.get("text") if event.get("text") is not None else event.get("bytes") or b""
-            refused = budget.admit(len(frame))
-            if refused is not None:
-                raise _FrameRefused(*refused)
+        while True:  # a shared feed takes no frames: they are only counted against the budget
+            await _admitted_frame(ws, budget)
 
     async def outbound() -> None:
         async for frames in subscription.frames():
@@ -291,6 +279,19 @@ async def websocket_feed(ws: WebSocket, subscription: Subscription, *, limits: F
                 await task
     with contextlib.suppress(Exception):
         await ws.close(code=close_code, reason=reason)
+
+
+async def _admitted_frame(ws: WebSocket, budget: FrameBudget) -> dict[str, Any]:
+    """The client's next frame event, once its size is within `budget`; a disconnect raises
+    WebSocketDisconnect, a frame over the budget _FrameRefused."""
+    event = await ws.receive()
+    if event["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(event.get("code", 1000))
+    frame = event.get("text") if event.get("text") is not None else event.get("bytes") or b""
+    refused = budget.admit(len(frame))
+    if refused is not None:
+        raise _FrameRefused(*refused)
+    return event
 
 
 async def _upstream_headers(call: Any) -> None:
