@@ -232,13 +232,14 @@ def report(floor: dict, agora: dict, args) -> str:
     return "\n".join(lines)
 
 
-def write_results(text: str) -> None:
+def replace_section(section: str, command: str, text: str) -> None:
+    """Put `text` under `section` in bench/RESULTS.md (replacing what was there), with its command."""
     path = ROOT / "bench" / "RESULTS.md"
     doc = path.read_text()
-    body = f"{SECTION}\n\nCommand: `.venv/bin/python bench/edge_bench.py --write`.\n\n{text}\n"
-    if SECTION in doc:
-        start = doc.index(SECTION)
-        nxt = doc.find("\n## ", start + len(SECTION))
+    body = f"{section}\n\nCommand: `{command}`.\n\n{text}\n"
+    if section in doc:
+        start = doc.index(section)
+        nxt = doc.find("\n## ", start + len(section))
         doc = doc[:start] + body + (doc[nxt:] if nxt != -1 else "")
     else:
         doc = doc.rstrip() + "\n\n" + body
@@ -264,7 +265,7 @@ def main() -> None:
     text = report(floor, agora, args)
     print(text)
     if args.write:
-        write_results(text)
+        replace_section(SECTION, ".venv/bin/python bench/edge_bench.py --write", text)
 
 
 if __name__ == "__main__":

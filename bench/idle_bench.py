@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.edge_bench import cpu_seconds, metric, wait_for_metric  # noqa: E402
+from bench.edge_bench import cpu_seconds, metric, replace_section, wait_for_metric  # noqa: E402
 
 SECTION = "## Idle load: 10,000 SSE subscribers on one bridge process (bench/idle_bench.py)"
 RATE = 10.0  # snapshots per second
@@ -275,19 +275,6 @@ def report(agora: dict, floor: dict, args) -> str:
     return "\n".join(lines)
 
 
-def write_results(text: str) -> None:
-    path = ROOT / "bench" / "RESULTS.md"
-    doc = path.read_text()
-    body = f"{SECTION}\n\nCommand: `.venv/bin/python bench/idle_bench.py --write`.\n\n{text}\n"
-    if SECTION in doc:
-        start = doc.index(SECTION)
-        nxt = doc.find("\n## ", start + len(SECTION))
-        doc = doc[:start] + body + (doc[nxt:] if nxt != -1 else "")
-    else:
-        doc = doc.rstrip() + "\n\n" + body
-    path.write_text(doc)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -312,7 +299,7 @@ def main() -> None:
     text = report(agora, floor, args)
     print(text)
     if args.write:
-        write_results(text)
+        replace_section(SECTION, ".venv/bin/python bench/idle_bench.py --write", text)
 
 
 if __name__ == "__main__":

@@ -82,12 +82,19 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.edge_bench import cpu_seconds, floor_leg, k6_figures, session, tool, wait_for_metric  # noqa: E402
+from bench.edge_bench import (  # noqa: E402
+    cpu_seconds,
+    floor_leg,
+    k6_figures,
+    replace_section,
+    session,
+    tool,
+    wait_for_metric,
+)
 from bench.polls_bench import cpu_snapshot, cpu_used, percentile  # noqa: E402
 from tests.ports import free_mesh_ports  # noqa: E402
 
 K6_SCRIPT = ROOT / "bench" / "polls_edge_bench.k6.js"
-RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Live polls at the edge: seed votes, shared feed, CastVotes (bench/polls_edge_bench.py)"
 CAST_VOTE = "agora.polls.v1.PollService.CastVote"
 CAST_VOTES = "agora.polls.v1.PollService.CastVotes"
@@ -534,18 +541,6 @@ def report(floor: dict | None, r: dict, args, load_before: float) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, command: str) -> None:
-    doc = RESULTS.read_text()
-    body = f"{SECTION}\n\nCommand: `{command}`.\n\n{text}\n"
-    if SECTION in doc:
-        start = doc.index(SECTION)
-        nxt = doc.find("\n## ", start + len(SECTION))
-        doc = doc[:start] + body + (doc[nxt:] if nxt != -1 else "")
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + body
-    RESULTS.write_text(doc)
-
-
 def votes_per_call(text: str) -> int:
     value = int(text) if text.isdigit() else 0
     if not 1 <= value <= 500:
@@ -575,8 +570,8 @@ def main() -> None:
     text = report(floor, r, args, load_before)
     print(text)
     if args.write:
-        write_section(text, "source /tmp/agora-data/env.sh; .venv/bin/python bench/polls_edge_bench.py "
-                      + " ".join(sys.argv[1:]))
+        replace_section(SECTION, "source /tmp/agora-data/env.sh; .venv/bin/python bench/polls_edge_bench.py "
+                        + " ".join(sys.argv[1:]), text)
 
 
 if __name__ == "__main__":
